@@ -1,0 +1,84 @@
+//! Environment variable names of wire.md §5, so that a rename is one edit.
+
+// --- read by the control plane -------------------------------------------------
+pub const AMBIENT_API_SERVER_URL: &str = "AMBIENT_API_SERVER_URL";
+pub const AMBIENT_API_TOKEN: &str = "AMBIENT_API_TOKEN";
+pub const OIDC_TOKEN_URL: &str = "OIDC_TOKEN_URL";
+pub const OIDC_CLIENT_ID: &str = "OIDC_CLIENT_ID";
+pub const OIDC_CLIENT_SECRET: &str = "OIDC_CLIENT_SECRET";
+pub const AMBIENT_GRPC_SERVER_ADDR: &str = "AMBIENT_GRPC_SERVER_ADDR";
+pub const AMBIENT_GRPC_USE_TLS: &str = "AMBIENT_GRPC_USE_TLS";
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+pub const KUBECONFIG: &str = "KUBECONFIG";
+pub const PLATFORM_MODE: &str = "PLATFORM_MODE";
+pub const MPP_CONFIG_NAMESPACE: &str = "MPP_CONFIG_NAMESPACE";
+pub const CP_RUNTIME_NAMESPACE: &str = "CP_RUNTIME_NAMESPACE";
+pub const NAMESPACE: &str = "NAMESPACE";
+pub const RUNNER_IMAGE: &str = "RUNNER_IMAGE";
+pub const BACKEND_API_URL: &str = "BACKEND_API_URL";
+pub const MCP_IMAGE: &str = "MCP_IMAGE";
+pub const MCP_API_SERVER_URL: &str = "MCP_API_SERVER_URL";
+pub const GITHUB_MCP_IMAGE: &str = "GITHUB_MCP_IMAGE";
+pub const JIRA_MCP_IMAGE: &str = "JIRA_MCP_IMAGE";
+pub const K8S_MCP_IMAGE: &str = "K8S_MCP_IMAGE";
+pub const GOOGLE_MCP_IMAGE: &str = "GOOGLE_MCP_IMAGE";
+pub const RUNNER_LOG_LEVEL: &str = "RUNNER_LOG_LEVEL";
+pub const CP_TOKEN_LISTEN_ADDR: &str = "CP_TOKEN_LISTEN_ADDR";
+pub const CP_TOKEN_URL: &str = "CP_TOKEN_URL";
+pub const HTTP_PROXY: &str = "HTTP_PROXY";
+pub const HTTPS_PROXY: &str = "HTTPS_PROXY";
+pub const NO_PROXY: &str = "NO_PROXY";
+pub const IMAGE_PULL_SECRET: &str = "IMAGE_PULL_SECRET";
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+pub const USE_VERTEX: &str = "USE_VERTEX";
+
+// --- injected into the runner container ------------------------------------------
+pub const SESSION_ID: &str = "SESSION_ID";
+pub const AGENTIC_SESSION_NAME: &str = "AGENTIC_SESSION_NAME";
+pub const AGENTIC_SESSION_NAMESPACE: &str = "AGENTIC_SESSION_NAMESPACE";
+pub const PROJECT_NAME: &str = "PROJECT_NAME";
+pub const AGENT_ID: &str = "AGENT_ID";
+pub const WORKSPACE_PATH: &str = "WORKSPACE_PATH";
+pub const AGUI_PORT: &str = "AGUI_PORT";
+pub const AMBIENT_CP_TOKEN_URL: &str = "AMBIENT_CP_TOKEN_URL";
+pub const AMBIENT_CP_TOKEN_PUBLIC_KEY: &str = "AMBIENT_CP_TOKEN_PUBLIC_KEY";
+pub const AMBIENT_GRPC_URL: &str = "AMBIENT_GRPC_URL";
+pub const AMBIENT_GRPC_ENABLED: &str = "AMBIENT_GRPC_ENABLED";
+pub const AMBIENT_GRPC_CA_CERT_FILE: &str = "AMBIENT_GRPC_CA_CERT_FILE";
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+pub const REQUESTS_CA_BUNDLE: &str = "REQUESTS_CA_BUNDLE";
+pub const AMBIENT_MCP_URL: &str = "AMBIENT_MCP_URL";
+pub const CREDENTIAL_MCP_URLS: &str = "CREDENTIAL_MCP_URLS";
+pub const CREDENTIAL_SIDECAR_MODE: &str = "CREDENTIAL_SIDECAR_MODE";
+pub const INITIAL_PROMPT: &str = "INITIAL_PROMPT";
+pub const LLM_MODEL: &str = "LLM_MODEL";
+pub const LLM_TEMPERATURE: &str = "LLM_TEMPERATURE";
+pub const LLM_MAX_TOKENS: &str = "LLM_MAX_TOKENS";
+pub const TIMEOUT: &str = "TIMEOUT";
+pub const REPOS_JSON: &str = "REPOS_JSON";
+pub const IS_RESUME: &str = "IS_RESUME";
+pub const BOT_TOKEN: &str = "BOT_TOKEN";
+
+// --- ambient-mcp sidecar ------------------------------------------------------------
+pub const MCP_TRANSPORT: &str = "MCP_TRANSPORT";
+pub const MCP_BIND_ADDR: &str = "MCP_BIND_ADDR";
+pub const AMBIENT_API_URL: &str = "AMBIENT_API_URL";
+pub const AMBIENT_TOKEN: &str = "AMBIENT_TOKEN";
+
+// --- credential sidecar -------------------------------------------------------------
+pub const CREDENTIAL_PROVIDER: &str = "CREDENTIAL_PROVIDER";
+pub const CREDENTIAL_IDS: &str = "CREDENTIAL_IDS";
+pub const JIRA_READ_ONLY_MODE: &str = "JIRA_READ_ONLY_MODE";
+
+// --- handed to third-party MCP servers by the credential entrypoint ---------------
+pub const GITHUB_PERSONAL_ACCESS_TOKEN: &str = "GITHUB_PERSONAL_ACCESS_TOKEN";
+pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+pub const GITLAB_TOKEN: &str = "GITLAB_TOKEN";
+pub const GITLAB_HOST: &str = "GITLAB_HOST";
+pub const GITLAB_API_URL: &str = "GITLAB_API_URL";
+pub const JIRA_API_TOKEN: &str = "JIRA_API_TOKEN";
+pub const JIRA_URL: &str = "JIRA_URL";
+pub const JIRA_USERNAME: &str = "JIRA_USERNAME";
+pub const JIRA_EMAIL: &str = "JIRA_EMAIL";
+pub const GOOGLE_ACCESS_TOKEN: &str = "GOOGLE_ACCESS_TOKEN";
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";

@@ -1,0 +1,363 @@
+//! [`TokenExchanger`]: the shared client of the token exchange (wire.md §3).
+//!
+//! Every sidecar and runner gets its API token through one of these: it
+//! encrypts a fresh v2 (or v1) bearer per attempt, makes up to three attempts
+//! (waiting 1 s, then 2 s), ignores `*_PROXY`, follows no redirect, refreshes
+//! in the background every 5 minutes or at 80 % of the token's lifetime when
+//! `expires_at` says sooner, tells subscribers about each fresh token, and
+//! refreshes at once after [`TokenExchanger::invalidate`] (an API 401).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use reqwest::Url;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::backoff::Backoff;
+use crate::exchange::{self, EncryptError, Protocol, TokenResponse};
+use crate::keys::PublicKey;
+use crate::secret::Secret;
+use crate::url_policy::{self, UrlError};
+
+/// Largest token response body we read.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Settings of a [`TokenExchanger`]; [`ExchangerConfig::new`] gives the
+/// wire.md defaults.
+#[derive(Debug, Clone)]
+pub struct ExchangerConfig {
+    pub token_url: String,
+    pub public_key: PublicKey,
+    pub session_id: String,
+    pub protocol: Protocol,
+    /// Waits between attempts; attempts = waits + 1.
+    pub retry_waits: Vec<Duration>,
+    pub request_timeout: Duration,
+    pub refresh_interval: Duration,
+    /// Fraction of the `expires_at` lifetime after which to refresh.
+    pub refresh_at_fraction: f64,
+}
+
+impl ExchangerConfig {
+    /// Defaults: v2, 3 attempts (1 s / 2 s waits), 10 s per request, refresh
+    /// every 5 min or at 80 % of the lifetime.
+    pub fn new(
+        token_url: impl Into<String>,
+        public_key: PublicKey,
+        session_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            token_url: token_url.into(),
+            public_key,
+            session_id: session_id.into(),
+            protocol: Protocol::V2,
+            retry_waits: vec![Duration::from_secs(1), Duration::from_secs(2)],
+            request_timeout: Duration::from_secs(10),
+            refresh_interval: Duration::from_secs(300),
+            refresh_at_fraction: 0.8,
+        }
+    }
+}
+
+/// A token obtained from the exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub token: Secret,
+    pub expires_at: Option<SystemTime>,
+    pub fetched_at: SystemTime,
+    /// Increases with every token this exchanger publishes.
+    pub generation: u64,
+}
+
+impl ApiToken {
+    /// True once `expires_at` has passed.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+/// A failed exchange. Shows statuses and sizes, never a body or a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("invalid token URL: {0}")]
+    Url(#[from] UrlError),
+    #[error("token server answered HTTP {status} ({body_len} byte body)")]
+    Status { status: u16, body_len: usize },
+    #[error("token request failed: {0}")]
+    Transport(String),
+    #[error("token response is not the expected JSON ({body_len} byte body)")]
+    BadBody { body_len: usize },
+    #[error("token response has no token")]
+    MissingToken,
+    #[error("cannot build the exchange request: {0}")]
+    Encrypt(#[from] EncryptError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The shared token-exchange client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TokenExchanger {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: ExchangerConfig,
+    url: Url,
+    http: reqwest::Client,
+    tx: watch::Sender<Option<ApiToken>>,
+    kick: Notify,
+    stale: AtomicBool,
+    generation: AtomicU64,
+    refresh_lock: Mutex<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl TokenExchanger {
+    /// Validates the configuration; makes no request yet.
+    pub fn new(cfg: ExchangerConfig) -> Result<Self, ExchangeError> {
+        let url = url_policy::token_url(&cfg.token_url)?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout)
+            .build()
+            .map_err(|e| ExchangeError::Client(e.to_string()))?;
+        let (tx, _) = watch::channel(None);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                url,
+                http,
+                tx,
+                kick: Notify::new(),
+                stale: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                refresh_lock: Mutex::new(()),
+                task: std::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Fetches a first token, then keeps refreshing in the background until
+    /// [`TokenExchanger::stop`]. Fails if the first fetch fails.
+    pub async fn start(&self) -> Result<ApiToken, ExchangeError> {
+        let first = self.refresh().await?;
+        let this = self.clone();
+        let handle = tokio::spawn(async move { this.refresh_loop().await });
+        if let Some(old) = self.lock_task().replace(handle) {
+            old.abort();
+        }
+        Ok(first)
+    }
+
+    /// Stops the background refresh. Subscribers keep the last token.
+    pub async fn stop(&self) {
+        let handle = self.lock_task().take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    /// The last published token, if any.
+    pub fn current(&self) -> Option<ApiToken> {
+        self.inner.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every fresh token.
+    pub fn subscribe(&self) -> watch::Receiver<Option<ApiToken>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// A usable token: the current one unless it is missing, expired or
+    /// invalidated, else a fresh one (one fetch shared by concurrent callers).
+    pub async fn token(&self) -> Result<Secret, ExchangeError> {
+        let seen = self.current();
+        if let Some(t) = &seen
+            && !self.inner.stale.load(Ordering::Acquire)
+            && !t.is_expired(SystemTime::now())
+        {
+            return Ok(t.token.clone());
+        }
+        let seen_gen = seen.map_or(0, |t| t.generation);
+        self.refresh_after(seen_gen).await.map(|t| t.token)
+    }
+
+    /// Marks the current token as rejected (an API 401): the next
+    /// [`TokenExchanger::token`] fetches a fresh one, and the background loop
+    /// refreshes at once.
+    pub fn invalidate(&self) {
+        self.inner.stale.store(true, Ordering::Release);
+        self.inner.kick.notify_one();
+    }
+
+    /// Fetches and publishes a fresh token now.
+    pub async fn refresh(&self) -> Result<ApiToken, ExchangeError> {
+        let seen_gen = self.inner.generation.load(Ordering::Acquire);
+        self.refresh_after(seen_gen).await
+    }
+
+    /// Refreshes unless someone else published a newer token than `seen_gen`
+    /// while we waited for the lock.
+    async fn refresh_after(&self, seen_gen: u64) -> Result<ApiToken, ExchangeError> {
+        let _guard = self.inner.refresh_lock.lock().await;
+        if let Some(t) = self.current()
+            && t.generation > seen_gen
+            && !self.inner.stale.load(Ordering::Acquire)
+        {
+            return Ok(t);
+        }
+        let (token, expires_at) = self.fetch().await?;
+        let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let fresh = ApiToken {
+            token,
+            expires_at,
+            fetched_at: SystemTime::now(),
+            generation,
+        };
+        self.inner.stale.store(false, Ordering::Release);
+        self.inner.tx.send_replace(Some(fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// One fetch: up to `retry_waits.len() + 1` attempts, each with a fresh
+    /// ciphertext. Does not publish.
+    pub async fn fetch(&self) -> Result<(Secret, Option<SystemTime>), ExchangeError> {
+        let waits = &self.inner.cfg.retry_waits;
+        let mut attempt = 0;
+        loop {
+            match self.attempt().await {
+                Ok(t) => return Ok(t),
+                Err(e @ (ExchangeError::Encrypt(_) | ExchangeError::Url(_))) => return Err(e),
+                Err(e) => {
+                    let Some(wait) = waits.get(attempt) else {
+                        return Err(e);
+                    };
+                    tracing::debug!(attempt = attempt + 1, error = %e, "token exchange attempt failed");
+                    attempt += 1;
+                    tokio::time::sleep(*wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self) -> Result<(Secret, Option<SystemTime>), ExchangeError> {
+        let cfg = &self.inner.cfg;
+        let bearer = exchange::encrypt(&cfg.public_key, cfg.protocol, &cfg.session_id)?;
+        let response = self
+            .inner
+            .http
+            .get(self.inner.url.clone())
+            .header(reqwest::header::AUTHORIZATION, format!("Bearer {bearer}"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| ExchangeError::Transport(transport_text(&e)))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ExchangeError::Transport(transport_text(&e)))?;
+        if !status.is_success() {
+            return Err(ExchangeError::Status {
+                status: status.as_u16(),
+                body_len: body.len(),
+            });
+        }
+        if body.len() > MAX_BODY {
+            return Err(ExchangeError::BadBody {
+                body_len: body.len(),
+            });
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data()
+                && !body.is_empty()
+                && serde_json::from_slice::<serde_json::Value>(&body).is_ok()
+            {
+                ExchangeError::MissingToken
+            } else {
+                ExchangeError::BadBody {
+                    body_len: body.len(),
+                }
+            }
+        })?;
+        if parsed.token.is_empty() {
+            return Err(ExchangeError::MissingToken);
+        }
+        let expires_at = parsed.expires_at.as_deref().and_then(parse_rfc3339);
+        Ok((parsed.token, expires_at))
+    }
+
+    async fn refresh_loop(&self) {
+        let mut failures = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut retry_in: Option<Duration> = None;
+        loop {
+            let delay = retry_in.unwrap_or_else(|| self.next_refresh_delay(SystemTime::now()));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.inner.kick.notified() => {}
+            }
+            match self.refresh().await {
+                Ok(_) => {
+                    failures.reset();
+                    retry_in = None;
+                }
+                Err(e) => {
+                    let wait = failures.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "token refresh failed; keeping the last token");
+                    retry_in = Some(wait);
+                }
+            }
+        }
+    }
+
+    /// Time until the next scheduled refresh of the current token.
+    pub fn next_refresh_delay(&self, now: SystemTime) -> Duration {
+        let cfg = &self.inner.cfg;
+        let Some(t) = self.current() else {
+            return Duration::ZERO;
+        };
+        let mut due = t.fetched_at + cfg.refresh_interval;
+        if let Some(exp) = t.expires_at {
+            let lifetime = exp.duration_since(t.fetched_at).unwrap_or(Duration::ZERO);
+            due = due.min(t.fetched_at + lifetime.mul_f64(cfg.refresh_at_fraction));
+        }
+        due.duration_since(now).unwrap_or(Duration::ZERO)
+    }
+
+    fn lock_task(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.inner.task.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// reqwest's error text without the request URL's query (none is sent) and
+/// with its cause chain, which is where "connection refused" lives.
+fn transport_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Parses an RFC 3339 timestamp.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let ts: prost_types::Timestamp = s.parse().ok()?;
+    SystemTime::try_from(ts).ok()
+}
+
+/// Formats a time as RFC 3339 (UTC).
+pub fn format_rfc3339(t: SystemTime) -> String {
+    prost_types::Timestamp::from(t).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,36 @@
+//! `ambient-protocol`: the one place for everything two daemons must agree on.
+//!
+//! - [`v1`]: the generated `ambient.v1` gRPC messages, clients and servers;
+//! - [`exchange`]: the token exchange (v1 and v2 plaintexts, server-side checks);
+//! - [`exchanger`]: [`TokenExchanger`], the shared client of the exchange;
+//! - [`keys`]: RSA key generation and PEM parse/emit;
+//! - [`url_policy`]: which token URLs and credential hosts are acceptable;
+//! - [`env`]: environment variable names;
+//! - [`phase`]: session phases;
+//! - [`backoff`]: capped exponential backoff with jitter;
+//! - [`secret`]: [`Secret`], a string that never prints itself.
+
+pub mod backoff;
+pub mod env;
+pub mod exchange;
+pub mod exchanger;
+pub mod keys;
+pub mod phase;
+pub mod secret;
+pub mod url_policy;
+
+/// Generated code of the `ambient.v1` package (wire.md §1).
+#[allow(missing_docs, missing_debug_implementations, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("ambient.v1");
+}
+
+pub use exchanger::TokenExchanger;
+pub use secret::Secret;
+
+/// One RSA-4096 key shared by the unit tests (generation takes a while).
+#[cfg(test)]
+pub(crate) fn test_key() -> &'static keys::PrivateKey {
+    static KEY: std::sync::OnceLock<keys::PrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| keys::PrivateKey::generate().unwrap_or_else(|e| panic!("keygen: {e}")))
+}
