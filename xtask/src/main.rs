@@ -98,6 +98,8 @@ fn has_nextest() -> bool {
 
 fn test(extra: &[String]) -> Result<()> {
     let python = interop_python()?;
+    // Black-box tests start the real binaries: build them all first.
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
     let features = "ambient-protocol/interop";
     let mut suite = cargo();
     if has_nextest() {

@@ -1,0 +1,224 @@
+//! Support for black-box tests: start a real binary of the workspace, wait for
+//! its `<name> listening on <addr>` lines, collect its logs, stop it.
+//!
+//! Binaries are found next to the test executable (`target/<profile>/`), or in
+//! `AMBIENT_BIN_DIR`. `cargo xtask test` builds every workspace binary before
+//! running the suite; `cargo build --workspace --bins` does the same by hand.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary.
+pub fn bin_path(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("AMBIENT_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().unwrap_or_default();
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .map(PathBuf::from)
+                .unwrap_or_default()
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the workspace binaries first (cargo build --workspace --bins, or cargo xtask test)",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon. Killed on drop if still running.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    addrs: HashMap<String, SocketAddr>,
+    output: Arc<Mutex<String>>,
+}
+
+/// How to start a daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    pub bin: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Listener names to wait for, e.g. `["grpc", "http"]` for lines
+    /// `grpc listening on 127.0.0.1:1234`.
+    pub listeners: Vec<String>,
+}
+
+impl Spec {
+    pub fn new(bin: &str) -> Self {
+        Self {
+            bin: bin.into(),
+            ..Self::default()
+        }
+    }
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Self {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn listener(mut self, name: impl Into<String>) -> Self {
+        self.listeners.push(name.into());
+        self
+    }
+}
+
+impl Daemon {
+    /// Starts the daemon and waits (up to 60 s) for every listener line.
+    /// Panics with the daemon's output if it exits or never announces them.
+    pub fn start(spec: Spec) -> Daemon {
+        let mut cmd = Command::new(bin_path(&spec.bin));
+        cmd.args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", spec.bin));
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        for pipe in [
+            stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            stderr.map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(mut o) = output.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        let mut daemon = Daemon {
+            child,
+            addrs: HashMap::new(),
+            output,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while spec.listeners.iter().any(|l| !daemon.addrs.contains_key(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((name, addr)) = line.split_once(" listening on ")
+                        && let Ok(addr) = addr.trim().parse()
+                    {
+                        daemon.addrs.insert(name.trim().to_owned(), addr);
+                    }
+                }
+                Err(_) => panic!(
+                    "{} did not announce {:?}; output:\n{}",
+                    spec.bin,
+                    spec.listeners,
+                    daemon.logs()
+                ),
+            }
+        }
+        daemon
+    }
+
+    /// The address a listener announced.
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(listener)
+            .unwrap_or_else(|| panic!("no listener {listener:?}"))
+    }
+
+    /// Everything the daemon printed so far (stdout and stderr).
+    pub fn logs(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for the exit; kills after that.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// Kills the daemon at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// A fresh private temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let unique = format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir(path)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
