@@ -7,6 +7,7 @@
 //! - [`url_policy`]: which token URLs and credential hosts are acceptable;
 //! - [`env`]: environment variable names;
 //! - [`phase`]: session phases;
+//! - [`provider`]: credential providers and their sidecars;
 //! - [`backoff`]: capped exponential backoff with jitter;
 //! - [`secret`]: [`Secret`], a string that never prints itself.
 
@@ -16,6 +17,7 @@ pub mod exchange;
 pub mod exchanger;
 pub mod keys;
 pub mod phase;
+pub mod provider;
 pub mod secret;
 pub mod url_policy;
 

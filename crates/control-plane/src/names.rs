@@ -1,0 +1,122 @@
+//! Names, labels and ports of the Kubernetes objects of a session (wire.md §4).
+
+use std::collections::BTreeMap;
+
+use crate::config::PlatformMode;
+
+pub const FIELD_MANAGER: &str = "ambient-control-plane";
+pub const LABEL_MANAGED: &str = "ambient-code.io/managed";
+pub const LABEL_MANAGED_BY: &str = "ambient-code.io/managed-by";
+pub const LABEL_PROJECT_ID: &str = "ambient-code.io/project-id";
+pub const LABEL_SESSION_ID: &str = "ambient-code.io/session-id";
+pub const ANNOTATION_SESSION_ID: &str = "ambient-code.io/session-id";
+pub const ANNOTATION_SESSION_NAME: &str = "ambient-code.io/session-name";
+pub const MANAGED_BY: &str = "ambient-control-plane";
+pub const NETWORK_POLICY: &str = "allow-ambient-api-server";
+pub const RUNNER_CONTAINER: &str = "ambient-code-runner";
+pub const MCP_CONTAINER: &str = "ambient-mcp";
+pub const AGUI_PORT: u16 = 8001;
+pub const MCP_PORT: u16 = 8090;
+pub const WORKSPACE_PATH: &str = "/workspace";
+pub const SERVICE_CA_CONFIGMAP: &str = "openshift-service-ca.crt";
+pub const SERVICE_CA_PATH: &str = "/etc/pki/ca-trust/extracted/pem/service-ca.crt";
+pub const KEYPAIR_SECRET: &str = "ambient-cp-token-keypair";
+/// Session or project annotation naming the credentials of a session:
+/// a JSON object provider → credential ID (session entries win).
+pub const ANNOTATION_CREDENTIALS: &str = "ambient-code.io/credentials";
+
+/// `safe` = session ID lowercased, cut to 40 characters.
+pub fn safe(session_id: &str) -> String {
+    session_id.to_lowercase().chars().take(40).collect()
+}
+
+pub fn pod_name(session_id: &str) -> String {
+    format!("session-{}-runner", safe(session_id))
+}
+
+pub fn service_account_name(session_id: &str) -> String {
+    format!("session-{}-sa", safe(session_id))
+}
+
+pub fn service_name(session_id: &str) -> String {
+    format!("session-{}", safe(session_id))
+}
+
+/// The per-session Secret holding values containers get by `secretKeyRef`.
+pub fn secret_name(session_id: &str) -> String {
+    format!("session-{}-secrets", safe(session_id))
+}
+
+/// The namespace of a project's sessions.
+pub fn namespace(mode: PlatformMode, project_id: &str) -> String {
+    match mode {
+        PlatformMode::Standard => project_id.to_lowercase(),
+        PlatformMode::Mpp => format!("ambient-code--{}", project_id.to_lowercase()),
+    }
+}
+
+/// Labels of a project namespace.
+pub fn namespace_labels(project_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED.into(), "true".into()),
+        (LABEL_PROJECT_ID.into(), project_id.into()),
+        (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
+    ])
+}
+
+/// Labels of every object of a session.
+pub fn session_labels(session_id: &str, project_id: &str) -> BTreeMap<String, String> {
+    let mut labels = namespace_labels(project_id);
+    labels.insert(LABEL_SESSION_ID.into(), session_id.into());
+    labels
+}
+
+/// Label selector of a session's objects.
+pub fn session_selector(session_id: &str) -> String {
+    format!("{LABEL_SESSION_ID}={session_id},{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
+
+/// Label selector of everything we manage.
+pub fn managed_selector() -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
+
+/// A DNS-1123 label made of `raw` (lowercase alphanumerics and '-', ≤ 63).
+pub fn dns_label(raw: &str) -> String {
+    let mut out: String = raw
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    out.truncate(63);
+    out.trim_matches('-').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_wire() {
+        let id = "2ABCdefGHIjklMNOpqrSTUvwxYZ0123456789abcdefXYZ";
+        assert_eq!(safe(id).len(), 40);
+        assert_eq!(safe(id), "2abcdefghijklmnopqrstuvwxyz0123456789abc");
+        assert_eq!(pod_name("AbC"), "session-abc-runner");
+        assert_eq!(service_account_name("AbC"), "session-abc-sa");
+        assert_eq!(service_name("AbC"), "session-abc");
+        assert_eq!(namespace(PlatformMode::Standard, "MyProj"), "myproj");
+        assert_eq!(
+            namespace(PlatformMode::Mpp, "MyProj"),
+            "ambient-code--myproj"
+        );
+        let labels = session_labels("s1", "p1");
+        assert_eq!(labels.get(LABEL_MANAGED).map(String::as_str), Some("true"));
+        assert_eq!(
+            labels.get(LABEL_MANAGED_BY).map(String::as_str),
+            Some("ambient-control-plane")
+        );
+        assert_eq!(labels.get(LABEL_SESSION_ID).map(String::as_str), Some("s1"));
+        assert_eq!(labels.get(LABEL_PROJECT_ID).map(String::as_str), Some("p1"));
+        assert_eq!(dns_label("Team A/Admins_"), "team-a-admins");
+    }
+}

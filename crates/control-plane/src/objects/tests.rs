@@ -1,0 +1,544 @@
+use super::*;
+use ambient_protocol::v1::ObjectReference;
+
+pub(crate) fn config() -> PodConfig {
+    PodConfig {
+        platform_mode: PlatformMode::Standard,
+        mpp_config_namespace: None,
+        control_plane_namespace: "ambient-code".into(),
+        runner_image: "runner:1".into(),
+        backend_api_url: "http://api.ambient-code.svc:8000".into(),
+        sidecar_api_url: "http://api.ambient-code.svc:8000".into(),
+        grpc_url: "api.ambient-code.svc:9000".into(),
+        grpc_use_tls: false,
+        runner_log_level: "debug".into(),
+        token_url: Some("http://cp.ambient-code.svc:8080/token".into()),
+        mcp_image: Some("mcp:1".into()),
+        credential_images: CredentialImages {
+            github: Some("gh:1".into()),
+            gitlab: Some("gl:1".into()),
+            jira: Some("jira:1".into()),
+            kubeconfig: Some("k8s:1".into()),
+            google: Some("google:1".into()),
+        },
+        http_proxy: None,
+        https_proxy: Some("http://proxy:3128".into()),
+        no_proxy: None,
+        image_pull_secret: Some("pull".into()),
+        anthropic_api_key: Some(Secret::new("sk-ant-SECRET-VALUE")),
+        use_vertex: false,
+        vertex_region: None,
+        vertex_project_id: None,
+        runner_resources: Resources {
+            cpu_request: "500m".into(),
+            memory_request: "512Mi".into(),
+            cpu_limit: Some("2".into()),
+            memory_limit: "4Gi".into(),
+        },
+        sidecar_resources: Resources {
+            cpu_request: "50m".into(),
+            memory_request: "64Mi".into(),
+            cpu_limit: None,
+            memory_limit: "256Mi".into(),
+        },
+    }
+}
+
+pub(crate) fn session() -> Session {
+    Session {
+        metadata: Some(ObjectReference {
+            id: "2ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop".into(),
+            kind: "Session".into(),
+            ..ObjectReference::default()
+        }),
+        name: "fix the build".into(),
+        prompt: Some("please fix it".into()),
+        project_id: Some("Proj1".into()),
+        llm_model: Some("claude".into()),
+        llm_temperature: Some(0.5),
+        llm_max_tokens: Some(1000),
+        timeout: Some(300),
+        repos: Some(r#"[{"url":"https://example.com/r.git"}]"#.into()),
+        environment_variables: Some(
+            r#"{"FOO":"bar","SESSION_ID":"spoofed","JIRA_READ_ONLY_MODE":"true"}"#.into(),
+        ),
+        agent_id: Some("agent-7".into()),
+        ..Session::default()
+    }
+}
+
+const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n";
+
+fn all_credentials() -> BTreeMap<Provider, String> {
+    Provider::ALL
+        .iter()
+        .map(|p| (*p, format!("cred-{p}")))
+        .collect()
+}
+
+fn build_with(
+    cfg: &PodConfig,
+    key: Option<&str>,
+    creds: &BTreeMap<Provider, String>,
+) -> SessionObjects {
+    let s = session();
+    build(
+        cfg,
+        SessionInput {
+            session: &s,
+            project: None,
+            public_key_pem: key,
+            credentials: creds,
+        },
+        Some("uid-sa-1"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn containers(o: &SessionObjects) -> &[Container] {
+    o.pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+}
+
+fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+    c.env.as_ref()?.iter().find(|e| e.name == name)
+}
+
+fn value_of<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+    env_of(c, name)?.value.as_deref()
+}
+
+#[test]
+fn names_labels_and_ports_follow_the_wire() {
+    let o = build_with(&config(), Some(KEY), &BTreeMap::new());
+    let safe = "2abcdefghijklmnopqrstuvwxyzabcdefghijklm";
+    assert_eq!(o.namespace_name, "proj1");
+    assert_eq!(
+        o.pod.metadata.name.as_deref(),
+        Some(format!("session-{safe}-runner").as_str())
+    );
+    assert_eq!(
+        o.service_account.metadata.name.as_deref(),
+        Some(format!("session-{safe}-sa").as_str())
+    );
+    assert_eq!(
+        o.service.metadata.name.as_deref(),
+        Some(format!("session-{safe}").as_str())
+    );
+    assert_eq!(
+        o.network_policy.metadata.name.as_deref(),
+        Some("allow-ambient-api-server")
+    );
+    for meta in [
+        &o.pod.metadata,
+        &o.service.metadata,
+        &o.service_account.metadata,
+    ] {
+        let labels = meta.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get("ambient-code.io/session-id").map(String::as_str),
+            Some("2ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop")
+        );
+        assert_eq!(
+            labels.get("ambient-code.io/project-id").map(String::as_str),
+            Some("Proj1")
+        );
+        assert_eq!(
+            labels.get("ambient-code.io/managed").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            labels.get("ambient-code.io/managed-by").map(String::as_str),
+            Some("ambient-control-plane")
+        );
+        assert_eq!(meta.namespace.as_deref(), Some("proj1"));
+    }
+    let ann = o.pod.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        ann.get("ambient-code.io/session-name").map(String::as_str),
+        Some("fix the build")
+    );
+    assert!(ann.contains_key("ambient-code.io/session-id"));
+    let ns_labels = o
+        .namespace
+        .as_ref()
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        ns_labels.get("ambient-code.io/managed").map(String::as_str),
+        Some("true")
+    );
+
+    let svc = o.service.spec.clone().unwrap_or_default();
+    assert_eq!(svc.type_.as_deref(), Some("ClusterIP"));
+    let port = svc.ports.unwrap_or_default().remove(0);
+    assert_eq!((port.name.as_deref(), port.port), (Some("agui"), 8001));
+
+    let np = o.network_policy.spec.clone().unwrap_or_default();
+    let rule = np.ingress.unwrap_or_default().remove(0);
+    assert_eq!(
+        rule.ports.unwrap_or_default()[0].port,
+        Some(IntOrString::Int(8001))
+    );
+    let from = rule.from.unwrap_or_default().remove(0);
+    assert_eq!(
+        from.namespace_selector
+            .and_then(|s| s.match_labels)
+            .unwrap_or_default()
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("ambient-code")
+    );
+
+    let spec = o.pod.spec.clone().unwrap_or_default();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(spec.termination_grace_period_seconds, Some(60));
+    assert_eq!(spec.automount_service_account_token, Some(true));
+    assert_eq!(spec.service_account_name, o.service_account.metadata.name);
+    let volumes = spec.volumes.unwrap_or_default();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "workspace" && v.empty_dir.is_some())
+    );
+    let ca = volumes
+        .iter()
+        .find(|v| v.name == "service-ca")
+        .and_then(|v| v.config_map.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        (ca.name.as_str(), ca.optional),
+        ("openshift-service-ca.crt", Some(true))
+    );
+    let runner = &spec.containers[0];
+    assert_eq!(runner.name, "ambient-code-runner");
+    assert_eq!(
+        runner.ports.clone().unwrap_or_default()[0].container_port,
+        8001
+    );
+    let mounts = runner.volume_mounts.clone().unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "workspace" && m.mount_path == "/workspace")
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_path == "/etc/pki/ca-trust/extracted/pem/service-ca.crt")
+    );
+}
+
+#[test]
+fn mpp_mode_names_the_namespace_and_does_not_create_it() {
+    let mut cfg = config();
+    cfg.platform_mode = PlatformMode::Mpp;
+    cfg.mpp_config_namespace = Some("mpp-config".into());
+    let o = build_with(&cfg, Some(KEY), &all_credentials());
+    assert_eq!(o.namespace_name, "ambient-code--proj1");
+    assert!(o.namespace.is_none());
+    let gh = containers(&o)
+        .iter()
+        .find(|c| c.name == "credential-github")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(value_of(&gh, "PLATFORM_MODE"), Some("mpp"));
+    assert_eq!(value_of(&gh, "MPP_CONFIG_NAMESPACE"), Some("mpp-config"));
+}
+
+#[test]
+fn runner_env_follows_the_wire() {
+    let o = build_with(&config(), Some(KEY), &all_credentials());
+    let runner = &containers(&o)[0];
+    let want = [
+        ("SESSION_ID", "2ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"),
+        ("AGENTIC_SESSION_NAME", "fix the build"),
+        ("AGENTIC_SESSION_NAMESPACE", "proj1"),
+        ("PROJECT_NAME", "Proj1"),
+        ("AGENT_ID", "agent-7"),
+        ("WORKSPACE_PATH", "/workspace"),
+        ("AGUI_PORT", "8001"),
+        ("LOG_LEVEL", "debug"),
+        ("BACKEND_API_URL", "http://api.ambient-code.svc:8000"),
+        (
+            "AMBIENT_CP_TOKEN_URL",
+            "http://cp.ambient-code.svc:8080/token",
+        ),
+        ("AMBIENT_CP_TOKEN_PUBLIC_KEY", KEY),
+        ("AMBIENT_GRPC_URL", "api.ambient-code.svc:9000"),
+        ("AMBIENT_GRPC_ENABLED", "true"),
+        ("AMBIENT_GRPC_USE_TLS", "false"),
+        ("AMBIENT_MCP_URL", "http://localhost:8090"),
+        ("CREDENTIAL_SIDECAR_MODE", "true"),
+        ("INITIAL_PROMPT", "please fix it"),
+        ("LLM_MODEL", "claude"),
+        ("LLM_TEMPERATURE", "0.5"),
+        ("LLM_MAX_TOKENS", "1000"),
+        ("TIMEOUT", "300"),
+        ("REPOS_JSON", r#"[{"url":"https://example.com/r.git"}]"#),
+        ("IS_RESUME", "false"),
+        ("HTTPS_PROXY", "http://proxy:3128"),
+        ("FOO", "bar"),
+    ];
+    for (name, value) in want {
+        assert_eq!(value_of(runner, name), Some(value), "{name}");
+    }
+    // The user's environment cannot override ours, and each name appears once.
+    let names: Vec<&str> = runner
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names.iter().filter(|n| **n == "SESSION_ID").count(), 1);
+    let urls: serde_json::Value =
+        serde_json::from_str(value_of(runner, "CREDENTIAL_MCP_URLS").unwrap_or("{}"))
+            .unwrap_or_default();
+    assert_eq!(urls["github"], "http://localhost:8091/mcp");
+    assert_eq!(urls["gitlab"], "http://localhost:8095/mcp");
+    assert!(urls.get("vertex").is_none());
+}
+
+#[test]
+fn grpc_tls_points_at_the_service_ca() {
+    let mut cfg = config();
+    cfg.grpc_use_tls = true;
+    let o = build_with(&cfg, Some(KEY), &BTreeMap::new());
+    let runner = &containers(&o)[0];
+    for name in [
+        "AMBIENT_GRPC_CA_CERT_FILE",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+    ] {
+        assert_eq!(
+            value_of(runner, name),
+            Some("/etc/pki/ca-trust/extracted/pem/service-ca.crt")
+        );
+    }
+    assert_eq!(value_of(runner, "AMBIENT_GRPC_USE_TLS"), Some("true"));
+}
+
+#[test]
+fn every_container_has_a_restricted_security_context() {
+    let o = build_with(&config(), Some(KEY), &all_credentials());
+    assert!(containers(&o).len() > 2);
+    for c in containers(&o) {
+        let sc = c.security_context.clone().unwrap_or_default();
+        assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(
+            sc.capabilities.and_then(|c| c.drop),
+            Some(vec!["ALL".to_owned()]),
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            sc.seccomp_profile.map(|s| s.type_).as_deref(),
+            Some("RuntimeDefault"),
+            "{}",
+            c.name
+        );
+        let sidecar = c.name != "ambient-code-runner";
+        assert_eq!(sc.read_only_root_filesystem, Some(sidecar), "{}", c.name);
+        assert!(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .is_some_and(|l| l.contains_key("memory"))
+        );
+    }
+}
+
+#[test]
+fn no_secret_is_a_literal_env_value() {
+    let o = build_with(&config(), Some(KEY), &all_credentials());
+    for c in containers(&o) {
+        for e in c.env.iter().flatten() {
+            assert!(
+                !e.value.as_deref().unwrap_or("").contains("SECRET-VALUE"),
+                "{} in {}",
+                e.name,
+                c.name
+            );
+        }
+    }
+    let runner = &containers(&o)[0];
+    let key = env_of(runner, "ANTHROPIC_API_KEY")
+        .cloned()
+        .unwrap_or_default();
+    assert!(key.value.is_none());
+    let sel = key
+        .value_from
+        .and_then(|f| f.secret_key_ref)
+        .unwrap_or_default();
+    assert_eq!(
+        sel.name,
+        o.secret
+            .as_ref()
+            .and_then(|s| s.metadata.name.clone())
+            .unwrap_or_default()
+    );
+    assert_eq!(sel.key, "ANTHROPIC_API_KEY");
+    // Without a key there is no Secret and no reference.
+    let mut cfg = config();
+    cfg.anthropic_api_key = None;
+    let o = build_with(&cfg, Some(KEY), &BTreeMap::new());
+    assert!(o.secret.is_none());
+    assert!(env_of(&containers(&o)[0], "ANTHROPIC_API_KEY").is_none());
+}
+
+#[test]
+fn mcp_sidecar_only_with_image_token_url_and_key() {
+    for image in [true, false] {
+        for url in [true, false] {
+            for key in [true, false] {
+                let mut cfg = config();
+                if !image {
+                    cfg.mcp_image = None;
+                }
+                if !url {
+                    cfg.token_url = None;
+                }
+                let o = build_with(&cfg, key.then_some(KEY), &BTreeMap::new());
+                let mcp = containers(&o).iter().find(|c| c.name == "ambient-mcp");
+                assert_eq!(
+                    mcp.is_some(),
+                    image && url && key,
+                    "image={image} url={url} key={key}"
+                );
+                assert_eq!(
+                    value_of(&containers(&o)[0], "AMBIENT_MCP_URL").is_some(),
+                    image && url && key
+                );
+                if let Some(mcp) = mcp {
+                    assert_eq!(
+                        mcp.ports.clone().unwrap_or_default()[0].container_port,
+                        8090
+                    );
+                    assert_eq!(value_of(mcp, "MCP_TRANSPORT"), Some("sse"));
+                    assert_eq!(
+                        value_of(mcp, "SESSION_ID"),
+                        Some("2ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop")
+                    );
+                    assert_eq!(value_of(mcp, "AMBIENT_CP_TOKEN_PUBLIC_KEY"), Some(KEY));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_credential_sidecar_per_provider_with_an_image() {
+    let o = build_with(&config(), Some(KEY), &all_credentials());
+    let ports: BTreeMap<String, i32> = containers(&o)
+        .iter()
+        .filter(|c| c.name.starts_with("credential-"))
+        .map(|c| {
+            (
+                c.name.clone(),
+                c.ports.clone().unwrap_or_default()[0].container_port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        BTreeMap::from([
+            ("credential-github".to_owned(), 8091),
+            ("credential-jira".to_owned(), 8092),
+            ("credential-k8s".to_owned(), 8093),
+            ("credential-google".to_owned(), 8094),
+            ("credential-gitlab".to_owned(), 8095),
+        ])
+    );
+    let jira = containers(&o)
+        .iter()
+        .find(|c| c.name == "credential-jira")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(value_of(&jira, "CREDENTIAL_PROVIDER"), Some("jira"));
+    assert_eq!(
+        value_of(&jira, "CREDENTIAL_IDS"),
+        Some(r#"{"jira":"cred-jira"}"#)
+    );
+    assert_eq!(value_of(&jira, "JIRA_READ_ONLY_MODE"), Some("true"));
+    assert_eq!(value_of(&jira, "AGENTIC_SESSION_NAMESPACE"), Some("proj1"));
+    let gh = containers(&o)
+        .iter()
+        .find(|c| c.name == "credential-github")
+        .cloned()
+        .unwrap_or_default();
+    assert!(value_of(&gh, "JIRA_READ_ONLY_MODE").is_none());
+
+    // Providers without an image, and unresolved providers, get no sidecar.
+    let mut cfg = config();
+    cfg.credential_images.google = None;
+    let creds = BTreeMap::from([
+        (Provider::Google, "g".to_owned()),
+        (Provider::Github, "h".to_owned()),
+    ]);
+    let o = build_with(&cfg, Some(KEY), &creds);
+    let names: Vec<&str> = containers(&o).iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["ambient-code-runner", "ambient-mcp", "credential-github"]
+    );
+}
+
+#[test]
+fn owner_references_point_at_the_service_account() {
+    let o = build_with(&config(), Some(KEY), &BTreeMap::new());
+    for meta in [&o.pod.metadata, &o.service.metadata] {
+        let owner = meta.owner_references.clone().unwrap_or_default().remove(0);
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("ServiceAccount", "uid-sa-1")
+        );
+        assert_eq!(Some(owner.name), o.service_account.metadata.name);
+    }
+    assert!(o.service_account.metadata.owner_references.is_none());
+}
+
+#[test]
+fn bad_sessions_are_build_errors() {
+    let creds = BTreeMap::new();
+    let mut s = session();
+    s.project_id = None;
+    let input = |s: &Session| {
+        build(
+            &config(),
+            SessionInput {
+                session: s,
+                project: None,
+                public_key_pem: None,
+                credentials: &creds,
+            },
+            None,
+        )
+        .err()
+    };
+    assert_eq!(input(&s), Some(BuildError::NoProject));
+    let mut s = session();
+    s.environment_variables = Some("[1,2]".into());
+    assert!(matches!(input(&s), Some(BuildError::BadEnvironment(_))));
+}
+
+#[test]
+fn credentials_resolve_from_annotations_session_wins() {
+    let mut s = session();
+    s.annotations = Some(serde_json::json!({"ambient-code.io/credentials": r#"{"github":"gh-session","bogus":"x"}"#}).to_string());
+    let p = Project {
+        annotations: Some(serde_json::json!({"ambient-code.io/credentials": r#"{"github":"gh-project","jira":"jira-project"}"#}).to_string()),
+        ..Project::default()
+    };
+    let creds = resolve_credentials(&s, Some(&p));
+    assert_eq!(
+        creds,
+        BTreeMap::from([
+            (Provider::Github, "gh-session".to_owned()),
+            (Provider::Jira, "jira-project".to_owned())
+        ])
+    );
+}
