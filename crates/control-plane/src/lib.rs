@@ -2,11 +2,29 @@
 //! keeps both sides true under failure.
 //!
 //! - [`config`]: flags and environment (wire.md §5), validated into [`config::Settings`];
+//! - [`api`]: the gRPC client of the API server (bearer from the token provider);
+//! - [`informer`]: list + watch caches that relist and diff on every reconnect;
+//! - [`queue`]: the keyed, de-duplicating work queue with per-key backoff;
+//! - [`reconcile`]: the session, project and project-settings reconcilers;
+//! - [`runtime`]: the `SessionRuntime` trait and `KubeRuntime`;
 //! - [`names`] and [`objects`]: names/labels/ports and the typed Kubernetes
 //!   objects of a session (wire.md §4);
-//! - [`render`]: the objects of one session as YAML, without a cluster.
+//! - [`render`]: the objects of one session as YAML, without a cluster;
+//! - [`keypair`]: the token-exchange keypair Secret (race-safe bootstrap);
+//! - [`leader`]: Lease-based leader election;
+//! - [`daemon`]: everything wired together, with the embedded token server;
+//! - [`metrics`]: Prometheus metrics.
 
+pub mod api;
 pub mod config;
+pub mod daemon;
+pub mod informer;
+pub mod keypair;
+pub mod leader;
+pub mod metrics;
 pub mod names;
 pub mod objects;
+pub mod queue;
+pub mod reconcile;
 pub mod render;
+pub mod runtime;

@@ -123,6 +123,43 @@ pub struct SessionObjects {
     pub service: Service,
 }
 
+impl SessionObjects {
+    /// Makes Pod, Service and Secret owned by the session's ServiceAccount
+    /// (whose UID is known once it exists), so deleting it collects them.
+    pub fn set_owner(&mut self, service_account_uid: &str) {
+        let owner = OwnerReference {
+            api_version: "v1".into(),
+            kind: "ServiceAccount".into(),
+            name: self
+                .service_account
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_default(),
+            uid: service_account_uid.into(),
+            block_owner_deletion: Some(true),
+            controller: Some(true),
+        };
+        let owners = Some(vec![owner]);
+        self.pod.metadata.owner_references = owners.clone();
+        self.service.metadata.owner_references = owners.clone();
+        if let Some(secret) = &mut self.secret {
+            secret.metadata.owner_references = owners;
+        }
+    }
+
+    /// The session ID the objects belong to.
+    pub fn session_id(&self) -> &str {
+        self.pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::LABEL_SESSION_ID))
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
 /// Builds every object of a session. `owner_uid` is the UID of the session's
 /// ServiceAccount once it exists: Pod, Service and Secret then carry an
 /// ownerReference to it so deleting the ServiceAccount collects them.
@@ -147,19 +184,10 @@ pub fn build(
         .ok_or(BuildError::NoProject)?;
     let ns = names::namespace(cfg.platform_mode, project_id);
     let labels = names::session_labels(id, project_id);
-    let owner = owner_uid.map(|uid| OwnerReference {
-        api_version: "v1".into(),
-        kind: "ServiceAccount".into(),
-        name: names::service_account_name(id),
-        uid: uid.into(),
-        block_owner_deletion: Some(true),
-        controller: Some(true),
-    });
     let meta = |name: String| ObjectMeta {
         name: Some(name),
         namespace: Some(ns.clone()),
         labels: Some(labels.clone()),
-        owner_references: owner.clone().map(|o| vec![o]),
         ..ObjectMeta::default()
     };
 
@@ -167,10 +195,7 @@ pub fn build(
         (cfg.platform_mode == PlatformMode::Standard).then(|| namespace_object(&ns, project_id));
     let network_policy = network_policy(&ns, project_id, &cfg.control_plane_namespace);
     let service_account = ServiceAccount {
-        metadata: ObjectMeta {
-            owner_references: None,
-            ..meta(names::service_account_name(id))
-        },
+        metadata: meta(names::service_account_name(id)),
         ..ServiceAccount::default()
     };
     let secret = cfg.anthropic_api_key.as_ref().map(|key| KubeSecret {
@@ -214,7 +239,7 @@ pub fn build(
         }),
         status: None,
     };
-    Ok(SessionObjects {
+    let mut objects = SessionObjects {
         namespace_name: ns,
         namespace,
         network_policy,
@@ -222,7 +247,11 @@ pub fn build(
         secret,
         pod,
         service,
-    })
+    };
+    if let Some(uid) = owner_uid {
+        objects.set_owner(uid);
+    }
+    Ok(objects)
 }
 
 /// The namespace of a project (standard mode).

@@ -1,0 +1,282 @@
+//! The control-plane daemon: keypair, informers, embedded token server,
+//! health endpoints, leader election and reconcile workers, wired together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ambient_protocol::exchange::KeySet;
+use ambient_protocol::v1::{Project, ProjectSettings, Session};
+use ambient_token_server::directory::phase_is_live;
+use ambient_token_server::{
+    BoxFuture, DirectoryError, OidcClientCredentials, SessionDirectory, StaticToken, TokenProvider,
+    TokenServer,
+};
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::api::Api;
+use crate::config::{ApiAuth, Config, Settings};
+use crate::informer::{self, Store};
+use crate::metrics::Metrics;
+use crate::queue::WorkQueue;
+use crate::reconcile::{Controller, Key};
+use crate::runtime::SessionRuntime;
+use crate::runtime::kube::KubeRuntime;
+use crate::{keypair, leader};
+
+/// The informer's session cache answers the token server: a session may
+/// hold a token while it is cached in a live phase.
+impl SessionDirectory for Store<Session> {
+    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let live = self
+            .get(session_id)
+            .is_some_and(|s| phase_is_live(s.phase.as_deref()));
+        Box::pin(async move { Ok(live) })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.is_synced()
+    }
+}
+
+/// The API token provider of `auth`, shared by the API client and the token server.
+pub fn provider(auth: &ApiAuth) -> anyhow::Result<Arc<dyn TokenProvider>> {
+    Ok(match auth {
+        ApiAuth::Static(t) => Arc::new(StaticToken::new(t.clone())),
+        ApiAuth::Oidc {
+            token_url,
+            client_id,
+            client_secret,
+        } => Arc::new(
+            OidcClientCredentials::new(token_url.clone(), client_id.clone(), client_secret.clone())
+                .context("OIDC client")?,
+        ),
+    })
+}
+
+async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
+    let config = match &cfg.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .context("kubeconfig")?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    kube::Client::try_from(config).context("kubernetes client")
+}
+
+#[derive(Clone)]
+struct Health {
+    metrics: Metrics,
+    sessions: Arc<Store<Session>>,
+    projects: Arc<Store<Project>>,
+    settings: Arc<Store<ProjectSettings>>,
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
+    if h.sessions.is_synced() && h.projects.is_synced() && h.settings.is_synced() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "informers not synced")
+    }
+}
+
+async fn serve_health(
+    addr: SocketAddr,
+    health: Health,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|State(h): State<Health>| async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    h.metrics.encode(),
+                )
+            }),
+        )
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the health listener {addr}"))?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+fn announce(name: &str, addr: SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{name} listening on {addr}");
+    let _ = out.flush();
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let client = kube_client(&cfg).await?;
+    let key = keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?;
+    let public_key_pem = key.public_key().to_pem();
+    let provider = provider(&settings.auth)?;
+    let api = Api::new(&cfg.grpc_server_addr, cfg.grpc_use_tls, provider.clone())?;
+
+    let sessions: Arc<Store<Session>> = Arc::default();
+    let projects: Arc<Store<Project>> = Arc::default();
+    let settings_store: Arc<Store<ProjectSettings>> = Arc::default();
+    let queue: WorkQueue<Key> = WorkQueue::new();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let q = queue.clone();
+        tasks.spawn(informer::run(
+            api.clone(),
+            sessions.clone(),
+            settings.resync,
+            metrics.clone(),
+            move |id| q.add(Key::Session(id.to_owned())),
+        ));
+        let q = queue.clone();
+        tasks.spawn(informer::run(
+            api.clone(),
+            projects.clone(),
+            settings.resync,
+            metrics.clone(),
+            move |id| q.add(Key::Project(id.to_owned())),
+        ));
+        let q = queue.clone();
+        tasks.spawn(informer::run(
+            api.clone(),
+            settings_store.clone(),
+            settings.resync,
+            metrics.clone(),
+            move |id| q.add(Key::ProjectSettings(id.to_owned())),
+        ));
+    }
+
+    // Every replica serves tokens, from the informer's session cache.
+    let keys = KeySet::new(vec![key]).context("no key")?;
+    let token_server = TokenServer::new(
+        keys,
+        sessions.clone(),
+        provider.clone(),
+        ambient_token_server::Config::default(),
+    )
+    .bind(settings.token_listen)
+    .await?;
+    announce("token server", token_server.local_addr());
+
+    let (health_addr, health_task) = serve_health(
+        settings.health_listen,
+        Health {
+            metrics: metrics.clone(),
+            sessions: sessions.clone(),
+            projects: projects.clone(),
+            settings: settings_store.clone(),
+        },
+    )
+    .await?;
+    announce("health", health_addr);
+
+    let runtime: Arc<dyn SessionRuntime> =
+        Arc::new(KubeRuntime::new(client.clone(), cfg.platform_mode));
+    let controller = Arc::new(Controller::new(
+        api,
+        sessions,
+        projects,
+        settings_store,
+        runtime,
+        settings.pod.clone(),
+        Some(public_key_pem),
+        queue.clone(),
+        metrics.clone(),
+    ));
+
+    let (_always_tx, mut leading) = if cfg.leader_election {
+        let identity = cfg
+            .identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(leader::default_identity);
+        tracing::info!(identity = %identity, lease = %cfg.lease_name, "competing for leadership");
+        let rx = leader::elect(
+            client,
+            &settings.runtime_namespace,
+            &cfg.lease_name,
+            &identity,
+        )
+        .await?;
+        (None, rx)
+    } else {
+        let (tx, rx) = leader::always();
+        (Some(tx), rx)
+    };
+
+    let workers = cfg.workers;
+    let leadership = async {
+        let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+        loop {
+            let is_leader = *leading.borrow_and_update();
+            metrics.set_leader(is_leader);
+            match (is_leader, running.is_some()) {
+                (true, false) => {
+                    tracing::info!("leading: starting reconcile workers");
+                    let (stop_tx, stop_rx) = watch::channel(false);
+                    let task = tokio::spawn(controller.clone().run(workers, stop_rx));
+                    running = Some((stop_tx, task));
+                }
+                (false, true) => {
+                    tracing::info!("lost the lease: stopping reconcile workers");
+                    if let Some((stop, task)) = running.take() {
+                        let _ = stop.send(true);
+                        let _ = task.await;
+                    }
+                }
+                _ => {}
+            }
+            if leading.changed().await.is_err() {
+                // The election task ended: never reconcile without the lease.
+                if let Some((stop, task)) = running.take() {
+                    let _ = stop.send(true);
+                    let _ = task.await;
+                }
+                metrics.set_leader(false);
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = leadership => {}
+    }
+    queue.shutdown();
+    tasks.abort_all();
+    health_task.abort();
+    token_server.shutdown().await?;
+    drop(leading);
+    Ok(())
+}

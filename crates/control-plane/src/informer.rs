@@ -1,0 +1,435 @@
+//! Informer: a local cache of API objects kept true by list + watch.
+//!
+//! On every (re)connect it opens the watch first, then lists every page and
+//! diffs the list against its store, synthesising the creates, updates and
+//! deletes it missed; then it applies watch events as they come. A periodic
+//! resync re-enqueues every object. The watch backoff resets after a stream
+//! that stayed healthy for a while.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use ambient_protocol::backoff::Backoff;
+use ambient_protocol::v1::{
+    EventType, Project, ProjectSettings, ProjectSettingsWatchEvent, ProjectWatchEvent, Session,
+    SessionWatchEvent,
+};
+use futures::StreamExt;
+use tonic::Streaming;
+
+use crate::api::{Api, ApiError, Page};
+use crate::metrics::Metrics;
+
+/// Page size of the initial and re-lists.
+pub const LIST_PAGE_SIZE: i32 = 500;
+/// A watch that stayed up this long resets the reconnect backoff.
+const HEALTHY_STREAM: Duration = Duration::from_secs(30);
+/// Deleted objects remembered for their reconcile (bounded).
+const TOMBSTONES: usize = 10_000;
+
+/// An API object kind the informer can cache.
+pub trait Kind: Clone + PartialEq + Send + Sync + 'static {
+    /// Name for logs and metrics.
+    const NAME: &'static str;
+    /// The watch event message.
+    type Event: Send + 'static;
+    fn id(&self) -> &str;
+    /// `updated_at` as (seconds, nanos), to refuse stale watch events.
+    fn updated_at(&self) -> Option<(i64, i32)>;
+    fn list(
+        api: &Api,
+        page: i32,
+        size: i32,
+    ) -> impl Future<Output = Result<Page<Self>, ApiError>> + Send;
+    fn watch(api: &Api) -> impl Future<Output = Result<Streaming<Self::Event>, ApiError>> + Send;
+    /// `(type, resource id, object)` of an event.
+    fn split(event: Self::Event) -> (i32, String, Option<Self>);
+}
+
+fn stamp(meta: Option<&ambient_protocol::v1::ObjectReference>) -> Option<(i64, i32)> {
+    meta.and_then(|m| m.updated_at.as_ref())
+        .map(|t| (t.seconds, t.nanos))
+}
+
+impl Kind for Session {
+    const NAME: &'static str = "session";
+    type Event = SessionWatchEvent;
+    fn id(&self) -> &str {
+        self.metadata
+            .as_ref()
+            .map(|m| m.id.as_str())
+            .unwrap_or_default()
+    }
+    fn updated_at(&self) -> Option<(i64, i32)> {
+        stamp(self.metadata.as_ref())
+    }
+    async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
+        api.list_sessions(page, size).await
+    }
+    async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
+        api.watch_sessions().await
+    }
+    fn split(e: Self::Event) -> (i32, String, Option<Self>) {
+        (e.r#type, e.resource_id, e.session)
+    }
+}
+
+impl Kind for Project {
+    const NAME: &'static str = "project";
+    type Event = ProjectWatchEvent;
+    fn id(&self) -> &str {
+        self.metadata
+            .as_ref()
+            .map(|m| m.id.as_str())
+            .unwrap_or_default()
+    }
+    fn updated_at(&self) -> Option<(i64, i32)> {
+        stamp(self.metadata.as_ref())
+    }
+    async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
+        api.list_projects(page, size).await
+    }
+    async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
+        api.watch_projects().await
+    }
+    fn split(e: Self::Event) -> (i32, String, Option<Self>) {
+        (e.r#type, e.resource_id, e.project)
+    }
+}
+
+impl Kind for ProjectSettings {
+    const NAME: &'static str = "project_settings";
+    type Event = ProjectSettingsWatchEvent;
+    fn id(&self) -> &str {
+        self.metadata
+            .as_ref()
+            .map(|m| m.id.as_str())
+            .unwrap_or_default()
+    }
+    fn updated_at(&self) -> Option<(i64, i32)> {
+        stamp(self.metadata.as_ref())
+    }
+    async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
+        api.list_project_settings(page, size).await
+    }
+    async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
+        api.watch_project_settings().await
+    }
+    fn split(e: Self::Event) -> (i32, String, Option<Self>) {
+        (e.r#type, e.resource_id, e.project_settings)
+    }
+}
+
+/// The cache of one kind. Shared by the informer (writer), the reconcilers
+/// and the token server's session directory (readers).
+#[derive(Debug)]
+pub struct Store<K> {
+    inner: RwLock<Inner<K>>,
+    synced: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Inner<K> {
+    objects: HashMap<String, K>,
+    tombstones: HashMap<String, K>,
+    tombstone_order: VecDeque<String>,
+}
+
+impl<K: Kind> Default for Store<K> {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::new(Inner {
+                objects: HashMap::new(),
+                tombstones: HashMap::new(),
+                tombstone_order: VecDeque::new(),
+            }),
+            synced: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<K: Kind> Store<K> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner<K>> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner<K>> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached object.
+    pub fn get(&self, id: &str) -> Option<K> {
+        self.read().objects.get(id).cloned()
+    }
+
+    /// Every cached object.
+    pub fn list(&self) -> Vec<K> {
+        self.read().objects.values().cloned().collect()
+    }
+
+    /// Every cached ID.
+    pub fn ids(&self) -> Vec<String> {
+        self.read().objects.keys().cloned().collect()
+    }
+
+    /// Number of cached objects.
+    pub fn len(&self) -> usize {
+        self.read().objects.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last state of a deleted object (kept for its cleanup), if known.
+    pub fn tombstone(&self, id: &str) -> Option<K> {
+        self.read().tombstones.get(id).cloned()
+    }
+
+    /// Forgets a tombstone once its cleanup is done.
+    pub fn forget_tombstone(&self, id: &str) {
+        self.write().tombstones.remove(id);
+    }
+
+    /// True once the first full list has been loaded.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Inserts or updates; refuses an object older than the cached one.
+    /// Returns true when the cache changed.
+    pub fn upsert(&self, obj: K) -> bool {
+        let mut inner = self.write();
+        let id = obj.id().to_owned();
+        if let Some(old) = inner.objects.get(&id) {
+            if old == &obj {
+                return false;
+            }
+            if let (Some(old_t), Some(new_t)) = (old.updated_at(), obj.updated_at())
+                && new_t < old_t
+            {
+                return false;
+            }
+        }
+        inner.tombstones.remove(&id);
+        inner.objects.insert(id, obj);
+        true
+    }
+
+    /// Removes; returns true when the object was cached.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut inner = self.write();
+        let Some(old) = inner.objects.remove(id) else {
+            return false;
+        };
+        inner.tombstones.insert(id.to_owned(), old);
+        inner.tombstone_order.push_back(id.to_owned());
+        while inner.tombstone_order.len() > TOMBSTONES {
+            if let Some(oldest) = inner.tombstone_order.pop_front() {
+                inner.tombstones.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    /// Replaces the whole cache by a fresh list; returns the IDs that were
+    /// created, changed or deleted meanwhile.
+    pub fn replace_all(&self, items: Vec<K>) -> Vec<String> {
+        let fresh: HashMap<String, K> = items.into_iter().map(|o| (o.id().to_owned(), o)).collect();
+        let gone: Vec<String> = self
+            .read()
+            .objects
+            .keys()
+            .filter(|id| !fresh.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut changed = Vec::new();
+        for id in gone {
+            if self.remove(&id) {
+                changed.push(id);
+            }
+        }
+        for (id, obj) in fresh {
+            let differs = self.read().objects.get(&id) != Some(&obj);
+            if differs {
+                self.write().objects.insert(id.clone(), obj);
+                changed.push(id);
+            }
+        }
+        self.synced.store(true, Ordering::Release);
+        changed
+    }
+}
+
+/// Lists every page.
+pub async fn list_all<K: Kind>(api: &Api) -> Result<Vec<K>, ApiError> {
+    let mut items = Vec::new();
+    let mut page = 1;
+    loop {
+        let p = K::list(api, page, LIST_PAGE_SIZE).await?;
+        let n = p.items.len();
+        items.extend(p.items);
+        if n == 0 || n < LIST_PAGE_SIZE as usize || items.len() >= p.total.max(0) as usize {
+            return Ok(items);
+        }
+        page += 1;
+    }
+}
+
+/// Keeps `store` true forever; calls `notify(id)` for every changed object
+/// and, every `resync`, for every cached object.
+pub async fn run<K: Kind>(
+    api: Api,
+    store: Arc<Store<K>>,
+    resync: Duration,
+    metrics: Metrics,
+    notify: impl Fn(&str) + Send + Sync + 'static,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut next_resync = tokio::time::Instant::now() + resync;
+    loop {
+        match connect::<K>(&api, &store, &notify).await {
+            Err(e) => {
+                tracing::warn!(kind = K::NAME, error = %e, "list/watch failed");
+            }
+            Ok(mut stream) => {
+                let opened = Instant::now();
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(next_resync) => {
+                            next_resync = tokio::time::Instant::now() + resync;
+                            for id in store.ids() {
+                                notify(&id);
+                            }
+                        }
+                        event = stream.next() => match event {
+                            Some(Ok(event)) => apply::<K>(&store, event, &notify),
+                            Some(Err(status)) => {
+                                tracing::warn!(kind = K::NAME, code = ?status.code(), "watch stream failed");
+                                break;
+                            }
+                            None => {
+                                tracing::info!(kind = K::NAME, "watch stream ended");
+                                break;
+                            }
+                        }
+                    }
+                }
+                if opened.elapsed() >= HEALTHY_STREAM {
+                    backoff.reset();
+                }
+            }
+        }
+        metrics.watch_reconnect(K::NAME);
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Opens the watch, then relists and diffs, so nothing between the two is lost.
+async fn connect<K: Kind>(
+    api: &Api,
+    store: &Store<K>,
+    notify: &(impl Fn(&str) + Send + Sync),
+) -> Result<Streaming<K::Event>, ApiError> {
+    let stream = K::watch(api).await?;
+    let items = list_all::<K>(api).await?;
+    let total = items.len();
+    let changed = store.replace_all(items);
+    tracing::info!(
+        kind = K::NAME,
+        objects = total,
+        changed = changed.len(),
+        "listed"
+    );
+    for id in changed {
+        notify(&id);
+    }
+    Ok(stream)
+}
+
+fn apply<K: Kind>(store: &Store<K>, event: K::Event, notify: &(impl Fn(&str) + Send + Sync)) {
+    let (kind, resource_id, obj) = K::split(event);
+    let changed = match EventType::try_from(kind) {
+        Ok(EventType::Deleted) => {
+            let id = obj
+                .as_ref()
+                .map(|o| o.id().to_owned())
+                .unwrap_or(resource_id);
+            store.remove(&id).then_some(id)
+        }
+        Ok(EventType::Created | EventType::Updated) => match obj {
+            Some(o) if !o.id().is_empty() => {
+                let id = o.id().to_owned();
+                store.upsert(o).then_some(id)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(id) = changed {
+        notify(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ambient_protocol::v1::ObjectReference;
+
+    fn session(id: &str, secs: i64, phase: &str) -> Session {
+        Session {
+            metadata: Some(ObjectReference {
+                id: id.into(),
+                updated_at: Some(prost_types::Timestamp {
+                    seconds: secs,
+                    nanos: 0,
+                }),
+                ..ObjectReference::default()
+            }),
+            phase: Some(phase.into()),
+            ..Session::default()
+        }
+    }
+
+    #[test]
+    fn relist_synthesises_creates_updates_and_deletes() {
+        let store = Store::<Session>::default();
+        assert!(!store.is_synced());
+        let mut changed =
+            store.replace_all(vec![session("a", 1, "Pending"), session("b", 1, "Pending")]);
+        changed.sort();
+        assert_eq!(changed, vec!["a", "b"]);
+        assert!(store.is_synced());
+        // b deleted, a updated, c created while we were away
+        let mut changed =
+            store.replace_all(vec![session("a", 2, "Running"), session("c", 2, "Pending")]);
+        changed.sort();
+        assert_eq!(changed, vec!["a", "b", "c"]);
+        assert!(store.get("b").is_none());
+        assert_eq!(
+            store.tombstone("b").and_then(|s| s.phase).as_deref(),
+            Some("Pending")
+        );
+        // unchanged relist changes nothing
+        assert!(store.replace_all(store.list()).is_empty());
+    }
+
+    #[test]
+    fn stale_events_do_not_overwrite_newer_state() {
+        let store = Store::<Session>::default();
+        assert!(store.upsert(session("a", 5, "Running")));
+        assert!(!store.upsert(session("a", 4, "Creating")));
+        assert_eq!(
+            store.get("a").and_then(|s| s.phase).as_deref(),
+            Some("Running")
+        );
+        assert!(!store.upsert(session("a", 5, "Running")));
+        assert!(store.upsert(session("a", 6, "Stopping")));
+        assert!(store.remove("a"));
+        assert!(!store.remove("a"));
+        store.forget_tombstone("a");
+        assert!(store.tombstone("a").is_none());
+    }
+}

@@ -1,0 +1,525 @@
+//! `KubeRuntime`: sessions as pods on Kubernetes.
+//!
+//! Typed `k8s-openapi` objects applied with server-side apply (field manager
+//! `ambient-control-plane`); Pod, Service and Secret owned by the session's
+//! ServiceAccount; pod status followed by a watch on managed pods (no
+//! polling); deletes by label, never a namespace we do not manage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime};
+use crate::config::PlatformMode;
+use crate::names;
+use crate::objects::SessionObjects;
+
+/// Waiting reasons that mean the runner will not start.
+pub const FAILING_WAIT_REASONS: [&str; 4] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+];
+
+const LABEL_GROUP_ACCESS: &str = "ambient-code.io/group-access";
+
+/// Sessions as pods.
+#[derive(Clone)]
+pub struct KubeRuntime {
+    client: Client,
+    mode: PlatformMode,
+}
+
+impl std::fmt::Debug for KubeRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeRuntime")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a Kubernetes error to retry-or-give-up.
+pub fn classify(e: kube::Error) -> RuntimeError {
+    match &e {
+        kube::Error::Api(s) if s.code == 400 || s.code == 422 => RuntimeError::Permanent(format!(
+            "kubernetes refused the object: {} ({})",
+            s.message, s.code
+        )),
+        kube::Error::Api(s) => {
+            RuntimeError::Transient(format!("kubernetes answered {}: {}", s.code, s.message))
+        }
+        other => RuntimeError::Transient(format!("kubernetes request failed: {other}")),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+impl KubeRuntime {
+    pub fn new(client: Client, mode: PlatformMode) -> Self {
+        Self { client, mode }
+    }
+
+    fn apply_params() -> PatchParams {
+        PatchParams::apply(names::FIELD_MANAGER).force()
+    }
+
+    async fn apply<K>(&self, api: &Api<K>, obj: &K) -> Result<K, RuntimeError>
+    where
+        K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        api.patch(&name, &Self::apply_params(), &Patch::Apply(obj))
+            .await
+            .map_err(classify)
+    }
+
+    async fn delete_by_label<K>(&self, selector: &str) -> Result<(), RuntimeError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let all: Api<K> = Api::all(self.client.clone());
+        let list = all
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(classify)?;
+        for obj in list.items {
+            let ns = obj.namespace().unwrap_or_default();
+            let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
+            match api
+                .delete(&obj.name_any(), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn session_ids<K>(&self) -> Result<BTreeSet<String>, RuntimeError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let all: Api<K> = Api::all(self.client.clone());
+        let list = all
+            .list(&ListParams::default().labels(&names::managed_selector()))
+            .await
+            .map_err(classify)?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|o| o.labels().get(names::LABEL_SESSION_ID).cloned())
+            .collect())
+    }
+
+    async fn ensure_namespace(&self, objects: &SessionObjects) -> Result<(), RuntimeError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match &objects.namespace {
+            Some(ns) => self.apply(&api, ns).await.map(|_| ()),
+            None => match api
+                .get_opt(&objects.namespace_name)
+                .await
+                .map_err(classify)?
+            {
+                Some(_) => Ok(()),
+                None => Err(RuntimeError::Transient(format!(
+                    "namespace {} is not provisioned yet",
+                    objects.namespace_name
+                ))),
+            },
+        }
+    }
+}
+
+/// What a pod says about its runner.
+pub fn observe_pod(pod: &Pod) -> Observation {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Observation::Terminating;
+    }
+    let Some(status) = &pod.status else {
+        return Observation::Starting;
+    };
+    let runner = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == names::RUNNER_CONTAINER);
+    if let Some(state) = runner.and_then(|c| c.state.as_ref()) {
+        if let Some(t) = &state.terminated {
+            if t.reason.as_deref() == Some("OOMKilled") {
+                return Observation::Failed("OOMKilled".into());
+            }
+            return Observation::Exited(t.exit_code);
+        }
+        if let Some(w) = &state.waiting
+            && let Some(reason) = w
+                .reason
+                .as_deref()
+                .filter(|r| FAILING_WAIT_REASONS.contains(r))
+        {
+            return Observation::Failed(reason.into());
+        }
+        if state.running.is_some() {
+            return Observation::Running;
+        }
+    }
+    match status.phase.as_deref() {
+        Some("Failed") => {
+            Observation::Failed(status.reason.clone().unwrap_or_else(|| "pod failed".into()))
+        }
+        Some("Succeeded") => Observation::Exited(0),
+        _ => Observation::Starting,
+    }
+}
+
+/// Name of the RoleBinding giving `b.group` its role.
+pub fn role_binding_name(b: &GroupBinding) -> String {
+    let mut group = names::dns_label(&b.group);
+    group.truncate(40);
+    format!(
+        "ambient-group-{}-{}",
+        group.trim_end_matches('-'),
+        b.role.as_str()
+    )
+}
+
+impl SessionRuntime for KubeRuntime {
+    fn provision<'a>(
+        &'a self,
+        objects: &'a SessionObjects,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let ns = objects.namespace_name.as_str();
+            let c = &self.client;
+            self.ensure_namespace(objects).await?;
+            self.apply(
+                &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
+                &objects.network_policy,
+            )
+            .await?;
+            let sa = self
+                .apply(
+                    &Api::<ServiceAccount>::namespaced(c.clone(), ns),
+                    &objects.service_account,
+                )
+                .await?;
+            let mut owned = objects.clone();
+            if let Some(uid) = sa.metadata.uid.as_deref() {
+                owned.set_owner(uid);
+            }
+            if let Some(secret) = &owned.secret {
+                self.apply(&Api::<Secret>::namespaced(c.clone(), ns), secret)
+                    .await?;
+            }
+            let pods = Api::<Pod>::namespaced(c.clone(), ns);
+            // Pods are immutable: apply only when there is none.
+            if pods
+                .get_opt(&owned.pod.name_any())
+                .await
+                .map_err(classify)?
+                .is_none()
+            {
+                self.apply(&pods, &owned.pod).await?;
+            }
+            self.apply(&Api::<Service>::namespaced(c.clone(), ns), &owned.service)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn observe<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Observation, RuntimeError>> {
+        Box::pin(async move {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            Ok(
+                match pods
+                    .get_opt(&names::pod_name(session_id))
+                    .await
+                    .map_err(classify)?
+                {
+                    Some(pod) => observe_pod(&pod),
+                    None => Observation::Absent,
+                },
+            )
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RuntimeError>> {
+        Box::pin(async move {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            let name = names::pod_name(session_id);
+            match pods.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => return Ok(true),
+                Err(e) => return Err(classify(e)),
+            }
+            Ok(pods.get_opt(&name).await.map_err(classify)?.is_none())
+        })
+    }
+
+    fn cleanup<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let selector = names::session_selector(session_id);
+            self.delete_by_label::<Pod>(&selector).await?;
+            self.delete_by_label::<Service>(&selector).await?;
+            self.delete_by_label::<Secret>(&selector).await?;
+            self.delete_by_label::<ServiceAccount>(&selector).await?;
+            Ok(())
+        })
+    }
+
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
+        Box::pin(async move {
+            let mut ids = self.session_ids::<ServiceAccount>().await?;
+            ids.extend(self.session_ids::<Pod>().await?);
+            Ok(ids.into_iter().collect())
+        })
+    }
+
+    fn remove_project<'a>(
+        &'a self,
+        project_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            if self.mode == PlatformMode::Mpp {
+                // MPP namespaces belong to the platform's provisioner.
+                return Ok(());
+            }
+            let name = names::namespace(self.mode, project_id);
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let Some(ns) = api.get_opt(&name).await.map_err(classify)? else {
+                return Ok(());
+            };
+            if ns.labels().get(names::LABEL_MANAGED_BY).map(String::as_str)
+                != Some(names::MANAGED_BY)
+            {
+                tracing::warn!(namespace = %name, "project deleted but its namespace is not ours; keeping it");
+                return Ok(());
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(classify(e)),
+            }
+        })
+    }
+
+    fn sync_group_access<'a>(
+        &'a self,
+        project_id: &'a str,
+        bindings: &'a [GroupBinding],
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let ns = names::namespace(self.mode, project_id);
+            let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &ns);
+            let mut labels: BTreeMap<String, String> = names::namespace_labels(project_id);
+            labels.insert(LABEL_GROUP_ACCESS.into(), "true".into());
+            let mut wanted = BTreeSet::new();
+            if !bindings.is_empty() && self.mode == PlatformMode::Standard {
+                let nss: Api<Namespace> = Api::all(self.client.clone());
+                self.apply(&nss, &crate::objects::namespace_object(&ns, project_id))
+                    .await?;
+            }
+            for b in bindings {
+                let name = role_binding_name(b);
+                let rb = RoleBinding {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(ns.clone()),
+                        labels: Some(labels.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    role_ref: RoleRef {
+                        api_group: "rbac.authorization.k8s.io".into(),
+                        kind: "ClusterRole".into(),
+                        name: b.role.as_str().into(),
+                    },
+                    subjects: Some(vec![Subject {
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        kind: "Group".into(),
+                        name: b.group.clone(),
+                        namespace: None,
+                    }]),
+                };
+                self.apply(&api, &rb).await?;
+                wanted.insert(name);
+            }
+            let selector = format!("{},{LABEL_GROUP_ACCESS}=true", names::managed_selector());
+            let existing = match api.list(&ListParams::default().labels(&selector)).await {
+                Ok(l) => l.items,
+                Err(e) if is_not_found(&e) => Vec::new(),
+                Err(e) => return Err(classify(e)),
+            };
+            for rb in existing {
+                let name = rb.name_any();
+                if !wanted.contains(&name) {
+                    match api.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(classify(e)),
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn watch(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let pods: Api<Pod> = Api::all(self.client.clone());
+            let config = watcher::Config::default().labels(&names::managed_selector());
+            let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
+            while let Some(event) = stream.next().await {
+                let pod = match event {
+                    Ok(Event::Apply(p) | Event::Delete(p) | Event::InitApply(p)) => p,
+                    Ok(Event::Init | Event::InitDone) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch error");
+                        continue;
+                    }
+                };
+                if let Some(id) = pod.labels().get(names::LABEL_SESSION_ID)
+                    && changed.send(id.clone()).is_err()
+                {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, PodStatus,
+    };
+
+    fn pod_with(state: ContainerState, phase: &str) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                container_statuses: Some(vec![
+                    ContainerStatus {
+                        name: "ambient-mcp".into(),
+                        state: Some(ContainerState {
+                            running: Some(ContainerStateRunning::default()),
+                            ..ContainerState::default()
+                        }),
+                        ..ContainerStatus::default()
+                    },
+                    ContainerStatus {
+                        name: names::RUNNER_CONTAINER.into(),
+                        state: Some(state),
+                        ..ContainerStatus::default()
+                    },
+                ]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn pod_status_mapping() {
+        let running = ContainerState {
+            running: Some(ContainerStateRunning::default()),
+            ..ContainerState::default()
+        };
+        assert_eq!(
+            observe_pod(&pod_with(running, "Running")),
+            Observation::Running
+        );
+        let exited = |code, reason: Option<&str>| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: reason.map(Into::into),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        };
+        // The runner decides even while sidecars still run.
+        assert_eq!(
+            observe_pod(&pod_with(exited(0, None), "Running")),
+            Observation::Exited(0)
+        );
+        assert_eq!(
+            observe_pod(&pod_with(exited(3, Some("Error")), "Running")),
+            Observation::Exited(3)
+        );
+        assert_eq!(
+            observe_pod(&pod_with(exited(137, Some("OOMKilled")), "Running")),
+            Observation::Failed("OOMKilled".into())
+        );
+        for reason in FAILING_WAIT_REASONS {
+            let waiting = ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.into()),
+                    message: None,
+                }),
+                ..ContainerState::default()
+            };
+            assert_eq!(
+                observe_pod(&pod_with(waiting, "Pending")),
+                Observation::Failed(reason.into())
+            );
+        }
+        let creating = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
+            ..ContainerState::default()
+        };
+        assert_eq!(
+            observe_pod(&pod_with(creating, "Pending")),
+            Observation::Starting
+        );
+        assert_eq!(observe_pod(&Pod::default()), Observation::Starting);
+        let mut deleting = Pod::default();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_eq!(observe_pod(&deleting), Observation::Terminating);
+    }
+
+    #[test]
+    fn role_binding_names_are_dns_labels() {
+        let b = GroupBinding {
+            group: "Team A/Admins".into(),
+            role: crate::runtime::Role::Admin,
+        };
+        assert_eq!(role_binding_name(&b), "ambient-group-team-a-admins-admin");
+    }
+}

@@ -1,0 +1,119 @@
+//! `SessionRuntime`: what the reconciler needs from wherever sessions run.
+//! [`kube::KubeRuntime`] is production (pods on Kubernetes).
+
+pub mod kube;
+
+use std::pin::Pin;
+
+use crate::objects::SessionObjects;
+
+/// A boxed, sendable future (the runtime is used as a trait object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the runtime sees of a session's runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// Nothing runs for the session.
+    Absent,
+    /// Created, runner not running yet.
+    Starting,
+    /// The runner container is running.
+    Running,
+    /// The runner container exited with this code (sidecars may still run).
+    Exited(i32),
+    /// The runner cannot run (e.g. `ImagePullBackOff`, `OOMKilled`).
+    Failed(String),
+    /// Being deleted.
+    Terminating,
+}
+
+/// A runtime call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// Worth retrying with backoff (conflicts, throttling, server errors, timeouts).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help (invalid object); the session fails.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Access a group gets to a project namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Admin,
+    Edit,
+    View,
+}
+
+impl Role {
+    /// Parses `admin`, `edit` or `view`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "edit" => Some(Role::Edit),
+            "view" => Some(Role::View),
+            _ => None,
+        }
+    }
+
+    /// The ClusterRole bound.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Edit => "edit",
+            Role::View => "view",
+        }
+    }
+}
+
+/// One group's access to a project.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupBinding {
+    pub group: String,
+    pub role: Role,
+}
+
+/// Where sessions run. Every method is idempotent.
+pub trait SessionRuntime: Send + Sync + 'static {
+    /// Creates or updates every object of a session.
+    fn provision<'a>(
+        &'a self,
+        objects: &'a SessionObjects,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// What runs for a session now.
+    fn observe<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Observation, RuntimeError>>;
+
+    /// Stops a session's runner; `Ok(true)` once nothing runs any more.
+    fn stop<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<bool, RuntimeError>>;
+
+    /// Removes every object of a deleted session (never its namespace).
+    fn cleanup<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// IDs of the sessions that have objects (to find orphans).
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>>;
+
+    /// Removes what a deleted project owned (its namespace, when we manage it).
+    fn remove_project<'a>(&'a self, project_id: &'a str)
+    -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// Makes the project's group access exactly `bindings` (prunes the rest).
+    fn sync_group_access<'a>(
+        &'a self,
+        project_id: &'a str,
+        bindings: &'a [GroupBinding],
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// Runs until dropped, sending the ID of every session whose runtime
+    /// state changed (the reconciler enqueues it).
+    fn watch(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,713 @@
+//! A FAKE Kubernetes API server for tests — not a real one.
+//!
+//! It implements just the verbs the control plane (kube-rs, its watcher and
+//! kube-lease-manager) uses, over HTTP on a loopback port:
+//! - GET one object; LIST (all namespaces or one) with `labelSelector`
+//!   (`k=v` terms joined by commas); WATCH (`watch=true`) as JSON lines,
+//!   replaying events newer than `resourceVersion`, then live;
+//! - POST create (409 AlreadyExists), PUT replace (409 on a stale
+//!   resourceVersion), DELETE (cascades a Namespace's objects and collects
+//!   objects whose ownerReference names the deleted UID, like the GC);
+//! - PATCH: server-side apply (creates when absent; deep-merges maps, replaces
+//!   arrays, keeps `status`; without `force` a field owned by another
+//!   manager with a different value is a 409 Conflict) and merge/strategic
+//!   patches (null deletes; 404 when absent).
+//!
+//! Tests can inject failures per object (`fail_next`), set a pod's runner
+//! state, and read every request made.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// (plural, namespace, name); namespace is "" for cluster-scoped objects.
+pub type ObjKey = (String, String, String);
+
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub rv: u64,
+    pub plural: String,
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub plural: String,
+    pub namespace: String,
+    pub name: String,
+    /// For PATCH/POST: whether the object existed before.
+    pub existed: bool,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct StoreState {
+    objects: BTreeMap<ObjKey, Value>,
+    /// Field owners per object (leaf path → manager), for apply conflicts.
+    owners: HashMap<ObjKey, HashMap<String, String>>,
+    rv: u64,
+    uid: u64,
+    log: Vec<WatchEvent>,
+    faults: HashMap<(String, String), VecDeque<u16>>,
+    requests: Vec<Request>,
+}
+
+#[derive(Clone)]
+pub struct FakeKube {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<StoreState>>,
+    events: broadcast::Sender<WatchEvent>,
+}
+
+fn kind_of(plural: &str) -> (&'static str, &'static str) {
+    match plural {
+        "pods" => ("Pod", "v1"),
+        "services" => ("Service", "v1"),
+        "serviceaccounts" => ("ServiceAccount", "v1"),
+        "secrets" => ("Secret", "v1"),
+        "namespaces" => ("Namespace", "v1"),
+        "configmaps" => ("ConfigMap", "v1"),
+        "networkpolicies" => ("NetworkPolicy", "networking.k8s.io/v1"),
+        "rolebindings" => ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+        "leases" => ("Lease", "coordination.k8s.io/v1"),
+        _ => ("Unknown", "v1"),
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code});
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn reason_for(code: u16) -> &'static str {
+    match code {
+        404 => "NotFound",
+        409 => "Conflict",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        _ => "Unknown",
+    }
+}
+
+/// Parsed request path.
+struct Target {
+    plural: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest: &[&str] = match *segs.first()? {
+        "api" => segs.get(2..)?,
+        "apis" => segs.get(3..)?,
+        _ => return None,
+    };
+    match rest {
+        [plural] => Some(Target {
+            plural: (*plural).into(),
+            namespace: None,
+            name: None,
+        }),
+        ["namespaces", name] => Some(Target {
+            plural: "namespaces".into(),
+            namespace: None,
+            name: Some((*name).into()),
+        }),
+        [plural, name] => Some(Target {
+            plural: (*plural).into(),
+            namespace: None,
+            name: Some((*name).into()),
+        }),
+        ["namespaces", ns, plural] => Some(Target {
+            plural: (*plural).into(),
+            namespace: Some((*ns).into()),
+            name: None,
+        }),
+        ["namespaces", ns, plural, name] => Some(Target {
+            plural: (*plural).into(),
+            namespace: Some((*ns).into()),
+            name: Some((*name).into()),
+        }),
+        ["namespaces", ns, plural, name, "status"] => Some(Target {
+            plural: (*plural).into(),
+            namespace: Some((*ns).into()),
+            name: Some((*name).into()),
+        }),
+        _ => None,
+    }
+}
+
+fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 3 <= bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `k=v,k2=v2` (also `k==v`); other forms are not supported by this fake.
+pub fn matches_selector(obj: &Value, selector: &str) -> bool {
+    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (k, v) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .unwrap_or((term, ""));
+        labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v)
+    })
+}
+
+fn deep_merge(target: &mut Value, patch: &Value, delete_nulls: bool) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() && delete_nulls {
+                    t.remove(k);
+                } else if let Some(existing) = t.get_mut(k) {
+                    deep_merge(existing, v, delete_nulls);
+                } else {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                leaves(&format!("{prefix}/{k}"), child, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other.clone())),
+    }
+}
+
+fn owned_leaves(patch: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    if let Some(m) = patch.as_object() {
+        for (k, v) in m {
+            if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+                continue;
+            }
+            if k == "metadata" {
+                for sub in ["labels", "annotations"] {
+                    if let Some(x) = v.get(sub) {
+                        leaves(&format!("/metadata/{sub}"), x, &mut out);
+                    }
+                }
+                continue;
+            }
+            leaves(&format!("/{k}"), v, &mut out);
+        }
+    }
+    out
+}
+
+impl FakeKube {
+    pub async fn start() -> FakeKube {
+        let state = Arc::new(Mutex::new(StoreState::default()));
+        let (events, _) = broadcast::channel(4096);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let fake = FakeKube {
+            addr,
+            state,
+            events,
+        };
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(fake.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        fake
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kubeconfig pointing at this fake (default namespace `ambient-code`).
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: ambient-code\ncurrent-context: fake\n",
+            self.addr
+        );
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+
+    pub fn get(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&(plural.into(), ns.into(), name.into()))
+            .cloned()
+    }
+
+    /// Names of every `plural` object (namespace/name), optionally filtered by label selector.
+    pub fn names(&self, plural: &str, selector: &str) -> Vec<String> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|((p, _, _), o)| p == plural && matches_selector(o, selector))
+            .map(|((_, ns, name), _)| {
+                if ns.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{ns}/{name}")
+                }
+            })
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.lock().requests.clone()
+    }
+
+    /// The next requests on `plural/name` (any verb but list/watch) answer `codes`.
+    pub fn fail_next(&self, plural: &str, name: &str, codes: &[u16]) {
+        self.lock()
+            .faults
+            .entry((plural.into(), name.into()))
+            .or_default()
+            .extend(codes.iter().copied());
+    }
+
+    /// Sets the runner container state of a pod (`json!({"running": {}})`, ...).
+    pub fn set_runner_state(&self, ns: &str, pod: &str, state: Value) -> bool {
+        let status = json!({"phase": "Running", "containerStatuses": [
+            {"name": "ambient-code-runner", "ready": true, "restartCount": 0, "image": "runner", "imageID": "",
+             "state": state}
+        ]});
+        self.update(("pods".into(), ns.into(), pod.into()), |o| {
+            o["status"] = status.clone();
+        })
+    }
+
+    /// Creates or replaces an object directly (test setup).
+    pub fn put(&self, plural: &str, ns: &str, obj: Value) {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let key = (plural.to_owned(), ns.to_owned(), name);
+        let mut s = self.lock();
+        let exists = s.objects.contains_key(&key);
+        let obj = self.stamp(&mut s, obj, &key, exists);
+        s.objects.insert(key, obj.clone());
+        drop(s);
+        self.emit(plural, if exists { "MODIFIED" } else { "ADDED" }, obj);
+    }
+
+    fn update(&self, key: ObjKey, f: impl FnOnce(&mut Value)) -> bool {
+        let mut s = self.lock();
+        let Some(mut obj) = s.objects.get(&key).cloned() else {
+            return false;
+        };
+        f(&mut obj);
+        s.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        s.objects.insert(key.clone(), obj.clone());
+        drop(s);
+        self.emit(&key.0, "MODIFIED", obj);
+        true
+    }
+
+    fn stamp(&self, s: &mut StoreState, mut obj: Value, key: &ObjKey, exists: bool) -> Value {
+        s.rv += 1;
+        let (kind, api_version) = kind_of(&key.0);
+        obj["kind"] = json!(kind);
+        obj["apiVersion"] = json!(api_version);
+        if !exists {
+            s.uid += 1;
+            obj["metadata"]["uid"] = json!(format!("uid-{}", s.uid));
+            obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        if !key.1.is_empty() {
+            obj["metadata"]["namespace"] = json!(key.1);
+        }
+        obj["metadata"]["name"] = json!(key.2);
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        obj
+    }
+
+    fn emit(&self, plural: &str, kind: &'static str, object: Value) {
+        let rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let ev = WatchEvent {
+            rv,
+            plural: plural.into(),
+            kind,
+            object,
+        };
+        self.lock().log.push(ev.clone());
+        let _ = self.events.send(ev);
+    }
+
+    fn record(&self, req: Request) {
+        self.lock().requests.push(req);
+    }
+
+    fn take_fault(&self, plural: &str, name: &str) -> Option<u16> {
+        self.lock()
+            .faults
+            .get_mut(&(plural.into(), name.into()))
+            .and_then(VecDeque::pop_front)
+    }
+
+    fn delete(&self, key: &ObjKey) -> Option<Value> {
+        let removed = {
+            let mut s = self.lock();
+            let obj = s.objects.remove(key)?;
+            s.owners.remove(key);
+            s.rv += 1;
+            let mut obj = obj;
+            obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            obj
+        };
+        self.emit(&key.0, "DELETED", removed.clone());
+        // Namespace deletion removes its objects; the GC collects owned objects.
+        let uid = removed
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let dependents: Vec<ObjKey> = self
+            .lock()
+            .objects
+            .iter()
+            .filter(|((_, ns, _), o)| {
+                (key.0 == "namespaces" && ns == &key.2)
+                    || o.pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for d in dependents {
+            self.delete(&d);
+        }
+        Some(removed)
+    }
+}
+
+async fn handle(
+    State(fake): State<FakeKube>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(t) = parse_path(uri.path()) else {
+        return status(
+            404,
+            "NotFound",
+            &format!("the fake has no route {}", uri.path()),
+        );
+    };
+    let q = query(&uri);
+    let ns = t.namespace.clone().unwrap_or_default();
+    if let Some(name) = &t.name
+        && let Some(code) = fake.take_fault(&t.plural, name)
+    {
+        fake.record(Request {
+            method: method.to_string(),
+            plural: t.plural.clone(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            existed: false,
+            status: code,
+        });
+        return status(code, reason_for(code), "injected failure");
+    }
+    match (method.clone(), t.name.clone()) {
+        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(&fake, &t, &q)
+        }
+        (Method::GET, None) => list(&fake, &t, &q),
+        (Method::GET, Some(name)) => match fake.get(&t.plural, &ns, &name) {
+            Some(o) => axum::Json(o).into_response(),
+            None => status(404, "NotFound", &format!("{} {name:?} not found", t.plural)),
+        },
+        (Method::POST, None) => {
+            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "body is not JSON");
+            };
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let key = (t.plural.clone(), ns.clone(), name.clone());
+            let mut s = fake.lock();
+            if s.objects.contains_key(&key) {
+                drop(s);
+                fake.record(Request {
+                    method: "POST".into(),
+                    plural: t.plural.clone(),
+                    namespace: ns,
+                    name: name.clone(),
+                    existed: true,
+                    status: 409,
+                });
+                return status(409, "AlreadyExists", &format!("{name} already exists"));
+            }
+            let obj = fake.stamp(&mut s, obj, &key, false);
+            s.objects.insert(key, obj.clone());
+            drop(s);
+            fake.record(Request {
+                method: "POST".into(),
+                plural: t.plural.clone(),
+                namespace: ns,
+                name,
+                existed: false,
+                status: 201,
+            });
+            fake.emit(&t.plural, "ADDED", obj.clone());
+            (StatusCode::CREATED, axum::Json(obj)).into_response()
+        }
+        (Method::PUT, Some(name)) => {
+            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+                return status(400, "BadRequest", "body is not JSON");
+            };
+            let key = (t.plural.clone(), ns.clone(), name.clone());
+            let mut s = fake.lock();
+            let Some(current) = s.objects.get(&key).cloned() else {
+                drop(s);
+                return status(404, "NotFound", "not found");
+            };
+            let want_rv = obj.pointer("/metadata/resourceVersion").cloned();
+            if want_rv.is_some() && want_rv != current.pointer("/metadata/resourceVersion").cloned()
+            {
+                drop(s);
+                return status(409, "Conflict", "the object has been modified");
+            }
+            let mut obj = obj;
+            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            let obj = fake.stamp(&mut s, obj, &key, true);
+            s.objects.insert(key, obj.clone());
+            drop(s);
+            fake.emit(&t.plural, "MODIFIED", obj.clone());
+            axum::Json(obj).into_response()
+        }
+        (Method::PATCH, Some(name)) => patch(&fake, &t, &ns, &name, &q, &headers, &body),
+        (Method::DELETE, Some(name)) => {
+            let key = (t.plural.clone(), ns.clone(), name.clone());
+            let removed = fake.delete(&key);
+            fake.record(Request {
+                method: "DELETE".into(),
+                plural: t.plural.clone(),
+                namespace: ns,
+                name,
+                existed: removed.is_some(),
+                status: if removed.is_some() { 200 } else { 404 },
+            });
+            match removed {
+                Some(o) => axum::Json(o).into_response(),
+                None => status(404, "NotFound", "not found"),
+            }
+        }
+        _ => status(405, "MethodNotAllowed", "not supported by the fake"),
+    }
+}
+
+fn patch(
+    fake: &FakeKube,
+    t: &Target,
+    ns: &str,
+    name: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "body is not JSON");
+    };
+    let manager = q
+        .get("fieldManager")
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+    let force = q.get("force").is_some_and(|f| f == "true");
+    let apply = content_type.starts_with("application/apply-patch");
+    let key: ObjKey = (t.plural.clone(), ns.to_owned(), name.to_owned());
+    let mut s = fake.lock();
+    let existing = s.objects.get(&key).cloned();
+    let existed = existing.is_some();
+    let leaves = owned_leaves(&patch);
+    if apply
+        && !force
+        && let Some(current) = &existing
+    {
+        let owners = s.owners.get(&key).cloned().unwrap_or_default();
+        for (path, value) in &leaves {
+            if let Some(owner) = owners.get(path)
+                && owner != &manager
+                && current.pointer(path) != Some(value)
+            {
+                drop(s);
+                return status(
+                    409,
+                    "Conflict",
+                    &format!("Apply failed with 1 conflict: conflict with {owner:?}: {path}"),
+                );
+            }
+        }
+    }
+    let merged = match existing {
+        Some(mut current) => {
+            deep_merge(&mut current, &patch, !apply);
+            current
+        }
+        None if apply => patch.clone(),
+        None => {
+            drop(s);
+            return status(404, "NotFound", "not found");
+        }
+    };
+    let obj = fake.stamp(&mut s, merged, &key, existed);
+    s.objects.insert(key.clone(), obj.clone());
+    let owners = s.owners.entry(key).or_default();
+    for (path, _) in leaves {
+        owners.insert(path, manager.clone());
+    }
+    drop(s);
+    fake.record(Request {
+        method: if apply {
+            "APPLY".into()
+        } else {
+            "PATCH".into()
+        },
+        plural: t.plural.clone(),
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        existed,
+        status: 200,
+    });
+    fake.emit(
+        &t.plural,
+        if existed { "MODIFIED" } else { "ADDED" },
+        obj.clone(),
+    );
+    axum::Json(obj).into_response()
+}
+
+fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
+    let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let s = fake.lock();
+    let items: Vec<Value> = s
+        .objects
+        .iter()
+        .filter(|((p, ns, _), o)| {
+            p == &t.plural
+                && t.namespace.as_ref().is_none_or(|want| want == ns)
+                && matches_selector(o, &selector)
+        })
+        .map(|(_, o)| o.clone())
+        .collect();
+    let (kind, api_version) = kind_of(&t.plural);
+    axum::Json(
+        json!({"kind": format!("{kind}List"), "apiVersion": api_version,
+        "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+    )
+    .into_response()
+}
+
+fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
+    let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let since: u64 = q
+        .get("resourceVersion")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let rx = fake.events.subscribe();
+    let backlog: Vec<WatchEvent> = fake
+        .lock()
+        .log
+        .iter()
+        .filter(|e| e.rv > since)
+        .cloned()
+        .collect();
+    let last = backlog.last().map_or(since, |e| e.rv);
+    let plural = t.plural.clone();
+    let ns = t.namespace.clone();
+    let keep = move |e: &WatchEvent| {
+        e.plural == plural
+            && ns.as_ref().is_none_or(|want| {
+                e.object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    == Some(want)
+            })
+            && matches_selector(&e.object, &selector)
+    };
+    let keep2 = keep.clone();
+    let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {
+        let out = match e {
+            Ok(e) if e.rv > last && keep2(&e) => Some(e),
+            _ => None,
+        };
+        async move { out }
+    });
+    let stream = futures::stream::iter(backlog.into_iter().filter(keep))
+        .chain(live)
+        .map(|e| {
+            let mut line = serde_json::to_vec(&json!({"type": e.kind, "object": e.object}))
+                .unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, std::io::Error>(Bytes::from(line))
+        });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| status(500, "InternalError", "cannot build the watch response"))
+}

@@ -1,0 +1,187 @@
+//! Test support: the fake Kubernetes API (in this process), the real
+//! devserver and the real control plane (child processes), and REST helpers.
+#![allow(dead_code)]
+
+pub mod fake_kube;
+
+use std::time::{Duration, Instant};
+
+use integration_tests::{Daemon, Spec, TempDir};
+use serde_json::{Value, json};
+
+pub use fake_kube::FakeKube;
+
+pub const TOKEN: &str = "devserver-test-token";
+
+/// A running devserver plus a REST client for it.
+pub struct DevServer {
+    pub daemon: Daemon,
+    pub data: Option<TempDir>,
+    http: reqwest::Client,
+}
+
+impl DevServer {
+    pub fn start() -> DevServer {
+        Self::start_with(None, None)
+    }
+
+    /// On `data` (persistent) and fixed ports when restarting.
+    pub fn start_with(data: Option<TempDir>, ports: Option<(u16, u16)>) -> DevServer {
+        let (grpc, http) = ports.map_or(
+            ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned()),
+            |(g, h)| (format!("127.0.0.1:{g}"), format!("127.0.0.1:{h}")),
+        );
+        let mut spec = Spec::new("ambient-devserver")
+            .args([
+                "--grpc-listen",
+                &grpc,
+                "--http-listen",
+                &http,
+                "--token",
+                TOKEN,
+            ])
+            .listener("grpc")
+            .listener("http");
+        spec = match &data {
+            Some(d) => spec.args(["--data-dir", &d.path().display().to_string()]),
+            None => spec.arg("--in-memory"),
+        };
+        DevServer {
+            daemon: Daemon::start(spec),
+            data,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn grpc(&self) -> String {
+        self.daemon.addr("grpc").to_string()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/api/ambient/v1{path}", self.daemon.addr("http"))
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Creates a session in `project` and starts it; returns its ID.
+    pub async fn started_session(&self, project: &str, name: &str) -> String {
+        let (code, s) = self
+            .call(
+                reqwest::Method::POST,
+                "/sessions",
+                Some(json!({"name": name, "project_id": project})),
+            )
+            .await;
+        assert_eq!(code, 201, "{s}");
+        let id = s["id"].as_str().unwrap_or_default().to_owned();
+        let (code, s) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/sessions/{id}/start"),
+                None,
+            )
+            .await;
+        assert_eq!(code, 200, "{s}");
+        id
+    }
+
+    pub async fn phase(&self, id: &str) -> String {
+        let (_, s) = self
+            .call(reqwest::Method::GET, &format!("/sessions/{id}"), None)
+            .await;
+        s["phase"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn session(&self, id: &str) -> Value {
+        self.call(reqwest::Method::GET, &format!("/sessions/{id}"), None)
+            .await
+            .1
+    }
+}
+
+/// Starts the control plane against `dev` and `kube`.
+pub fn control_plane(
+    dev: &DevServer,
+    kube: &FakeKube,
+    dir: &TempDir,
+    identity: &str,
+    leader_election: bool,
+) -> Daemon {
+    let kubeconfig = kube.kubeconfig(dir.path());
+    Daemon::start(
+        Spec::new("ambient-control-plane")
+            .env("AMBIENT_API_TOKEN", TOKEN)
+            .env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
+            .env("KUBECONFIG", kubeconfig.display().to_string())
+            .env("CP_RUNTIME_NAMESPACE", "ambient-code")
+            .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
+            .env("CP_HEALTH_LISTEN_ADDR", "127.0.0.1:0")
+            .env(
+                "CP_TOKEN_URL",
+                "http://ambient-control-plane.ambient-code.svc:8080/token",
+            )
+            .env("MCP_IMAGE", "mcp:test")
+            .env("ANTHROPIC_API_KEY", "sk-ant-NEVER-PRINTED")
+            .env("POD_NAME", identity)
+            .env("CP_LEADER_ELECTION", leader_election.to_string())
+            .env("LOG_LEVEL", "info,ambient_control_plane=debug")
+            .listener("token server")
+            .listener("health"),
+    )
+}
+
+/// Polls `check` until it is true or `limit` passes; panics with `what`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Waits until the session reaches `phase`.
+pub async fn wait_phase(dev: &DevServer, id: &str, phase: &str) {
+    eventually(
+        &format!("session {id} phase {phase}"),
+        Duration::from_secs(30),
+        || async { dev.phase(id).await == phase },
+    )
+    .await;
+}
+
+pub fn safe(id: &str) -> String {
+    id.to_lowercase().chars().take(40).collect()
+}
+
+pub fn pod_name(id: &str) -> String {
+    format!("session-{}-runner", safe(id))
+}
+
+pub fn running() -> Value {
+    json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+}
+
+pub fn exited(code: i32) -> Value {
+    json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}})
+}
