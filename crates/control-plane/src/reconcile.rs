@@ -110,6 +110,14 @@ impl Controller {
 
     /// Runs `workers` reconcile workers until `stop` turns true.
     pub async fn run(self: Arc<Self>, workers: usize, mut stop: watch::Receiver<bool>) {
+        // Absent from a cache that has not loaded yet is not "deleted": no
+        // reconcile before every cache holds a full list.
+        while !self.synced() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.changed() => return,
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..workers.max(1) {
             let this = self.clone();
@@ -138,6 +146,11 @@ impl Controller {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// True once every cache holds a full list.
+    pub fn synced(&self) -> bool {
+        self.sessions.is_synced() && self.projects.is_synced() && self.settings.is_synced()
+    }
+
     /// Enqueues every cached object.
     pub fn enqueue_all(&self) {
         for id in self.sessions.ids() {
@@ -149,11 +162,8 @@ impl Controller {
     }
 
     /// Enqueues sessions the runtime has objects for but the API no longer
-    /// knows (deleted while we were down). Waits for the session cache.
+    /// knows (deleted while we were down). Only after the caches synced.
     pub async fn sweep_orphans(&self) {
-        while !self.sessions.is_synced() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let mut backoff = ambient_protocol::backoff::Backoff::new(
             Duration::from_millis(200),
             Duration::from_secs(30),
@@ -205,6 +215,9 @@ impl Controller {
 
     /// One reconcile of `key`.
     pub async fn reconcile(&self, key: &Key) -> Result<Done, ReconcileError> {
+        if !self.synced() {
+            return Ok(Done::After(POLL));
+        }
         match key {
             Key::Session(id) => self.reconcile_session(id).await,
             Key::Project(id) => self.reconcile_project(id).await,

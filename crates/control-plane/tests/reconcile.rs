@@ -16,7 +16,7 @@ async fn session_lifecycle_creating_running_completed() {
     let dir = TempDir::new("cp-lifecycle");
     let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
 
-    let id = dev.started_session("proj-a", "lifecycle").await;
+    let id = dev.new_session("proj-a", "lifecycle").await;
     wait_phase(&dev, &id, "Creating").await;
     let ns = "proj-a";
     assert!(
@@ -68,13 +68,13 @@ async fn runner_failure_stop_and_delete() {
     let ns = "proj-b";
 
     // non-zero exit → Failed
-    let failing = dev.started_session(ns, "failing").await;
+    let failing = dev.new_session(ns, "failing").await;
     wait_phase(&dev, &failing, "Creating").await;
     kube.set_runner_state(ns, &pod_name(&failing), exited(2));
     wait_phase(&dev, &failing, "Failed").await;
 
     // Stopping → pod deleted → Stopped
-    let stopped = dev.started_session(ns, "stopped").await;
+    let stopped = dev.new_session(ns, "stopped").await;
     wait_phase(&dev, &stopped, "Creating").await;
     kube.set_runner_state(ns, &pod_name(&stopped), running());
     wait_phase(&dev, &stopped, "Running").await;
@@ -86,7 +86,7 @@ async fn runner_failure_stop_and_delete() {
     assert!(kube.get("pods", ns, &pod_name(&stopped)).is_none());
 
     // delete → its objects go, the namespace stays
-    let deleted = dev.started_session(ns, "deleted").await;
+    let deleted = dev.new_session(ns, "deleted").await;
     wait_phase(&dev, &deleted, "Creating").await;
     let (code, _) = dev
         .call(Method::DELETE, &format!("/sessions/{deleted}"), None)
@@ -109,4 +109,173 @@ async fn runner_failure_stop_and_delete() {
     );
     // The other sessions' objects are untouched.
     assert!(kube.get("pods", ns, &pod_name(&failing)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_errors_on_one_session_are_retried_without_blocking_others() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-faults");
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    // Every pod request in proj-faulty fails three times: 409, 429, 500.
+    kube.fail_next_in("pods", "proj-faulty", &[409, 429, 500]);
+    let faulty = dev.new_session("proj-faulty", "faulty").await;
+    let healthy = dev.new_session("proj-ok", "healthy").await;
+    wait_phase(&dev, &healthy, "Creating").await;
+    wait_phase(&dev, &faulty, "Creating").await;
+    assert!(
+        kube.get("pods", "proj-faulty", &pod_name(&faulty))
+            .is_some()
+    );
+    let failed: Vec<u16> = kube
+        .requests()
+        .iter()
+        .filter(|r| r.plural == "pods" && r.namespace == "proj-faulty" && r.status >= 400)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        failed,
+        vec![409, 429, 500],
+        "each injected failure was met and retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_server_restart_mid_watch_converges() {
+    let kube = FakeKube::start().await;
+    let data = TempDir::new("devserver-data");
+    let dev = DevServer::start_with(Some(data), None);
+    let ports = (
+        dev.daemon.addr("grpc").port(),
+        dev.daemon.addr("http").port(),
+    );
+    let dir = TempDir::new("cp-api-restart");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+
+    let doomed = dev.new_session("proj-r", "doomed").await;
+    wait_phase(&dev, &doomed, "Creating").await;
+
+    // Kill the API server mid-watch; the token server keeps serving meanwhile.
+    let DevServer {
+        mut daemon, data, ..
+    } = dev;
+    daemon.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let health = format!("http://{}/healthz", cp.addr("health"));
+    assert_eq!(
+        reqwest::get(&health)
+            .await
+            .map(|r| r.status().as_u16())
+            .ok(),
+        Some(200)
+    );
+
+    // Back on the same address and data; change things before the control plane is back.
+    let dev = DevServer::start_with(data, Some(ports));
+    let born = dev.new_session("proj-r", "born").await;
+    let (code, _) = dev
+        .call(Method::DELETE, &format!("/sessions/{doomed}"), None)
+        .await;
+    assert!(code == 200 || code == 204);
+
+    wait_phase(&dev, &born, "Creating").await;
+    let selector = format!("ambient-code.io/session-id={doomed}");
+    eventually(
+        "the session deleted meanwhile is cleaned up",
+        Duration::from_secs(30),
+        || async {
+            kube.names("pods", &selector).is_empty()
+                && kube.names("serviceaccounts", &selector).is_empty()
+        },
+    )
+    .await;
+    assert!(
+        cp.logs().contains("watch"),
+        "the control plane noticed the broken watch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_restart_applies_nothing_twice_and_leaks_nothing() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-restart");
+    let mut cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+
+    let kept = dev.new_session("proj-s", "kept").await;
+    let gone = dev.new_session("proj-s", "gone").await;
+    wait_phase(&dev, &kept, "Creating").await;
+    wait_phase(&dev, &gone, "Creating").await;
+
+    // SIGTERM: a graceful stop with exit 0.
+    let status = cp.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "graceful exit 0: {status:?}\n{}",
+        cp.logs()
+    );
+
+    // While it is down: one session deleted, one created.
+    let (code, _) = dev
+        .call(Method::DELETE, &format!("/sessions/{gone}"), None)
+        .await;
+    assert!(code == 200 || code == 204);
+    let born = dev.new_session("proj-s", "born").await;
+
+    let first_logs = cp.logs();
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    wait_phase(&dev, &born, "Creating").await;
+    let selector = format!("ambient-code.io/session-id={gone}");
+    eventually(
+        "the session deleted while we were down is cleaned",
+        Duration::from_secs(30),
+        || async {
+            ["pods", "services", "serviceaccounts", "secrets"]
+                .iter()
+                .all(|p| kube.names(p, &selector).is_empty())
+        },
+    )
+    .await;
+    // The kept session's pod was created exactly once.
+    let creates = kube
+        .requests()
+        .iter()
+        .filter(|r| r.plural == "pods" && r.name == pod_name(&kept) && !r.existed && r.status < 300)
+        .count();
+    let log: Vec<String> = kube
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}/{} existed={} {}",
+                r.method, r.plural, r.namespace, r.name, r.existed, r.status
+            )
+        })
+        .collect();
+    assert_eq!(creates, 1, "{log:#?}\n{first_logs}\n{}", cp.logs());
+    assert_eq!(dev.phase(&kept).await, "Creating");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vanished_pod_is_reprovisioned_once_then_failed() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-vanish");
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let id = dev.new_session("proj-v", "vanishing").await;
+    wait_phase(&dev, &id, "Creating").await;
+    let pod_uid = |kube: &FakeKube| {
+        kube.get("pods", "proj-v", &pod_name(&id))
+            .map(|p| p["metadata"]["uid"].clone())
+    };
+    let first = pod_uid(&kube);
+    // The pod vanishes (node lost): re-provisioned once.
+    kube.delete_object("pods", "proj-v", &pod_name(&id));
+    eventually("pod re-provisioned", Duration::from_secs(30), || async {
+        pod_uid(&kube).is_some_and(|u| Some(&u) != first.as_ref())
+    })
+    .await;
+    // And again: now the session fails.
+    kube.delete_object("pods", "proj-v", &pod_name(&id));
+    wait_phase(&dev, &id, "Failed").await;
 }

@@ -307,6 +307,15 @@ impl FakeKube {
         self.lock().requests.clone()
     }
 
+    /// The next requests on any `plural` object in namespace `ns` answer `codes`.
+    pub fn fail_next_in(&self, plural: &str, ns: &str, codes: &[u16]) {
+        self.lock()
+            .faults
+            .entry((plural.into(), format!("ns:{ns}")))
+            .or_default()
+            .extend(codes.iter().copied());
+    }
+
     /// The next requests on `plural/name` (any verb but list/watch) answer `codes`.
     pub fn fail_next(&self, plural: &str, name: &str, codes: &[u16]) {
         self.lock()
@@ -325,6 +334,12 @@ impl FakeKube {
         self.update(("pods".into(), ns.into(), pod.into()), |o| {
             o["status"] = status.clone();
         })
+    }
+
+    /// Deletes an object directly (a node lost, an admin's kubectl).
+    pub fn delete_object(&self, plural: &str, ns: &str, name: &str) -> bool {
+        self.delete(&(plural.into(), ns.into(), name.into()))
+            .is_some()
     }
 
     /// Creates or replaces an object directly (test setup).
@@ -455,7 +470,9 @@ async fn handle(
     let q = query(&uri);
     let ns = t.namespace.clone().unwrap_or_default();
     if let Some(name) = &t.name
-        && let Some(code) = fake.take_fault(&t.plural, name)
+        && let Some(code) = fake
+            .take_fault(&t.plural, name)
+            .or_else(|| fake.take_fault(&t.plural, &format!("ns:{ns}")))
     {
         fake.record(Request {
             method: method.to_string(),

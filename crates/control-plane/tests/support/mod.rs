@@ -77,26 +77,15 @@ impl DevServer {
         (status, body)
     }
 
-    /// Creates a session in `project` and starts it; returns its ID.
-    pub async fn started_session(&self, project: &str, name: &str) -> String {
+    /// Creates a session in `project`; its empty phase counts as Pending,
+    /// so the control plane provisions it. Returns its ID.
+    pub async fn new_session(&self, project: &str, name: &str) -> String {
+        let body = json!({"name": name, "project_id": project});
         let (code, s) = self
-            .call(
-                reqwest::Method::POST,
-                "/sessions",
-                Some(json!({"name": name, "project_id": project})),
-            )
+            .call(reqwest::Method::POST, "/sessions", Some(body))
             .await;
         assert_eq!(code, 201, "{s}");
-        let id = s["id"].as_str().unwrap_or_default().to_owned();
-        let (code, s) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/sessions/{id}/start"),
-                None,
-            )
-            .await;
-        assert_eq!(code, 200, "{s}");
-        id
+        s["id"].as_str().unwrap_or_default().to_owned()
     }
 
     pub async fn phase(&self, id: &str) -> String {

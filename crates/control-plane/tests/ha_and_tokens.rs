@@ -1,0 +1,138 @@
+//! Leader election and the embedded token server, over real sockets, with a
+//! FAKE Kubernetes API (tests/support/fake_kube.rs — not a cluster).
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use ambient_protocol::exchange::encrypt_v2;
+use ambient_protocol::keys::PublicKey;
+use base64::Engine as _;
+use integration_tests::TempDir;
+use reqwest::Method;
+use support::*;
+
+fn published_key(kube: &FakeKube) -> PublicKey {
+    let secret = kube
+        .get("secrets", "ambient-code", "ambient-cp-token-keypair")
+        .unwrap_or_else(|| panic!("no keypair Secret"));
+    let b64 = secret["data"]["public.pem"].as_str().unwrap_or_default();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_else(|e| panic!("{e}"));
+    PublicKey::from_pem(&String::from_utf8_lossy(&pem)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn exchange(
+    addr: std::net::SocketAddr,
+    key: &PublicKey,
+    session: &str,
+) -> (u16, serde_json::Value) {
+    let bearer = encrypt_v2(key, session, SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/token"))
+        .header("authorization", format!("Bearer {bearer}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_token_server_knows_the_informers_sessions() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-tokens");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let key = published_key(&kube);
+    let token_addr = cp.addr("token server");
+
+    let id = dev.new_session("proj-t", "tokens").await;
+    wait_phase(&dev, &id, "Creating").await;
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["token"], TOKEN);
+
+    let (code, _) = exchange(token_addr, &key, "no-such-session-0001").await;
+    assert_eq!(code, 403);
+
+    // Stopped sessions lose their token.
+    let (code, _) = dev
+        .call(Method::POST, &format!("/sessions/{id}/stop"), None)
+        .await;
+    assert_eq!(code, 200);
+    wait_phase(&dev, &id, "Stopped").await;
+    let (code, _) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 403);
+
+    // The published key reaches the pods, and the MCP sidecar is configured.
+    let id2 = dev.new_session("proj-t", "with-mcp").await;
+    wait_phase(&dev, &id2, "Creating").await;
+    let pod = kube
+        .get("pods", "proj-t", &pod_name(&id2))
+        .unwrap_or_default();
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(containers.iter().any(|c| c["name"] == "ambient-mcp"));
+    let runner_env = containers[0]["env"].as_array().cloned().unwrap_or_default();
+    let pem = runner_env
+        .iter()
+        .find(|e| e["name"] == "AMBIENT_CP_TOKEN_PUBLIC_KEY")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_default();
+    assert_eq!(PublicKey::from_pem(pem).ok(), Some(key));
+    assert!(!cp.logs().contains(TOKEN), "the API token reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-ha");
+    let a = control_plane(&dev, &kube, &dir, "cp-a", true);
+    let b = control_plane(&dev, &kube, &dir, "cp-b", true);
+
+    // Both serve tokens with the one keypair in the Secret.
+    let id = dev.new_session("proj-ha", "ha").await;
+    wait_phase(&dev, &id, "Creating").await;
+    let key = published_key(&kube);
+    for cp in [&a, &b] {
+        let addr = cp.addr("token server");
+        eventually(
+            "both replicas know the session",
+            Duration::from_secs(10),
+            || async { exchange(addr, &key, &id).await.0 == 200 },
+        )
+        .await;
+    }
+
+    // Exactly one leads.
+    let leading = |logs: &str| logs.contains("leading: starting reconcile workers");
+    eventually("one leader", Duration::from_secs(10), || async {
+        leading(&a.logs()) || leading(&b.logs())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        leading(&a.logs()) != leading(&b.logs()),
+        "exactly one replica reconciles"
+    );
+    let (mut leader, follower) = if leading(&a.logs()) { (a, b) } else { (b, a) };
+    let holder = kube
+        .get("leases", "ambient-code", "ambient-control-plane")
+        .unwrap_or_default();
+    assert!(holder["spec"]["holderIdentity"].is_string(), "{holder}");
+
+    // The leader dies without releasing the Lease: the follower takes over
+    // once it expires, and reconciles.
+    leader.kill();
+    let id2 = dev.new_session("proj-ha", "after-failover").await;
+    eventually("the follower leads", Duration::from_secs(45), || async {
+        leading(&follower.logs())
+    })
+    .await;
+    wait_phase(&dev, &id2, "Creating").await;
+}
