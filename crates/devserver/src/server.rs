@@ -1,0 +1,150 @@
+//! Startup and shutdown: open the store, bind both listeners, announce them
+//! on stdout, serve until the shutdown future resolves, then stop gracefully.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::auth::{Auth, AuthConfigError, OidcClient, read_token_file};
+use crate::config::Config;
+use crate::events::Hub;
+use crate::service::Api;
+use crate::store::{Store, StoreError};
+
+/// How long open streams and requests get to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The token configuration is unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// `grpc` or `http`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error("{what} server failed: {reason}")]
+    Serve {
+        /// `grpc` or `http`.
+        what: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let err = |source| ServerError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+/// Runs the devserver until `shutdown` resolves, then stops gracefully
+/// (watch streams end, in-flight calls finish, at most [`SHUTDOWN_GRACE`]).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let mut tokens = config.tokens.clone();
+    for file in &config.token_files {
+        tokens.extend(read_token_file(file)?);
+    }
+    let oidc = match (&config.oidc_client_id, &config.oidc_client_secret) {
+        (Some(id), Some(secret)) => Some(OidcClient {
+            id: id.clone(),
+            secret: secret.clone(),
+        }),
+        _ => None,
+    };
+    let auth = Arc::new(Auth::new(&tokens, oidc, config.oidc_token_ttl())?);
+
+    let db_dir = config.database_dir();
+    let store = Store::open(db_dir.as_deref(), Hub::new())?;
+    match &db_dir {
+        Some(dir) => tracing::info!(data_dir = %dir.display(), "database opened"),
+        None => tracing::info!("in-memory database"),
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api = Api::new(store, stop_rx.clone());
+
+    let (grpc_listener, grpc_addr) = bind("grpc", config.grpc_listen).await?;
+    let (http_listener, http_addr) = bind("http", config.http_listen).await?;
+
+    let (sessions, projects, settings) = crate::grpc::services(api.clone(), auth.clone());
+    let grpc = {
+        let mut stop = stop_rx.clone();
+        tonic::transport::Server::builder()
+            .add_service(sessions)
+            .add_service(projects)
+            .add_service(settings)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+    };
+    let http = {
+        let mut stop = stop_rx.clone();
+        axum::serve(http_listener, crate::rest::router(api, auth)).with_graceful_shutdown(
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+    };
+    let grpc = tokio::spawn(grpc);
+    let http = tokio::spawn(async move { http.await });
+
+    {
+        let mut out = std::io::stdout().lock();
+        // Tests and scripts wait for these exact lines.
+        let _ = writeln!(out, "grpc listening on {grpc_addr}");
+        let _ = writeln!(out, "http listening on {http_addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%grpc_addr, %http_addr, "ambient-devserver ready");
+
+    tokio::pin!(shutdown);
+    let mut grpc = grpc;
+    let mut http = http;
+    let early = tokio::select! {
+        () = &mut shutdown => None,
+        r = &mut grpc => Some(("grpc", r.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())))),
+        r = &mut http => Some(("http", r.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())))),
+    };
+    if let Some((what, result)) = early {
+        let _ = stop_tx.send(true);
+        return Err(ServerError::Serve {
+            what,
+            reason: result
+                .err()
+                .unwrap_or_else(|| "stopped unexpectedly".into()),
+        });
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let both = async {
+        let _ = grpc.await;
+        let _ = http.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, both).await.is_err() {
+        tracing::warn!("connections still open after the grace period; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

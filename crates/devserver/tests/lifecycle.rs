@@ -1,0 +1,358 @@
+//! The process as a whole: persistence across a restart, OIDC tokens that
+//! expire, token files, `--help` without secrets, bad configuration, SIGTERM.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use ambient_protocol::v1::{ListSessionsRequest, PushSessionMessageRequest};
+use common::{Rest, TOKEN, s};
+use integration_tests::TempDir;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tonic::Code;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ambient-devserver");
+
+#[tokio::test]
+async fn data_and_message_seq_survive_a_restart() {
+    let dir = TempDir::new("devserver-persist");
+    let data_dir = dir.path().to_string_lossy().into_owned();
+    let mut d = common::start(&["--data-dir", &data_dir]);
+    let rest = Rest::new(&d);
+    let session = rest
+        .create_session(json!({"name": "durable", "prompt": "one", "labels": "{\"k\":\"v\"}"}))
+        .await;
+    let id = s(&session, "id").to_owned();
+    let (st, _) = rest.post_empty(&format!("sessions/{id}/start")).await;
+    assert_eq!(st, StatusCode::OK);
+    for p in ["two", "three"] {
+        let (st, _) = rest
+            .post(
+                &format!("sessions/{id}/messages"),
+                json!({"event_type": "assistant", "payload": p}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let (st, project) = rest
+        .post("projects", json!({"name": "kept", "prompt": "pp"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, cred) = rest
+        .post(
+            "credentials",
+            json!({"name": "c", "provider": "jira", "token": "jira-tok"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, before) = rest.get(&format!("sessions/{id}")).await;
+
+    // A hard kill: only what was committed counts.
+    d.kill();
+    drop(d);
+
+    let d = common::start(&["--data-dir", &data_dir]);
+    let rest = Rest::new(&d);
+    let (st, after) = rest.get(&format!("sessions/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(after, before);
+    assert_eq!(after["phase"], "Pending");
+    let (_, msgs) = rest.get(&format!("sessions/{id}/messages")).await;
+    let got: Vec<(i64, String)> = msgs
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_i64().unwrap_or(-1),
+                m["payload"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, "one".into()), (2, "two".into()), (3, "three".into())]
+    );
+    let mut c = common::sessions(&d).await;
+    let next = c
+        .push_session_message(PushSessionMessageRequest {
+            session_id: id.clone(),
+            event_type: "user".into(),
+            payload: "four".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(next.seq, 4, "seq continues after the restart");
+    let (_, p) = rest.get(&format!("projects/{}", s(&project, "id"))).await;
+    assert_eq!(p["prompt"], "pp");
+    let (_, t) = rest
+        .get(&format!("credentials/{}/token", s(&cred, "id")))
+        .await;
+    assert_eq!(t["token"], "jira-tok");
+    let list = c
+        .list_sessions(ListSessionsRequest { page: 1, size: 10 })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(list.metadata.unwrap_or_default().total, 1);
+}
+
+async fn oidc_token(rest: &Rest, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let anon = Rest {
+        token: None,
+        ..rest.clone()
+    };
+    anon.send(
+        anon.request(reqwest::Method::POST, "/oidc/token")
+            .form(form),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn oidc_tokens_work_until_they_expire() {
+    let d = common::start(&[
+        "--oidc-client-id",
+        "control-plane",
+        "--oidc-client-secret",
+        "cp-secret-value",
+        "--oidc-token-ttl",
+        "2",
+    ]);
+    let rest = Rest::new(&d);
+
+    for (form, want, error) in [
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_id", "control-plane"),
+                ("client_secret", "cp-secret-value"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "control-plane"),
+                ("client_secret", "nope"),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "someone"),
+                ("client_secret", "cp-secret-value"),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+    ] {
+        let (st, body) = oidc_token(&rest, &form).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (want, Some(error)),
+            "{form:?}"
+        );
+    }
+
+    let (st, body) = oidc_token(
+        &rest,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "control-plane"),
+            ("client_secret", "cp-secret-value"),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 2);
+    let token = s(&body, "access_token").to_owned();
+    assert_ne!(token, TOKEN);
+
+    // Accepted on both wires while fresh.
+    let issued = Rest::with_token(&d, Some(&token));
+    let (st, _) = issued.get("sessions").await;
+    assert_eq!(st, StatusCode::OK);
+    let mut c = common::sessions_with(&d, Some(&token)).await;
+    c.list_sessions(ListSessionsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("fresh OIDC token refused over gRPC: {e}"));
+
+    // Wait past `expires_in`: refused on both wires.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (st, body) = issued.get("sessions").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    common::assert_error_body(&body);
+    let err = c
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("expired OIDC token accepted over gRPC"));
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // HTTP Basic client authentication works too.
+    let anon = Rest {
+        token: None,
+        ..rest.clone()
+    };
+    let (st, body) = anon
+        .send(
+            anon.request(reqwest::Method::POST, "/oidc/token")
+                .basic_auth("control-plane", Some("cp-secret-value"))
+                .form(&[("grant_type", "client_credentials")]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+
+    let logs = d.logs();
+    assert!(!logs.contains("cp-secret-value"), "client secret in logs");
+    assert!(!logs.contains(&token), "issued token in logs");
+    assert!(!logs.contains(TOKEN), "static token in logs");
+}
+
+#[tokio::test]
+async fn tokens_from_a_file() {
+    let dir = TempDir::new("devserver-tokens");
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "# comment\nfile-token-a\n\n  file-token-b  \n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = common::start(&["--token-file", &file.to_string_lossy()]);
+    for t in ["file-token-a", "file-token-b", TOKEN] {
+        let (st, _) = Rest::with_token(&d, Some(t)).get("sessions").await;
+        assert_eq!(st, StatusCode::OK, "token {t}");
+    }
+    let (st, _) = Rest::with_token(&d, Some("# comment"))
+        .get("sessions")
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn help_documents_env_vars_but_never_secret_values() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("AMBIENT_DEVSERVER_TOKEN", "env-secret-token-xyz")
+        .env(
+            "AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET",
+            "env-oidc-secret-xyz",
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--grpc-listen",
+        "AMBIENT_DEVSERVER_GRPC_LISTEN",
+        "--http-listen",
+        "--token",
+        "AMBIENT_DEVSERVER_TOKEN",
+        "--token-file",
+        "--data-dir",
+        "--in-memory",
+        "--oidc-client-id",
+        "--oidc-client-secret",
+        "AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET",
+        "--oidc-token-ttl",
+        "--log-format",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    assert!(!help.contains("env-secret-token-xyz"));
+    assert!(!help.contains("env-oidc-secret-xyz"));
+}
+
+#[test]
+fn bad_configuration_fails_with_one_clear_line() {
+    // No way to authenticate.
+    let out = Command::new(BIN)
+        .args([
+            "--in-memory",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("AMBIENT_DEVSERVER_TOKEN")
+        .env_remove("AMBIENT_DEVSERVER_TOKEN_FILE")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no token configured"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "announced listeners despite bad config"
+    );
+
+    // Unreadable token file.
+    let out = Command::new(BIN)
+        .args(["--in-memory", "--token-file", "/nonexistent/tokens"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tokens"));
+}
+
+#[test]
+fn sigterm_stops_gracefully_with_exit_zero() {
+    let mut d = common::start(&[]);
+    let status = d
+        .terminate(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("did not exit after SIGTERM:\n{}", d.logs()));
+    assert_eq!(status.code(), Some(0), "{}", d.logs());
+}
+
+#[tokio::test]
+async fn sigterm_with_open_watches_still_exits_zero() {
+    let mut d = common::start(&[]);
+    let rest = Rest::new(&d);
+    let session = rest.create_session(json!({"name": "w"})).await;
+    let mut c = common::sessions(&d).await;
+    let _sessions = c
+        .watch_sessions(ambient_protocol::v1::WatchSessionsRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let mut messages = c
+        .watch_session_messages(ambient_protocol::v1::WatchSessionMessagesRequest {
+            session_id: s(&session, "id").to_owned(),
+            after_seq: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let mut sse = rest
+        .request(
+            reqwest::Method::GET,
+            &format!("sessions/{}/messages", s(&session, "id")),
+        )
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sse.status(), StatusCode::OK);
+
+    let status = tokio::task::spawn_blocking(move || {
+        let st = d.terminate(Duration::from_secs(30));
+        (st, d.logs())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.0.and_then(|s| s.code()), Some(0), "{}", status.1);
+    // The streams ended (cleanly or with an error), they did not hang.
+    let _ = common::guard("message watch end", messages.message()).await;
+    let _ = common::guard("sse end", sse.chunk()).await;
+}
