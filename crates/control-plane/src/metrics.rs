@@ -92,6 +92,10 @@ impl Metrics {
             "1 while this replica holds the lease",
             leader.clone(),
         );
+        // Visible (at 0) before the first reconnect.
+        for kind in ["session", "project", "project_settings"] {
+            let _ = watch_reconnects.get_or_create(&KindLabels { kind });
+        }
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -157,5 +161,28 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exposed() {
+        let m = Metrics::new();
+        m.phase_written("Running");
+        m.reconciled("session", "ok", Duration::from_millis(3));
+        let text = m.encode();
+        for name in [
+            "ambient_control_plane_queue_depth",
+            "ambient_control_plane_reconciles_total{kind=\"session\",outcome=\"ok\"} 1",
+            "ambient_control_plane_reconcile_duration_seconds_count{kind=\"session\"} 1",
+            "ambient_control_plane_watch_reconnects_total{kind=\"session\"} 0",
+            "ambient_control_plane_phase_writes_total{phase=\"Running\"} 1",
+            "ambient_control_plane_leader 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
     }
 }

@@ -1,0 +1,220 @@
+//! Projects, project settings, health endpoints and configuration errors over
+//! the real binary, with a FAKE Kubernetes API (tests/support/fake_kube.rs).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use ambient_protocol::v1::project_settings_service_client::ProjectSettingsServiceClient;
+use ambient_protocol::v1::{CreateProjectSettingsRequest, UpdateProjectSettingsRequest};
+use integration_tests::TempDir;
+use reqwest::Method;
+use serde_json::json;
+use support::*;
+use tonic::Request;
+
+fn authed<T>(msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    if let Ok(v) = format!("Bearer {TOKEN}").parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_access_is_reconciled_and_pruned_and_project_delete_removes_its_namespace() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-projects");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+
+    let (code, project) = dev
+        .call(Method::POST, "/projects", Some(json!({"name": "team-x"})))
+        .await;
+    assert_eq!(code, 201, "{project}");
+    let pid = project["id"].as_str().unwrap_or_default().to_owned();
+    let ns = pid.to_lowercase();
+    let session = dev.new_session(&pid, "in-project").await;
+    wait_phase(&dev, &session, "Creating").await;
+    assert!(kube.get("namespaces", "", &ns).is_some());
+
+    let mut settings = ProjectSettingsServiceClient::connect(format!("http://{}", dev.grpc()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let created = settings
+        .create_project_settings(authed(CreateProjectSettingsRequest {
+            project_id: pid.clone(),
+            group_access: Some(
+                r#"[{"groupName":"devs","role":"edit"},{"groupName":"ops","role":"admin"}]"#.into(),
+            ),
+            repositories: None,
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let selector = "ambient-code.io/group-access=true";
+    eventually(
+        "two group RoleBindings",
+        Duration::from_secs(30),
+        || async { kube.names("rolebindings", selector).len() == 2 },
+    )
+    .await;
+    let rb = kube
+        .get("rolebindings", &ns, "ambient-group-devs-edit")
+        .unwrap_or_else(|| panic!("no devs binding: {:?}", kube.names("rolebindings", "")));
+    assert_eq!(rb["roleRef"]["name"], "edit");
+    assert_eq!(rb["subjects"][0]["kind"], "Group");
+    assert_eq!(rb["subjects"][0]["name"], "devs");
+
+    // ops removed → its binding is pruned.
+    let id = created.metadata.map(|m| m.id).unwrap_or_default();
+    settings
+        .update_project_settings(authed(UpdateProjectSettingsRequest {
+            id,
+            group_access: Some(r#"[{"groupName":"devs","role":"edit"}]"#.into()),
+            ..UpdateProjectSettingsRequest::default()
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("ops binding pruned", Duration::from_secs(30), || async {
+        kube.names("rolebindings", selector) == vec![format!("{ns}/ambient-group-devs-edit")]
+    })
+    .await;
+
+    // Deleting the project (after its sessions) removes the namespace it owned.
+    let (code, _) = dev
+        .call(Method::DELETE, &format!("/sessions/{session}"), None)
+        .await;
+    assert!(code == 200 || code == 204, "{code}");
+    let (code, _) = dev
+        .call(Method::DELETE, &format!("/projects/{pid}"), None)
+        .await;
+    assert!(code == 200 || code == 204, "{code}");
+    let removed = || async { kube.get("namespaces", "", &ns).is_none() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !removed().await && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log: Vec<String> = kube
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}/{} {}",
+                r.method, r.plural, r.namespace, r.name, r.status
+            )
+        })
+        .collect();
+    assert!(
+        removed().await,
+        "project namespace not removed; logs:\n{}\n{log:#?}",
+        cp.logs()
+    );
+
+    // Health and metrics.
+    let base = format!("http://{}", cp.addr("health"));
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let r = reqwest::get(url).await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (code, metrics) = get("/metrics").await;
+    assert_eq!(code, 200);
+    for name in [
+        "ambient_control_plane_queue_depth",
+        "ambient_control_plane_reconciles_total",
+        "ambient_control_plane_reconcile_duration_seconds",
+        "ambient_control_plane_watch_reconnects_total",
+        "ambient_control_plane_phase_writes_total{phase=\"Creating\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+}
+
+fn run_cp(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ambient-control-plane"));
+    cmd.env_clear().args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn bad_auth_settings_stop_startup_with_one_line() {
+    for (envs, needle) in [
+        (vec![], "AMBIENT_API_TOKEN"),
+        (
+            vec![("AMBIENT_API_TOKEN", "t"), ("OIDC_CLIENT_ID", "i")],
+            "contradictory",
+        ),
+        (vec![("OIDC_CLIENT_ID", "i")], "OIDC_CLIENT_SECRET"),
+        (
+            vec![
+                ("OIDC_CLIENT_ID", "i"),
+                ("OIDC_CLIENT_SECRET", "s3cr3t-value"),
+            ],
+            "OIDC_TOKEN_URL",
+        ),
+        (
+            vec![("AMBIENT_API_TOKEN", "t"), ("PLATFORM_MODE", "mpp")],
+            "MPP_CONFIG_NAMESPACE",
+        ),
+        (
+            vec![
+                ("AMBIENT_API_TOKEN", "t"),
+                ("CP_TOKEN_LISTEN_ADDR", "nonsense"),
+            ],
+            "CP_TOKEN_LISTEN_ADDR",
+        ),
+    ] {
+        let out = run_cp(&[], &envs);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{envs:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{needle} not in {stderr}");
+        assert!(!stderr.contains("s3cr3t-value"));
+    }
+}
+
+#[test]
+fn help_documents_env_vars_and_hides_secret_values() {
+    let out = run_cp(
+        &["--help"],
+        &[
+            ("AMBIENT_API_TOKEN", "tok-VISIBLE?"),
+            ("OIDC_CLIENT_SECRET", "oidc-VISIBLE?"),
+            ("ANTHROPIC_API_KEY", "sk-VISIBLE?"),
+        ],
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for env in [
+        "AMBIENT_API_SERVER_URL",
+        "AMBIENT_API_TOKEN",
+        "OIDC_TOKEN_URL",
+        "AMBIENT_GRPC_SERVER_ADDR",
+        "PLATFORM_MODE",
+        "CP_RUNTIME_NAMESPACE",
+        "RUNNER_IMAGE",
+        "MCP_IMAGE",
+        "GITHUB_MCP_IMAGE",
+        "CP_TOKEN_LISTEN_ADDR",
+        "CP_TOKEN_URL",
+        "IMAGE_PULL_SECRET",
+        "ANTHROPIC_API_KEY",
+        "USE_VERTEX",
+        "KUBECONFIG",
+    ] {
+        assert!(help.contains(env), "{env} missing from --help");
+    }
+    assert!(
+        !help.contains("VISIBLE"),
+        "a secret value is printed by --help"
+    );
+}
