@@ -279,3 +279,26 @@ async fn vanished_pod_is_reprovisioned_once_then_failed() {
     kube.delete_object("pods", "proj-v", &pod_name(&id));
     wait_phase(&dev, &id, "Failed").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_client_credentials_authenticate_the_control_plane() {
+    let kube = FakeKube::start().await;
+    let oidc = [
+        "--oidc-client-id",
+        "cp-client",
+        "--oidc-client-secret",
+        "cp-secret-XYZ",
+    ];
+    let dev = DevServer::start_full(None, None, &oidc);
+    let dir = TempDir::new("cp-oidc");
+    let token_url = format!("http://{}/oidc/token", dev.daemon.addr("http"));
+    let auth = [
+        ("OIDC_TOKEN_URL", token_url.as_str()),
+        ("OIDC_CLIENT_ID", "cp-client"),
+        ("OIDC_CLIENT_SECRET", "cp-secret-XYZ"),
+    ];
+    let cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &auth);
+    let id = dev.new_session("proj-o", "oidc").await;
+    wait_phase(&dev, &id, "Creating").await;
+    assert!(!cp.logs().contains("cp-secret-XYZ"));
+}

@@ -27,6 +27,15 @@ impl DevServer {
 
     /// On `data` (persistent) and fixed ports when restarting.
     pub fn start_with(data: Option<TempDir>, ports: Option<(u16, u16)>) -> DevServer {
+        Self::start_full(data, ports, &[])
+    }
+
+    /// With extra flags (e.g. the OIDC client).
+    pub fn start_full(
+        data: Option<TempDir>,
+        ports: Option<(u16, u16)>,
+        extra: &[&str],
+    ) -> DevServer {
         let (grpc, http) = ports.map_or(
             ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned()),
             |(g, h)| (format!("127.0.0.1:{g}"), format!("127.0.0.1:{h}")),
@@ -40,6 +49,7 @@ impl DevServer {
                 "--token",
                 TOKEN,
             ])
+            .args(extra.iter().copied())
             .listener("grpc")
             .listener("http");
         spec = match &data {
@@ -102,7 +112,7 @@ impl DevServer {
     }
 }
 
-/// Starts the control plane against `dev` and `kube`.
+/// Starts the control plane against `dev` and `kube` with the static token.
 pub fn control_plane(
     dev: &DevServer,
     kube: &FakeKube,
@@ -110,19 +120,32 @@ pub fn control_plane(
     identity: &str,
     leader_election: bool,
 ) -> Daemon {
+    let auth = [("AMBIENT_API_TOKEN", TOKEN)];
+    control_plane_with(dev, kube, dir, identity, leader_election, &auth)
+}
+
+/// Starts the control plane with the given auth environment.
+pub fn control_plane_with(
+    dev: &DevServer,
+    kube: &FakeKube,
+    dir: &TempDir,
+    identity: &str,
+    leader_election: bool,
+    auth: &[(&str, &str)],
+) -> Daemon {
     let kubeconfig = kube.kubeconfig(dir.path());
+    let mut spec = Spec::new("ambient-control-plane");
+    for (k, v) in auth {
+        spec = spec.env(*k, *v);
+    }
+    let token_url = "http://ambient-control-plane.ambient-code.svc:8080/token";
     Daemon::start(
-        Spec::new("ambient-control-plane")
-            .env("AMBIENT_API_TOKEN", TOKEN)
-            .env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
+        spec.env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
             .env("KUBECONFIG", kubeconfig.display().to_string())
             .env("CP_RUNTIME_NAMESPACE", "ambient-code")
             .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
             .env("CP_HEALTH_LISTEN_ADDR", "127.0.0.1:0")
-            .env(
-                "CP_TOKEN_URL",
-                "http://ambient-control-plane.ambient-code.svc:8080/token",
-            )
+            .env("CP_TOKEN_URL", token_url)
             .env("MCP_IMAGE", "mcp:test")
             .env("ANTHROPIC_API_KEY", "sk-ant-NEVER-PRINTED")
             .env("POD_NAME", identity)
