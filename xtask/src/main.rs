@@ -3,7 +3,12 @@
 //! - `test`: the one test command. Prepares the interop virtualenv under
 //!   `target/` (once), then runs the whole suite with the interop tests on,
 //!   plus doc tests.
-//! - `fuzz [SECONDS]`: a short bounded run of every fuzz target (needs `cargo fuzz`).
+//! - `fuzz [SECONDS]`: a short bounded run of every fuzz target (needs
+//!   `cargo install cargo-fuzz`; libFuzzer's `-Z` flags run on the stable
+//!   toolchain through `RUSTC_BOOTSTRAP=1`, set here for that build only).
+//! - `bench <name>`: a release-built benchmark; prints one line per figure
+//!   and writes `target/bench/<name>.json`. `token-exchange`: the token
+//!   server's v2 exchanges/s vs raw RSA-OAEP decryptions/s, and latency.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +19,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test            prepare the interop virtualenv (once) and run every test
-  fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz";
+  fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
+  bench <name> [SECONDS]
+                  run a benchmark (release build) for SECONDS per phase (default 10);
+                  names: token-exchange";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -23,6 +31,7 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "test" => test(&rest),
         "fuzz" => fuzz(&rest),
+        "bench" => bench(&rest),
         "" | "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -100,7 +109,7 @@ fn test(extra: &[String]) -> Result<()> {
     let python = interop_python()?;
     // Black-box tests start the real binaries: build them all first.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    let features = "ambient-protocol/interop";
+    let features = "ambient-protocol/interop,ambient-devserver/interop";
     let mut suite = cargo();
     if has_nextest() {
         suite.args([
@@ -137,26 +146,65 @@ fn fuzz(extra: &[String]) -> Result<()> {
     if !fuzz_dir.exists() {
         bail!("no fuzz/ directory");
     }
+    // libFuzzer instrumentation needs `-Z` flags; the stable compiler takes
+    // them with RUSTC_BOOTSTRAP=1 (only for this build, never the workspace's).
     let list = cargo()
         .args(["fuzz", "list"])
+        .env("RUSTC_BOOTSTRAP", "1")
         .output()
         .context("cargo fuzz is not installed (cargo install cargo-fuzz)")?;
     if !list.status.success() {
-        bail!(
-            "`cargo fuzz list` failed; is cargo-fuzz installed and a nightly toolchain available?"
-        );
+        bail!("`cargo fuzz list` failed; is cargo-fuzz installed (cargo install cargo-fuzz)?");
     }
     for target in String::from_utf8_lossy(&list.stdout)
         .lines()
         .filter(|l| !l.is_empty())
     {
-        run(cargo().args([
-            "fuzz",
-            "run",
-            target,
-            "--",
-            &format!("-max_total_time={seconds}"),
-        ]))?;
+        // New inputs go to fuzz/corpus/<target> (git-ignored); the checked-in
+        // seeds in fuzz/seeds/<target> are read too.
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let mut cmd = cargo();
+        cmd.env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target])
+            .arg(&corpus);
+        let seeds = fuzz_dir.join("seeds").join(target);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        cmd.args(["--", &format!("-max_total_time={seconds}")]);
+        run(&mut cmd)?;
     }
     Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let Some(name) = extra.first() else {
+        bail!("bench needs a name\n\n{USAGE}");
+    };
+    let seconds: u64 = match extra.get(1) {
+        Some(s) => s
+            .parse()
+            .with_context(|| format!("SECONDS must be a number, got {s:?}"))?,
+        None => 10,
+    };
+    let out = root().join("target/bench").join(format!("{name}.json"));
+    match name.as_str() {
+        "token-exchange" => run(cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "ambient-token-server",
+                "--example",
+                "token_exchange_bench",
+                "--",
+                "--seconds",
+                &seconds.to_string(),
+                "--out",
+            ])
+            .arg(&out)),
+        other => bail!("unknown benchmark {other:?} (known: token-exchange)"),
+    }
 }

@@ -42,8 +42,11 @@ pub const MIN_SESSION_ID_LEN: usize = 8;
 pub const V2_SKEW: Duration = Duration::from_secs(60);
 /// Minimum decoded length of a v2 nonce.
 pub const MIN_NONCE_BYTES: usize = 16;
-/// Default bound on remembered v2 nonces.
-pub const DEFAULT_NONCE_CAPACITY: usize = 65_536;
+/// Default bound on remembered v2 nonces (~16 MiB at most). Each entry costs
+/// the sender one RSA-4096 decryption, so filling it inside the 60 s window
+/// takes more than 4 000 decryptions/s — beyond what the server's bounded key
+/// operations give on small nodes; a full cache fails closed (503).
+pub const DEFAULT_NONCE_CAPACITY: usize = 262_144;
 
 /// Which plaintext form a client spoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

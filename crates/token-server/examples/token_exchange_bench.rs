@@ -1,0 +1,389 @@
+//! `cargo xtask bench token-exchange`: v2 exchanges/s with 16 concurrent
+//! clients over loopback against an in-process [`TokenServer`], next to the
+//! raw RSA-4096 OAEP decryptions/s a tight loop achieves on the same cores in
+//! the same run; their ratio (quality.md target ≥ 0.85); and p50/p99 latency
+//! at half of the measured maximum. Writes JSON to `--out`.
+//!
+//! Usage: `token_exchange_bench [--seconds N] [--out PATH]` (release build).
+//! The raw loop and the exchange run alternate in 5 rounds of N/5 seconds
+//! each (so both see the same load on a shared machine); the ratio reported
+//! is the median of the per-round ratios. The latency run then offers half
+//! of the measured exchange rate for N seconds.
+//! The per-IP rate limit is off here (all clients share 127.0.0.1); every
+//! other check runs as in production, the session check against an
+//! in-memory directory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use ambient_protocol::Secret;
+use ambient_protocol::exchange::{KeySet, encrypt_v2};
+use ambient_protocol::keys::PrivateKey;
+use ambient_token_server::{Config, RateLimit, StaticDirectory, StaticToken, TokenServer};
+
+const CLIENTS: usize = 16;
+/// Raw and exchange measurements alternate this many times, so that both see
+/// the same machine load (the machines are shared and noisy).
+const ROUNDS: usize = 5;
+const SESSION: &str = "bench-session-0001";
+
+fn main() -> anyhow::Result<()> {
+    let mut seconds = 10u64;
+    let mut out = std::path::PathBuf::from("target/bench/token-exchange.json");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--seconds needs a value"))?
+                    .parse()?
+            }
+            "--out" => {
+                out = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--out needs a value"))?
+                    .into()
+            }
+            other => anyhow::bail!("unknown argument {other:?}"),
+        }
+    }
+    let window = Duration::from_secs(seconds.max(1));
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    eprintln!("bench: generating an RSA-4096 key ...");
+    let key = PrivateKey::generate()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()?;
+    // The raw loop runs as many threads as the server may run key
+    // operations at once, so that on a shared machine both get the same
+    // share of the cores (on an idle one, any count ≥ cores is the same).
+    let threads = Config::default().max_key_ops;
+    let r = rt.block_on(run_rounds(&key, window, threads))?;
+
+    println!(
+        "raw RSA-4096 OAEP decryptions/s ({threads} threads on {cores} cores, tight loop): {:.1}",
+        r.raw
+    );
+    println!(
+        "v2 token exchanges/s ({CLIENTS} concurrent clients, loopback): {:.1}",
+        r.exchanges
+    );
+    println!(
+        "ratio exchanges/raw: {:.3} (median of {ROUNDS} interleaved rounds; overall {:.3}; target >= 0.85)",
+        r.ratio_median,
+        r.exchanges / r.raw
+    );
+    println!(
+        "latency at {:.1} req/s (half of max): p50 {:.2} ms, p99 {:.2} ms over {} requests (target p99 <= 25 ms)",
+        r.lat.rate, r.lat.p50_ms, r.lat.p99_ms, r.lat.samples
+    );
+    let (raw, exchanges, ratio, lat) = (r.raw, r.exchanges, r.ratio_median, r.lat);
+    let rounds: Vec<_> = r
+        .rounds
+        .iter()
+        .map(|(raw, ex)| serde_json::json!({"raw_decrypts_per_sec": raw, "exchanges_per_sec": ex, "ratio": ex / raw}))
+        .collect();
+    let json = serde_json::json!({
+        "bench": "token-exchange",
+        "cores": cores,
+        "raw_threads_and_server_key_ops": threads,
+        "seconds_per_phase": window.as_secs(),
+        "clients": CLIENTS,
+        "raw_decrypts_per_sec": raw,
+        "rounds": rounds,
+        "exchanges_per_sec": exchanges,
+        "ratio": ratio,
+        "ratio_target": 0.85,
+        "latency": {
+            "offered_rate_per_sec": lat.rate,
+            "p50_ms": lat.p50_ms,
+            "p99_ms": lat.p99_ms,
+            "samples": lat.samples,
+            "p99_target_ms": 25.0,
+        },
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&json)? + "\n")?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Decryptions per second of `threads` threads in a tight loop.
+fn raw_decrypt_rate(key: &PrivateKey, threads: usize, window: Duration) -> f64 {
+    let ciphertext =
+        match ambient_protocol::exchange::encrypt_v2(key.public_key(), SESSION, SystemTime::now())
+            .map(|b64| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b64)
+            }) {
+            Ok(Ok(c)) => c,
+            _ => return 0.0,
+        };
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (key, ct, stop, count) =
+                (key.clone(), ciphertext.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; key.ciphertext_len()];
+                while !stop.load(Ordering::Relaxed) {
+                    if key.decrypt(&ct, &mut buf).is_some() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Latency {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    samples: usize,
+}
+
+/// Pre-encrypted v2 bearers (clients are other machines in production).
+fn bearers(key: &PrivateKey, n: usize) -> anyhow::Result<Arc<Vec<String>>> {
+    let now = SystemTime::now();
+    let v = (0..n)
+        .map(|_| encrypt_v2(key.public_key(), SESSION, now).map(|b| format!("Bearer {b}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(v))
+}
+
+struct Results {
+    raw: f64,
+    exchanges: f64,
+    ratio_median: f64,
+    rounds: Vec<(f64, f64)>,
+    lat: Latency,
+}
+
+/// `ROUNDS` × (raw decryption loop for a slice, exchange run for a slice),
+/// then the latency run at half of the measured exchange rate.
+async fn run_rounds(key: &PrivateKey, window: Duration, threads: usize) -> anyhow::Result<Results> {
+    let keys = KeySet::new(vec![key.clone()]).ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let dir = StaticDirectory::new();
+    dir.set(SESSION, "Running");
+    let server = TokenServer::new(
+        keys,
+        Arc::new(dir),
+        Arc::new(StaticToken::new(Secret::new("bench-api-token"))),
+        Config {
+            rate_limit: RateLimit {
+                per_second: 0.0,
+                burst: 0,
+                ..RateLimit::default()
+            },
+            max_key_ops: threads,
+            ..Config::default()
+        },
+    );
+    let running = server.clone().bind("127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}/token", running.local_addr());
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(CLIENTS)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+
+    let slice = window.div_f64(ROUNDS as f64).max(Duration::from_secs(1));
+    let mut rounds = Vec::new();
+    let (mut raw_sum, mut ex_sum) = (0.0, 0.0);
+    for round in 0..ROUNDS {
+        let k = key.clone();
+        let cpu0 = process_cpu_seconds();
+        let raw = tokio::task::spawn_blocking(move || raw_decrypt_rate(&k, threads, slice)).await?;
+        // Bearers for this round, encrypted before the clock starts (the
+        // clients are other machines in production).
+        let budget = 500 + (raw * (slice.as_secs_f64() + 0.3) * 1.5) as usize;
+        let pool = bearers(key, budget)?;
+        let cpu1 = process_cpu_seconds();
+        let ex = closed_loop(pool, &http, &url, slice).await?;
+        let cpu2 = process_cpu_seconds();
+        eprintln!(
+            "bench: round {round}: process CPU per raw decrypt {:.3} ms, per exchange {:.3} ms (server + clients)",
+            (cpu1 - cpu0) * 1000.0 / (raw * slice.as_secs_f64()),
+            (cpu2 - cpu1) * 1000.0 / (ex * slice.as_secs_f64()),
+        );
+        let (sum, count) = decrypt_totals(&server);
+        eprintln!(
+            "bench: round {round}: raw {raw:.1}/s ({:.3} ms/decrypt/thread), exchanges {ex:.1}/s, ratio {:.3}; server decrypt mean so far {:.3} ms",
+            threads as f64 * 1000.0 / raw,
+            ex / raw,
+            sum * 1000.0 / count.max(1.0)
+        );
+        raw_sum += raw;
+        ex_sum += ex;
+        rounds.push((raw, ex));
+    }
+    let mut ratios: Vec<f64> = rounds.iter().map(|(r, e)| e / r).collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio_median = ratios[ratios.len() / 2];
+    let exchanges = ex_sum / ROUNDS as f64;
+    let lat = open_loop(key, &http, &url, window, exchanges / 2.0).await?;
+    running.shutdown().await?;
+    Ok(Results {
+        raw: raw_sum / ROUNDS as f64,
+        exchanges,
+        ratio_median,
+        rounds,
+        lat,
+    })
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc`).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of them, in clock ticks (100 Hz on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// (sum, count) of the server's decrypt-duration histogram.
+fn decrypt_totals(server: &TokenServer) -> (f64, f64) {
+    let text = server.metrics().encode();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("ambient_token_server_decrypt_duration_seconds_sum "),
+        value("ambient_token_server_decrypt_duration_seconds_count "),
+    )
+}
+
+/// Exchanges/s of 16 closed-loop clients over `window` (after a short warm-up).
+async fn closed_loop(
+    pool: Arc<Vec<String>>,
+    http: &reqwest::Client,
+    url: &str,
+    window: Duration,
+) -> anyhow::Result<f64> {
+    let warmup = Duration::from_millis(300);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let measure_to = measure_from + window;
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (http, url, pool, next, done, errors) = (
+            http.clone(),
+            url.to_owned(),
+            pool.clone(),
+            next.clone(),
+            done.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < measure_to {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(bearer) = pool.get(i) else { break };
+                let ok = match http.get(&url).header("authorization", bearer).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let now = Instant::now();
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                } else if now >= measure_from && now < measure_to {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    if next.load(Ordering::Relaxed) >= pool.len() {
+        eprintln!("bench: warning: the bearer pool ran out before the window ended");
+    }
+    let errs = errors.load(Ordering::Relaxed);
+    if errs > 0 {
+        anyhow::bail!("{errs} exchanges failed during the throughput run");
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / window.as_secs_f64())
+}
+
+/// p50/p99 of 16 open-loop clients offering `rate` requests/s in total.
+async fn open_loop(
+    key: &PrivateKey,
+    http: &reqwest::Client,
+    url: &str,
+    window: Duration,
+    rate: f64,
+) -> anyhow::Result<Latency> {
+    let rate = rate.max(1.0);
+    let per_client = Duration::from_secs_f64(CLIENTS as f64 / rate);
+    let n_per_client = ((window.as_secs_f64() * rate) / CLIENTS as f64).ceil() as usize;
+    let pool = bearers(key, n_per_client * CLIENTS)?;
+    let t0 = Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (http, url, pool) = (http.clone(), url.to_owned(), pool.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n_per_client);
+            let offset = per_client.mul_f64(c as f64 / CLIENTS as f64);
+            for j in 0..n_per_client {
+                let due = t0 + offset + per_client.mul_f64(j as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let Some(bearer) = pool.get(c * n_per_client + j) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let ok = match http.get(&url).header("authorization", bearer).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    lat.push(sent.elapsed());
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            all.extend(l);
+        }
+    }
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[idx].as_secs_f64() * 1000.0
+    };
+    Ok(Latency {
+        rate,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        samples: all.len(),
+    })
+}

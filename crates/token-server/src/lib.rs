@@ -1,0 +1,85 @@
+//! `ambient-token-server`: the hardened token exchange (wire.md §3).
+//!
+//! Every session container gets its API token here: it sends
+//! `GET /token` with `Authorization: Bearer base64(RSA-OAEP(plaintext))`
+//! under the control plane's public key, and gets `{"token", "expires_at"}`
+//! back if, in this order:
+//!
+//! 1. the method is `GET` (else 405, before any authentication);
+//! 2. the header is `Bearer <non-empty>` (else 401);
+//! 3. the bearer is standard base64 and decrypts under one of the keys (else 401);
+//! 4. the plaintext is a session ID of ≥ 8 bytes without whitespace (else 403) —
+//!    or, for v2, a JSON `{"v":2,"sid","iat","nonce"}` with `iat` within 60 s and
+//!    an unseen nonce (else 401), whose `sid` then passes the same rule;
+//! 5. the [`SessionDirectory`] says the session is live (else 403);
+//! 6. the [`TokenProvider`] gives a token (else 500).
+//!
+//! The decoding and checks are `ambient_protocol::exchange`; this crate adds
+//! the session check, the token, and the serving hardening: an 8 KiB head
+//! limit (431), a header-read timeout, a request timeout, a per-client-IP
+//! token bucket (429 with `Retry-After`), a bound on concurrent RSA
+//! operations (which run on the blocking pool, never on the reactor), a
+//! connection cap, and no request body read. Logs never contain a token, a
+//! ciphertext or a rejected plaintext; an accepted request logs its session ID.
+//!
+//! Nothing here is process-global: no global metrics registry, no tracing
+//! subscriber, no signal handling, no `exit`. The control plane embeds it:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ambient_protocol::{Secret, exchange::KeySet, keys::PrivateKey};
+//! use ambient_token_server::{Config, StaticDirectory, StaticToken, TokenServer};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = KeySet::new(vec![PrivateKey::generate()?]).ok_or("no key")?;
+//! let directory = Arc::new(StaticDirectory::new()); // the informer cache, in the control plane
+//! let provider = Arc::new(StaticToken::new(Secret::new("api-token")));
+//! let server = TokenServer::new(keys, directory, provider, Config::default());
+//! let running = server.bind("127.0.0.1:0".parse()?).await?;
+//! println!("token server listening on {}", running.local_addr());
+//! // ...
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Key rotation
+//!
+//! The server holds a [`KeySet`]: the first key is *current* (its public half
+//! is the one published to sessions as `AMBIENT_CP_TOKEN_PUBLIC_KEY`, and the
+//! one `--print-public-key` prints); every key is tried for decryption.
+//! To rotate without refusing any session:
+//!
+//! 1. Generate the new key (`ambient-token-server --key-file new.pem
+//!    --generate-key --print-public-key > new.pub`).
+//! 2. Restart the server(s) with the new key first and the old one after it:
+//!    `--key-file new.pem --key-file old.pem`. Both decrypt.
+//! 3. Publish the new public key to sessions (new pods get it; the control
+//!    plane's keypair Secret gets the new pair).
+//! 4. Once every session started with the old public key has ended (or been
+//!    restarted), restart with `--key-file new.pem` alone and destroy `old.pem`.
+//!
+//! A v2 nonce is remembered per server process: a replay to *another*
+//! replica inside the 60 s window is not detected. Run replicas behind a
+//! session-affine balancer, or accept that bound.
+
+pub mod directory;
+pub mod limit;
+pub mod metrics;
+pub mod provider;
+pub mod server;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use ambient_protocol::exchange::KeySet;
+pub use directory::{
+    DirectoryError, GrpcDirectory, NoSessionCheck, SessionDirectory, StaticDirectory,
+};
+pub use limit::RateLimit;
+pub use metrics::{Metrics, Outcome};
+pub use provider::{IssuedToken, OidcClientCredentials, ProviderError, StaticToken, TokenProvider};
+pub use server::{Config, RunningServer, ServeError, TokenServer};
+
+/// A boxed, `Send` future: what the object-safe [`SessionDirectory`] and
+/// [`TokenProvider`] methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,299 @@
+//! The binary's command line: key generation, public key printing, config
+//! errors (one line, non-zero), the startup line, `--help`, SIGTERM.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ambient_protocol::exchange::encrypt_v1;
+use ambient_protocol::keys::PublicKey;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ambient-token-server");
+
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!(
+            "ats-cli-{tag}-{}-{}",
+            std::process::id(),
+            SystemTimeNanos::now()
+        ));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
+        Tmp(p)
+    }
+    fn join(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+struct SystemTimeNanos;
+impl SystemTimeNanos {
+    fn now() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    }
+}
+
+fn cmd() -> Command {
+    let mut c = Command::new(BIN);
+    // Nothing from the test's environment leaks into the config.
+    for var in [
+        "TOKEN_SERVER_LISTEN",
+        "TOKEN_SERVER_KEY_FILES",
+        "AMBIENT_API_TOKEN_FILE",
+        "OIDC_TOKEN_URL",
+        "OIDC_CLIENT_ID",
+        "OIDC_CLIENT_SECRET_FILE",
+        "AMBIENT_GRPC_SERVER_ADDR",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn output(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap_or_else(|e| panic!("run: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn generates_a_private_key_0600_and_prints_the_public_key() {
+    let tmp = Tmp::new("gen");
+    let key = tmp.join("key.pem");
+    let (code, stdout, _) = output(
+        cmd()
+            .arg("--key-file")
+            .arg(&key)
+            .args(["--generate-key", "--print-public-key"]),
+    );
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("-----BEGIN PUBLIC KEY-----"), "{stdout}");
+    let pk = PublicKey::from_pem(&stdout).unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&key)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let pem = std::fs::read_to_string(&key).unwrap_or_default();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    // A second run keeps the key.
+    let (code, again, _) = output(
+        cmd()
+            .arg("--key-file")
+            .arg(&key)
+            .args(["--generate-key", "--print-public-key"]),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(PublicKey::from_pem(&again).ok(), Some(pk));
+}
+
+#[test]
+fn bad_configurations_fail_with_one_line() {
+    let tmp = Tmp::new("bad");
+    let key = tmp.join("key.pem");
+    let token = tmp.join("token");
+    std::fs::write(&token, "tok\n").unwrap_or_else(|e| panic!("{e}"));
+    let (code, ..) = output(
+        cmd()
+            .arg("--key-file")
+            .arg(&key)
+            .args(["--generate-key", "--print-public-key"]),
+    );
+    assert_eq!(code, 0);
+    let key = key.to_string_lossy().into_owned();
+    let token = token.to_string_lossy().into_owned();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--no-session-check", "--api-token-file", &token],
+            "--key-file",
+        ),
+        (
+            vec!["--key-file", &key, "--no-session-check"],
+            "token source",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--no-session-check",
+                "--api-token-file",
+                &token,
+                "--oidc-token-url",
+                "http://idp/token",
+            ],
+            "contradict",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--no-session-check",
+                "--oidc-token-url",
+                "http://idp/token",
+            ],
+            "OIDC needs all",
+        ),
+        (
+            vec!["--key-file", &key, "--api-token-file", &token],
+            "--api-server-grpc",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--no-session-check",
+                "--api-server-grpc",
+                "127.0.0.1:1",
+            ],
+            "contradict",
+        ),
+        (
+            vec!["--key-file", "/nonexistent/key.pem", "--print-public-key"],
+            "/nonexistent/key.pem",
+        ),
+        (vec!["--key-file", &token, "--print-public-key"], "PEM"),
+        (vec!["--listen", "not-an-address"], "--listen"),
+        (vec!["--bogus-flag"], "--bogus-flag"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, stderr) = output(cmd().args(&args));
+        assert_ne!(code, 0, "{args:?} should fail");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: want one line, got {stderr:?}");
+        assert!(
+            lines[0].contains(needle),
+            "{args:?}: {stderr:?} lacks {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn help_names_every_env_var_and_hides_secret_values() {
+    let (code, stdout, _) = output(
+        cmd()
+            .arg("--help")
+            .env("OIDC_CLIENT_SECRET_FILE", "/run/secret/very-private-path"),
+    );
+    assert_eq!(code, 0);
+    for var in [
+        "TOKEN_SERVER_LISTEN",
+        "TOKEN_SERVER_KEY_FILES",
+        "TOKEN_SERVER_GENERATE_KEY",
+        "TOKEN_SERVER_PRINT_PUBLIC_KEY",
+        "AMBIENT_API_TOKEN_FILE",
+        "OIDC_TOKEN_URL",
+        "OIDC_CLIENT_ID",
+        "OIDC_CLIENT_SECRET_FILE",
+        "AMBIENT_GRPC_SERVER_ADDR",
+        "TOKEN_SERVER_NO_SESSION_CHECK",
+        "TOKEN_SERVER_REQUIRE_V2",
+        "LOG_FORMAT",
+    ] {
+        assert!(stdout.contains(var), "--help lacks {var}");
+    }
+    assert!(!stdout.contains("very-private-path"));
+}
+
+#[test]
+fn serves_on_a_free_port_warns_without_session_check_and_stops_on_sigterm() {
+    let tmp = Tmp::new("run");
+    let key = tmp.join("key.pem");
+    let token = tmp.join("token");
+    std::fs::write(&token, "cli-api-token-123\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut child = cmd()
+        .arg("--key-file")
+        .arg(&key)
+        .arg("--api-token-file")
+        .arg(&token)
+        .args([
+            "--generate-key",
+            "--no-session-check",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = line
+        .trim()
+        .strip_prefix("token server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(!addr.ends_with(":0"));
+
+    let pem = std::fs::read_to_string(&key).unwrap_or_default();
+    let pk = ambient_protocol::keys::PrivateKey::from_pem(&pem)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .public_key()
+        .clone();
+    let bearer = encrypt_v1(&pk, "any-session-id-at-all").unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body = rt.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(format!("http://{addr}/token"))
+            .header("authorization", format!("Bearer {bearer}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    });
+    assert_eq!(body, r#"{"token":"cli-api-token-123"}"#);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(killed.success());
+    let mut waited = 0;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        waited += 1;
+        assert!(waited < 300, "no exit within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("SESSION CHECK DISABLED"), "{stderr}");
+    assert!(
+        stderr.contains("any-session-id-at-all"),
+        "accepted ID is logged"
+    );
+    assert!(!stderr.contains("cli-api-token-123"), "token in logs");
+    assert!(!stderr.contains(&bearer[..32]), "ciphertext in logs");
+}
