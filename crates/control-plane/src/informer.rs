@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use ambient_protocol::backoff::Backoff;
 use ambient_protocol::v1::{
-    EventType, Project, ProjectSettings, ProjectSettingsWatchEvent, ProjectWatchEvent, Session,
-    SessionWatchEvent,
+    EventType, ObjectReference, Project, ProjectSettings, ProjectSettingsWatchEvent,
+    ProjectWatchEvent, Session, SessionWatchEvent,
 };
 use futures::StreamExt;
 use tonic::Streaming;
@@ -35,9 +35,18 @@ pub trait Kind: Clone + PartialEq + Send + Sync + 'static {
     const NAME: &'static str;
     /// The watch event message.
     type Event: Send + 'static;
-    fn id(&self) -> &str;
+    /// The object's metadata.
+    fn metadata(&self) -> Option<&ObjectReference>;
+    /// The object's ID.
+    fn id(&self) -> &str {
+        self.metadata().map(|m| m.id.as_str()).unwrap_or_default()
+    }
     /// `updated_at` as (seconds, nanos), to refuse stale watch events.
-    fn updated_at(&self) -> Option<(i64, i32)>;
+    fn updated_at(&self) -> Option<(i64, i32)> {
+        self.metadata()
+            .and_then(|m| m.updated_at.as_ref())
+            .map(|t| (t.seconds, t.nanos))
+    }
     fn list(
         api: &Api,
         page: i32,
@@ -48,79 +57,52 @@ pub trait Kind: Clone + PartialEq + Send + Sync + 'static {
     fn split(event: Self::Event) -> (i32, String, Option<Self>);
 }
 
-fn stamp(meta: Option<&ambient_protocol::v1::ObjectReference>) -> Option<(i64, i32)> {
-    meta.and_then(|m| m.updated_at.as_ref())
-        .map(|t| (t.seconds, t.nanos))
+/// Implements [`Kind`] for a message with a `metadata` field.
+macro_rules! kind {
+    ($ty:ty, $name:literal, $event:ty, $field:ident, $list:ident, $watch:ident) => {
+        impl Kind for $ty {
+            const NAME: &'static str = $name;
+            type Event = $event;
+            fn metadata(&self) -> Option<&ObjectReference> {
+                self.metadata.as_ref()
+            }
+            async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
+                api.$list(page, size).await
+            }
+            async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
+                api.$watch().await
+            }
+            fn split(e: Self::Event) -> (i32, String, Option<Self>) {
+                (e.r#type, e.resource_id, e.$field)
+            }
+        }
+    };
 }
 
-impl Kind for Session {
-    const NAME: &'static str = "session";
-    type Event = SessionWatchEvent;
-    fn id(&self) -> &str {
-        self.metadata
-            .as_ref()
-            .map(|m| m.id.as_str())
-            .unwrap_or_default()
-    }
-    fn updated_at(&self) -> Option<(i64, i32)> {
-        stamp(self.metadata.as_ref())
-    }
-    async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
-        api.list_sessions(page, size).await
-    }
-    async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
-        api.watch_sessions().await
-    }
-    fn split(e: Self::Event) -> (i32, String, Option<Self>) {
-        (e.r#type, e.resource_id, e.session)
-    }
-}
-
-impl Kind for Project {
-    const NAME: &'static str = "project";
-    type Event = ProjectWatchEvent;
-    fn id(&self) -> &str {
-        self.metadata
-            .as_ref()
-            .map(|m| m.id.as_str())
-            .unwrap_or_default()
-    }
-    fn updated_at(&self) -> Option<(i64, i32)> {
-        stamp(self.metadata.as_ref())
-    }
-    async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
-        api.list_projects(page, size).await
-    }
-    async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
-        api.watch_projects().await
-    }
-    fn split(e: Self::Event) -> (i32, String, Option<Self>) {
-        (e.r#type, e.resource_id, e.project)
-    }
-}
-
-impl Kind for ProjectSettings {
-    const NAME: &'static str = "project_settings";
-    type Event = ProjectSettingsWatchEvent;
-    fn id(&self) -> &str {
-        self.metadata
-            .as_ref()
-            .map(|m| m.id.as_str())
-            .unwrap_or_default()
-    }
-    fn updated_at(&self) -> Option<(i64, i32)> {
-        stamp(self.metadata.as_ref())
-    }
-    async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
-        api.list_project_settings(page, size).await
-    }
-    async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
-        api.watch_project_settings().await
-    }
-    fn split(e: Self::Event) -> (i32, String, Option<Self>) {
-        (e.r#type, e.resource_id, e.project_settings)
-    }
-}
+kind!(
+    Session,
+    "session",
+    SessionWatchEvent,
+    session,
+    list_sessions,
+    watch_sessions
+);
+kind!(
+    Project,
+    "project",
+    ProjectWatchEvent,
+    project,
+    list_projects,
+    watch_projects
+);
+kind!(
+    ProjectSettings,
+    "project_settings",
+    ProjectSettingsWatchEvent,
+    project_settings,
+    list_project_settings,
+    watch_project_settings
+);
 
 /// The cache of one kind. Shared by the informer (writer), the reconcilers
 /// and the token server's session directory (readers).
