@@ -245,15 +245,30 @@ impl<K: Kind> Store<K> {
     }
 }
 
-/// Lists every page.
-pub async fn list_all<K: Kind>(api: &Api) -> Result<Vec<K>, ApiError> {
-    let mut items = Vec::new();
+/// Lists every page of `page_size` objects.
+pub async fn list_all<K: Kind>(api: &Api, page_size: i32) -> Result<Vec<K>, ApiError> {
+    let mut items: Vec<K> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut page = 1;
     loop {
-        let p = K::list(api, page, LIST_PAGE_SIZE).await?;
+        let p = K::list(api, page, page_size).await?;
         let n = p.items.len();
-        items.extend(p.items);
-        if n == 0 || n < LIST_PAGE_SIZE as usize || items.len() >= p.total.max(0) as usize {
+        let total = usize::try_from(p.total).unwrap_or(0);
+        let mut fresh = 0;
+        for item in p.items {
+            if seen.insert(item.id().to_owned()) {
+                items.push(item);
+                fresh += 1;
+            }
+        }
+        // A short page only ends the list when the server gives no total: a
+        // server may cap the page size below ours. A page of nothing new
+        // (a server ignoring `page`) ends it too.
+        let done = n == 0
+            || fresh == 0
+            || (total > 0 && items.len() >= total)
+            || (total == 0 && n < usize::try_from(page_size).unwrap_or(0));
+        if done {
             return Ok(items);
         }
         page += 1;
@@ -316,7 +331,7 @@ async fn connect<K: Kind>(
     notify: &(impl Fn(&str) + Send + Sync),
 ) -> Result<Streaming<K::Event>, ApiError> {
     let stream = K::watch(api).await?;
-    let items = list_all::<K>(api).await?;
+    let items = list_all::<K>(api, LIST_PAGE_SIZE).await?;
     let total = items.len();
     let changed = store.replace_all(items);
     tracing::info!(
