@@ -3,7 +3,6 @@
 //! one refresh-and-retry on `UNAUTHENTICATED`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ambient_protocol::v1::project_service_client::ProjectServiceClient;
 use ambient_protocol::v1::project_settings_service_client::ProjectSettingsServiceClient;
@@ -15,13 +14,13 @@ use ambient_protocol::v1::{
     WatchSessionsRequest,
 };
 use ambient_token_server::TokenProvider;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 
 /// An API call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
-    #[error("invalid API server address {0:?}")]
+    #[error("API server address: {0}")]
     Address(String),
     #[error("cannot get an API token: {0}")]
     Token(String),
@@ -69,32 +68,18 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// `host:port` → `http://host:port`; URLs are kept.
-pub fn grpc_uri(addr: &str, tls: bool) -> String {
-    if addr.contains("://") {
-        addr.to_owned()
-    } else if tls {
-        format!("https://{addr}")
-    } else {
-        format!("http://{addr}")
-    }
-}
-
 impl Api {
-    /// A client of `addr`; connects lazily, so the API server may be down now.
-    pub fn new(addr: &str, tls: bool, provider: Arc<dyn TokenProvider>) -> Result<Self, ApiError> {
-        let uri = grpc_uri(addr, tls);
-        if uri.starts_with("https://") {
-            return Err(ApiError::Address(format!(
-                "{uri}: TLS to the API server is not supported by this build"
-            )));
-        }
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|_| ApiError::Address(uri))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
+    /// A client of `addr` (TLS when `use_tls` or an `https://` address,
+    /// trusting the system roots and `ca_file`); connects lazily, so the API
+    /// server may be down now.
+    pub fn new(
+        addr: &str,
+        use_tls: bool,
+        ca_file: Option<&std::path::Path>,
+        provider: Arc<dyn TokenProvider>,
+    ) -> Result<Self, ApiError> {
+        let endpoint = ambient_protocol::grpc::endpoint(addr, use_tls, ca_file)
+            .map_err(|e| ApiError::Address(e.to_string()))?;
         Ok(Self {
             channel: endpoint.connect_lazy(),
             provider,

@@ -71,6 +71,10 @@ pub struct Config {
     #[arg(long, env = env::AMBIENT_GRPC_USE_TLS, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub grpc_use_tls: bool,
 
+    /// CA file to trust for gRPC TLS (besides the system roots).
+    #[arg(long, env = env::AMBIENT_GRPC_CA_CERT_FILE)]
+    pub grpc_ca_cert_file: Option<PathBuf>,
+
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = env::LOG_LEVEL, default_value = "info")]
     pub log_level: String,

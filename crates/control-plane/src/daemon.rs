@@ -142,7 +142,12 @@ pub async fn run(
     let key = keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?;
     let public_key_pem = key.public_key().to_pem();
     let provider = provider(&settings.auth)?;
-    let api = Api::new(&cfg.grpc_server_addr, cfg.grpc_use_tls, provider.clone())?;
+    let api = Api::new(
+        &cfg.grpc_server_addr,
+        cfg.grpc_use_tls,
+        cfg.grpc_ca_cert_file.as_deref(),
+        provider.clone(),
+    )?;
 
     let sessions: Arc<Store<Session>> = Arc::default();
     let projects: Arc<Store<Project>> = Arc::default();

@@ -19,7 +19,7 @@ async fn list_walks_every_page_once() {
         want.push(dev.new_session("proj-p", &format!("s{i}")).await);
     }
     let provider = Arc::new(StaticToken::new(Secret::new(TOKEN)));
-    let api = Api::new(&dev.grpc(), false, provider).unwrap_or_else(|e| panic!("{e}"));
+    let api = Api::new(&dev.grpc(), false, None, provider).unwrap_or_else(|e| panic!("{e}"));
     for page_size in [1, 3, 7, 500] {
         let items: Vec<Session> = list_all(&api, page_size)
             .await

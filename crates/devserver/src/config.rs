@@ -105,6 +105,24 @@ pub struct Config {
     )]
     pub oidc_token_ttl: u64,
 
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key-file.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "AMBIENT_DEVSERVER_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert-file.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "AMBIENT_DEVSERVER_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Log format on stderr.
     #[arg(
         long,

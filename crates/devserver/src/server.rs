@@ -23,6 +23,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Why the server could not start or failed while running.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The gRPC TLS settings are unusable.
+    #[error("gRPC TLS: {0}")]
+    Tls(String),
     /// The token configuration is unusable.
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
@@ -89,9 +92,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (http_listener, http_addr) = bind("http", config.http_listen).await?;
 
     let (sessions, projects, settings) = crate::grpc::services(api.clone(), auth.clone());
+    let mut builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p)
+                .map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", p.display())))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
     let grpc = {
         let mut stop = stop_rx.clone();
-        tonic::transport::Server::builder()
+        builder
             .add_service(sessions)
             .add_service(projects)
             .add_service(settings)

@@ -3,6 +3,7 @@
 //! - [`v1`]: the generated `ambient.v1` gRPC messages, clients and servers;
 //! - [`exchange`]: the token exchange (v1 and v2 plaintexts, server-side checks);
 //! - [`exchanger`]: [`TokenExchanger`], the shared client of the exchange;
+//! - [`grpc`]: plain or TLS channels to the API server;
 //! - [`keys`]: RSA key generation and PEM parse/emit;
 //! - [`url_policy`]: which token URLs and credential hosts are acceptable;
 //! - [`env`]: environment variable names;
@@ -15,6 +16,7 @@ pub mod backoff;
 pub mod env;
 pub mod exchange;
 pub mod exchanger;
+pub mod grpc;
 pub mod keys;
 pub mod phase;
 pub mod provider;

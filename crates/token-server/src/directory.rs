@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ambient_protocol::phase::Phase;
 use ambient_protocol::v1::GetSessionRequest;
 use ambient_protocol::v1::session_service_client::SessionServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::BoxFuture;
 use crate::provider::TokenProvider;
@@ -180,21 +180,18 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(2);
 pub const DEFAULT_CACHE_CAPACITY: usize = 65_536;
 
 impl GrpcDirectory {
-    /// A directory for the gRPC server at `addr` (`host:port` or
-    /// `http://host:port`). Connects lazily.
+    /// A directory for the gRPC server at `addr` (`host:port` or a URL;
+    /// TLS when `use_tls` or `https://`, trusting the system roots and
+    /// `ca_file`). Connects lazily.
     pub fn new(
         addr: &str,
+        use_tls: bool,
+        ca_file: Option<&std::path::Path>,
         provider: Arc<dyn TokenProvider>,
         cache_ttl: Duration,
     ) -> Result<Self, DirectoryError> {
-        let url = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(url)
-            .map_err(|e| DirectoryError::Unavailable(format!("invalid gRPC address: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
+        let endpoint = ambient_protocol::grpc::endpoint(addr, use_tls, ca_file)
+            .map_err(|e| DirectoryError::Unavailable(e.to_string()))?
             .timeout(Duration::from_secs(5));
         Ok(Self {
             client: SessionServiceClient::new(endpoint.connect_lazy()),

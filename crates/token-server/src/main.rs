@@ -78,6 +78,22 @@ struct Cli {
     #[arg(long, value_name = "ADDR", env = "AMBIENT_GRPC_SERVER_ADDR")]
     api_server_grpc: Option<String>,
 
+    /// Use TLS to the API server's gRPC address (system roots plus
+    /// --api-server-ca-file).
+    #[arg(
+        long,
+        env = "AMBIENT_GRPC_USE_TLS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    api_server_grpc_tls: bool,
+
+    /// CA file to trust for gRPC TLS (e.g. the OpenShift service CA).
+    #[arg(long, value_name = "PEM", env = "AMBIENT_GRPC_CA_CERT_FILE")]
+    api_server_ca_file: Option<PathBuf>,
+
     /// How long a GetSession answer is reused, in milliseconds.
     #[arg(
         long,
@@ -241,6 +257,8 @@ async fn serve(
         Some(addr) => {
             let dir = Arc::new(GrpcDirectory::new(
                 &addr,
+                cli.api_server_grpc_tls,
+                cli.api_server_ca_file.as_deref(),
                 provider.clone(),
                 Duration::from_millis(cli.session_cache_ms),
             )?);
