@@ -80,6 +80,8 @@ impl std::fmt::Debug for Controller {
 
 /// Delay before looking again at something in progress.
 const POLL: Duration = Duration::from_secs(1);
+/// Delay before looking again at a deleted project whose sessions still run.
+const PROJECT_WAIT: Duration = Duration::from_secs(5);
 
 impl Controller {
     #[allow(clippy::too_many_arguments)]
@@ -424,10 +426,21 @@ impl Controller {
     }
 
     async fn reconcile_project(&self, id: &str) -> Result<Done, ReconcileError> {
-        if self.projects.get(id).is_none() && self.projects.tombstone(id).is_some() {
-            self.runtime.remove_project(id).await?;
-            self.projects.forget_tombstone(id);
+        if self.projects.get(id).is_some() || self.projects.tombstone(id).is_none() {
+            return Ok(Done::Converged);
         }
+        // A live session would only bring the namespace back: wait until the
+        // project's sessions have ended or are gone.
+        let live = self.sessions.list().into_iter().any(|s| {
+            s.project_id.as_deref() == Some(id)
+                && Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal())
+        });
+        if live {
+            tracing::info!(project = %id, "project deleted; keeping its namespace while sessions still run");
+            return Ok(Done::After(PROJECT_WAIT));
+        }
+        self.runtime.remove_project(id).await?;
+        self.projects.forget_tombstone(id);
         Ok(Done::Converged)
     }
 

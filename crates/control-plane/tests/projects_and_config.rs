@@ -82,13 +82,20 @@ async fn group_access_is_reconciled_and_pruned_and_project_delete_removes_its_na
     })
     .await;
 
-    // Deleting the project (after its sessions) removes the namespace it owned.
-    let (code, _) = dev
-        .call(Method::DELETE, &format!("/sessions/{session}"), None)
-        .await;
-    assert!(code == 200 || code == 204, "{code}");
+    // Deleting the project keeps its namespace while a session still runs in
+    // it, and removes it once the session is gone.
     let (code, _) = dev
         .call(Method::DELETE, &format!("/projects/{pid}"), None)
+        .await;
+    assert!(code == 200 || code == 204, "{code}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        kube.get("namespaces", "", &ns).is_some(),
+        "removed under a live session"
+    );
+    assert!(kube.get("pods", &ns, &pod_name(&session)).is_some());
+    let (code, _) = dev
+        .call(Method::DELETE, &format!("/sessions/{session}"), None)
         .await;
     assert!(code == 200 || code == 204, "{code}");
     let removed = || async { kube.get("namespaces", "", &ns).is_none() };
