@@ -146,14 +146,6 @@ impl Metrics {
         self.inner.leader.set(i64::from(leader));
     }
 
-    /// Reconciles of `kind` that ended with `outcome`.
-    pub fn reconcile_count(&self, kind: &'static str, outcome: &'static str) -> u64 {
-        self.inner
-            .reconciles
-            .get_or_create(&ReconcileLabels { kind, outcome })
-            .get()
-    }
-
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

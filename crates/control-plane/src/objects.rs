@@ -147,17 +147,6 @@ impl SessionObjects {
             secret.metadata.owner_references = owners;
         }
     }
-
-    /// The session ID the objects belong to.
-    pub fn session_id(&self) -> &str {
-        self.pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(names::LABEL_SESSION_ID))
-            .map(String::as_str)
-            .unwrap_or_default()
-    }
 }
 
 /// Builds every object of a session. `owner_uid` is the UID of the session's
