@@ -22,7 +22,7 @@ commands:
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
-                  names: token-exchange";
+                  names: token-exchange, relist (SECONDS is the session count there)";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -205,6 +205,19 @@ fn bench(extra: &[String]) -> Result<()> {
                 "--out",
             ])
             .arg(&out)),
-        other => bail!("unknown benchmark {other:?} (known: token-exchange)"),
+        "relist" => {
+            // `cargo xtask bench relist [SESSIONS]` (the second argument is a count here).
+            let sessions = extra.get(1).map_or("10000", String::as_str);
+            run(cargo().args(["build", "--release", "--quiet", "-p", "ambient-devserver"]))?;
+            let devserver = root().join("target/release/ambient-devserver");
+            run(cargo()
+                .args(["run", "--release", "--quiet", "-p", "ambient-control-plane"])
+                .args(["--example", "relist_bench", "--", "--sessions", sessions])
+                .arg("--devserver")
+                .arg(&devserver)
+                .arg("--out")
+                .arg(&out))
+        }
+        other => bail!("unknown benchmark {other:?} (known: token-exchange, relist)"),
     }
 }

@@ -150,6 +150,11 @@ impl<K: Kind> Store<K> {
         self.read().objects.values().cloned().collect()
     }
 
+    /// How many cached objects satisfy `f` (no cloning).
+    pub fn count_where(&self, f: impl Fn(&K) -> bool) -> usize {
+        self.read().objects.values().filter(|o| f(o)).count()
+    }
+
     /// Every cached ID.
     pub fn ids(&self) -> Vec<String> {
         self.read().objects.keys().cloned().collect()

@@ -431,11 +431,11 @@ impl Controller {
         }
         // A live session would only bring the namespace back: wait until the
         // project's sessions have ended or are gone.
-        let live = self.sessions.list().into_iter().any(|s| {
+        let live = self.sessions.count_where(|s| {
             s.project_id.as_deref() == Some(id)
                 && Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal())
         });
-        if live {
+        if live > 0 {
             tracing::info!(project = %id, "project deleted; keeping its namespace while sessions still run");
             return Ok(Done::After(PROJECT_WAIT));
         }

@@ -62,6 +62,19 @@ async fn bind(
     Ok((listener, local))
 }
 
+/// Accepted connections with Nagle's algorithm off: gRPC sends many small
+/// frames (responses, watch events) and would otherwise stall on delayed ACKs.
+fn no_delay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Runs the devserver until `shutdown` resolves, then stops gracefully
 /// (watch streams end, in-flight calls finish, at most [`SHUTDOWN_GRACE`]).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -109,17 +122,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .add_service(sessions)
             .add_service(projects)
             .add_service(settings)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+            .serve_with_incoming_shutdown(no_delay(grpc_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
     };
     let http = {
         let mut stop = stop_rx.clone();
-        axum::serve(http_listener, crate::rest::router(api, auth)).with_graceful_shutdown(
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
+        axum::serve(
+            // SSE frames are small too: no Nagle.
+            axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            crate::rest::router(api, auth),
         )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
     };
     let grpc = tokio::spawn(grpc);
     let http = tokio::spawn(async move { http.await });

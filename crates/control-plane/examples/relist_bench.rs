@@ -1,0 +1,292 @@
+//! `cargo xtask bench relist [SESSIONS]`: control-plane start → every session
+//! reconciled, against a release ambient-devserver holding SESSIONS sessions
+//! (default 10 000), with a no-op runtime, plus this process's peak RSS.
+//! quality.md targets: ≤ 5 s and ≤ 96 MiB.
+//!
+//! Arguments: `--devserver PATH --sessions N --out FILE`.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ambient_control_plane::api::Api;
+use ambient_control_plane::config::Config;
+use ambient_control_plane::informer::{self, Store};
+use ambient_control_plane::metrics::Metrics;
+use ambient_control_plane::objects::SessionObjects;
+use ambient_control_plane::queue::WorkQueue;
+use ambient_control_plane::reconcile::{Controller, Key};
+use ambient_control_plane::runtime::{
+    BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime,
+};
+use ambient_protocol::Secret;
+use ambient_protocol::v1::session_service_client::SessionServiceClient;
+use ambient_protocol::v1::{CreateSessionRequest, Project, ProjectSettings, Session};
+use ambient_token_server::StaticToken;
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+const TOKEN: &str = "relist-bench-token";
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    devserver: String,
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// Provisions nothing; remembers what it was asked to provision.
+#[derive(Default)]
+struct NoopRuntime {
+    provisioned: Mutex<HashSet<String>>,
+    count: AtomicUsize,
+}
+
+impl SessionRuntime for NoopRuntime {
+    fn provision<'a>(&'a self, o: &'a SessionObjects) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        let id = o
+            .pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("ambient-code.io/session-id"))
+            .cloned()
+            .unwrap_or_default();
+        if let Ok(mut p) = self.provisioned.lock() {
+            p.insert(id);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async { Ok(()) })
+    }
+    fn observe<'a>(
+        &'a self,
+        id: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Observation, RuntimeError>> {
+        let seen = self
+            .provisioned
+            .lock()
+            .map(|p| p.contains(id))
+            .unwrap_or(false);
+        Box::pin(async move {
+            Ok(if seen {
+                Observation::Starting
+            } else {
+                Observation::Absent
+            })
+        })
+    }
+    fn stop<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
+        Box::pin(async { Ok(true) })
+    }
+    fn cleanup<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn remove_project<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn sync_group_access<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [GroupBinding],
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn watch(&self, _: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut dev = Command::new(&args.devserver)
+        .args([
+            "--in-memory",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--token", TOKEN, "--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", args.devserver))?;
+    let stdout = dev.stdout.take().context("devserver stdout")?;
+    let mut grpc = None;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(addr) = line.strip_prefix("grpc listening on ") {
+            grpc = Some(addr.trim().to_owned());
+            break;
+        }
+    }
+    let Some(grpc) = grpc else {
+        bail!("the devserver did not announce its gRPC address");
+    };
+    let result = run(&args, &grpc).await;
+    let _ = dev.kill();
+    let _ = dev.wait();
+    result
+}
+
+async fn run(args: &Args, grpc: &str) -> Result<()> {
+    // Fill the devserver.
+    let started = Instant::now();
+    let client = SessionServiceClient::connect(format!("http://{grpc}")).await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut fill = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let mut client = client.clone();
+        let next = next.clone();
+        let total = args.sessions;
+        fill.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<(), tonic::Status>(());
+                }
+                let mut req = tonic::Request::new(CreateSessionRequest {
+                    name: format!("bench-{i}"),
+                    project_id: Some("bench".into()),
+                    ..CreateSessionRequest::default()
+                });
+                if let Ok(v) = format!("Bearer {TOKEN}").parse() {
+                    req.metadata_mut().insert("authorization", v);
+                }
+                client.create_session(req).await?;
+            }
+        });
+    }
+    while let Some(r) = fill.join_next().await {
+        r??;
+    }
+    eprintln!(
+        "bench: created {} sessions in {:.1} s",
+        args.sessions,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Start the control plane's machinery and time until every session is reconciled.
+    let pod_config = Defaults::parse_from(["relist-bench"]).config.pod_config()?;
+    let provider = Arc::new(StaticToken::new(Secret::new(TOKEN)));
+    let t0 = Instant::now();
+    let api = Api::new(grpc, false, None, provider)?;
+    let sessions: Arc<Store<Session>> = Arc::default();
+    let projects: Arc<Store<Project>> = Arc::default();
+    let settings: Arc<Store<ProjectSettings>> = Arc::default();
+    let queue: WorkQueue<Key> = WorkQueue::new();
+    let metrics = Metrics::new();
+    let resync = Duration::from_secs(3600);
+    let q = queue.clone();
+    tokio::spawn(informer::run(
+        api.clone(),
+        sessions.clone(),
+        resync,
+        metrics.clone(),
+        move |id| q.add(Key::Session(id.to_owned())),
+    ));
+    tokio::spawn(informer::run(
+        api.clone(),
+        projects.clone(),
+        resync,
+        metrics.clone(),
+        |_| {},
+    ));
+    tokio::spawn(informer::run(
+        api.clone(),
+        settings.clone(),
+        resync,
+        metrics.clone(),
+        |_| {},
+    ));
+    let runtime = Arc::new(NoopRuntime::default());
+    let controller = Arc::new(Controller::new(
+        api,
+        sessions.clone(),
+        projects,
+        settings,
+        runtime.clone(),
+        pod_config,
+        None,
+        queue,
+        metrics.clone(),
+    ));
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(controller.run(8, stop_rx));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let creating = |s: &Session| s.phase.as_deref() == Some("Creating");
+    let mut last_report = Instant::now();
+    loop {
+        let reconciled = sessions.count_where(creating);
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            eprintln!(
+                "bench: {:.1} s: cached {}, reconciled {reconciled}, provisioned {}",
+                t0.elapsed().as_secs_f64(),
+                sessions.len(),
+                runtime.count.load(Ordering::Relaxed)
+            );
+        }
+        let done = reconciled == args.sessions;
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("not converged after 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let rss = peak_rss_mib();
+    println!(
+        "relist: {} sessions listed and reconciled (no-op runtime) in {took:.2} s (target <= 5 s)",
+        args.sessions
+    );
+    println!(
+        "relist: provision calls {}",
+        runtime.count.load(Ordering::Relaxed)
+    );
+    println!("relist: peak RSS of the control-plane process {rss:.1} MiB (target <= 96 MiB)");
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json = serde_json::json!({
+            "sessions": args.sessions,
+            "seconds_to_reconciled": took,
+            "peak_rss_mib": rss,
+            "provision_calls": runtime.count.load(Ordering::Relaxed),
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json)?)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}
