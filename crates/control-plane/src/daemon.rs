@@ -220,24 +220,19 @@ pub async fn run(
         metrics.clone(),
     ));
 
-    let (_always_tx, mut leading) = if cfg.leader_election {
+    let (_always_tx, mut leading, election) = if cfg.leader_election {
         let identity = cfg
             .identity
             .clone()
             .filter(|i| !i.is_empty())
             .unwrap_or_else(leader::default_identity);
         tracing::info!(identity = %identity, lease = %cfg.lease_name, "competing for leadership");
-        let rx = leader::elect(
-            client,
-            &settings.runtime_namespace,
-            &cfg.lease_name,
-            &identity,
-        )
-        .await?;
-        (None, rx)
+        let namespace = &settings.runtime_namespace;
+        let (rx, election) = leader::elect(client, namespace, &cfg.lease_name, &identity).await?;
+        (None, rx, Some(election))
     } else {
         let (tx, rx) = leader::always();
-        (Some(tx), rx)
+        (Some(tx), rx, None)
     };
 
     let workers = cfg.workers;
@@ -282,6 +277,15 @@ pub async fn run(
     tasks.abort_all();
     health_task.abort();
     token_server.shutdown().await?;
+    // Release the Lease so a follower takes over without waiting for expiry.
     drop(leading);
+    if let Some(election) = election {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), election).await {
+            Ok(Ok(Ok(_))) => tracing::info!("lease released"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the lease"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "election task failed"),
+            Err(_) => tracing::warn!("timed out releasing the lease"),
+        }
+    }
     Ok(())
 }

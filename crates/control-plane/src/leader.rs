@@ -8,15 +8,19 @@ use tokio::sync::watch;
 /// Seconds a Lease stays valid without renewal.
 pub const LEASE_SECONDS: u64 = 15;
 
+/// The election task; it releases the Lease once every receiver is dropped.
+pub type Election =
+    tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>;
+
 /// Starts competing for the Lease `name` in `namespace` as `identity`.
-/// The receiver says whether this replica leads now; drop it to release
-/// the Lease.
+/// The receiver says whether this replica leads now; drop it, then await
+/// the [`Election`], to release the Lease so a follower takes over at once.
 pub async fn elect(
     client: Client,
     namespace: &str,
     name: &str,
     identity: &str,
-) -> Result<watch::Receiver<bool>, kube_lease_manager::LeaseManagerError> {
+) -> Result<(watch::Receiver<bool>, Election), kube_lease_manager::LeaseManagerError> {
     let manager = LeaseManagerBuilder::new(client, name)
         .with_namespace(namespace)
         .with_identity(identity)
@@ -25,8 +29,7 @@ pub async fn elect(
         .with_field_manager(format!("ambient-control-plane-{identity}"))
         .build()
         .await?;
-    let (rx, _task) = manager.watch().await;
-    Ok(rx)
+    Ok(manager.watch().await)
 }
 
 /// A leader channel that always says "leader" (leader election off).

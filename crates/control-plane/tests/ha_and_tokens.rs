@@ -120,7 +120,7 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
         leading(&a.logs()) != leading(&b.logs()),
         "exactly one replica reconciles"
     );
-    let (mut leader, follower) = if leading(&a.logs()) { (a, b) } else { (b, a) };
+    let (mut leader, mut follower) = if leading(&a.logs()) { (a, b) } else { (b, a) };
     let holder = kube
         .get("leases", "ambient-code", "ambient-control-plane")
         .unwrap_or_default();
@@ -135,4 +135,15 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
     })
     .await;
     wait_phase(&dev, &id2, "Creating").await;
+
+    // SIGTERM: exit 0, and the Lease is released rather than left to expire.
+    let status = follower.terminate(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let lease = kube
+        .get("leases", "ambient-code", "ambient-control-plane")
+        .unwrap_or_default();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "lease not released: {lease}"
+    );
 }
