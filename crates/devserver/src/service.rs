@@ -167,12 +167,7 @@ impl Api {
 
     async fn get<R: Stored>(&self, id: &str) -> Result<R, ApiError> {
         let id = id.to_owned();
-        self.store
-            .read(move |tx| {
-                tx.get::<R>(&id)?
-                    .ok_or_else(|| ApiError::not_found(R::KIND, id))
-            })
-            .await
+        self.store.read(move |tx| existing::<R>(tx, &id)).await
     }
 
     async fn list<R: Stored>(
@@ -266,9 +261,7 @@ impl Api {
     pub async fn update_session(&self, req: UpdateSessionRequest) -> Result<Session, ApiError> {
         self.store
             .write(move |tx| {
-                let mut s: Session = tx
-                    .get(&req.id)?
-                    .ok_or_else(|| ApiError::not_found(Session::KIND, &req.id))?;
+                let mut s: Session = existing::<Session>(tx, &req.id)?;
                 rename(&mut s.name, "name", req.name)?;
                 set(&mut s.repo_url, req.repo_url);
                 set(&mut s.prompt, req.prompt);
@@ -323,9 +316,7 @@ impl Api {
         }
         self.store
             .write(move |tx| {
-                let mut s: Session = tx
-                    .get(&req.id)?
-                    .ok_or_else(|| ApiError::not_found(Session::KIND, &req.id))?;
+                let mut s: Session = existing::<Session>(tx, &req.id)?;
                 set(&mut s.phase, req.phase);
                 set(&mut s.start_time, req.start_time);
                 set(&mut s.completion_time, req.completion_time);
@@ -378,9 +369,7 @@ impl Api {
         let id = id.to_owned();
         self.store
             .write(move |tx| {
-                let mut s: Session = tx
-                    .get(&id)?
-                    .ok_or_else(|| ApiError::not_found(Session::KIND, &id))?;
+                let mut s: Session = existing::<Session>(tx, &id)?;
                 if !allowed(s.phase.as_deref()) {
                     return Err(ApiError::Conflict(format!(
                         "cannot {verb} session {id:?} in phase {:?}",
@@ -404,9 +393,7 @@ impl Api {
         let id = id.to_owned();
         self.store
             .write(move |tx| {
-                let s: Session = tx
-                    .get(&id)?
-                    .ok_or_else(|| ApiError::not_found(Session::KIND, &id))?;
+                let s: Session = existing::<Session>(tx, &id)?;
                 tx.delete::<Session>(&id)?;
                 tx.delete_messages(&id)?;
                 tx.publish(resource_event(
@@ -634,9 +621,7 @@ impl Api {
     ) -> Result<ProjectRecord, ApiError> {
         self.store
             .write(move |tx| {
-                let mut record: ProjectRecord = tx
-                    .get(&req.id)?
-                    .ok_or_else(|| ApiError::not_found(ProjectRecord::KIND, &req.id))?;
+                let mut record: ProjectRecord = existing::<ProjectRecord>(tx, &req.id)?;
                 let p = record.project.get_or_insert_with(Project::default);
                 rename(&mut p.name, "name", req.name)?;
                 set(&mut p.display_name, req.display_name);
@@ -662,9 +647,7 @@ impl Api {
         let id = id.to_owned();
         self.store
             .write(move |tx| {
-                let record: ProjectRecord = tx
-                    .get(&id)?
-                    .ok_or_else(|| ApiError::not_found(ProjectRecord::KIND, &id))?;
+                let record: ProjectRecord = existing::<ProjectRecord>(tx, &id)?;
                 tx.delete::<ProjectRecord>(&id)?;
                 tx.publish(resource_event(
                     EventType::Deleted,
@@ -727,9 +710,7 @@ impl Api {
     ) -> Result<ProjectSettings, ApiError> {
         self.store
             .write(move |tx| {
-                let mut s: ProjectSettings = tx
-                    .get(&req.id)?
-                    .ok_or_else(|| ApiError::not_found(ProjectSettings::KIND, &req.id))?;
+                let mut s: ProjectSettings = existing::<ProjectSettings>(tx, &req.id)?;
                 rename(&mut s.project_id, "project_id", req.project_id)?;
                 set(&mut s.group_access, req.group_access);
                 set(&mut s.repositories, req.repositories);
@@ -749,9 +730,7 @@ impl Api {
         let id = id.to_owned();
         self.store
             .write(move |tx| {
-                let s: ProjectSettings = tx
-                    .get(&id)?
-                    .ok_or_else(|| ApiError::not_found(ProjectSettings::KIND, &id))?;
+                let s: ProjectSettings = existing::<ProjectSettings>(tx, &id)?;
                 tx.delete::<ProjectSettings>(&id)?;
                 tx.publish(resource_event(
                     EventType::Deleted,
@@ -916,9 +895,7 @@ impl Api {
         let id = id.to_owned();
         self.store
             .write(move |tx| {
-                let mut c: Credential = tx
-                    .get(&id)?
-                    .ok_or_else(|| ApiError::not_found(Credential::KIND, &id))?;
+                let mut c: Credential = existing::<Credential>(tx, &id)?;
                 rename(&mut c.name, "name", f.name)?;
                 if let Some(p) = provider {
                     c.provider = p;
@@ -971,6 +948,12 @@ fn check_provider(p: String) -> Result<String, ApiError> {
     Provider::parse(&p)
         .map(|p| p.as_str().to_owned())
         .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// The stored `R` with `id`, or NOT_FOUND.
+fn existing<R: Stored>(tx: &crate::store::Tx<'_>, id: &str) -> Result<R, ApiError> {
+    tx.get::<R>(id)?
+        .ok_or_else(|| ApiError::not_found(R::KIND, id))
 }
 
 #[cfg(test)]
