@@ -67,6 +67,22 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+/// Deletes `name`; `Ok(false)` when it was already gone.
+async fn delete_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<bool, RuntimeError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(classify(e)),
+    }
+}
+
 impl KubeRuntime {
     pub fn new(client: Client, mode: PlatformMode) -> Self {
         Self { client, mode }
@@ -86,7 +102,8 @@ impl KubeRuntime {
             .map_err(classify)
     }
 
-    async fn delete_by_label<K>(&self, selector: &str) -> Result<(), RuntimeError>
+    /// Every `K` in every namespace matching `selector`.
+    async fn list_labelled<K>(&self, selector: &str) -> Result<Vec<K>, RuntimeError>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -99,17 +116,21 @@ impl KubeRuntime {
             .list(&ListParams::default().labels(selector))
             .await
             .map_err(classify)?;
-        for obj in list.items {
+        Ok(list.items)
+    }
+
+    async fn delete_by_label<K>(&self, selector: &str) -> Result<(), RuntimeError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        for obj in self.list_labelled::<K>(selector).await? {
             let ns = obj.namespace().unwrap_or_default();
             let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
-            match api
-                .delete(&obj.name_any(), &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(classify(e)),
-            }
+            delete_if_present(&api, &obj.name_any(), &DeleteParams::background()).await?;
         }
         Ok(())
     }
@@ -122,13 +143,8 @@ impl KubeRuntime {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let all: Api<K> = Api::all(self.client.clone());
-        let list = all
-            .list(&ListParams::default().labels(&names::managed_selector()))
-            .await
-            .map_err(classify)?;
-        Ok(list
-            .items
+        let items = self.list_labelled::<K>(&names::managed_selector()).await?;
+        Ok(items
             .iter()
             .filter_map(|o| o.labels().get(names::LABEL_SESSION_ID).cloned())
             .collect())
@@ -277,10 +293,8 @@ impl SessionRuntime for KubeRuntime {
         Box::pin(async move {
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
             let name = names::pod_name(session_id);
-            match pods.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => return Ok(true),
-                Err(e) => return Err(classify(e)),
+            if !delete_if_present(&pods, &name, &DeleteParams::default()).await? {
+                return Ok(true);
             }
             Ok(pods.get_opt(&name).await.map_err(classify)?.is_none())
         })
@@ -325,11 +339,8 @@ impl SessionRuntime for KubeRuntime {
                 tracing::warn!(namespace = %name, "project deleted but its namespace is not ours; keeping it");
                 return Ok(());
             }
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(classify(e)),
-            }
+            delete_if_present(&api, &name, &DeleteParams::background()).await?;
+            Ok(())
         })
     }
 
@@ -382,11 +393,7 @@ impl SessionRuntime for KubeRuntime {
             for rb in existing {
                 let name = rb.name_any();
                 if !wanted.contains(&name) {
-                    match api.delete(&name, &DeleteParams::default()).await {
-                        Ok(_) => {}
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => return Err(classify(e)),
-                    }
+                    delete_if_present(&api, &name, &DeleteParams::default()).await?;
                 }
             }
             Ok(())
