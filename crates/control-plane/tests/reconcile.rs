@@ -92,17 +92,7 @@ async fn runner_failure_stop_and_delete() {
         .call(Method::DELETE, &format!("/sessions/{deleted}"), None)
         .await;
     assert!(code == 200 || code == 204, "{code}");
-    let selector = format!("ambient-code.io/session-id={deleted}");
-    eventually(
-        "deleted session's objects removed",
-        Duration::from_secs(30),
-        || async {
-            ["pods", "services", "serviceaccounts", "secrets"]
-                .iter()
-                .all(|p| kube.names(p, &selector).is_empty())
-        },
-    )
-    .await;
+    wait_cleaned(&kube, &deleted, "deleted session's objects removed").await;
     assert!(
         kube.get("namespaces", "", ns).is_some(),
         "the namespace must be kept"
@@ -225,15 +215,10 @@ async fn control_plane_restart_applies_nothing_twice_and_leaks_nothing() {
     let first_logs = cp.logs();
     let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
     wait_phase(&dev, &born, "Creating").await;
-    let selector = format!("ambient-code.io/session-id={gone}");
-    eventually(
+    wait_cleaned(
+        &kube,
+        &gone,
         "the session deleted while we were down is cleaned",
-        Duration::from_secs(30),
-        || async {
-            ["pods", "services", "serviceaccounts", "secrets"]
-                .iter()
-                .all(|p| kube.names(p, &selector).is_empty())
-        },
     )
     .await;
     // The kept session's pod was created exactly once.

@@ -182,6 +182,17 @@ pub async fn wait_phase(dev: &DevServer, id: &str, phase: &str) {
     .await;
 }
 
+/// Waits until no Pod, Service, ServiceAccount or Secret of session `id` is left.
+pub async fn wait_cleaned(kube: &FakeKube, id: &str, what: &str) {
+    let selector = format!("ambient-code.io/session-id={id}");
+    eventually(what, Duration::from_secs(30), || async {
+        ["pods", "services", "serviceaccounts", "secrets"]
+            .iter()
+            .all(|p| kube.names(p, &selector).is_empty())
+    })
+    .await;
+}
+
 pub fn safe(id: &str) -> String {
     id.to_lowercase().chars().take(40).collect()
 }
