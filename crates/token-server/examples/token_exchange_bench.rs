@@ -9,7 +9,10 @@
 //! each (so both see the same load on a shared machine); the ratio reported
 //! is the median of the per-round ratios. The latency run then offers half
 //! of the measured exchange rate for N seconds.
-//! The per-IP rate limit is off here (all clients share 127.0.0.1); every
+//! A last phase measures flood resistance with the production rate limit:
+//! valid clients on 8 other loopback IPs, alone and while 127.0.0.2 sends
+//! garbage bearers as fast as 32 connections can.
+//! In the throughput phases the per-IP rate limit is off (all clients share 127.0.0.1); every
 //! other check runs as in production, the session check against an
 //! in-memory directory.
 
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     // share of the cores (on an idle one, any count ≥ cores is the same).
     let threads = Config::default().max_key_ops;
     let r = rt.block_on(run_rounds(&key, window, threads))?;
+    let flood = rt.block_on(flood_phase(&key, window))?;
 
     println!(
         "raw RSA-4096 OAEP decryptions/s ({threads} threads on {cores} cores, tight loop): {:.1}",
@@ -81,6 +85,14 @@ fn main() -> anyhow::Result<()> {
         "latency at {:.1} req/s (half of max): p50 {:.2} ms, p99 {:.2} ms over {} requests (target p99 <= 25 ms)",
         r.lat.rate, r.lat.p50_ms, r.lat.p99_ms, r.lat.samples
     );
+    println!(
+        "flood: valid clients from {FLOOD_VALID_IPS} other IPs kept {:.1}% of their unloaded throughput ({:.1}/s → {:.1}/s) while 127.0.0.2 sent {:.0} garbage requests/s ({:.0}% answered 429; target >= 80%)",
+        100.0 * flood.loaded / flood.unloaded.max(f64::MIN_POSITIVE),
+        flood.unloaded,
+        flood.loaded,
+        flood.garbage_rate,
+        100.0 * flood.garbage_429_share
+    );
     let (raw, exchanges, ratio, lat) = (r.raw, r.exchanges, r.ratio_median, r.lat);
     let rounds: Vec<_> = r
         .rounds
@@ -98,6 +110,15 @@ fn main() -> anyhow::Result<()> {
         "exchanges_per_sec": exchanges,
         "ratio": ratio,
         "ratio_target": 0.85,
+        "flood": {
+            "valid_ips": FLOOD_VALID_IPS,
+            "valid_unloaded_per_sec": flood.unloaded,
+            "valid_loaded_per_sec": flood.loaded,
+            "kept": flood.loaded / flood.unloaded.max(f64::MIN_POSITIVE),
+            "kept_target": 0.8,
+            "garbage_per_sec": flood.garbage_rate,
+            "garbage_429_share": flood.garbage_429_share,
+        },
         "latency": {
             "offered_rate_per_sec": lat.rate,
             "p50_ms": lat.p50_ms,
@@ -385,5 +406,123 @@ async fn open_loop(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         samples: all.len(),
+    })
+}
+
+/// Valid client IPs of the flood phase (127.0.0.10 …), each below its per-IP limit.
+const FLOOD_VALID_IPS: usize = 8;
+/// Requests/s each valid IP offers (the default per-IP limit is 10/s).
+const FLOOD_VALID_RATE: f64 = 8.0;
+
+struct Flood {
+    unloaded: f64,
+    loaded: f64,
+    garbage_rate: f64,
+    garbage_429_share: f64,
+}
+
+/// quality.md's flood figure, with the production rate limit on: the valid
+/// throughput of `FLOOD_VALID_IPS` clients alone, then again while one IP
+/// sends garbage bearers as fast as 32 connections can.
+async fn flood_phase(key: &PrivateKey, window: Duration) -> anyhow::Result<Flood> {
+    let keys = KeySet::new(vec![key.clone()]).ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let dir = StaticDirectory::new();
+    dir.set(SESSION, "Running");
+    let server = TokenServer::new(
+        keys,
+        Arc::new(dir),
+        Arc::new(StaticToken::new(Secret::new("bench-api-token"))),
+        Config::default(),
+    );
+    let running = server.bind("127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}/token", running.local_addr());
+    let slice = window.div_f64(2.0).max(Duration::from_secs(2));
+    let per_ip = (FLOOD_VALID_RATE * slice.as_secs_f64()).ceil() as usize;
+    let valid = |pool: Arc<Vec<String>>| {
+        let url = url.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for c in 0..FLOOD_VALID_IPS {
+                let ip: std::net::IpAddr = format!("127.0.0.{}", 10 + c).parse()?;
+                let http = reqwest::Client::builder()
+                    .no_proxy()
+                    .local_address(ip)
+                    .build()?;
+                let (url, pool) = (url.clone(), pool.clone());
+                tasks.push(tokio::spawn(async move {
+                    let start = Instant::now();
+                    let mut ok = 0u64;
+                    for j in 0..per_ip {
+                        let due = start + Duration::from_secs_f64(j as f64 / FLOOD_VALID_RATE);
+                        tokio::time::sleep_until(due.into()).await;
+                        let Some(bearer) = pool.get(c * per_ip + j) else {
+                            break;
+                        };
+                        if let Ok(r) = http.get(&url).header("authorization", bearer).send().await
+                            && r.status().is_success()
+                        {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                }));
+            }
+            let mut ok = 0u64;
+            for t in tasks {
+                ok += t.await.unwrap_or(0);
+            }
+            Ok::<f64, anyhow::Error>(ok as f64 / slice.as_secs_f64())
+        }
+    };
+    let unloaded = valid(bearers(key, FLOOD_VALID_IPS * per_ip)?).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, limited) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let flooder = reqwest::Client::builder()
+        .no_proxy()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>()?)
+        .pool_max_idle_per_host(32)
+        .build()?;
+    let garbage = format!("Bearer {}", "QUJD".repeat(171));
+    let mut flood = Vec::new();
+    for _ in 0..32 {
+        let (http, url, stop, sent, limited, garbage) = (
+            flooder.clone(),
+            url.clone(),
+            stop.clone(),
+            sent.clone(),
+            limited.clone(),
+            garbage.clone(),
+        );
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(r) = http
+                    .get(&url)
+                    .header("authorization", &garbage)
+                    .send()
+                    .await
+                {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                        limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    let flood_start = Instant::now();
+    let loaded = valid(bearers(key, FLOOD_VALID_IPS * per_ip)?).await?;
+    stop.store(true, Ordering::Relaxed);
+    let flood_secs = flood_start.elapsed().as_secs_f64();
+    for t in flood {
+        let _ = t.await;
+    }
+    running.shutdown().await?;
+    let sent = sent.load(Ordering::Relaxed) as f64;
+    Ok(Flood {
+        unloaded,
+        loaded,
+        garbage_rate: sent / flood_secs,
+        garbage_429_share: limited.load(Ordering::Relaxed) as f64 / sent.max(1.0),
     })
 }
