@@ -138,6 +138,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    if settings.pod.token_url.is_none() {
+        tracing::warn!(
+            "CP_TOKEN_URL is not set: session pods get no token-exchange settings \
+             (AMBIENT_CP_TOKEN_URL) and no MCP sidecar"
+        );
+    }
     let client = kube_client(&cfg).await?;
     let key = keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?;
     let public_key_pem = key.public_key().to_pem();
