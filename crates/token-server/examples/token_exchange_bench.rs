@@ -198,13 +198,8 @@ struct Results {
 /// `ROUNDS` × (raw decryption loop for a slice, exchange run for a slice),
 /// then the latency run at half of the measured exchange rate.
 async fn run_rounds(key: &PrivateKey, window: Duration, threads: usize) -> anyhow::Result<Results> {
-    let keys = KeySet::new(vec![key.clone()]).ok_or_else(|| anyhow::anyhow!("no key"))?;
-    let dir = StaticDirectory::new();
-    dir.set(SESSION, "Running");
-    let server = TokenServer::new(
-        keys,
-        Arc::new(dir),
-        Arc::new(StaticToken::new(Secret::new("bench-api-token"))),
+    let server = bench_server(
+        key,
         Config {
             rate_limit: RateLimit {
                 per_second: 0.0,
@@ -214,7 +209,7 @@ async fn run_rounds(key: &PrivateKey, window: Duration, threads: usize) -> anyho
             max_key_ops: threads,
             ..Config::default()
         },
-    );
+    )?;
     let running = server.clone().bind("127.0.0.1:0".parse()?).await?;
     let url = format!("http://{}/token", running.local_addr());
     let http = reqwest::Client::builder()
@@ -425,15 +420,7 @@ struct Flood {
 /// throughput of `FLOOD_VALID_IPS` clients alone, then again while one IP
 /// sends garbage bearers as fast as 32 connections can.
 async fn flood_phase(key: &PrivateKey, window: Duration) -> anyhow::Result<Flood> {
-    let keys = KeySet::new(vec![key.clone()]).ok_or_else(|| anyhow::anyhow!("no key"))?;
-    let dir = StaticDirectory::new();
-    dir.set(SESSION, "Running");
-    let server = TokenServer::new(
-        keys,
-        Arc::new(dir),
-        Arc::new(StaticToken::new(Secret::new("bench-api-token"))),
-        Config::default(),
-    );
+    let server = bench_server(key, Config::default())?;
     let running = server.bind("127.0.0.1:0".parse()?).await?;
     let url = format!("http://{}/token", running.local_addr());
     let slice = window.div_f64(2.0).max(Duration::from_secs(2));
@@ -525,4 +512,17 @@ async fn flood_phase(key: &PrivateKey, window: Duration) -> anyhow::Result<Flood
         garbage_rate: sent / flood_secs,
         garbage_429_share: limited.load(Ordering::Relaxed) as f64 / sent.max(1.0),
     })
+}
+
+/// A token server with one key and one live session, handing out a static token.
+fn bench_server(key: &PrivateKey, config: Config) -> anyhow::Result<TokenServer> {
+    let keys = KeySet::new(vec![key.clone()]).ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let dir = StaticDirectory::new();
+    dir.set(SESSION, "Running");
+    Ok(TokenServer::new(
+        keys,
+        Arc::new(dir),
+        Arc::new(StaticToken::new(Secret::new("bench-api-token"))),
+        config,
+    ))
 }
