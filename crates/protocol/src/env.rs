@@ -58,6 +58,7 @@ pub const TIMEOUT: &str = "TIMEOUT";
 pub const REPOS_JSON: &str = "REPOS_JSON";
 pub const IS_RESUME: &str = "IS_RESUME";
 pub const BOT_TOKEN: &str = "BOT_TOKEN";
+pub const RESUME_AFTER_SEQ: &str = "RESUME_AFTER_SEQ";
 
 // --- ambient-mcp sidecar ------------------------------------------------------------
 pub const MCP_TRANSPORT: &str = "MCP_TRANSPORT";

@@ -1,0 +1,65 @@
+//! `ambient-runner-client`: parse the runner environment, init logging, run
+//! one command.
+
+use std::process::ExitCode;
+
+use ambient_runner_client::cli::{self, Cli};
+use ambient_runner_client::config::LogFormat;
+use clap::Parser as _;
+
+fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.config.validate() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ambient-runner-client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cli.config.log_level, cli.config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ambient-runner-client: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli.command, settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ambient-runner-client: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
