@@ -8,6 +8,8 @@
 //! - `bench <name>`: a release-built benchmark; prints one line per figure
 //!   and writes `target/bench/<name>.json`. `token-exchange`: the token
 //!   server's v2 exchanges/s vs raw RSA-OAEP decryptions/s, and latency.
+//!   `runner-messages`: push → watch delivery latency and messages/s of one
+//!   session through a release devserver.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +27,8 @@ commands:
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
-                  names: token-exchange, relist (SECONDS is the session count there)";
+                  names: token-exchange, relist (SECONDS is the session count there),
+                  runner-messages";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -151,6 +154,19 @@ fn bench(extra: &[String]) -> Result<()> {
                 .arg("--out")
                 .arg(&out))
         }
-        other => bail!("unknown benchmark {other:?} (known: token-exchange, relist)"),
+        "runner-messages" => {
+            run(cargo().args(["build", "--release", "--quiet", "-p", "ambient-devserver"]))?;
+            let devserver = root().join("target/release/ambient-devserver");
+            run(cargo()
+                .args(["run", "--release", "--quiet", "-p", "ambient-runner-client"])
+                .args(["--example", "runner_messages_bench", "--"])
+                .arg("--devserver")
+                .arg(&devserver)
+                .args(["--seconds", &seconds.to_string(), "--out"])
+                .arg(&out))
+        }
+        other => {
+            bail!("unknown benchmark {other:?} (known: token-exchange, relist, runner-messages)")
+        }
     }
 }

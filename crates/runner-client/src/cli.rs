@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::channel::Api;
 use crate::config::{Config, Settings};
-use crate::messages::SessionMessages;
+use crate::messages::{SessionMessages, WatchError};
 use crate::session::{End, wait_terminal};
 use crate::token::TokenSource;
 
@@ -160,6 +160,15 @@ async fn watch(api: Api, session: &str, args: &WatchArgs) -> Result<()> {
                     if ended {
                         idle.as_mut().reset(tokio::time::Instant::now() + drain);
                     }
+                }
+                // After the end (or when the session is gone), the watch
+                // failing is how it ends, not an error.
+                Some(Err(_)) if ended => return Ok(()),
+                Some(Err(WatchError::Refused(s)))
+                    if args.until_phase_terminal && s.code() == tonic::Code::NotFound =>
+                {
+                    tracing::info!(session, "session deleted");
+                    return Ok(());
                 }
                 Some(Err(e)) => bail!("{e}"),
                 None => return Ok(()),

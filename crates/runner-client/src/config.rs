@@ -93,12 +93,13 @@ pub struct Config {
     pub session_id: Option<String>,
 
     /// File holding the API token, re-read when it changes (used when no
-    /// token URL is set and the file exists).
+    /// token URL is set and the file exists; before BOT_TOKEN).
     #[arg(long, value_name = "F", env = "BOT_TOKEN_FILE", default_value = BOT_TOKEN_PATH)]
     pub bot_token_file: PathBuf,
 
-    /// Static API token (local development). Prefer the environment variable:
-    /// a flag value is visible in the process list.
+    /// Static API token (when there is no token URL and no token file).
+    /// Prefer the environment variable: a flag value is visible in the
+    /// process list.
     #[arg(long, value_name = "T", env = env::BOT_TOKEN, hide_env_values = true)]
     pub bot_token: Option<Secret>,
 
@@ -152,7 +153,7 @@ pub enum ConfigError {
     #[error("{what}: {reason}")]
     Invalid { what: &'static str, reason: String },
     #[error(
-        "no API token source: set AMBIENT_CP_TOKEN_URL (with AMBIENT_CP_TOKEN_PUBLIC_KEY and SESSION_ID), BOT_TOKEN, or provide --bot-token-file"
+        "no API token source: set AMBIENT_CP_TOKEN_URL (with AMBIENT_CP_TOKEN_PUBLIC_KEY and SESSION_ID), provide --bot-token-file, or set BOT_TOKEN"
     )]
     NoToken,
 }
@@ -216,11 +217,12 @@ impl Config {
                 },
             });
         }
-        if let Some(token) = self.bot_token.as_ref().filter(|t| !t.is_empty()) {
-            return Ok(TokenConfig::Static(token.clone()));
-        }
+        // daemons.md order: exchange, then the (rotatable) file, then BOT_TOKEN.
         if self.bot_token_file.exists() {
             return Ok(TokenConfig::File(self.bot_token_file.clone()));
+        }
+        if let Some(token) = self.bot_token.as_ref().filter(|t| !t.is_empty()) {
+            return Ok(TokenConfig::Static(token.clone()));
         }
         Err(ConfigError::NoToken)
     }
@@ -318,6 +320,14 @@ mod tests {
         assert!(matches!(settings.token, TokenConfig::Static(t) if t.expose() == "tok-123"));
         assert_eq!(settings.grpc_url, DEFAULT_GRPC_URL);
         assert!(!settings.use_tls);
+        // An existing token file comes before BOT_TOKEN.
+        let file = std::env::current_exe().unwrap_or_default();
+        let file = file.display().to_string();
+        let cfg = Cli::try_parse_from(["t", "--bot-token-file", &file, "--bot-token", "tok"])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config;
+        let settings = cfg.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(settings.token, TokenConfig::File(p) if p == Path::new(&file)));
     }
 
     #[test]

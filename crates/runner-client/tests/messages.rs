@@ -155,7 +155,7 @@ async fn cli_push_and_watch_until_the_session_ends() {
             .write_all(b"from stdin\n")
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = integration_tests::output_within(child, Duration::from_secs(60), "push from stdin");
     assert!(out.status.success());
 
     // RESUME_AFTER_SEQ=1 skips the first; the watch ends with the session.
@@ -243,4 +243,31 @@ async fn watch_survives_devserver_restarts_exactly_once_in_order() {
         "the watch did reconnect:\n{}",
         watcher.stderr()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_watch_until_phase_terminal_ends_when_the_session_is_deleted() {
+    let dev = tokio::task::block_in_place(|| DevServer::start(&[]));
+    let api = api(&dev.grpc(), TOKEN);
+    let id = new_session(&api, "deleted").await;
+    SessionMessages::new(api.clone(), &id)
+        .push("assistant", "before delete")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let grpc = dev.grpc();
+    let mut watcher = Watcher::start(
+        &["watch", "--session", &id, "--until-phase-terminal"],
+        &[("AMBIENT_GRPC_URL", grpc.as_str()), ("BOT_TOKEN", TOKEN)],
+    );
+    watcher.wait_lines(1).await;
+    let req = ambient_protocol::v1::DeleteSessionRequest { id: id.clone() };
+    api.unary(req, |ch, req| async move {
+        ambient_protocol::v1::session_service_client::SessionServiceClient::new(ch)
+            .delete_session(req)
+            .await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("delete: {e}"));
+    let status = watcher.wait_exit().await;
+    assert!(status.success(), "{status:?}\n{}", watcher.stderr());
 }

@@ -3,7 +3,7 @@
 //! binary run as a one-shot command or as a long-running watcher.
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -142,14 +142,50 @@ pub async fn stored(api: &Api, session: &str, until_seq: i64) -> Vec<(i64, Strin
     out
 }
 
-/// Runs the client binary with only `env` in its environment.
+/// Runs the client binary with only `env` in its environment (60 s limit).
+/// Its stderr (the logs) goes to the suite's leak scan; stdout is the product
+/// (`token` prints a token on purpose).
 pub fn run_client(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(CLIENT)
+    register_env_secrets(env);
+    let child = Command::new(CLIENT)
         .env_clear()
         .envs(env.iter().copied())
         .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {CLIENT}: {e}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {CLIENT}: {e}"));
+    let pid = child.id();
+    let what = format!("ambient-runner-client {}", args.join(" "));
+    let out = integration_tests::output_within(child, Duration::from_secs(60), &what);
+    if let Some(mut log) = log_file(pid) {
+        let _ = log.write_all(&out.stderr);
+    }
+    out
+}
+
+/// Records the secret values of `env` for the suite's leak scan.
+fn register_env_secrets(env: &[(&str, &str)]) {
+    for (k, v) in env {
+        if *k == "BOT_TOKEN" {
+            integration_tests::register_secret(v);
+        }
+    }
+}
+
+/// A log file under `AMBIENT_TEST_ARTIFACTS/logs` (scanned for secrets
+/// after the suite), when the suite records them.
+fn log_file(pid: u32) -> Option<std::fs::File> {
+    let dir = std::env::var_os(integration_tests::ARTIFACTS_VAR)
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::PathBuf::from(d).join("logs"))?;
+    std::fs::create_dir_all(&dir).ok()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::fs::File::create(dir.join(format!("ambient-runner-client-{pid}-{nanos}.log"))).ok()
 }
 
 /// The JSON lines a process printed (stdout), parsed.
@@ -171,6 +207,7 @@ pub struct Watcher {
 impl Watcher {
     /// Starts the client with the test's environment plus `env`.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Watcher {
+        register_env_secrets(env);
         let mut child = Command::new(CLIENT)
             .envs(env.iter().copied())
             .args(args)
@@ -181,6 +218,7 @@ impl Watcher {
             .unwrap_or_else(|e| panic!("cannot run {CLIENT}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let log = log_file(child.id()).map(|f| Arc::new(Mutex::new(f)));
         if let Some(pipe) = child.stdout.take() {
             let lines = stdout.clone();
             std::thread::spawn(move || {
@@ -195,6 +233,9 @@ impl Watcher {
             let text = stderr.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Some(Ok(mut f)) = log.as_ref().map(|f| f.lock()) {
+                        let _ = writeln!(f, "{line}");
+                    }
                     if let Ok(mut t) = text.lock() {
                         t.push_str(&line);
                         t.push('\n');
