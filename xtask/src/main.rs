@@ -233,10 +233,12 @@ fn bench(extra: &[String]) -> Result<()> {
                     "ambient-mcp",
                 ]))?;
             let out = root().join("target/bench/mcp-sidecar.json");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root().join("target"), PathBuf::from);
             run(cargo()
                 .args(["run", "--release", "--quiet", "-p", "ambient-mcp"])
                 .args(["--example", "mcp_bench", "--", "--bin-dir"])
-                .arg(root().join("target/release"))
+                .arg(target.join("release"))
                 .arg("--out")
                 .arg(&out))
         }

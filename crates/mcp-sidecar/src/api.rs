@@ -290,6 +290,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_ca_file_is_a_clear_error() {
+        let base = Url::parse("http://api/api/ambient/v1/").unwrap_or_else(|e| panic!("{e}"));
+        let creds = Credentials::Static(ambient_protocol::Secret::new("t"));
+        let missing = Path::new("/nonexistent/service-ca.crt");
+        let err = Api::new(base.clone(), creds.clone(), Some(missing)).err();
+        assert!(err.is_some_and(|e| e.contains("SSL_CERT_FILE")));
+        let dir = std::env::temp_dir().join(format!("mcp-ca-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let garbage = dir.join("ca.pem");
+        let _ = std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        );
+        assert!(Api::new(base, creds, Some(&garbage)).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn reasons_from_json_or_text() {
         assert_eq!(error_reason(br#"{"kind":"Error","reason":"nope"}"#), "nope");
         assert_eq!(error_reason(b"plain refusal\n"), "plain refusal");

@@ -45,7 +45,7 @@ pub fn expression(raw: &str) -> Result<String, UnsafeValue> {
             .map(|word| format!("name like '%{word}%'"))
             .map_err(|_| refuse());
     }
-    if raw.matches('\'').count() % 2 != 0 {
+    if !raw.matches('\'').count().is_multiple_of(2) {
         return Err(refuse());
     }
     // Parts alternate: outside quotes (words, operators, parentheses,

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::mcp::{Kind, McpClient};
-use support::{API_TOKEN, Rest, assert_no_secret, devserver, object_field, s, sidecar_static};
+use support::{
+    API_TOKEN, Rest, assert_merged, assert_no_secret, devserver, object_field, s, sidecar_static,
+};
 
 async fn tools_roundtrip(kind: Kind) {
     let dev = devserver(&[API_TOKEN], None, None);
@@ -28,10 +30,8 @@ async fn tools_roundtrip(kind: Kind) {
 
     // Projects.
     let project = rest.project("mcp-tools").await;
-    let listed = client
-        .call("list_projects", json!({}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let replaces = rest.patch_replaces_labels(&project).await;
+    let listed = client.ok("list_projects", json!({})).await;
     assert!(
         listed["items"]
             .as_array()
@@ -39,266 +39,231 @@ async fn tools_roundtrip(kind: Kind) {
         "{listed}"
     );
     let got = client
-        .call("get_project", json!({"project_id": project}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .ok("get_project", json!({"project_id": project}))
+        .await;
     assert_eq!(got["name"], "mcp-tools");
-    let e = client
-        .call("get_project", json!({"project_id": "no-such-project"}))
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("PROJECT_NOT_FOUND"))
+        client
+            .err_code("get_project", json!({"project_id": "no-such-project"}))
+            .await,
+        "PROJECT_NOT_FOUND"
     );
     let p = client
-        .call(
+        .ok(
             "patch_project_annotations",
             json!({"project_id": project, "annotations": {"a.io/x": "1", "a.io/y": "2"}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     assert_eq!(
         object_field(&p["annotations"]),
         json!({"a.io/x": "1", "a.io/y": "2"})
     );
     client
-        .call(
+        .ok(
             "patch_project_annotations",
             json!({"project_id": project, "annotations": {"a.io/x": ""}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let stored = rest.get(&format!("/projects/{project}")).await;
-    assert_eq!(
-        object_field(&stored["annotations"]),
-        json!({"a.io/y": "2"}),
-        "deletion through the merge"
-    );
+    assert_merged(replaces, &stored["annotations"], json!({"a.io/y": "2"}));
 
     // Agents.
     let agent = client
-        .call(
+        .ok(
             "create_agent",
             json!({"project_id": project, "name": "reviewer", "prompt": "review code"}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let agent_id = s(&agent["id"]);
     assert_eq!(agent["project_id"], project.as_str());
     let by_name = client
-        .call(
+        .ok(
             "get_agent",
             json!({"project_id": project, "agent_id": "reviewer"}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     assert_eq!(by_name["id"], agent_id.as_str());
-    let e = client
-        .call(
-            "get_agent",
-            json!({"project_id": project, "agent_id": "nobody"}),
-        )
-        .await
-        .err();
-    assert_eq!(e.map(|e| e["code"].clone()), Some(json!("AGENT_NOT_FOUND")));
+    assert_eq!(
+        client
+            .err_code(
+                "get_agent",
+                json!({"project_id": project, "agent_id": "nobody"}),
+            )
+            .await,
+        "AGENT_NOT_FOUND"
+    );
     let agents = client
-        .call(
+        .ok(
             "list_agents",
             json!({"project_id": project, "search": "name like 'rev%'"}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     assert_eq!(
         agents["items"].as_array().map(Vec::len),
         Some(1),
         "{agents}"
     );
-    let e = client
-        .call(
-            "list_agents",
-            json!({"project_id": project, "search": "name = 'x' or '1'='1' --"}),
-        )
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("INVALID_SEARCH_VALUE"))
+        client
+            .err_code(
+                "list_agents",
+                json!({"project_id": project, "search": "name = 'x' or '1'='1' --"}),
+            )
+            .await,
+        "INVALID_SEARCH_VALUE"
     );
-    let updated = client
-        .call(
+    let updated = client.ok(
             "update_agent",
             json!({"project_id": project, "agent_id": agent_id, "prompt": "review carefully", "labels": {"team": "core", "tier": "1"}}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        ).await;
     assert_eq!(updated["prompt"], "review carefully");
     assert_eq!(
         object_field(&updated["labels"]),
         json!({"team": "core", "tier": "1"})
     );
     client
-        .call(
+        .ok(
             "update_agent",
             json!({"project_id": project, "agent_id": agent_id, "labels": {"tier": ""}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let e = client
-        .call(
-            "update_agent",
-            json!({"project_id": project, "agent_id": agent_id}),
-        )
-        .await
-        .err();
-    assert_eq!(e.map(|e| e["code"].clone()), Some(json!("INVALID_REQUEST")));
+        .await;
+    assert_eq!(
+        client
+            .err_code(
+                "update_agent",
+                json!({"project_id": project, "agent_id": agent_id}),
+            )
+            .await,
+        "INVALID_REQUEST"
+    );
+    client.ok("patch_agent_annotations", json!({"project_id": project, "agent_id": "reviewer", "annotations": {"k": "v", "gone": "x"}})).await;
     client
-        .call("patch_agent_annotations", json!({"project_id": project, "agent_id": "reviewer", "annotations": {"k": "v", "gone": "x"}}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    client
-        .call(
+        .ok(
             "patch_agent_annotations",
             json!({"project_id": project, "agent_id": agent_id, "annotations": {"gone": ""}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let stored = rest
         .get(&format!("/projects/{project}/agents/{agent_id}"))
         .await;
-    assert_eq!(object_field(&stored["labels"]), json!({"team": "core"}));
-    assert_eq!(object_field(&stored["annotations"]), json!({"k": "v"}));
+    assert_merged(replaces, &stored["labels"], json!({"team": "core"}));
+    assert_merged(replaces, &stored["annotations"], json!({"k": "v"}));
 
     // Sessions: create without a name (one is made from the prompt) and start.
     let created = client
-        .call(
+        .ok(
             "create_session",
             json!({"project_id": project, "prompt": "Fix the flaky login test!"}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let sid = s(&created["id"]);
     assert_eq!(created["name"], "fix-the-flaky-login-test");
     assert_eq!(created["phase"], "Pending");
-    let got = client
-        .call("get_session", json!({"session_id": sid}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let got = client.ok("get_session", json!({"session_id": sid})).await;
     assert_eq!(got["project_id"], project.as_str());
     assert!(got.get("kube_cr_uid").is_none(), "projection: {got}");
-    let e = client
-        .call("get_session", json!({"session_id": "missing-session"}))
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("SESSION_NOT_FOUND"))
+        client
+            .err_code("get_session", json!({"session_id": "missing-session"}))
+            .await,
+        "SESSION_NOT_FOUND"
     );
-    let e = client.call("get_session", json!({})).await.err();
-    assert_eq!(e.map(|e| e["code"].clone()), Some(json!("INVALID_REQUEST")));
+    assert_eq!(
+        client.err_code("get_session", json!({})).await,
+        "INVALID_REQUEST"
+    );
     let listed = client
-        .call(
+        .ok(
             "list_sessions",
             json!({"project_id": project, "phase": "Pending", "size": 500}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     assert!(
         listed["items"]
             .as_array()
             .is_some_and(|i| i.iter().any(|x| x["id"] == sid.as_str())),
         "{listed}"
     );
-    let e = client
-        .call("list_sessions", json!({"project_id": "p' or '1'='1"}))
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("INVALID_SEARCH_VALUE"))
+        client
+            .err_code("list_sessions", json!({"project_id": "p' or '1'='1"}))
+            .await,
+        "INVALID_SEARCH_VALUE"
     );
 
     // Labels and annotations: merge, and deletion with an empty value.
     client
-        .call(
+        .ok(
             "patch_session_labels",
             json!({"session_id": sid, "labels": {"env": "dev", "owner": "me"}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let l = client
-        .call(
+        .ok(
             "patch_session_labels",
             json!({"session_id": sid, "labels": {"owner": "", "tier": "gold"}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        object_field(&l["labels"]),
-        json!({"env": "dev", "tier": "gold"})
+        .await;
+    assert_merged(
+        replaces,
+        &l["labels"],
+        json!({"env": "dev", "tier": "gold"}),
     );
     let stored = rest.get(&format!("/sessions/{sid}")).await;
-    assert_eq!(
-        object_field(&stored["labels"]),
-        json!({"env": "dev", "tier": "gold"})
+    assert_merged(
+        replaces,
+        &stored["labels"],
+        json!({"env": "dev", "tier": "gold"}),
     );
     client
-        .call(
+        .ok(
             "patch_session_annotations",
             json!({"session_id": sid, "annotations": {"x.io/a": "1", "x.io/b": "2"}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     client
-        .call(
+        .ok(
             "patch_session_annotations",
             json!({"session_id": sid, "annotations": {"x.io/a": ""}}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let stored = rest.get(&format!("/sessions/{sid}")).await;
-    assert_eq!(object_field(&stored["annotations"]), json!({"x.io/b": "2"}));
-    let e = client
-        .call(
-            "patch_session_annotations",
-            json!({"session_id": sid, "annotations": {"big": "x".repeat(4097)}}),
-        )
-        .await
-        .err();
+    assert_merged(replaces, &stored["annotations"], json!({"x.io/b": "2"}));
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("ANNOTATION_VALUE_TOO_LARGE"))
+        client
+            .err_code(
+                "patch_session_annotations",
+                json!({"session_id": sid, "annotations": {"big": "x".repeat(4097)}}),
+            )
+            .await,
+        "ANNOTATION_VALUE_TOO_LARGE"
     );
-    let e = client
-        .call(
-            "patch_session_labels",
-            json!({"session_id": "missing", "labels": {"a": "b"}}),
-        )
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("SESSION_NOT_FOUND"))
+        client
+            .err_code(
+                "patch_session_labels",
+                json!({"session_id": "missing", "labels": {"a": "b"}}),
+            )
+            .await,
+        "SESSION_NOT_FOUND"
     );
 
     // push_message: plain, with a mention (one child per distinct agent;
     // e-mail addresses are not mentions), and an unresolved mention.
     let plain = client
-        .call(
+        .ok(
             "push_message",
             json!({"session_id": sid, "text": "mail a@b.com please"}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     assert_eq!(plain["message"]["payload"], "mail a@b.com please");
     assert_eq!(plain["delegated_session"], Value::Null);
     let delegated = client
-        .call(
+        .ok(
             "push_message",
             json!({"session_id": sid, "text": "@reviewer look at PR 7 @reviewer"}),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
     let child = &delegated["delegated_session"];
     assert_eq!(child["agent_id"], agent_id.as_str(), "{delegated}");
     assert_eq!(child["parent_session_id"], sid.as_str());
@@ -308,27 +273,23 @@ async fn tools_roundtrip(kind: Kind) {
         "one distinct mention: {delegated}"
     );
     let before = rest.get(&format!("/sessions/{sid}/messages")).await;
-    let e = client
-        .call(
-            "push_message",
-            json!({"session_id": sid, "text": "@ghost hi"}),
-        )
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("MENTION_NOT_RESOLVED"))
+        client
+            .err_code(
+                "push_message",
+                json!({"session_id": sid, "text": "@ghost hi"}),
+            )
+            .await,
+        "MENTION_NOT_RESOLVED"
     );
     let after = rest.get(&format!("/sessions/{sid}/messages")).await;
     assert_eq!(before, after, "a refused push writes nothing");
     rest.set_phase(&sid, "Completed").await;
-    let e = client
-        .call("push_message", json!({"session_id": sid, "text": "late"}))
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("SESSION_NOT_RUNNING"))
+        client
+            .err_code("push_message", json!({"session_id": sid, "text": "late"}))
+            .await,
+        "SESSION_NOT_RUNNING"
     );
 
     // Unknown tool: a protocol error, not a crash.

@@ -12,38 +12,45 @@ use serde_json::{Value, json};
 use support::mcp::{Kind, McpClient};
 use support::{API_TOKEN, Rest, devserver, s, sidecar_static};
 
-/// The progress notifications of token `token`, until `n` arrived.
-async fn progress(client: &McpClient, token: &str, n: usize) -> Vec<Value> {
+/// The first `n` notifications that `pick` accepts (each waited for up to 15 s).
+async fn collect(
+    client: &McpClient,
+    n: usize,
+    pick: impl Fn(&Value) -> Option<Value>,
+) -> Vec<Value> {
     let mut got = Vec::new();
     while got.len() < n {
         let note = client
             .next_note(Duration::from_secs(15))
             .await
-            .unwrap_or_else(|| panic!("only {} progress notifications: {got:?}", got.len()));
-        if note["method"] == "notifications/progress" && note["params"]["progressToken"] == token {
-            got.push(note["params"].clone());
-        }
+            .unwrap_or_else(|| panic!("only {} notifications: {got:?}", got.len()));
+        got.extend(pick(&note));
     }
     got
 }
 
+/// The progress notifications of token `token`, until `n` arrived.
+async fn progress(client: &McpClient, token: &str, n: usize) -> Vec<Value> {
+    collect(client, n, |note| {
+        (note["method"] == "notifications/progress" && note["params"]["progressToken"] == token)
+            .then(|| note["params"].clone())
+    })
+    .await
+}
+
 /// The logging notifications of subscription `sub`, until `n` arrived.
 async fn logged(client: &McpClient, sub: &str, n: usize) -> Vec<Value> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        let note = client
-            .next_note(Duration::from_secs(15))
-            .await
-            .unwrap_or_else(|| panic!("only {} logging notifications: {got:?}", got.len()));
-        if note["method"] == "notifications/message"
-            && note["params"]["data"]["subscription_id"] == sub
-        {
-            assert_eq!(note["params"]["logger"], "session-messages");
-            assert_eq!(note["params"]["level"], "info");
-            got.push(note["params"]["data"].clone());
-        }
-    }
-    got
+    collect(client, n, |note| {
+        let params = &note["params"];
+        let ours =
+            note["method"] == "notifications/message" && params["data"]["subscription_id"] == sub;
+        ours.then(|| {
+            assert_eq!(params["logger"], "session-messages");
+            assert_eq!(params["level"], "info");
+            params["data"].clone()
+        })
+    })
+    .await
 }
 
 async fn watch_with_progress(kind: Kind) {
@@ -126,25 +133,20 @@ async fn watch_without_progress_unwatch_and_isolation() {
     let s2 = rest.session(&project, "two").await;
 
     let w1 = a
-        .call("watch_session_messages", json!({"session_id": s1}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .ok("watch_session_messages", json!({"session_id": s1}))
+        .await;
     let sub1 = s(&w1["subscription_id"]);
     let w2 = a
-        .call("watch_session_messages", json!({"session_id": s2}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .ok("watch_session_messages", json!({"session_id": s2}))
+        .await;
     let sub2 = s(&w2["subscription_id"]);
     assert_ne!(sub1, sub2);
 
     // The other MCP session can neither cancel nor see them.
-    let e = b
-        .call("unwatch_session_messages", json!({"subscription_id": sub1}))
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("SUBSCRIPTION_NOT_FOUND"))
+        b.err_code("unwatch_session_messages", json!({"subscription_id": sub1}))
+            .await,
+        "SUBSCRIPTION_NOT_FOUND"
     );
 
     let p1 = rest.push(&s1, "to one").await;
@@ -154,17 +156,13 @@ async fn watch_without_progress_unwatch_and_isolation() {
 
     // Unwatch stops delivery for that subscription only.
     let done = a
-        .call("unwatch_session_messages", json!({"subscription_id": sub1}))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .ok("unwatch_session_messages", json!({"subscription_id": sub1}))
+        .await;
     assert_eq!(done, json!({"cancelled": true}));
-    let e = a
-        .call("unwatch_session_messages", json!({"subscription_id": sub1}))
-        .await
-        .err();
     assert_eq!(
-        e.map(|e| e["code"].clone()),
-        Some(json!("SUBSCRIPTION_NOT_FOUND"))
+        a.err_code("unwatch_session_messages", json!({"subscription_id": sub1}))
+            .await,
+        "SUBSCRIPTION_NOT_FOUND"
     );
     rest.push(&s1, "after unwatch").await;
     let p2 = rest.push(&s2, "to two").await;
@@ -196,6 +194,21 @@ async fn watch_without_progress_unwatch_and_isolation() {
     let terminal = terminal.unwrap_or_else(|| panic!("no terminal notification"));
     assert_eq!(terminal["phase"], "Completed");
     assert_eq!(terminal["session_id"], s2.as_str());
+
+    // Closing the MCP session cancels what it still watches.
+    let w3 = a
+        .ok("watch_session_messages", json!({"session_id": s1}))
+        .await;
+    let sub3 = s(&w3["subscription_id"]);
+    a.close().await;
+    support::eventually("the watch of a closed MCP session to end", || {
+        let logs = mcp.logs();
+        let ended = logs
+            .lines()
+            .any(|l| l.contains("watch ended") && l.contains(&sub3));
+        async move { ended.then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -293,6 +293,21 @@ impl McpClient {
         self.call_with(tool, args, None).await
     }
 
+    /// Calls a tool that must succeed; its result.
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        self.call(tool, args)
+            .await
+            .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
+    }
+
+    /// Calls a tool that must fail; its error code.
+    pub async fn err_code(&self, tool: &str, args: Value) -> String {
+        match self.call(tool, args).await {
+            Ok(v) => panic!("{tool} succeeded: {v}"),
+            Err(e) => e["code"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
     /// Calls a tool with a `progressToken`.
     pub async fn call_with(
         &self,
