@@ -10,6 +10,8 @@
 //!   server's v2 exchanges/s vs raw RSA-OAEP decryptions/s, and latency.
 //!   `runner-messages`: push → watch delivery latency and messages/s of one
 //!   session through a release devserver.
+//!   `mcp-sidecar`: ambient-mcp's cold start, idle RSS and tool-call
+//!   overhead vs a direct REST GET.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,7 +30,7 @@ commands:
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
                   names: token-exchange, relist (SECONDS is the session count there),
-                  runner-messages";
+                  runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead)";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -165,8 +167,27 @@ fn bench(extra: &[String]) -> Result<()> {
                 .args(["--seconds", &seconds.to_string(), "--out"])
                 .arg(&out))
         }
-        other => {
-            bail!("unknown benchmark {other:?} (known: token-exchange, relist, runner-messages)")
+        "mcp-sidecar" | "mcp" => {
+            run(cargo()
+                .args(["build", "--release", "--quiet", "--bins"])
+                .args([
+                    "-p",
+                    "ambient-devserver",
+                    "-p",
+                    "ambient-token-server",
+                    "-p",
+                    "ambient-mcp",
+                ]))?;
+            let out = root().join("target/bench/mcp-sidecar.json");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root().join("target"), PathBuf::from);
+            run(cargo()
+                .args(["run", "--release", "--quiet", "-p", "ambient-mcp"])
+                .args(["--example", "mcp_bench", "--", "--bin-dir"])
+                .arg(target.join("release"))
+                .arg("--out")
+                .arg(&out))
         }
+        other => bail!("unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar)"),
     }
 }
