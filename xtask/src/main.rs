@@ -9,6 +9,11 @@
 //! - `bench <name>`: a release-built benchmark; prints one line per figure
 //!   and writes `target/bench/<name>.json`. `token-exchange`: the token
 //!   server's v2 exchanges/s vs raw RSA-OAEP decryptions/s, and latency.
+//! - `build-images`, `test-images`: OCI images without a container engine
+//!   (`images`); `check-chart`: the Helm chart checked by real Helm (`chart`).
+
+mod chart;
+mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +27,12 @@ commands:
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
-                  names: token-exchange, relist (SECONDS is the session count there)";
+                  names: token-exchange, relist (SECONDS is the session count there)
+  build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT]
+                  release-build each daemon and write one OCI image per daemon
+                  (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images)
+  test-images     build the images twice (same digests?), run them in podman, push to a local registry
+  check-chart     render deploy/helm with real Helm, lint, validate objects, values and RBAC";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -32,6 +42,9 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "fuzz" => fuzz(&rest),
         "bench" => bench(&rest),
+        "build-images" => images::build_images(&rest),
+        "test-images" => images::test_images(&rest),
+        "check-chart" => chart::check_chart(&rest),
         "" | "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
