@@ -186,8 +186,9 @@ impl Image {
     pub fn write_archive(&self, path: &Path, repo_tag: &str) -> Result<()> {
         let mut tree = Tree::default();
         tree.file("/oci-layout", 0o644, LAYOUT_VERSION.as_bytes().to_vec())?;
-        let reference = repo_tag.rsplit_once(':').map_or(repo_tag, |(_, t)| t);
-        tree.file("/index.json", 0o644, self.index(reference)?)?;
+        // podman loads it as an OCI archive and names the image after the
+        // full reference here; docker reads `manifest.json`.
+        tree.file("/index.json", 0o644, self.index(repo_tag)?)?;
         let docker = json!([{
             "Config": format!("blobs/sha256/{}", self.config.hex()),
             "RepoTags": [repo_tag],
