@@ -9,7 +9,8 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::{interop_python, root, run};
+use crate::suite::interop_python;
+use crate::{root, run};
 
 /// The chart, and the API calls its RBAC must grant exactly.
 const CHART: &str = "deploy/helm/ambient-control-plane";
