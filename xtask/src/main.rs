@@ -12,6 +12,11 @@
 //!   session through a release devserver.
 //!   `mcp-sidecar`: ambient-mcp's cold start, idle RSS and tool-call
 //!   overhead vs a direct REST GET.
+//! - `build-images`, `test-images`: OCI images without a container engine
+//!   (`images`); `check-chart`: the Helm chart checked by real Helm (`chart`).
+
+mod chart;
+mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +35,12 @@ commands:
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
                   names: token-exchange, relist (SECONDS is the session count there),
-                  runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead)";
+                  runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead)
+  build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT]
+                  release-build each daemon and write one OCI image per daemon
+                  (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images)
+  test-images     build the images twice (same digests?), run them in podman, push to a local registry
+  check-chart     render deploy/helm with real Helm, lint, validate objects, values and RBAC";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -41,6 +51,9 @@ fn main() -> Result<()> {
         "lint" => suite::lint(),
         "fuzz" => fuzz(&rest),
         "bench" => bench(&rest),
+        "build-images" => images::build_images(&rest),
+        "test-images" => images::test_images(&rest),
+        "check-chart" => chart::check_chart(&rest),
         "" | "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -16,7 +16,7 @@ use crate::{cargo, root, run};
 
 /// The virtualenv: created once under `target/`, reused while its pinned
 /// requirements are unchanged.
-fn interop_python() -> Result<PathBuf> {
+pub(crate) fn interop_python() -> Result<PathBuf> {
     let root = root();
     let venv = root.join("target/interop-venv");
     let python = venv.join("bin/python");

@@ -1,0 +1,433 @@
+//! `cargo xtask build-images`: one OCI image per daemon, without a container
+//! engine. Each daemon is release-built, then its binary, the shared
+//! libraries it links (found with the loader, never listed by hand), the CA
+//! bundle, `/etc/passwd`/`/etc/group` with the non-root user and a writable
+//! `/tmp` become one deterministic layer. Output per image: an OCI layout
+//! `<out>/<name>/` and an archive `<out>/<name>.tar` for `podman load` /
+//! `docker load`; `--push` uploads over the OCI distribution API.
+
+mod layer;
+mod oci;
+mod podman;
+mod push;
+mod registry;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, root, run};
+use layer::NONROOT;
+use oci::{Image, Spec};
+
+pub use podman::test_images;
+
+/// A daemon we ship: its image name, the workspace package and binary that
+/// make it, the ports it serves, and environment the image sets.
+#[derive(Debug)]
+pub struct Daemon {
+    pub name: &'static str,
+    pub package: &'static str,
+    pub binary: &'static str,
+    pub ports: &'static [u16],
+    pub env: &'static [&'static str],
+    /// Layered onto the third-party image given with `--base`.
+    pub wraps_base: bool,
+}
+
+/// Every daemon image (wire.md §4 for the ports).
+pub const DAEMONS: &[Daemon] = &[
+    Daemon {
+        name: "ambient-control-plane",
+        package: "ambient-control-plane",
+        binary: "ambient-control-plane",
+        ports: &[8080, 8081],
+        env: &[],
+        wraps_base: false,
+    },
+    Daemon {
+        name: "ambient-token-server",
+        package: "ambient-token-server",
+        binary: "ambient-token-server",
+        ports: &[8080],
+        env: &["TOKEN_SERVER_LISTEN=0.0.0.0:8080"],
+        wraps_base: false,
+    },
+    Daemon {
+        name: "ambient-mcp",
+        package: "ambient-mcp",
+        binary: "ambient-mcp",
+        ports: &[8090],
+        env: &[],
+        wraps_base: false,
+    },
+    Daemon {
+        name: "credential-entrypoint",
+        package: "ambient-credential-entrypoint",
+        binary: "credential-entrypoint",
+        ports: &[],
+        env: &[],
+        wraps_base: true,
+    },
+    Daemon {
+        name: "ambient-runner-client",
+        package: "ambient-runner-client",
+        binary: "ambient-runner-client",
+        ports: &[],
+        env: &[],
+        wraps_base: false,
+    },
+    Daemon {
+        name: "ambient-devserver",
+        package: "ambient-devserver",
+        binary: "ambient-devserver",
+        ports: &[8000, 9000],
+        env: &[
+            "AMBIENT_DEVSERVER_HTTP_LISTEN=0.0.0.0:8000",
+            "AMBIENT_DEVSERVER_GRPC_LISTEN=0.0.0.0:9000",
+        ],
+        wraps_base: false,
+    },
+];
+
+/// Options of `build-images`.
+#[derive(Debug, Default)]
+pub struct Options {
+    pub out: Option<PathBuf>,
+    pub push: Option<String>,
+    pub tag: Option<String>,
+    pub only: Vec<String>,
+    pub base: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Self::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--out" => o.out = Some(value()?.into()),
+                "--push" => o.push = Some(value()?),
+                "--tag" => o.tag = Some(value()?),
+                "--only" => o.only.push(value()?),
+                "--base" => o.base = Some(value()?.into()),
+                other => bail!("build-images: unknown option {other:?}"),
+            }
+        }
+        for name in &o.only {
+            if !DAEMONS.iter().any(|d| d.name == name) {
+                let known: Vec<_> = DAEMONS.iter().map(|d| d.name).collect();
+                bail!(
+                    "--only {name:?}: not a daemon (known: {})",
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// One built image, as `build-images` reports and `test-images` uses it.
+#[derive(Debug)]
+pub struct Built {
+    pub name: &'static str,
+    pub binary: &'static str,
+    pub layout: PathBuf,
+    pub archive: PathBuf,
+    pub repo_tag: String,
+    pub manifest_digest: String,
+}
+
+/// `cargo xtask build-images`.
+pub fn build_images(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    let built = build(&opts)?;
+    if let Some(registry) = &opts.push {
+        let tag = tag(&opts)?;
+        let out = out_dir(&opts);
+        for b in &built {
+            let image = Image::read_layout(&out.join(b.name))?;
+            let reference = push::push(&image, registry, b.name, &tag)?;
+            println!("{:<24} pushed {reference}", b.name);
+        }
+    }
+    Ok(())
+}
+
+fn out_dir(opts: &Options) -> PathBuf {
+    opts.out
+        .clone()
+        .unwrap_or_else(|| root().join("target/images"))
+}
+
+fn tag(opts: &Options) -> Result<String> {
+    match &opts.tag {
+        Some(t) => Ok(t.clone()),
+        None => Ok(workspace()?.version),
+    }
+}
+
+/// Builds and assembles the selected images into `--out`.
+pub fn build(opts: &Options) -> Result<Vec<Built>> {
+    let ws = workspace()?;
+    let out = out_dir(opts);
+    std::fs::create_dir_all(&out)?;
+    let tag = tag(opts)?;
+    let selected = select(opts, &ws)?;
+    if selected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut build = cargo();
+    build
+        .args(["build", "--locked", "--bins"])
+        .args(IMAGE_PROFILE);
+    for d in &selected {
+        build.args(["-p", d.package]);
+    }
+    run(&mut build)?;
+    let base = match &opts.base {
+        Some(dir) => Some(
+            Image::read_layout(dir)
+                .with_context(|| format!("reading the base layout {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let labels = labels(&ws);
+    let mut built = Vec::new();
+    for d in selected {
+        let binary = ws.target_dir.join(PROFILE_DIR).join(d.binary);
+        let mut spec = Spec {
+            env: d.env.iter().map(|e| e.to_string()).collect(),
+            ports: d.ports.to_vec(),
+            labels: labels.clone(),
+            created: ws.commit_time.clone(),
+            ..Spec::default()
+        };
+        spec.labels
+            .insert("org.opencontainers.image.title".into(), d.name.into());
+        let image = if d.wraps_base {
+            let (tree, command) = layer::private_rootfs(&binary, d.binary)?;
+            spec.entrypoint = command;
+            Image::assemble(&spec, &tree, base.as_ref())?
+        } else {
+            let tree = layer::daemon_rootfs(&binary, d.binary)?;
+            spec.entrypoint = vec![format!("/usr/local/bin/{}", d.binary)];
+            spec.user = Some(format!("{NONROOT}:{NONROOT}"));
+            spec.env.insert(0, "PATH=/usr/local/bin".into());
+            spec.env.push(format!("SSL_CERT_FILE={}", layer::CA_BUNDLE));
+            spec.env.push("HOME=/home/nonroot".into());
+            Image::assemble(&spec, &tree, None)?
+        };
+        built.push(write(d, &image, &out, &tag)?);
+    }
+    Ok(built)
+}
+
+/// The daemons to build: those asked for whose package is in the workspace.
+fn select(opts: &Options, ws: &Workspace) -> Result<Vec<&'static Daemon>> {
+    let mut selected = Vec::new();
+    for d in DAEMONS {
+        if !opts.only.is_empty() && !opts.only.iter().any(|n| n == d.name) {
+            continue;
+        }
+        match ws.binaries.get(d.package) {
+            None => println!(
+                "{:<24} skipped: package {} is not in this workspace",
+                d.name, d.package
+            ),
+            Some(bins) if !bins.iter().any(|b| b == d.binary) => {
+                bail!(
+                    "package {} has no binary {} (it has {bins:?})",
+                    d.package,
+                    d.binary
+                )
+            }
+            Some(_) if d.wraps_base && opts.base.is_none() => println!(
+                "{:<24} skipped: needs --base LAYOUT (the third-party image it wraps)",
+                d.name
+            ),
+            Some(_) => selected.push(d),
+        }
+    }
+    Ok(selected)
+}
+
+/// Writes the layout (read back and verified) and the archive; one line.
+fn write(d: &'static Daemon, image: &Image, out: &Path, tag: &str) -> Result<Built> {
+    let layout = out.join(d.name);
+    image.write_layout(&layout, tag)?;
+    let verified = Image::read_layout(&layout)?;
+    if verified.manifest.digest != image.manifest.digest {
+        bail!(
+            "{}: layout reads back as {}",
+            d.name,
+            verified.manifest.digest
+        );
+    }
+    let repo_tag = format!("localhost/{}:{tag}", d.name);
+    let archive = out.join(format!("{}.tar", d.name));
+    image.write_archive(&archive, &repo_tag)?;
+    let ours = image.layers.last().map_or(0, |l| l.bytes.len());
+    let total: usize = image.layers.iter().map(|l| l.bytes.len()).sum();
+    let base_note = if image.layers.len() > 1 {
+        format!(" ({} ours)", mib(ours))
+    } else {
+        String::new()
+    };
+    println!(
+        "{:<24} {repo_tag}  {}  {} compressed{base_note}",
+        d.name,
+        image.manifest.digest,
+        mib(total),
+    );
+    Ok(Built {
+        name: d.name,
+        binary: d.binary,
+        layout,
+        archive,
+        repo_tag,
+        manifest_digest: image.manifest.digest.clone(),
+    })
+}
+
+/// Release settings without debug info: smaller binaries, faster build; its
+/// own profile (`target/image/`), so other release builds are not disturbed.
+const IMAGE_PROFILE: [&str; 8] = [
+    "--config",
+    "profile.image.inherits=\"release\"",
+    "--config",
+    "profile.image.debug=false",
+    "--config",
+    "profile.image.strip=\"debuginfo\"",
+    "--profile",
+    "image",
+];
+
+/// Where the image profile puts binaries, below the target directory.
+const PROFILE_DIR: &str = "image";
+
+/// The image-profile build of `binary` (after [`build`] built it).
+pub fn binary_path(binary: &str) -> Result<PathBuf> {
+    Ok(workspace()?.target_dir.join(PROFILE_DIR).join(binary))
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// What `cargo metadata` and git say about the workspace.
+#[derive(Debug)]
+struct Workspace {
+    binaries: BTreeMap<String, Vec<String>>,
+    target_dir: PathBuf,
+    version: String,
+    repository: Option<String>,
+    revision: String,
+    commit_time: String,
+}
+
+fn workspace() -> Result<Workspace> {
+    let out = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut binaries = BTreeMap::new();
+    let mut version = None;
+    let mut repository = None;
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or_default().to_owned();
+        let bins = p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
+            .filter_map(|t| t["name"].as_str().map(String::from))
+            .collect();
+        if name == "xtask" {
+            version = p["version"].as_str().map(String::from);
+            repository = p["repository"].as_str().map(String::from);
+        }
+        binaries.insert(name, bins);
+    }
+    let target_dir = meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata names no target directory")?;
+    let git = |args: &[&str]| -> Option<String> {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(root())
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let revision = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    Ok(Workspace {
+        binaries,
+        target_dir,
+        version: version.unwrap_or_else(|| "0.0.0".into()),
+        repository: repository.or_else(|| git(&["remote", "get-url", "origin"])),
+        revision: if dirty {
+            format!("{revision}-dirty")
+        } else {
+            revision
+        },
+        commit_time: git(&["log", "-1", "--format=%cI"])
+            .unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
+    })
+}
+
+fn labels(ws: &Workspace) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (
+            "org.opencontainers.image.revision".to_owned(),
+            ws.revision.clone(),
+        ),
+        (
+            "org.opencontainers.image.version".to_owned(),
+            ws.version.clone(),
+        ),
+        (
+            "org.opencontainers.image.created".to_owned(),
+            ws.commit_time.clone(),
+        ),
+        (
+            "org.opencontainers.image.licenses".to_owned(),
+            "Apache-2.0".to_owned(),
+        ),
+    ]);
+    let source = std::env::var("AMBIENT_IMAGE_SOURCE")
+        .ok()
+        .or_else(|| ws.repository.clone());
+    match source {
+        Some(s) => {
+            labels.insert("org.opencontainers.image.source".into(), s);
+        }
+        None => eprintln!(
+            "xtask: no repository URL (Cargo.toml `repository`, git remote `origin` or AMBIENT_IMAGE_SOURCE): images carry no source label"
+        ),
+    }
+    labels
+}
