@@ -201,6 +201,8 @@ fn bench(extra: &[String]) -> Result<()> {
                 .arg("--out")
                 .arg(&out))
         }
-        other => bail!("unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar)"),
+        other => bail!(
+            "unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar)"
+        ),
     }
 }
