@@ -273,13 +273,13 @@ impl TokenExchanger {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| ExchangeError::Transport(transport_text(&e)))?;
+            .map_err(|e| ExchangeError::Transport(transport_text(e)))?;
         let status = response.status();
         let body = read_limited(response, MAX_BODY)
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge(read) => ExchangeError::BadBody { body_len: read },
-                BodyError::Transport(e) => ExchangeError::Transport(transport_text(&e)),
+                BodyError::Transport(e) => ExchangeError::Transport(transport_text(e)),
             })?;
         if !status.is_success() {
             return Err(ExchangeError::Status {
@@ -403,11 +403,13 @@ pub async fn read_limited(
     Ok(body)
 }
 
-/// reqwest's error text without the request URL's query (none is sent) and
-/// with its cause chain, which is where "connection refused" lives.
-fn transport_text(e: &reqwest::Error) -> String {
+/// reqwest's error text without the request URL (which may carry a
+/// query) and with its cause chain, which is where "connection refused"
+/// lives.
+fn transport_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());

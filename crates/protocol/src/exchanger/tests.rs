@@ -469,6 +469,25 @@ async fn a_dropping_server_is_a_transport_error_after_three_attempts() {
 }
 
 #[tokio::test]
+async fn transport_errors_do_not_echo_the_url() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    drop(listener);
+    let mut cfg = config(addr);
+    cfg.token_url = format!("http://{addr}/token?key=s3cret-query");
+    cfg.retry_waits = Vec::new();
+    let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+    let text = ex
+        .refresh()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(text.contains("token request failed"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[tokio::test]
 async fn the_request_timeout_applies() {
     let (addr, accepted) = serve_raw(None).await;
     let mut cfg = config(addr);
