@@ -309,6 +309,7 @@ async fn oidc_mode_hands_out_the_devserver_issued_token_with_expiry() {
         .await
         .unwrap_or_else(|e| panic!("exchange failed: {e}\n{}", ts.logs()));
     assert_ne!(token.expose(), API_TOKEN);
+    integration_tests::register_secret(token.expose());
     let expires_at = expires_at.unwrap_or_else(|| panic!("no expires_at"));
     assert!(expires_at > before, "expiry in the past");
     assert!(
