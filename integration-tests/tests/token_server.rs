@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use ambient_protocol::exchange::{encrypt_v1, encrypt_v2};
 use ambient_protocol::exchanger::{ExchangeError, ExchangerConfig, TokenExchanger};
 use ambient_protocol::keys::PublicKey;
 use integration_tests::{Daemon, Spec, TempDir};
@@ -55,6 +56,8 @@ fn token_server(tmp: &TempDir, grpc: &str, provider_args: Vec<String>) -> (Daemo
                 grpc,
                 "--session-cache-ms",
                 "500",
+                "--log-level",
+                "trace",
             ])
             .args(provider_args)
             .listener("token server"),
@@ -119,6 +122,73 @@ impl Rest {
     }
 }
 
+/// Stops the daemon with SIGTERM, waits for its last log line, and checks
+/// that none of `secrets` appears anywhere in its complete output.
+fn stop_and_check_logs(daemon: &mut Daemon, secrets: &[&str]) -> String {
+    let exit = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "exit after SIGTERM");
+    // The pipe readers finish shortly after the exit: wait for the last line.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.logs().contains("token server stopped") {
+        assert!(
+            Instant::now() < deadline,
+            "no final log line:\n{}",
+            daemon.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "not at full verbosity"
+    );
+    for secret in secrets.iter().filter(|s| s.len() >= 8) {
+        assert!(
+            !logs.contains(secret),
+            "a secret ({} bytes) is in the logs",
+            secret.len()
+        );
+        assert!(
+            !logs.contains(&secret[..secret.len().min(24)]),
+            "a secret prefix is in the logs"
+        );
+    }
+    logs
+}
+
+/// Sends a few exchanges with bearers the test keeps (accepted, replayed,
+/// for an unknown session) so their ciphertexts can be looked for in the logs.
+async fn exchanges_with_known_bearers(url: &str, key: &PublicKey, live: &str) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    let now = SystemTime::now();
+    let bearers = vec![
+        encrypt_v2(key, live, now).unwrap_or_else(|e| panic!("{e}")),
+        encrypt_v2(key, "no-such-session-1111", now).unwrap_or_else(|e| panic!("{e}")),
+        encrypt_v1(key, live).unwrap_or_else(|e| panic!("{e}")),
+    ];
+    let mut sent = Vec::new();
+    for b in bearers.iter().chain([&bearers[0]]) {
+        let status = http
+            .get(url)
+            .header("authorization", format!("Bearer {b}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .status()
+            .as_u16();
+        sent.push(status);
+    }
+    assert_eq!(
+        sent,
+        vec![200, 403, 200, 401],
+        "accepted, unknown, v1, replayed"
+    );
+    bearers
+}
+
 fn status_of(e: &ExchangeError) -> Option<u16> {
     match e {
         ExchangeError::Status { status, .. } => Some(*status),
@@ -168,21 +238,19 @@ async fn live_session_gets_a_token_and_loses_it_once_stopped() {
     let refused = stranger.fetch().await.err();
     assert_eq!(refused.as_ref().and_then(status_of), Some(403));
 
-    // Stopped: the same client is refused (once the short cache lapses).
+    let bearers = exchanges_with_known_bearers(&url, &public, &id).await;
+
+    // Stopping is not terminal (wire.md §3): the session keeps its token.
     let (status, body) = rest
         .call(reqwest::Method::POST, &format!("/sessions/{id}/stop"), None)
         .await;
     assert_eq!((status, body["phase"].as_str()), (200, Some("Stopping")));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match client.fetch().await {
-            Err(e) if status_of(&e) == Some(403) => break,
-            Ok(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => panic!("stopped session still served: {other:?}"),
-        }
-    }
+    let (token, _) = client
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("stopping session refused: {e}"));
+    assert_eq!(token.expose(), API_TOKEN);
+    // Stopped: the same client is refused (once the short cache lapses).
     let (status, _) = rest
         .call(
             reqwest::Method::PATCH,
@@ -191,15 +259,21 @@ async fn live_session_gets_a_token_and_loses_it_once_stopped() {
         )
         .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let again = client.fetch().await.err();
-    assert_eq!(again.as_ref().and_then(status_of), Some(403));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.fetch().await {
+            Err(e) if status_of(&e) == Some(403) => break,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("stopped session still served: {other:?}"),
+        }
+    }
 
-    let logs = ts.logs();
+    let mut secrets = vec![API_TOKEN];
+    secrets.extend(bearers.iter().map(String::as_str));
+    let logs = stop_and_check_logs(&mut ts, &secrets);
     assert!(logs.contains(&id), "accepted session ID is logged");
-    assert!(!logs.contains(API_TOKEN), "token in logs:\n{logs}");
-    let exit = ts.terminate(Duration::from_secs(15));
-    assert_eq!(exit.and_then(|s| s.code()), Some(0), "exit after SIGTERM");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,10 +283,12 @@ async fn oidc_mode_hands_out_the_devserver_issued_token_with_expiry() {
     let secret_file = tmp.path().join("oidc-secret");
     std::fs::write(&secret_file, format!("{OIDC_SECRET}\n")).unwrap_or_else(|e| panic!("{e}"));
     let grpc = dev.addr("grpc").to_string();
-    let (ts, public) = token_server(
+    let (mut ts, public) = token_server(
         &tmp,
         &grpc,
         vec![
+            // The devserver's IdP speaks plain http on loopback.
+            "--allow-insecure-oidc".into(),
             "--oidc-token-url".into(),
             format!("http://{}/oidc/token", dev.addr("http")),
             "--oidc-client-id".into(),
@@ -233,6 +309,7 @@ async fn oidc_mode_hands_out_the_devserver_issued_token_with_expiry() {
         .await
         .unwrap_or_else(|e| panic!("exchange failed: {e}\n{}", ts.logs()));
     assert_ne!(token.expose(), API_TOKEN);
+    integration_tests::register_secret(token.expose());
     let expires_at = expires_at.unwrap_or_else(|| panic!("no expires_at"));
     assert!(expires_at > before, "expiry in the past");
     assert!(
@@ -254,7 +331,8 @@ async fn oidc_mode_hands_out_the_devserver_issued_token_with_expiry() {
     let (again, _) = client.fetch().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.expose(), token.expose());
 
-    let logs = ts.logs();
-    assert!(!logs.contains(token.expose()), "token in logs");
-    assert!(!logs.contains(OIDC_SECRET), "client secret in logs");
+    let bearers = exchanges_with_known_bearers(&url, &public, &id).await;
+    let mut secrets = vec![token.expose(), OIDC_SECRET, API_TOKEN];
+    secrets.extend(bearers.iter().map(String::as_str));
+    stop_and_check_logs(&mut ts, &secrets);
 }

@@ -46,17 +46,28 @@ pub struct Config {
     #[arg(long, env = "AMBIENT_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
 
-    /// OIDC token endpoint for client-credentials authentication.
+    /// OIDC token endpoint for client-credentials authentication (https;
+    /// plain http only with --allow-insecure-oidc).
     #[arg(long, env = env::OIDC_TOKEN_URL)]
     pub oidc_token_url: Option<String>,
+
+    /// Accept a plain-http OIDC token URL (the client secret then crosses the
+    /// network unencrypted; for local development only).
+    #[arg(long, env = "OIDC_ALLOW_INSECURE")]
+    pub allow_insecure_oidc: bool,
 
     /// OIDC client ID.
     #[arg(long, env = env::OIDC_CLIENT_ID)]
     pub oidc_client_id: Option<String>,
 
-    /// OIDC client secret.
+    /// OIDC client secret. Prefer --oidc-client-secret-file: a value on the
+    /// command line is visible in the process list.
     #[arg(long, env = env::OIDC_CLIENT_SECRET, hide_env_values = true)]
     pub oidc_client_secret: Option<Secret>,
+
+    /// File holding the OIDC client secret (alternative to --oidc-client-secret).
+    #[arg(long, env = "OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
 
     /// gRPC address of the API server (host:port or URL).
     #[arg(long = "grpc-server-addr", env = env::AMBIENT_GRPC_SERVER_ADDR, default_value = "localhost:8001")]
@@ -242,9 +253,9 @@ pub enum ConfigError {
     HalfOidc(&'static str, &'static str),
     #[error("OIDC_TOKEN_URL is required with OIDC client credentials")]
     NoOidcUrl,
-    #[error("--api-token and --api-token-file are both set; use one")]
+    #[error("a secret is set both directly and as a file; use one")]
     TwoTokens,
-    #[error("cannot read the API token file {path}: {reason}")]
+    #[error("cannot read the secret file {path}: {reason}")]
     TokenFile { path: String, reason: String },
     #[error("{name} is empty")]
     Empty { name: &'static str },
@@ -327,7 +338,21 @@ impl Config {
             });
         }
         let id = self.oidc_client_id.clone().filter(|s| !s.is_empty());
-        let secret = self.oidc_client_secret.clone().filter(|s| !s.is_empty());
+        let secret_file = match &self.oidc_client_secret_file {
+            Some(path) => Some(Secret::from_file(path).map_err(|e| ConfigError::TokenFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let secret = match (
+            self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
+            secret_file,
+        ) {
+            (Some(_), Some(_)) => return Err(ConfigError::TwoTokens),
+            (Some(s), None) | (None, Some(s)) => Some(s).filter(|s| !s.is_empty()),
+            (None, None) => None,
+        };
         match (token, id, secret) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ConfigError::BothAuth),
             (Some(t), None, None) => Ok(ApiAuth::Static(t)),
@@ -346,12 +371,11 @@ impl Config {
                     .clone()
                     .filter(|s| !s.is_empty())
                     .ok_or(ConfigError::NoOidcUrl)?;
-                ambient_protocol::url_policy::token_url(&token_url).map_err(|e| {
-                    ConfigError::Invalid {
+                ambient_protocol::url_policy::oidc_token_url(&token_url, self.allow_insecure_oidc)
+                    .map_err(|e| ConfigError::Invalid {
                         name: env::OIDC_TOKEN_URL,
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 Ok(ApiAuth::Oidc {
                     token_url,
                     client_id,
@@ -488,18 +512,28 @@ mod tests {
                 .err(),
             Some(ConfigError::NoOidcUrl)
         );
+        let oidc = [
+            "--oidc-client-id",
+            "i",
+            "--oidc-client-secret",
+            "s",
+            "--oidc-token-url",
+            "http://localhost:8000/oidc/token",
+        ];
+        // Plain http is refused unless explicitly allowed.
         assert!(matches!(
-            parse(&[
-                "--oidc-client-id",
-                "i",
-                "--oidc-client-secret",
-                "s",
-                "--oidc-token-url",
-                "http://localhost:8000/oidc/token"
-            ])
-            .auth(),
-            Ok(ApiAuth::Oidc { .. })
+            parse(&oidc).auth(),
+            Err(ConfigError::Invalid {
+                name: "OIDC_TOKEN_URL",
+                ..
+            })
         ));
+        let mut allowed = oidc.to_vec();
+        allowed.push("--allow-insecure-oidc");
+        assert!(matches!(parse(&allowed).auth(), Ok(ApiAuth::Oidc { .. })));
+        let mut https = oidc.to_vec();
+        https[5] = "https://sso.example.com/token";
+        assert!(matches!(parse(&https).auth(), Ok(ApiAuth::Oidc { .. })));
     }
 
     #[test]

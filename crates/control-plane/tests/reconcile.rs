@@ -281,6 +281,7 @@ async fn oidc_client_credentials_authenticate_the_control_plane() {
         ("OIDC_TOKEN_URL", token_url.as_str()),
         ("OIDC_CLIENT_ID", "cp-client"),
         ("OIDC_CLIENT_SECRET", "cp-secret-XYZ"),
+        ("OIDC_ALLOW_INSECURE", "true"),
     ];
     let cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &auth);
     let id = dev.new_session("proj-o", "oidc").await;

@@ -100,6 +100,8 @@ pub struct SessionClaim {
 pub enum Rejection {
     #[error("missing bearer token")]
     MissingBearer,
+    #[error("more than one Authorization header")]
+    AmbiguousBearer,
     #[error("invalid bearer encoding")]
     BadBase64,
     #[error("bearer does not decrypt")]
@@ -127,6 +129,7 @@ impl Rejection {
     pub fn status(self) -> u16 {
         match self {
             Rejection::MissingBearer
+            | Rejection::AmbiguousBearer
             | Rejection::BadBase64
             | Rejection::Decrypt
             | Rejection::V1Refused
@@ -143,6 +146,7 @@ impl Rejection {
     pub fn reason(self) -> &'static str {
         match self {
             Rejection::MissingBearer => "missing_bearer",
+            Rejection::AmbiguousBearer => "ambiguous_bearer",
             Rejection::BadBase64 => "bad_base64",
             Rejection::Decrypt => "decrypt",
             Rejection::V1Refused => "v1_refused",

@@ -4,8 +4,10 @@
 //! encrypts a fresh v2 (or v1) bearer per attempt, makes up to three attempts
 //! (waiting 1 s, then 2 s), ignores `*_PROXY`, follows no redirect, refreshes
 //! in the background every 5 minutes or at 80 % of the token's lifetime when
-//! `expires_at` says sooner, tells subscribers about each fresh token, and
+//! `expires_at` says sooner — but never more often than every 10 s, whatever
+//! `expires_at` says — tells subscribers about each fresh token, and
 //! refreshes at once after [`TokenExchanger::invalidate`] (an API 401).
+//! Response bodies are read with a 64 KiB limit while they stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +24,9 @@ use crate::secret::Secret;
 use crate::url_policy::{self, UrlError};
 
 /// Largest token response body we read.
-const MAX_BODY: usize = 64 * 1024;
+pub const MAX_BODY: usize = 64 * 1024;
+/// Shortest time between two scheduled refreshes, whatever `expires_at` says.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Settings of a [`TokenExchanger`]; [`ExchangerConfig::new`] gives the
 /// wire.md defaults.
@@ -36,8 +40,12 @@ pub struct ExchangerConfig {
     pub retry_waits: Vec<Duration>,
     pub request_timeout: Duration,
     pub refresh_interval: Duration,
-    /// Fraction of the `expires_at` lifetime after which to refresh.
+    /// Fraction of the `expires_at` lifetime after which to refresh
+    /// (greater than 0, at most 1).
     pub refresh_at_fraction: f64,
+    /// Floor of the refresh schedule (a server announcing a near expiry
+    /// must not make us hammer it).
+    pub min_refresh_interval: Duration,
 }
 
 impl ExchangerConfig {
@@ -57,6 +65,7 @@ impl ExchangerConfig {
             request_timeout: Duration::from_secs(10),
             refresh_interval: Duration::from_secs(300),
             refresh_at_fraction: 0.8,
+            min_refresh_interval: MIN_REFRESH_INTERVAL,
         }
     }
 }
@@ -120,6 +129,11 @@ impl TokenExchanger {
     /// Validates the configuration; makes no request yet.
     pub fn new(cfg: ExchangerConfig) -> Result<Self, ExchangeError> {
         let url = url_policy::token_url(&cfg.token_url)?;
+        if !(cfg.refresh_at_fraction > 0.0 && cfg.refresh_at_fraction <= 1.0) {
+            return Err(ExchangeError::Client(
+                "refresh_at_fraction must be in (0, 1]".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -213,6 +227,9 @@ impl TokenExchanger {
             return Ok(t);
         }
         let (token, expires_at) = self.fetch().await?;
+        // Not stale any more *before* the new generation is visible: whoever
+        // sees the new generation also sees that nothing is left to do.
+        self.inner.stale.store(false, Ordering::Release);
         let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let fresh = ApiToken {
             token,
@@ -220,7 +237,6 @@ impl TokenExchanger {
             fetched_at: SystemTime::now(),
             generation,
         };
-        self.inner.stale.store(false, Ordering::Release);
         self.inner.tx.send_replace(Some(fresh.clone()));
         Ok(fresh)
     }
@@ -257,20 +273,17 @@ impl TokenExchanger {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| ExchangeError::Transport(transport_text(&e)))?;
+            .map_err(|e| ExchangeError::Transport(transport_text(e)))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = read_limited(response, MAX_BODY)
             .await
-            .map_err(|e| ExchangeError::Transport(transport_text(&e)))?;
+            .map_err(|e| match e {
+                BodyError::TooLarge(read) => ExchangeError::BadBody { body_len: read },
+                BodyError::Transport(e) => ExchangeError::Transport(transport_text(e)),
+            })?;
         if !status.is_success() {
             return Err(ExchangeError::Status {
                 status: status.as_u16(),
-                body_len: body.len(),
-            });
-        }
-        if body.len() > MAX_BODY {
-            return Err(ExchangeError::BadBody {
                 body_len: body.len(),
             });
         }
@@ -298,11 +311,23 @@ impl TokenExchanger {
         let mut retry_in: Option<Duration> = None;
         loop {
             let delay = retry_in.unwrap_or_else(|| self.next_refresh_delay(SystemTime::now()));
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.inner.kick.notified() => {}
-            }
-            match self.refresh().await {
+            let kicked = tokio::select! {
+                () = tokio::time::sleep(delay) => false,
+                () = self.inner.kick.notified() => true,
+            };
+            let result = if kicked {
+                // Read the generation before the flag: if someone refreshed
+                // since the kick (e.g. `token()` after the same 401), there
+                // is nothing left to do.
+                let seen = self.inner.generation.load(Ordering::Acquire);
+                if !self.inner.stale.load(Ordering::Acquire) {
+                    continue;
+                }
+                self.refresh_after(seen).await
+            } else {
+                self.refresh().await
+            };
+            match result {
                 Ok(_) => {
                     failures.reset();
                     retry_in = None;
@@ -322,11 +347,22 @@ impl TokenExchanger {
         let Some(t) = self.current() else {
             return Duration::ZERO;
         };
-        let mut due = t.fetched_at + cfg.refresh_interval;
+        let after = |d: Duration| t.fetched_at.checked_add(d);
+        let mut due = after(cfg.refresh_interval);
         if let Some(exp) = t.expires_at {
             let lifetime = exp.duration_since(t.fetched_at).unwrap_or(Duration::ZERO);
-            due = due.min(t.fetched_at + lifetime.mul_f64(cfg.refresh_at_fraction));
+            let early = after(lifetime.mul_f64(cfg.refresh_at_fraction));
+            due = match (due, early) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
+        let floor = after(cfg.min_refresh_interval);
+        let due = match (due, floor) {
+            (Some(d), Some(f)) => d.max(f),
+            // Beyond what a SystemTime can hold: as good as never.
+            _ => return Duration::from_secs(365 * 86_400),
+        };
         due.duration_since(now).unwrap_or(Duration::ZERO)
     }
 
@@ -335,11 +371,45 @@ impl TokenExchanger {
     }
 }
 
-/// reqwest's error text without the request URL's query (none is sent) and
-/// with its cause chain, which is where "connection refused" lives.
-fn transport_text(e: &reqwest::Error) -> String {
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than the limit arrived (the count read so far).
+    TooLarge(usize),
+    Transport(reqwest::Error),
+}
+
+/// Reads a response body chunk by chunk, refusing it as soon as it grows past
+/// `limit` bytes (or announces more): a hostile server cannot make us
+/// buffer more than `limit` plus one chunk.
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if let Some(announced) = response.content_length()
+        && announced > limit as u64
+    {
+        return Err(BodyError::TooLarge(
+            usize::try_from(announced).unwrap_or(usize::MAX),
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(body.len() + chunk.len()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// reqwest's error text without the request URL (which may carry a
+/// query) and with its cause chain, which is where "connection refused"
+/// lives.
+fn transport_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());

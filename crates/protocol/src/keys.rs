@@ -26,9 +26,10 @@ pub enum KeyError {
     NoPem { expected: &'static str },
     #[error("PEM block is malformed: {0}")]
     BadPem(&'static str),
-    #[error("PEM label {found:?} is not one of {expected}")]
+    /// `found` names a well-known label; any other is not repeated.
+    #[error("PEM label {found} is not one of {expected}")]
     WrongLabel {
-        found: String,
+        found: &'static str,
         expected: &'static str,
     },
     #[error("encrypted PEM keys are not supported")]
@@ -75,7 +76,7 @@ impl PrivateKey {
             "PRIVATE KEY" => Self::from_pkcs8_der(&der),
             "ENCRYPTED PRIVATE KEY" => Err(KeyError::Encrypted),
             _ => Err(KeyError::WrongLabel {
-                found: label,
+                found: known_label(&label),
                 expected: EXPECTED,
             }),
         }
@@ -176,7 +177,7 @@ impl PublicKey {
             "RSA PUBLIC KEY" => der::pkcs1_public_to_spki(&der),
             _ => {
                 return Err(KeyError::WrongLabel {
-                    found: label,
+                    found: known_label(&label),
                     expected: EXPECTED,
                 });
             }
@@ -225,6 +226,27 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// A label worth naming in an error (a well-known one), else a placeholder:
+/// the label is input, and input is not echoed.
+fn known_label(label: &str) -> &'static str {
+    const KNOWN: [&str; 10] = [
+        "CERTIFICATE",
+        "CERTIFICATE REQUEST",
+        "X509 CRL",
+        "PUBLIC KEY",
+        "RSA PUBLIC KEY",
+        "PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "OPENSSH PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| *k == label)
+        .unwrap_or("(another label)")
 }
 
 /// Decodes the first PEM block: its label and DER bytes.
@@ -423,6 +445,47 @@ mod tests {
 
     #[test]
     fn bad_pems_are_refused_without_echoing_input() {
+        // The body of a real private key under the wrong labels, junk, and
+        // marked text: no error may repeat any of it.
+        let secret_der = test_key().to_pkcs8_pem();
+        let secret_body: Vec<&str> = secret_der
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let marked = "SECRETMARK";
+        let cases = [
+            (format!("{marked} nothing"), "no PEM"),
+            (secret_der.replace("PRIVATE KEY", "CERTIFICATE"), "label"),
+            (
+                secret_der.replace("PRIVATE KEY", &format!("{marked} KEY")),
+                "label",
+            ),
+            (pem_encode("RSA PRIVATE KEY", marked.as_bytes()), "DER"),
+            (
+                format!(
+                    "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n{marked}\n-----END RSA PRIVATE KEY-----\n"
+                ),
+                "encrypted",
+            ),
+            (
+                format!("-----BEGIN PRIVATE KEY-----\n{marked}!!\n-----END PRIVATE KEY-----\n"),
+                "base64",
+            ),
+            (secret_der.replace("-----END PRIVATE KEY-----", ""), "END"),
+        ];
+        for (input, what) in &cases {
+            let err = PrivateKey::from_pem(input)
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(marked), "{what}: {text}");
+            for line in &secret_body {
+                assert!(
+                    !text.contains(&line[..16]),
+                    "{what}: key material in {text}"
+                );
+            }
+        }
         assert!(matches!(
             PrivateKey::from_pem("nothing"),
             Err(KeyError::NoPem { .. })
@@ -432,8 +495,6 @@ mod tests {
             PrivateKey::from_pem(&wrong),
             Err(KeyError::WrongLabel { .. })
         ));
-        let junk = pem_encode("RSA PRIVATE KEY", b"not a key at all");
-        assert!(PrivateKey::from_pem(&junk).is_err());
         let enc = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END RSA PRIVATE KEY-----\n";
         assert_eq!(PrivateKey::from_pem(enc).err(), Some(KeyError::Encrypted));
         let bad_b64 = "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n";

@@ -35,8 +35,10 @@ pub enum DirectoryError {
 /// `is_live` is called only for session IDs that passed rules 2–4 (the
 /// bearer decrypted and the ID is well-formed), at most once per request.
 /// It returns `Ok(false)` for an unknown session and for a session in a
-/// phase other than empty, `Pending`, `Creating` or `Running`
-/// ([`Phase::is_live`]).
+/// terminal phase (`Stopped`, `Completed`, `Failed`: [`Phase::is_terminal`]);
+/// a `Stopping` session still gets its token (wire.md §3 refuses only
+/// terminal phases: its containers are shutting down and may still call
+/// the API).
 pub trait SessionDirectory: Send + Sync + 'static {
     /// Whether `session_id` names a live session.
     fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>>;
@@ -48,10 +50,11 @@ pub trait SessionDirectory: Send + Sync + 'static {
     }
 }
 
-/// Whether a session in `phase` (as stored; `None`/empty means `Pending`) is
-/// live. An unknown phase string is not live (fail closed).
+/// Whether a session in `phase` (as stored; `None`/empty means `Pending`)
+/// may hold a token: any phase but a terminal one. An unknown phase string
+/// may not (fail closed).
 pub fn phase_is_live(phase: Option<&str>) -> bool {
-    Phase::of_session(phase).is_ok_and(Phase::is_live)
+    Phase::of_session(phase).is_ok_and(|p| !p.is_terminal())
 }
 
 /// No session check at all: every well-formed session ID is live. Only for
@@ -281,7 +284,7 @@ mod tests {
             (Some("Pending"), true),
             (Some("Creating"), true),
             (Some("Running"), true),
-            (Some("Stopping"), false),
+            (Some("Stopping"), true),
             (Some("Stopped"), false),
             (Some("Completed"), false),
             (Some("Failed"), false),

@@ -11,14 +11,17 @@
 //! 4. the plaintext is a session ID of ≥ 8 bytes without whitespace (else 403) —
 //!    or, for v2, a JSON `{"v":2,"sid","iat","nonce"}` with `iat` within 60 s and
 //!    an unseen nonce (else 401), whose `sid` then passes the same rule;
-//! 5. the [`SessionDirectory`] says the session is live (else 403);
+//! 5. the [`SessionDirectory`] knows the session and it is not in a terminal
+//!    phase — `Stopping` still gets its token (else 403);
 //! 6. the [`TokenProvider`] gives a token (else 500).
 //!
 //! The decoding and checks are `ambient_protocol::exchange`; this crate adds
 //! the session check, the token, and the serving hardening: an 8 KiB head
 //! limit (431), a header-read timeout, a request timeout, a per-client-IP
 //! token bucket (429 with `Retry-After`), a bound on concurrent RSA
-//! operations (which run on the blocking pool, never on the reactor), a
+//! operations (which run on the blocking pool, never on the reactor) and on
+//! the requests waiting for one (a dropped waiter gives its place back;
+//! `/readyz` says 503 while the queue is full), a global and a per-client-IP
 //! connection cap, and no request body read. Logs never contain a token, a
 //! ciphertext or a rejected plaintext; an accepted request logs its session ID.
 //!
@@ -62,10 +65,12 @@
 //! replica inside the 60 s window is not detected. Run replicas behind a
 //! session-affine balancer, or accept that bound.
 
+pub mod connections;
 pub mod directory;
 pub mod limit;
 pub mod metrics;
 pub mod provider;
+mod routes;
 pub mod server;
 
 use std::future::Future;
@@ -78,7 +83,7 @@ pub use directory::{
 pub use limit::RateLimit;
 pub use metrics::{Metrics, Outcome};
 pub use provider::{IssuedToken, OidcClientCredentials, ProviderError, StaticToken, TokenProvider};
-pub use server::{Config, RunningServer, ServeError, TokenServer};
+pub use server::{Clock, Config, ConfigError, RunningServer, ServeError, TokenServer};
 
 /// A boxed, `Send` future: what the object-safe [`SessionDirectory`] and
 /// [`TokenProvider`] methods return.

@@ -11,6 +11,7 @@ use ambient_protocol::Secret;
 use ambient_protocol::backoff::Backoff;
 use ambient_protocol::exchange::KeySet;
 use ambient_protocol::keys::PrivateKey;
+use ambient_protocol::url_policy;
 use ambient_token_server::{
     Config, GrpcDirectory, NoSessionCheck, OidcClientCredentials, RateLimit, SessionDirectory,
     StaticToken, TokenProvider, TokenServer,
@@ -47,26 +48,54 @@ struct Cli {
     #[arg(long, env = "TOKEN_SERVER_PRINT_PUBLIC_KEY")]
     print_public_key: bool,
 
-    /// File holding the static API token handed out.
+    /// File holding the static API token handed out (recommended over
+    /// --api-token).
     #[arg(long, value_name = "F", env = "AMBIENT_API_TOKEN_FILE")]
     api_token_file: Option<PathBuf>,
 
-    /// OIDC token endpoint for the client-credentials grant.
+    /// The static API token itself. Prefer --api-token-file: a value on the
+    /// command line is visible to every local user in the process list.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "AMBIENT_API_TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<Secret>,
+
+    /// OIDC token endpoint for the client-credentials grant (https; plain
+    /// http only with --allow-insecure-oidc).
     #[arg(long, value_name = "U", env = "OIDC_TOKEN_URL")]
     oidc_token_url: Option<String>,
+
+    /// Accept a plain-http --oidc-token-url (the client secret then crosses
+    /// the network unencrypted; for local development only).
+    #[arg(long, env = "OIDC_ALLOW_INSECURE")]
+    allow_insecure_oidc: bool,
 
     /// OIDC client ID.
     #[arg(long, value_name = "I", env = "OIDC_CLIENT_ID")]
     oidc_client_id: Option<String>,
 
-    /// File holding the OIDC client secret.
+    /// File holding the OIDC client secret (recommended over
+    /// --oidc-client-secret).
     #[arg(
         long,
-        value_name = "S",
+        value_name = "F",
         env = "OIDC_CLIENT_SECRET_FILE",
         hide_env_values = true
     )]
     oidc_client_secret_file: Option<PathBuf>,
+
+    /// The OIDC client secret itself. Prefer --oidc-client-secret-file: a
+    /// value on the command line is visible in the process list.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    oidc_client_secret: Option<Secret>,
 
     /// API server gRPC address (host:port or http://host:port) used to check
     /// that a session is live (GetSession, answers cached briefly).
@@ -89,12 +118,13 @@ struct Cli {
     #[arg(long, value_name = "PEM", env = "AMBIENT_GRPC_CA_CERT_FILE")]
     api_server_ca_file: Option<PathBuf>,
 
-    /// How long a GetSession answer is reused, in milliseconds.
+    /// How long a GetSession answer is reused, in milliseconds (at most 60000).
     #[arg(
         long,
         value_name = "MS",
         env = "TOKEN_SERVER_SESSION_CACHE_MS",
-        default_value_t = 2000
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(0..=60_000)
     )]
     session_cache_ms: u64,
 
@@ -107,12 +137,14 @@ struct Cli {
     #[arg(long, env = "TOKEN_SERVER_REQUIRE_V2")]
     require_v2: bool,
 
-    /// Sustained /token requests per second per client IP.
+    /// Sustained /token requests per second per client IP (0 turns the limit
+    /// off; otherwise between 0.001 and 1000000).
     #[arg(
         long,
         value_name = "N",
         env = "TOKEN_SERVER_RATE_PER_IP",
-        default_value_t = 10.0
+        default_value_t = 10.0,
+        value_parser = parse_rate
     )]
     rate_per_ip: f64,
 
@@ -125,6 +157,26 @@ struct Cli {
     )]
     burst_per_ip: u32,
 
+    /// Open connections in total; more are closed at once.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TOKEN_SERVER_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    max_connections: u32,
+
+    /// Open connections per client IP (IPv6 by /64); more are closed at once.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TOKEN_SERVER_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    max_connections_per_ip: u32,
+
     /// Log format on stderr.
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -132,6 +184,18 @@ struct Cli {
     /// Log filter (tracing EnvFilter syntax, e.g. info or debug).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// A rate the limiter can compute with (refused at parse time otherwise).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    RateLimit {
+        per_second: rate,
+        ..RateLimit::default()
+    }
+    .validate()
+    .map(|()| rate)
+    .map_err(str::to_owned)
 }
 
 fn main() {
@@ -195,41 +259,47 @@ fn run(cli: Cli) -> Result<()> {
     rt.block_on(serve(cli, keys, provider, session_check))
 }
 
+/// A secret given directly or as a file (not both); `None` when neither.
+fn secret_from(value: Option<&Secret>, file: Option<&Path>, flag: &str) -> Result<Option<Secret>> {
+    let secret = match (value, file) {
+        (Some(_), Some(_)) => bail!("--{flag} and --{flag}-file are both set; use one"),
+        (Some(v), None) => v.clone(),
+        (None, Some(path)) => Secret::from_file(path)
+            .with_context(|| format!("reading --{flag}-file {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    if secret.is_empty() {
+        bail!("--{flag} is empty");
+    }
+    Ok(Some(secret))
+}
+
 fn provider(cli: &Cli) -> Result<Arc<dyn TokenProvider>> {
-    let oidc_given = cli.oidc_token_url.is_some()
-        || cli.oidc_client_id.is_some()
-        || cli.oidc_client_secret_file.is_some();
-    match (&cli.api_token_file, oidc_given) {
-        (Some(_), true) => bail!("--api-token-file and --oidc-* contradict each other"),
-        (Some(path), false) => {
-            let token = Secret::from_file(path)
-                .with_context(|| format!("reading --api-token-file {}", path.display()))?;
-            if token.is_empty() {
-                bail!("--api-token-file {} is empty", path.display());
-            }
-            Ok(Arc::new(StaticToken::new(token)))
-        }
+    let token = secret_from(
+        cli.api_token.as_ref(),
+        cli.api_token_file.as_deref(),
+        "api-token",
+    )?;
+    let client_secret = secret_from(
+        cli.oidc_client_secret.as_ref(),
+        cli.oidc_client_secret_file.as_deref(),
+        "oidc-client-secret",
+    )?;
+    let oidc_given =
+        cli.oidc_token_url.is_some() || cli.oidc_client_id.is_some() || client_secret.is_some();
+    match (token, oidc_given) {
+        (Some(_), true) => bail!("--api-token(-file) and --oidc-* contradict each other"),
+        (Some(token), false) => Ok(Arc::new(StaticToken::new(token))),
         (None, true) => {
-            let (Some(url), Some(id), Some(secret_file)) = (
-                &cli.oidc_token_url,
-                &cli.oidc_client_id,
-                &cli.oidc_client_secret_file,
-            ) else {
+            let (Some(url), Some(id), Some(secret)) =
+                (&cli.oidc_token_url, &cli.oidc_client_id, client_secret)
+            else {
                 bail!(
                     "OIDC needs all of --oidc-token-url, --oidc-client-id and --oidc-client-secret-file"
                 );
             };
-            let parsed = reqwest::Url::parse(url)
-                .with_context(|| "--oidc-token-url is not a URL".to_owned())?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                bail!("--oidc-token-url must be an http(s) URL with a host");
-            }
-            let secret = Secret::from_file(secret_file).with_context(|| {
-                format!(
-                    "reading --oidc-client-secret-file {}",
-                    secret_file.display()
-                )
-            })?;
+            url_policy::oidc_token_url(url, cli.allow_insecure_oidc)
+                .map_err(|e| anyhow!("--oidc-token-url: {e}"))?;
             Ok(Arc::new(OidcClientCredentials::new(
                 url.clone(),
                 id.clone(),
@@ -274,8 +344,11 @@ async fn serve(
             burst: cli.burst_per_ip,
             ..RateLimit::default()
         },
+        max_connections: cli.max_connections as usize,
+        max_connections_per_ip: cli.max_connections_per_ip as usize,
         ..Config::default()
     };
+    config.validate()?;
     let server = TokenServer::new(keys, directory, provider, config);
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await

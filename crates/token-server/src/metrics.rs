@@ -44,6 +44,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
 /// The metrics of one server.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +56,8 @@ pub struct Metrics {
     requests: Family<OutcomeLabels, Counter>,
     decrypt: Histogram,
     in_flight: Gauge,
+    key_queue: Gauge,
+    refused_connections: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -67,6 +74,8 @@ impl Metrics {
         // 1 ms … ~4 s; RSA-4096 decryption takes a few ms.
         let decrypt = Histogram::new(exponential_buckets(0.001, 2.0, 13));
         let in_flight = Gauge::default();
+        let key_queue = Gauge::default();
+        let refused_connections = Family::<LimitLabels, Counter>::default();
         registry.register(
             "requests",
             "Token requests by outcome (ok, unauthorized, forbidden, rate_limited, error)",
@@ -83,6 +92,19 @@ impl Metrics {
             "Token requests being handled",
             in_flight.clone(),
         );
+        registry.register(
+            "key_queue",
+            "Token requests waiting for a private-key operation slot",
+            key_queue.clone(),
+        );
+        registry.register(
+            "refused_connections",
+            "Connections closed at accept by a limit (global, per_ip)",
+            refused_connections.clone(),
+        );
+        for limit in ["global", "per_ip"] {
+            let _ = refused_connections.get_or_create(&LimitLabels { limit });
+        }
         // Make every outcome visible from the start.
         for o in [
             Outcome::Ok,
@@ -100,6 +122,8 @@ impl Metrics {
             requests,
             decrypt,
             in_flight,
+            key_queue,
+            refused_connections,
         }
     }
 
@@ -132,6 +156,31 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
+    /// Marks a request waiting for a key operation until the guard drops.
+    pub fn waiting_for_key(&self) -> InFlight {
+        self.key_queue.inc();
+        InFlight(self.key_queue.clone())
+    }
+
+    /// Requests waiting for a key operation now.
+    pub fn key_queue(&self) -> i64 {
+        self.key_queue.get()
+    }
+
+    /// Counts a connection closed at accept by `limit` (`global`, `per_ip`).
+    pub fn connection_refused(&self, limit: &'static str) {
+        self.refused_connections
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// Connections closed at accept by `limit`.
+    pub fn connections_refused(&self, limit: &'static str) -> u64 {
+        self.refused_connections
+            .get_or_create(&LimitLabels { limit })
+            .get()
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -142,7 +191,7 @@ impl Metrics {
     }
 }
 
-/// Decrements the in-flight gauge on drop.
+/// Decrements its gauge (in flight, key queue) on drop.
 #[derive(Debug)]
 pub struct InFlight(Gauge);
 

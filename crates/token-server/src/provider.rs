@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use ambient_protocol::Secret;
+use ambient_protocol::exchanger::{BodyError, read_limited};
 
 use crate::BoxFuture;
 
@@ -70,7 +71,10 @@ impl TokenProvider for StaticToken {
 pub const OIDC_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// How long a token without `expires_in` is reused (its expiry stays unknown).
 pub const OIDC_DEFAULT_REUSE: Duration = Duration::from_secs(300);
-/// Largest token endpoint response read.
+/// Longest lifetime taken from `expires_in` (a larger value, up to
+/// `u64::MAX`, is capped rather than overflowing the clock).
+pub const OIDC_MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Largest token endpoint response read (refused while streaming).
 const MAX_BODY: usize = 64 * 1024;
 
 /// OIDC client-credentials grant (form POST `grant_type=client_credentials`,
@@ -135,18 +139,13 @@ impl OidcClientCredentials {
             .await
             .map_err(|e| ProviderError::Transport(e.without_url().to_string()))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::Transport(e.without_url().to_string()))?;
+        let body = read_limited(resp, MAX_BODY).await.map_err(|e| match e {
+            BodyError::TooLarge(read) => ProviderError::BadBody { body_len: read },
+            BodyError::Transport(e) => ProviderError::Transport(e.without_url().to_string()),
+        })?;
         if !status.is_success() {
             return Err(ProviderError::Status {
                 status: status.as_u16(),
-                body_len: body.len(),
-            });
-        }
-        if body.len() > MAX_BODY {
-            return Err(ProviderError::BadBody {
                 body_len: body.len(),
             });
         }
@@ -159,18 +158,7 @@ impl OidcClientCredentials {
                 body_len: body.len(),
             });
         }
-        let now = SystemTime::now();
-        let (expires_at, refresh_at) = match parsed.expires_in {
-            Some(secs) => {
-                let expires = now + Duration::from_secs(secs);
-                let refresh = expires
-                    .checked_sub(OIDC_REFRESH_MARGIN)
-                    .filter(|r| *r > now)
-                    .unwrap_or(now);
-                (Some(expires), refresh)
-            }
-            None => (None, now + OIDC_DEFAULT_REUSE),
-        };
+        let (expires_at, refresh_at) = schedule(SystemTime::now(), parsed.expires_in);
         Ok(Cached {
             token: IssuedToken {
                 token: parsed.access_token,
@@ -178,6 +166,24 @@ impl OidcClientCredentials {
             },
             refresh_at,
         })
+    }
+}
+
+/// Expiry and refresh time of a token fetched at `now` with `expires_in`
+/// (capped at [`OIDC_MAX_LIFETIME`]; refresh 30 s before expiry, or at once
+/// when it lives shorter than that).
+fn schedule(now: SystemTime, expires_in: Option<u64>) -> (Option<SystemTime>, SystemTime) {
+    match expires_in {
+        Some(secs) => {
+            let life = Duration::from_secs(secs).min(OIDC_MAX_LIFETIME);
+            let expires = now.checked_add(life).unwrap_or(now);
+            let refresh = expires
+                .checked_sub(OIDC_REFRESH_MARGIN)
+                .filter(|r| *r > now)
+                .unwrap_or(now);
+            (Some(expires), refresh)
+        }
+        None => (None, now.checked_add(OIDC_DEFAULT_REUSE).unwrap_or(now)),
     }
 }
 
@@ -305,6 +311,49 @@ mod tests {
         );
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(!text.contains("wrong-secret"));
+    }
+
+    #[tokio::test]
+    async fn a_huge_expires_in_is_capped_not_a_panic() {
+        let (url, _) = fake_idp(Some(u64::MAX)).await;
+        let p = OidcClientCredentials::new(url, "cp", Secret::new("s3cret"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = SystemTime::now();
+        let t = p.token().await.unwrap_or_else(|e| panic!("{e}"));
+        let exp = t.expires_at.unwrap_or_else(|| panic!("no expiry"));
+        assert!(exp >= before + OIDC_MAX_LIFETIME);
+        assert!(exp <= SystemTime::now() + OIDC_MAX_LIFETIME);
+        // Directly, at the edge of what a SystemTime holds.
+        let (exp, refresh) = schedule(SystemTime::UNIX_EPOCH, Some(u64::MAX));
+        assert_eq!(exp, Some(SystemTime::UNIX_EPOCH + OIDC_MAX_LIFETIME));
+        assert_eq!(
+            refresh,
+            SystemTime::UNIX_EPOCH + OIDC_MAX_LIFETIME - OIDC_REFRESH_MARGIN
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_over_64_kib_is_refused() {
+        let big = "x".repeat(MAX_BODY);
+        let app = axum::Router::new().route(
+            "/token",
+            post(move || {
+                let big = big.clone();
+                async move { format!(r#"{{"access_token":"t","pad":"{big}"}}"#) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let p =
+            OidcClientCredentials::new(format!("http://{addr}/token"), "cp", Secret::new("s3cret"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        match p.token().await {
+            Err(ProviderError::BadBody { body_len }) => assert!(body_len > MAX_BODY),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

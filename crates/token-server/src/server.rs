@@ -1,32 +1,31 @@
-//! The HTTP side: routes, the exchange handler and the hardened hyper server.
+//! The hardened hyper server: connection caps (global and per client IP),
+//! head limits and timeouts, graceful shutdown; the routes are `routes`.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use ambient_protocol::exchange::{
-    DEFAULT_NONCE_CAPACITY, KeySet, NonceCache, Rejection, SessionClaim, TokenResponse, V2_SKEW,
-    check_plaintext, decode_bearer,
-};
-use ambient_protocol::exchanger::format_rfc3339;
+use ambient_protocol::exchange::{DEFAULT_NONCE_CAPACITY, KeySet, NonceCache, V2_SKEW};
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ConnectInfo;
 use axum::routing::{any, get};
-use http::{HeaderValue, Method, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, warn};
 
+use crate::connections::ConnectionTable;
 use crate::directory::SessionDirectory;
-use crate::limit::{RateLimit, RateLimiter, retry_after_secs};
-use crate::metrics::{Metrics, Outcome};
+use crate::limit::{RateLimit, RateLimiter};
+use crate::metrics::Metrics;
 use crate::provider::TokenProvider;
+use crate::routes;
+
+/// The server's idea of the current time (injectable for tests of the v2
+/// `iat` window).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Settings of a [`TokenServer`]. [`Config::default`] is the hardened default.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +45,15 @@ pub struct Config {
     /// decryptions while finished ones hand over to the next; more would only
     /// add threads time-slicing the same cores).
     pub max_key_ops: usize,
-    /// Requests allowed to wait for a key operation; more → 503.
+    /// Requests allowed to wait for a key operation; more → 503, and
+    /// `/readyz` says the server is saturated while the queue is full.
     pub max_key_queue: usize,
     /// Open connections; further connections are closed at once.
     pub max_connections: usize,
+    /// Open connections per client IP (IPv6 by /64), below
+    /// `max_connections`; further connections from that client are closed
+    /// at once.
+    pub max_connections_per_ip: usize,
     /// Bound on remembered v2 nonces (fail closed when full).
     pub nonce_capacity: usize,
     /// Time in-flight connections get to finish after shutdown is asked.
@@ -68,9 +72,53 @@ impl Default for Config {
             max_key_ops: 2 * cores,
             max_key_queue: 64 * cores,
             max_connections: 4096,
+            max_connections_per_ip: 32,
             nonce_capacity: DEFAULT_NONCE_CAPACITY,
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+/// A setting that cannot work (or would make arithmetic overflow).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid token server setting {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: &'static str,
+}
+
+/// Largest timeout a [`Config`] accepts.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Config {
+    /// Refuses values that cannot work: zero caps, zero or absurd timeouts,
+    /// a rate limit too slow to compute a `Retry-After` for.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name, reason| Err(ConfigError { name, reason });
+        for (name, v) in [
+            ("max_key_ops", self.max_key_ops),
+            ("max_key_queue", self.max_key_queue),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("nonce_capacity", self.nonce_capacity),
+            ("max_header_bytes", self.max_header_bytes),
+        ] {
+            if v == 0 {
+                return bad(name, "must be at least 1");
+            }
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("request_timeout", self.request_timeout),
+            ("shutdown_grace", self.shutdown_grace),
+        ] {
+            if d.is_zero() || d > MAX_TIMEOUT {
+                return bad(name, "must be between 1 ms and 1 hour");
+            }
+        }
+        self.rate_limit
+            .validate()
+            .or_else(|reason| bad("rate_limit", reason))
     }
 }
 
@@ -88,16 +136,20 @@ pub enum ServeError {
     Join(String),
 }
 
-struct Inner {
-    keys: KeySet,
-    nonces: NonceCache,
-    directory: Arc<dyn SessionDirectory>,
-    provider: Arc<dyn TokenProvider>,
-    limiter: RateLimiter,
-    key_ops: Arc<Semaphore>,
-    key_waiting: AtomicUsize,
-    metrics: Metrics,
-    config: Config,
+pub(crate) struct Inner {
+    pub(crate) keys: KeySet,
+    pub(crate) nonces: NonceCache,
+    pub(crate) directory: Arc<dyn SessionDirectory>,
+    pub(crate) provider: Arc<dyn TokenProvider>,
+    pub(crate) limiter: RateLimiter,
+    /// Concurrent private-key operations.
+    pub(crate) key_ops: Arc<Semaphore>,
+    /// Places in the queue for a key operation (a permit per waiter, so a
+    /// dropped waiter gives its place back).
+    pub(crate) key_queue: Semaphore,
+    pub(crate) metrics: Metrics,
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
 }
 
 /// A token server: the `/token` exchange of wire.md §3 plus `/healthz`,
@@ -118,14 +170,26 @@ impl std::fmt::Debug for TokenServer {
 
 impl TokenServer {
     /// A server decrypting with `keys` (current first), checking sessions
-    /// with `directory` and handing out `provider`'s token.
+    /// with `directory` and handing out `provider`'s token. Zero caps in
+    /// `config` count as 1 (see [`Config::validate`]).
     pub fn new(
         keys: KeySet,
         directory: Arc<dyn SessionDirectory>,
         provider: Arc<dyn TokenProvider>,
         config: Config,
     ) -> Self {
-        let key_ops = Arc::new(Semaphore::new(config.max_key_ops.max(1)));
+        Self::with_clock(keys, directory, provider, config, Arc::new(SystemTime::now))
+    }
+
+    /// [`TokenServer::new`] with the time taken from `clock` (tests of the
+    /// v2 window).
+    pub fn with_clock(
+        keys: KeySet,
+        directory: Arc<dyn SessionDirectory>,
+        provider: Arc<dyn TokenProvider>,
+        config: Config,
+        clock: Clock,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 keys,
@@ -133,10 +197,11 @@ impl TokenServer {
                 directory,
                 provider,
                 limiter: RateLimiter::new(config.rate_limit),
-                key_ops,
-                key_waiting: AtomicUsize::new(0),
+                key_ops: Arc::new(Semaphore::new(config.max_key_ops.max(1))),
+                key_queue: Semaphore::new(config.max_key_queue.max(1)),
                 metrics: Metrics::new(),
                 config,
+                clock,
             }),
         }
     }
@@ -144,6 +209,15 @@ impl TokenServer {
     /// The server's metrics (also served on `/metrics`).
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Private-key operations running (or handed to the blocking pool) now.
+    pub fn key_ops_in_use(&self) -> usize {
+        self.inner
+            .config
+            .max_key_ops
+            .max(1)
+            .saturating_sub(self.inner.key_ops.available_permits())
     }
 
     /// The routes as an axum [`Router`], for embedding in another server.
@@ -154,10 +228,10 @@ impl TokenServer {
     /// side's: prefer [`TokenServer::serve`].
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/token", any(token))
+            .route("/token", any(routes::token))
             .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
+            .route("/readyz", get(routes::readyz))
+            .route("/metrics", get(routes::metrics))
             .with_state(self.inner.clone())
     }
 
@@ -196,6 +270,7 @@ impl TokenServer {
         let config = self.inner.config.clone();
         let router = self.router();
         let conn_slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let per_ip = ConnectionTable::new(config.max_connections_per_ip);
         let (close_tx, close_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -221,6 +296,13 @@ impl TokenServer {
             };
             let Ok(slot) = conn_slots.clone().try_acquire_owned() else {
                 debug!(%peer, "connection limit reached, closing");
+                self.inner.metrics.connection_refused("global");
+                drop(stream);
+                continue;
+            };
+            let Some(client_slot) = per_ip.try_open(peer.ip()) else {
+                debug!(%peer, "per-client connection limit reached, closing");
+                self.inner.metrics.connection_refused("per_ip");
                 drop(stream);
                 continue;
             };
@@ -233,7 +315,7 @@ impl TokenServer {
             let conn = http.serve_connection(TokioIo::new(stream), service);
             let mut close_rx = close_rx.clone();
             conns.spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, client_slot);
                 tokio::pin!(conn);
                 let result = tokio::select! {
                     r = conn.as_mut() => r,
@@ -297,204 +379,69 @@ impl Drop for RunningServer {
     }
 }
 
-// ------------------------------------------------------------------ handlers
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn text(status: StatusCode, body: &'static str) -> Response {
-    (status, body).into_response()
-}
-
-async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
-    // Keys are loaded by construction (a KeySet is never empty).
-    if inner.directory.is_ready() {
-        text(StatusCode::OK, "ready")
-    } else {
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session directory not ready",
-        )
-    }
-}
-
-async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
-    let mut resp = Response::new(Body::from(inner.metrics.encode()));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    resp
-}
-
-/// Why a request that got past the rate limit and method check failed.
-enum Failure {
-    Rejected(Rejection),
-    Busy,
-    DirectoryDown,
-    ProviderFailed,
-    Internal,
-}
-
-async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Response {
-    let _in_flight = inner.metrics.in_flight();
-    let peer: Option<IpAddr> = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    if let Some(ip) = peer
-        && let Err(wait) = inner.limiter.check(ip, Instant::now())
-    {
-        inner.metrics.record(Outcome::RateLimited);
-        debug!(peer = %ip, "rate limited");
-        let mut resp = text(StatusCode::TOO_MANY_REQUESTS, "rate limited");
-        resp.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs(wait)),
-        );
-        return resp;
-    }
-    // Rule 1, before any authentication.
-    if req.method() != Method::GET {
-        inner.metrics.record(Outcome::Error);
-        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return resp;
-    }
-    // The body is never read: only the head is looked at.
-    let (parts, _body) = req.into_parts();
-    let outcome = tokio::time::timeout(
-        inner.config.request_timeout,
-        exchange(&inner, &parts.headers),
-    )
-    .await;
-    let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
-    match outcome {
-        Ok(Ok((claim, body))) => {
-            inner.metrics.record(Outcome::Ok);
-            info!(
-                session_id = %claim.session_id,
-                protocol = %claim.protocol,
-                peer = %peer_text,
-                expires_at = body.expires_at.as_deref().unwrap_or(""),
-                "token issued"
-            );
-            axum::Json(body).into_response()
-        }
-        Ok(Err(Failure::Rejected(r))) => {
-            let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            let outcome = match r.status() {
-                401 => Outcome::Unauthorized,
-                403 => Outcome::Forbidden,
-                _ => Outcome::RateLimited,
-            };
-            inner.metrics.record(outcome);
-            debug!(reason = r.reason(), status = r.status(), peer = %peer_text, "token request refused");
-            let mut resp = (status, r.to_string()).into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            resp
-        }
-        Ok(Err(Failure::Busy)) => {
-            inner.metrics.record(Outcome::RateLimited);
-            warn!(peer = %peer_text, "key operations saturated, shedding a request");
-            let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "server busy");
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            resp
-        }
-        Ok(Err(Failure::DirectoryDown)) => {
-            inner.metrics.record(Outcome::Error);
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "session directory unavailable",
-            )
-        }
-        Ok(Err(Failure::ProviderFailed)) => {
-            inner.metrics.record(Outcome::Error);
-            text(StatusCode::INTERNAL_SERVER_ERROR, "token provider failed")
-        }
-        Ok(Err(Failure::Internal)) => {
-            inner.metrics.record(Outcome::Error);
-            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-        Err(_) => {
-            inner.metrics.record(Outcome::Error);
-            warn!(peer = %peer_text, "token request timed out");
-            text(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "max_key_ops",
+                Config {
+                    max_key_ops: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_key_queue",
+                Config {
+                    max_key_queue: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "max_connections_per_ip",
+                Config {
+                    max_connections_per_ip: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "request_timeout",
+                Config {
+                    request_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+            ),
+            (
+                "request_timeout",
+                Config {
+                    request_timeout: Duration::MAX,
+                    ..Config::default()
+                },
+            ),
+            (
+                "header_read_timeout",
+                Config {
+                    header_read_timeout: Duration::from_secs(u64::MAX),
+                    ..Config::default()
+                },
+            ),
+            (
+                "rate_limit",
+                Config {
+                    rate_limit: RateLimit {
+                        per_second: 1e-12,
+                        ..RateLimit::default()
+                    },
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (name, config) in cases {
+            assert_eq!(config.validate().err().map(|e| e.name), Some(name));
         }
     }
-}
-
-/// Rules 2–7 of wire.md §3.
-async fn exchange(
-    inner: &Arc<Inner>,
-    headers: &http::HeaderMap,
-) -> Result<(SessionClaim, TokenResponse), Failure> {
-    // Rules 2–3: header form and base64.
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    let ciphertext = decode_bearer(auth).map_err(Failure::Rejected)?;
-    // A ciphertext no key could decrypt costs nothing: refuse it before
-    // queueing for a key operation.
-    if !inner
-        .keys
-        .keys()
-        .iter()
-        .any(|k| k.ciphertext_len() == ciphertext.len())
-    {
-        return Err(Failure::Rejected(Rejection::Decrypt));
-    }
-    // Rule 3: decryption, bounded and off the reactor.
-    let plaintext = {
-        if inner.key_waiting.fetch_add(1, Ordering::AcqRel) >= inner.config.max_key_queue {
-            inner.key_waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Failure::Busy);
-        }
-        let permit = inner.key_ops.clone().acquire_owned().await;
-        inner.key_waiting.fetch_sub(1, Ordering::AcqRel);
-        let permit = permit.map_err(|_| Failure::Internal)?;
-        let worker = inner.clone();
-        let (result, took) = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let started = Instant::now();
-            let result = worker.keys.decrypt(&ciphertext);
-            (result, started.elapsed())
-        })
-        .await
-        .map_err(|_| Failure::Internal)?;
-        inner.metrics.observe_decrypt(took);
-        result.map_err(Failure::Rejected)?
-    };
-    // Rule 4 and the v2 rules.
-    let claim = check_plaintext(
-        plaintext.as_bytes(),
-        SystemTime::now(),
-        &inner.nonces,
-        inner.config.require_v2,
-    )
-    .map_err(Failure::Rejected)?;
-    drop(plaintext);
-    // Rule 5: a live session.
-    match inner.directory.is_live(&claim.session_id).await {
-        Ok(true) => {}
-        Ok(false) => return Err(Failure::Rejected(Rejection::SessionNotLive)),
-        Err(e) => {
-            error!(error = %e, "session check failed");
-            return Err(Failure::DirectoryDown);
-        }
-    }
-    // Rules 6–7: the token.
-    let issued = inner.provider.token().await.map_err(|e| {
-        error!(error = %e, "token provider failed");
-        Failure::ProviderFailed
-    })?;
-    Ok((
-        claim,
-        TokenResponse {
-            token: issued.token,
-            expires_at: issued.expires_at.map(format_rfc3339),
-        },
-    ))
 }

@@ -48,10 +48,15 @@ fn cmd() -> Command {
         "TOKEN_SERVER_LISTEN",
         "TOKEN_SERVER_KEY_FILES",
         "AMBIENT_API_TOKEN_FILE",
+        "AMBIENT_API_TOKEN",
         "OIDC_TOKEN_URL",
         "OIDC_CLIENT_ID",
         "OIDC_CLIENT_SECRET_FILE",
+        "OIDC_CLIENT_SECRET",
+        "OIDC_ALLOW_INSECURE",
         "AMBIENT_GRPC_SERVER_ADDR",
+        "AMBIENT_GRPC_USE_TLS",
+        "TOKEN_SERVER_RATE_PER_IP",
         "LOG_LEVEL",
         "LOG_FORMAT",
     ] {
@@ -169,6 +174,54 @@ fn bad_configurations_fail_with_one_line() {
         ),
         (vec!["--key-file", &token, "--print-public-key"], "PEM"),
         (vec!["--listen", "not-an-address"], "--listen"),
+        (vec!["--rate-per-ip", "1e-300"], "--rate-per-ip"),
+        (vec!["--rate-per-ip", "NaN"], "--rate-per-ip"),
+        (
+            vec!["--session-cache-ms", "18446744073709551615"],
+            "--session-cache-ms",
+        ),
+        (
+            vec!["--max-connections-per-ip", "0"],
+            "--max-connections-per-ip",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--no-session-check",
+                "--oidc-token-url",
+                "http://idp.example/token",
+                "--oidc-client-id",
+                "cp",
+                "--oidc-client-secret-file",
+                &token,
+            ],
+            "plain http",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--no-session-check",
+                "--api-token-file",
+                &token,
+                "--api-token",
+                "inline-token",
+            ],
+            "both set",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--api-server-grpc",
+                "http://user:grpc-pw-77@127.0.0.1:1",
+                "--api-server-grpc-tls",
+            ],
+            "without TLS",
+        ),
         (vec!["--bogus-flag"], "--bogus-flag"),
     ];
     for (args, needle) in cases {
@@ -180,6 +233,9 @@ fn bad_configurations_fail_with_one_line() {
             lines[0].contains(needle),
             "{args:?}: {stderr:?} lacks {needle:?}"
         );
+        for secret in ["grpc-pw-77", "inline-token"] {
+            assert!(!stderr.contains(secret), "{args:?}: {stderr:?}");
+        }
     }
 }
 
@@ -188,6 +244,8 @@ fn help_names_every_env_var_and_hides_secret_values() {
     let (code, stdout, _) = output(
         cmd()
             .arg("--help")
+            .env("AMBIENT_API_TOKEN", "api-token-VALUE-1f2e")
+            .env("OIDC_CLIENT_SECRET", "oidc-secret-VALUE-9d8c")
             .env("OIDC_CLIENT_SECRET_FILE", "/run/secret/very-private-path"),
     );
     assert_eq!(code, 0);
@@ -197,17 +255,125 @@ fn help_names_every_env_var_and_hides_secret_values() {
         "TOKEN_SERVER_GENERATE_KEY",
         "TOKEN_SERVER_PRINT_PUBLIC_KEY",
         "AMBIENT_API_TOKEN_FILE",
+        "AMBIENT_API_TOKEN]",
         "OIDC_TOKEN_URL",
+        "OIDC_ALLOW_INSECURE",
         "OIDC_CLIENT_ID",
         "OIDC_CLIENT_SECRET_FILE",
+        "OIDC_CLIENT_SECRET]",
         "AMBIENT_GRPC_SERVER_ADDR",
         "TOKEN_SERVER_NO_SESSION_CHECK",
         "TOKEN_SERVER_REQUIRE_V2",
+        "TOKEN_SERVER_MAX_CONNECTIONS",
+        "TOKEN_SERVER_MAX_CONNECTIONS_PER_IP",
         "LOG_FORMAT",
     ] {
         assert!(stdout.contains(var), "--help lacks {var}");
     }
-    assert!(!stdout.contains("very-private-path"));
+    for value in ["VALUE", "very-private-path"] {
+        assert!(!stdout.contains(value), "--help shows a secret value");
+    }
+    // Each secret given directly points to its file form.
+    assert!(stdout.contains("Prefer --api-token-file"), "{stdout}");
+    assert!(
+        stdout.contains("Prefer --oidc-client-secret-file"),
+        "{stdout}"
+    );
+}
+
+/// Starts the binary with `args`; returns it and its address.
+fn spawn(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = line
+        .trim()
+        .strip_prefix("token server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+fn get(addr: &str, path: &str, bearer: Option<&str>) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let mut req = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(format!("http://{addr}{path}"));
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn require_v2_and_readyz_through_the_binary() {
+    let tmp = Tmp::new("v2");
+    let key = tmp.join("key.pem");
+    let key = key.to_string_lossy().into_owned();
+    let (mut child, addr) = spawn(&[
+        "--key-file",
+        &key,
+        "--generate-key",
+        "--api-token",
+        "inline-api-token-v2",
+        "--no-session-check",
+        "--require-v2",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let pem = std::fs::read_to_string(&key).unwrap_or_default();
+    let pk = ambient_protocol::keys::PrivateKey::from_pem(&pem)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .public_key()
+        .clone();
+    let v1 = encrypt_v1(&pk, "session-v2-only-1").unwrap_or_else(|e| panic!("{e}"));
+    let v2 = ambient_protocol::exchange::encrypt_v2(
+        &pk,
+        "session-v2-only-1",
+        std::time::SystemTime::now(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(get(&addr, "/token", Some(&v1)), 401);
+    assert_eq!(get(&addr, "/token", Some(&v2)), 200);
+    // No session check to wait for: ready at once.
+    assert_eq!(get(&addr, "/readyz", None), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A session directory that cannot be reached: alive, not ready.
+    let (mut child, addr) = spawn(&[
+        "--key-file",
+        &key,
+        "--api-token",
+        "inline-api-token-v2",
+        "--api-server-grpc",
+        "127.0.0.1:1",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(get(&addr, "/healthz", None), 200);
+    assert_eq!(get(&addr, "/readyz", None), 503);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

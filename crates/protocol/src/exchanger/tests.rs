@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Mutex as StdMutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,18 @@ impl Script {
 }
 
 async fn serve(answers: Vec<Answer>, fallback: Option<Answer>) -> (SocketAddr, Arc<Script>) {
+    let (addr, script, stop) = serve_stoppable(answers, fallback).await;
+    // Never stopped: runs until the test's runtime ends.
+    std::mem::forget(stop);
+    (addr, script)
+}
+
+/// [`serve`], plus a sender that shuts the server down (closing idle
+/// keep-alive connections too) and then refuses connections.
+async fn serve_stoppable(
+    answers: Vec<Answer>,
+    fallback: Option<Answer>,
+) -> (SocketAddr, Arc<Script>, tokio::sync::oneshot::Sender<()>) {
     let script = Arc::new(Script {
         answers: StdMutex::new(answers.into()),
         fallback: StdMutex::new(fallback),
@@ -52,8 +65,52 @@ async fn serve(answers: Vec<Answer>, fallback: Option<Answer>) -> (SocketAddr, A
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, script)
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (addr, script, stop)
+}
+
+/// A server on a raw socket that answers every request with `response`
+/// (bytes as sent), or never answers when `response` is `None`; counts the
+/// connections it accepted.
+async fn serve_raw(response: Option<Vec<u8>>) -> (SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                match response {
+                    Some(bytes) => {
+                        let _ = stream.write_all(&bytes).await;
+                    }
+                    // Hold the connection open without a word.
+                    None => std::future::pending::<()>().await,
+                }
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 fn answer(s: &Script, headers: &HeaderMap) -> Response {
@@ -250,10 +307,12 @@ async fn invalidate_after_401_refetches() {
             .as_deref(),
         Some("new")
     );
-    // Subscribers saw it too, and the background loop did not fetch a third time for the same kick.
-    tokio::time::timeout(Duration::from_secs(2), rx.changed())
+    // Subscribers saw it too, and the background loop did not fetch a third
+    // time for the same kick.
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
         .await
-        .ok();
+        .unwrap_or_else(|_| panic!("subscribers never saw the fresh token"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         rx.borrow()
             .as_ref()
@@ -261,9 +320,12 @@ async fn invalidate_after_401_refetches() {
             .as_deref(),
         Some("new")
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(script.requests() <= 3, "{}", script.requests());
+    // Let the background loop take its turn on the kick, then stop it.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
     ex.stop().await;
+    assert_eq!(script.requests(), 2);
 }
 
 #[tokio::test]
@@ -294,15 +356,39 @@ async fn invalidate_alone_wakes_the_background_refresh() {
 }
 
 #[tokio::test]
-async fn expires_at_shortens_the_refresh_interval() {
+async fn expires_at_shortens_the_refresh_interval_down_to_10_s() {
+    for (ttl, low, high) in [
+        // 80 % of 100 s (expires_at has sub-second precision: a little less).
+        (100, Duration::from_secs(79), Duration::from_secs(80)),
+        // 80 % of 3 s is 2.4 s: the 10 s floor wins.
+        (3, Duration::from_secs(10), Duration::from_secs(10)),
+        // Already expired: still not sooner than 10 s.
+        (0, Duration::from_secs(10), Duration::from_secs(10)),
+    ] {
+        let (addr, _) = serve(
+            vec![],
+            Some(Answer::Token("t", Some(Duration::from_secs(ttl)))),
+        )
+        .await;
+        let ex = TokenExchanger::new(config(addr)).unwrap_or_else(|e| panic!("{e}"));
+        let t = ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.expires_at.is_some());
+        let delay = ex.next_refresh_delay(t.fetched_at);
+        assert!(delay >= low && delay <= high, "ttl {ttl}: {delay:?}");
+    }
+}
+
+#[tokio::test]
+async fn background_refresh_happens_before_expiry() {
     let (addr, script) = serve(
         vec![],
         Some(Answer::Token("short-lived", Some(Duration::from_secs(3)))),
     )
     .await;
-    let ex = TokenExchanger::new(config(addr)).unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = config(addr);
+    cfg.min_refresh_interval = Duration::from_millis(500);
+    let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
     let first = ex.start().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(first.expires_at.is_some());
     let delay = ex.next_refresh_delay(first.fetched_at);
     assert!(
         delay <= Duration::from_millis(2400) && delay >= Duration::from_millis(1000),
@@ -310,12 +396,25 @@ async fn expires_at_shortens_the_refresh_interval() {
     );
     let mut rx = ex.subscribe();
     rx.borrow_and_update();
-    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+    tokio::time::timeout(Duration::from_secs(10), rx.changed())
         .await
         .unwrap_or_else(|_| panic!("no refresh before expiry"))
-        .ok();
-    assert_eq!(script.requests(), 2);
+        .unwrap_or_else(|e| panic!("{e}"));
     ex.stop().await;
+    assert_eq!(script.requests(), 2);
+}
+
+#[test]
+fn a_refresh_fraction_outside_0_1_is_refused() {
+    for f in [0.0, -0.5, 1.5, f64::NAN] {
+        let mut cfg =
+            ExchangerConfig::new("http://x.svc/token", test_key().public_key().clone(), "s");
+        cfg.refresh_at_fraction = f;
+        assert!(
+            matches!(TokenExchanger::new(cfg), Err(ExchangeError::Client(_))),
+            "{f}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -343,15 +442,146 @@ async fn redirects_are_not_followed() {
 }
 
 #[tokio::test]
-async fn unreachable_server_is_a_transport_error_after_three_attempts() {
+async fn a_dropping_server_is_a_transport_error_after_three_attempts() {
+    // Every connection is accepted and closed without an answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let ex = TokenExchanger::new(config(addr)).unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let result = ex.refresh().await;
+    assert!(
+        matches!(result, Err(ExchangeError::Transport(_))),
+        "{result:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 3, "attempts");
+    // The waits between them (20 ms, then 40 ms) were taken.
+    assert!(started.elapsed() >= Duration::from_millis(60));
+}
+
+#[tokio::test]
+async fn transport_errors_do_not_echo_the_url() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     drop(listener);
+    let mut cfg = config(addr);
+    cfg.token_url = format!("http://{addr}/token?key=s3cret-query");
+    cfg.retry_waits = Vec::new();
+    let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+    let text = ex
+        .refresh()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(text.contains("token request failed"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[tokio::test]
+async fn the_request_timeout_applies() {
+    let (addr, accepted) = serve_raw(None).await;
+    let mut cfg = config(addr);
+    cfg.retry_waits = Vec::new();
+    cfg.request_timeout = Duration::from_millis(300);
+    let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+    let result = tokio::time::timeout(Duration::from_secs(30), ex.refresh())
+        .await
+        .unwrap_or_else(|_| panic!("the request timeout did not apply"));
+    match result {
+        Err(ExchangeError::Transport(text)) => {
+            assert!(text.contains("timed out"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_last_good_token_stays_while_the_server_is_down() {
+    let (addr, script, stop) = serve_stoppable(
+        vec![Answer::Token("good", Some(Duration::from_secs(3600)))],
+        None,
+    )
+    .await;
     let ex = TokenExchanger::new(config(addr)).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(
-        ex.refresh().await,
-        Err(ExchangeError::Transport(_))
-    ));
+    let mut rx = ex.subscribe();
+    let first = ex.start().await.unwrap_or_else(|e| panic!("{e}"));
+    rx.borrow_and_update();
+    let _ = stop.send(());
+    // The server is gone: a refresh fails after its attempts...
+    let failed = tokio::time::timeout(Duration::from_secs(30), ex.refresh())
+        .await
+        .unwrap_or_else(|_| panic!("refresh never gave up"));
+    assert!(
+        matches!(failed, Err(ExchangeError::Transport(_))),
+        "{failed:?}"
+    );
+    // ...and the last good token is still the one handed out and published.
+    let token = ex.token().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(token.expose(), "good");
+    assert_eq!(ex.current(), Some(first));
+    assert!(!rx.has_changed().unwrap_or(true));
+    assert_eq!(script.requests(), 1);
+    ex.stop().await;
+}
+
+/// An HTTP/1.1 200 whose JSON body (a valid token response padded to `len`
+/// bytes) arrives in 16 KiB chunks without a Content-Length.
+fn chunked_token_response(len: usize) -> Vec<u8> {
+    let head = r#"{"token":"t","pad":""#;
+    let tail = r#""}"#;
+    let mut body = head.as_bytes().to_vec();
+    body.resize(len - tail.len(), b'x');
+    body.extend_from_slice(tail.as_bytes());
+    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for chunk in body.chunks(16 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_refused_while_streaming() {
+    // Just under the limit: read and parsed (the pad field is ignored).
+    let (addr, _) = serve_raw(Some(chunked_token_response(MAX_BODY))).await;
+    let ex = TokenExchanger::new(config(addr)).unwrap_or_else(|e| panic!("{e}"));
+    let ok = ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.token.expose(), "t");
+    // One byte over, streamed in chunks: refused.
+    let (addr, _) = serve_raw(Some(chunked_token_response(MAX_BODY + 1))).await;
+    let mut cfg = config(addr);
+    cfg.retry_waits = Vec::new();
+    let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+    match ex.refresh().await {
+        Err(ExchangeError::BadBody { body_len }) => assert!(body_len > MAX_BODY),
+        other => panic!("{other:?}"),
+    }
+    // Announced with a Content-Length: refused without reading it.
+    let huge: &'static str =
+        Box::leak(format!(r#"{{"token":"t","pad":"{}"}}"#, "y".repeat(MAX_BODY)).into_boxed_str());
+    let (addr, _) = serve(vec![], Some(Answer::Raw(huge))).await;
+    let mut cfg = config(addr);
+    cfg.retry_waits = Vec::new();
+    let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ex.refresh().await.err(),
+        Some(ExchangeError::BadBody {
+            body_len: huge.len()
+        })
+    );
 }
 
 #[test]

@@ -1,0 +1,232 @@
+//! The HTTP handlers: `/token` (wire.md §3, checks in the wire's order),
+//! `/readyz` and `/metrics`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ambient_protocol::exchange::{
+    Rejection, SessionClaim, TokenResponse, check_plaintext, decode_bearer,
+};
+use ambient_protocol::exchanger::format_rfc3339;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use tracing::{debug, error, info, warn};
+
+use crate::limit::retry_after_secs;
+use crate::metrics::Outcome;
+use crate::server::Inner;
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, body).into_response()
+}
+
+fn with_retry_after(mut resp: Response, secs: u64) -> Response {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+pub(crate) async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
+    // Keys are loaded by construction (a KeySet is never empty).
+    if !inner.directory.is_ready() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session directory not ready",
+        );
+    }
+    if inner.key_queue.available_permits() == 0 {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "saturated: key operation queue full",
+        );
+    }
+    text(StatusCode::OK, "ready")
+}
+
+pub(crate) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
+    let mut resp = Response::new(Body::from(inner.metrics.encode()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// Why a request that got past the method check and rate limit failed.
+pub(crate) enum Failure {
+    Rejected(Rejection),
+    Busy,
+    DirectoryDown,
+    ProviderFailed,
+    Internal,
+}
+
+pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+    let _in_flight = inner.metrics.in_flight();
+    // Rule 1, before anything else (also before the rate limit).
+    if req.method() != Method::GET {
+        inner.metrics.record(Outcome::Error);
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return resp;
+    }
+    let peer: Option<IpAddr> = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer
+        && let Err(wait) = inner.limiter.check(ip, Instant::now())
+    {
+        inner.metrics.record(Outcome::RateLimited);
+        debug!(peer = %ip, "rate limited");
+        return with_retry_after(
+            text(StatusCode::TOO_MANY_REQUESTS, "rate limited"),
+            retry_after_secs(wait),
+        );
+    }
+    // The body is never read: only the head is looked at.
+    let (parts, _body) = req.into_parts();
+    let outcome = tokio::time::timeout(
+        inner.config.request_timeout,
+        exchange(&inner, &parts.headers),
+    )
+    .await;
+    let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
+    match outcome {
+        Ok(Ok((claim, body))) => {
+            inner.metrics.record(Outcome::Ok);
+            info!(
+                session_id = %claim.session_id,
+                protocol = %claim.protocol,
+                peer = %peer_text,
+                expires_at = body.expires_at.as_deref().unwrap_or(""),
+                "token issued"
+            );
+            axum::Json(body).into_response()
+        }
+        Ok(Err(Failure::Rejected(r))) => {
+            let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let outcome = match r.status() {
+                401 => Outcome::Unauthorized,
+                403 => Outcome::Forbidden,
+                _ => Outcome::RateLimited,
+            };
+            inner.metrics.record(outcome);
+            debug!(reason = r.reason(), status = r.status(), peer = %peer_text, "token request refused");
+            let resp = (status, r.to_string()).into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                with_retry_after(resp, 1)
+            } else {
+                resp
+            }
+        }
+        Ok(Err(Failure::Busy)) => {
+            inner.metrics.record(Outcome::RateLimited);
+            warn!(peer = %peer_text, "key operations saturated, shedding a request");
+            with_retry_after(text(StatusCode::SERVICE_UNAVAILABLE, "server busy"), 1)
+        }
+        Ok(Err(Failure::DirectoryDown)) => {
+            inner.metrics.record(Outcome::Error);
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session directory unavailable",
+            )
+        }
+        Ok(Err(Failure::ProviderFailed)) => {
+            inner.metrics.record(Outcome::Error);
+            text(StatusCode::INTERNAL_SERVER_ERROR, "token provider failed")
+        }
+        Ok(Err(Failure::Internal)) => {
+            inner.metrics.record(Outcome::Error);
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+        Err(_) => {
+            inner.metrics.record(Outcome::Error);
+            warn!(peer = %peer_text, "token request timed out");
+            with_retry_after(
+                text(StatusCode::SERVICE_UNAVAILABLE, "request timed out"),
+                1,
+            )
+        }
+    }
+}
+
+/// Rules 2–7 of wire.md §3.
+async fn exchange(
+    inner: &Arc<Inner>,
+    headers: &http::HeaderMap,
+) -> Result<(SessionClaim, TokenResponse), Failure> {
+    // Rules 2–3: header form and base64. Two Authorization headers are
+    // ambiguous (which one would a proxy have checked?): refused.
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+    let first = auth.next().map(HeaderValue::as_bytes);
+    if auth.next().is_some() {
+        return Err(Failure::Rejected(Rejection::AmbiguousBearer));
+    }
+    let ciphertext = decode_bearer(first).map_err(Failure::Rejected)?;
+    // A ciphertext no key could decrypt costs nothing: refuse it before
+    // queueing for a key operation.
+    if !inner
+        .keys
+        .keys()
+        .iter()
+        .any(|k| k.ciphertext_len() == ciphertext.len())
+    {
+        return Err(Failure::Rejected(Rejection::Decrypt));
+    }
+    // Rule 3: decryption, bounded and off the reactor. The place in the
+    // queue is a permit held by this future: a request dropped while it
+    // waits (timeout, client gone) gives it back.
+    let plaintext = {
+        let waiting = inner.key_queue.try_acquire().map_err(|_| Failure::Busy)?;
+        let gauge = inner.metrics.waiting_for_key();
+        let permit = inner.key_ops.clone().acquire_owned().await;
+        drop((gauge, waiting));
+        let permit = permit.map_err(|_| Failure::Internal)?;
+        let worker = inner.clone();
+        let (result, took) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let started = Instant::now();
+            let result = worker.keys.decrypt(&ciphertext);
+            (result, started.elapsed())
+        })
+        .await
+        .map_err(|_| Failure::Internal)?;
+        inner.metrics.observe_decrypt(took);
+        result.map_err(Failure::Rejected)?
+    };
+    // Rule 4 and the v2 rules.
+    let claim = check_plaintext(
+        plaintext.as_bytes(),
+        (inner.clock)(),
+        &inner.nonces,
+        inner.config.require_v2,
+    )
+    .map_err(Failure::Rejected)?;
+    drop(plaintext);
+    // Rule 5: a session that is not in a terminal phase.
+    match inner.directory.is_live(&claim.session_id).await {
+        Ok(true) => {}
+        Ok(false) => return Err(Failure::Rejected(Rejection::SessionNotLive)),
+        Err(e) => {
+            error!(error = %e, "session check failed");
+            return Err(Failure::DirectoryDown);
+        }
+    }
+    // Rules 6–7: the token.
+    let issued = inner.provider.token().await.map_err(|e| {
+        error!(error = %e, "token provider failed");
+        Failure::ProviderFailed
+    })?;
+    Ok((
+        claim,
+        TokenResponse {
+            token: issued.token,
+            expires_at: issued.expires_at.map(format_rfc3339),
+        },
+    ))
+}
