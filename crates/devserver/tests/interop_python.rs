@@ -135,7 +135,7 @@ async fn python_grpcio_creates_and_watches_sessions() {
     .await;
 
     let out = tokio::task::spawn_blocking(move || {
-        common::wait_with_deadline(child, "python grpcio client")
+        integration_tests::output_within(child, common::CHILD_DEADLINE, "python grpcio client")
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -283,7 +283,11 @@ async fn python_sdk_style_rest_and_grpc_follow_the_reference_semantics() {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start python: {e}"));
     let out = tokio::task::spawn_blocking(move || {
-        common::wait_with_deadline(child, "python httpx + grpcio client")
+        integration_tests::output_within(
+            child,
+            common::CHILD_DEADLINE,
+            "python httpx + grpcio client",
+        )
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

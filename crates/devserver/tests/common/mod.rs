@@ -239,7 +239,12 @@ pub async fn read_sse(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Va
     frames
 }
 
-/// Runs `cmd` to completion with its output captured; see [`wait_with_deadline`].
+/// How long a child process of a test may run.
+pub const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` to completion with its output captured, failing the test (and
+/// killing the process) if it has not exited within [`CHILD_DEADLINE`]: a
+/// binary that wrongly starts serving must not hang the suite.
 pub fn run_to_exit(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
     use std::process::Stdio;
     let child = cmd
@@ -248,51 +253,5 @@ pub fn run_to_exit(cmd: &mut std::process::Command, what: &str) -> std::process:
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    wait_with_deadline(child, what)
-}
-
-/// How long a child process of a test may run.
-pub const CHILD_DEADLINE: Duration = Duration::from_secs(120);
-
-/// Waits for `child` (stdout and stderr piped) and returns its output,
-/// failing the test — and killing the process — if it has not exited within
-/// [`CHILD_DEADLINE`]: a process that wrongly keeps running must not hang
-/// the suite. Output is drained meanwhile, so a full pipe cannot block it.
-pub fn wait_with_deadline(mut child: std::process::Child, what: &str) -> std::process::Output {
-    fn drain(
-        pipe: Option<impl std::io::Read + Send + 'static>,
-    ) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = std::time::Instant::now() + CHILD_DEADLINE;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = stderr.join().unwrap_or_default();
-                panic!(
-                    "{what}: not finished after {CHILD_DEADLINE:?} ({other:?}); killed. stderr:\n{}",
-                    String::from_utf8_lossy(&err)
-                );
-            }
-        }
-    };
-    std::process::Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    integration_tests::output_within(child, CHILD_DEADLINE, what)
 }
