@@ -5,8 +5,14 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["common", "sessions", "projects", "project_settings"]
-        .map(|name| root.join(format!("ambient/v1/{name}.proto")));
+    let files = [
+        "common",
+        "sessions",
+        "projects",
+        "project_settings",
+        "inbox",
+    ]
+    .map(|name| root.join(format!("ambient/v1/{name}.proto")));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

@@ -23,13 +23,26 @@ use ambient_control_plane::runtime::{
     BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime,
 };
 use ambient_protocol::Secret;
+use ambient_protocol::v1::project_service_client::ProjectServiceClient;
 use ambient_protocol::v1::session_service_client::SessionServiceClient;
-use ambient_protocol::v1::{CreateSessionRequest, Project, ProjectSettings, Session};
+use ambient_protocol::v1::{
+    CreateProjectRequest, CreateSessionRequest, Project, ProjectSettings, Session,
+};
 use ambient_token_server::StaticToken;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 const TOKEN: &str = "relist-bench-token";
+/// The project every session lives in (a project's ID is its name).
+const PROJECT: &str = "bench";
+
+fn authed<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = format!("Bearer {TOKEN}").parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
 
 #[derive(Parser)]
 struct Args {
@@ -158,8 +171,15 @@ async fn main() -> Result<()> {
 }
 
 async fn run(args: &Args, grpc: &str) -> Result<()> {
-    // Fill the devserver.
+    // Fill the devserver: one project, then the sessions in it.
     let started = Instant::now();
+    ProjectServiceClient::connect(format!("http://{grpc}"))
+        .await?
+        .create_project(authed(CreateProjectRequest {
+            name: PROJECT.into(),
+            ..CreateProjectRequest::default()
+        }))
+        .await?;
     let client = SessionServiceClient::connect(format!("http://{grpc}")).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut fill = tokio::task::JoinSet::new();
@@ -173,14 +193,11 @@ async fn run(args: &Args, grpc: &str) -> Result<()> {
                 if i >= total {
                     return Ok::<(), tonic::Status>(());
                 }
-                let mut req = tonic::Request::new(CreateSessionRequest {
+                let req = authed(CreateSessionRequest {
                     name: format!("bench-{i}"),
-                    project_id: Some("bench".into()),
+                    project_id: Some(PROJECT.into()),
                     ..CreateSessionRequest::default()
                 });
-                if let Ok(v) = format!("Bearer {TOKEN}").parse() {
-                    req.metadata_mut().insert("authorization", v);
-                }
                 client.create_session(req).await?;
             }
         });

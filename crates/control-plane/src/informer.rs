@@ -355,11 +355,14 @@ fn apply<K: Kind>(store: &Store<K>, event: K::Event, notify: &(impl Fn(&str) + S
     let (kind, resource_id, obj) = K::split(event);
     let changed = match EventType::try_from(kind) {
         Ok(EventType::Deleted) => {
-            let id = obj
-                .as_ref()
-                .map(|o| o.id().to_owned())
-                .unwrap_or(resource_id);
-            store.remove(&id).then_some(id)
+            // The reference sends only `resource_id` on a deletion (wire.md §1);
+            // the object, when some server adds it, is a fallback.
+            let id = if resource_id.is_empty() {
+                obj.as_ref().map(|o| o.id().to_owned()).unwrap_or_default()
+            } else {
+                resource_id
+            };
+            (!id.is_empty() && store.remove(&id)).then_some(id)
         }
         Ok(EventType::Created | EventType::Updated) => match obj {
             Some(o) if !o.id().is_empty() => {
@@ -416,6 +419,34 @@ mod tests {
         );
         // unchanged relist changes nothing
         assert!(store.replace_all(store.list()).is_empty());
+    }
+
+    #[test]
+    fn a_deletion_carrying_only_the_resource_id_removes_and_tombstones() {
+        let store = Store::<Session>::default();
+        assert!(store.upsert(session("a", 1, "Running")));
+        let notified = std::sync::Mutex::new(Vec::new());
+        let deleted = SessionWatchEvent {
+            r#type: EventType::Deleted.into(),
+            session: None,
+            resource_id: "a".into(),
+        };
+        apply(&store, deleted, &|id: &str| {
+            if let Ok(mut n) = notified.lock() {
+                n.push(id.to_owned());
+            }
+        });
+        assert_eq!(
+            notified.into_inner().unwrap_or_default(),
+            ["a"],
+            "the reconcile is told"
+        );
+        assert!(store.get("a").is_none());
+        assert_eq!(
+            store.tombstone("a").and_then(|s| s.phase).as_deref(),
+            Some("Running"),
+            "the reconcile still finds what was deleted"
+        );
     }
 
     #[test]

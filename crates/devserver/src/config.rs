@@ -34,8 +34,9 @@ pub struct Config {
     )]
     pub http_listen: SocketAddr,
 
-    /// A bearer token the server accepts (repeatable; comma-separated in the
-    /// environment variable).
+    /// A bearer token the server accepts, optionally `NAME=TOKEN`: NAME is the
+    /// caller's identity (`created_by_user_id`, owners), `dev` when absent
+    /// (repeatable; comma-separated in the environment variable).
     #[arg(
         long = "token",
         value_name = "T",
@@ -45,8 +46,9 @@ pub struct Config {
     )]
     pub tokens: Vec<Secret>,
 
-    /// A file of accepted bearer tokens, one per line; blank lines and lines
-    /// starting with `#` are skipped (repeatable; comma-separated in the env).
+    /// A file of accepted bearer tokens, one `TOKEN` or `NAME=TOKEN` per line;
+    /// blank lines and lines starting with `#` are skipped (repeatable;
+    /// comma-separated in the env).
     #[arg(
         long = "token-file",
         value_name = "F",
@@ -55,7 +57,8 @@ pub struct Config {
     )]
     pub token_files: Vec<PathBuf>,
 
-    /// Directory of the SQLite database [default: $XDG_DATA_HOME/ambient-devserver,
+    /// Directory of the SQLite database, created mode 0700, the file 0600
+    /// (credential tokens are stored in clear) [default: $XDG_DATA_HOME/ambient-devserver,
     /// else ~/.local/share/ambient-devserver].
     #[arg(
         long,

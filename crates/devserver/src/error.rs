@@ -16,6 +16,9 @@ pub enum ApiError {
     /// The request is malformed or fails validation (→ 400 / `INVALID_ARGUMENT`).
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not do this (→ 403 / `PERMISSION_DENIED`).
+    #[error("{0}")]
+    Forbidden(String),
     /// The object is not in a state that allows the operation (→ 409 / `FAILED_PRECONDITION`).
     #[error("{0}")]
     Conflict(String),
@@ -51,6 +54,7 @@ impl From<ApiError> for tonic::Status {
         match e {
             ApiError::NotFound { .. } => tonic::Status::not_found(msg),
             ApiError::Invalid(_) => tonic::Status::invalid_argument(msg),
+            ApiError::Forbidden(_) => tonic::Status::permission_denied(msg),
             ApiError::Conflict(_) => tonic::Status::failed_precondition(msg),
             ApiError::Lagged => tonic::Status::aborted(msg),
             ApiError::ShuttingDown => tonic::Status::unavailable(msg),

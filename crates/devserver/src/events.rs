@@ -6,7 +6,9 @@
 //! skipping events. Publishing happens while the store's lock is held, so the
 //! order on the hub is the commit order.
 
-use ambient_protocol::v1::{EventType, Project, ProjectSettings, Session, SessionMessage};
+use ambient_protocol::v1::{
+    EventType, InboxMessage, Project, ProjectSettings, Session, SessionMessage,
+};
 use tokio::sync::broadcast;
 
 /// Events buffered per channel before a watcher counts as lagging.
@@ -21,6 +23,8 @@ pub enum Resource {
     Project(Box<Project>),
     /// Project settings.
     ProjectSettings(Box<ProjectSettings>),
+    /// A message left in an agent's inbox.
+    Inbox(Box<InboxMessage>),
 }
 
 /// A created/updated/deleted resource.

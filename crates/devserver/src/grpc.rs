@@ -1,10 +1,15 @@
 //! The `ambient.v1` gRPC services over [`Api`]: `SessionService`,
-//! `ProjectService`, `ProjectSettingsService`, each behind the bearer
-//! interceptor.
+//! `ProjectService`, `ProjectSettingsService`, `InboxService`, each behind
+//! the bearer interceptor, which attaches the caller's identity.
+//!
+//! As on the reference: every gRPC caller is a service caller, which may
+//! not push `user` messages (`PERMISSION_DENIED`); a watch's DELETED event
+//! carries only `resource_id`.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use ambient_protocol::v1::inbox_service_server::{InboxService, InboxServiceServer};
 use ambient_protocol::v1::project_service_server::{ProjectService, ProjectServiceServer};
 use ambient_protocol::v1::project_settings_service_server::{
     ProjectSettingsService, ProjectSettingsServiceServer,
@@ -13,13 +18,15 @@ use ambient_protocol::v1::session_service_server::{SessionService, SessionServic
 use ambient_protocol::v1::{
     CreateProjectRequest, CreateProjectSettingsRequest, CreateSessionRequest, DeleteProjectRequest,
     DeleteProjectResponse, DeleteProjectSettingsRequest, DeleteProjectSettingsResponse,
-    DeleteSessionRequest, DeleteSessionResponse, GetProjectRequest, GetProjectSettingsRequest,
-    GetSessionRequest, ListMeta, ListProjectSettingsRequest, ListProjectSettingsResponse,
-    ListProjectsRequest, ListProjectsResponse, ListSessionsRequest, ListSessionsResponse, Project,
-    ProjectSettings, ProjectSettingsWatchEvent, ProjectWatchEvent, PushSessionMessageRequest,
-    Session, SessionMessage, SessionWatchEvent, UpdateProjectRequest, UpdateProjectSettingsRequest,
-    UpdateSessionRequest, UpdateSessionStatusRequest, WatchProjectSettingsRequest,
-    WatchProjectsRequest, WatchSessionMessagesRequest, WatchSessionsRequest,
+    DeleteSessionRequest, DeleteSessionResponse, EventType, GetProjectRequest,
+    GetProjectSettingsRequest, GetSessionRequest, InboxMessage, ListMeta,
+    ListProjectSettingsRequest, ListProjectSettingsResponse, ListProjectsRequest,
+    ListProjectsResponse, ListSessionsRequest, ListSessionsResponse, Project, ProjectSettings,
+    ProjectSettingsWatchEvent, ProjectWatchEvent, PushSessionMessageRequest, Session,
+    SessionMessage, SessionWatchEvent, UpdateProjectRequest, UpdateProjectSettingsRequest,
+    UpdateSessionRequest, UpdateSessionStatusRequest, WatchInboxMessagesRequest,
+    WatchProjectSettingsRequest, WatchProjectsRequest, WatchSessionMessagesRequest,
+    WatchSessionsRequest,
 };
 use futures::{Stream, StreamExt};
 use tonic::service::interceptor::InterceptedService;
@@ -27,7 +34,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Auth;
 use crate::events::Resource;
-use crate::service::{Api, ListQuery, Page};
+use crate::service::{Api, Caller, ListQuery, Page, Speaker};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -38,15 +45,18 @@ pub struct BearerInterceptor(Arc<Auth>);
 impl tonic::service::Interceptor for BearerInterceptor {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
         let header = req.metadata().get("authorization").map(|v| v.as_bytes());
-        if self.0.accepts_header(header) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated("missing or invalid bearer token"))
+        match self.0.caller(header) {
+            Some(caller) => {
+                let mut req = req;
+                req.extensions_mut().insert(caller);
+                Ok(req)
+            }
+            None => Err(Status::unauthenticated("missing or invalid bearer token")),
         }
     }
 }
 
-/// The three services, ready to add to a tonic server.
+/// The services, ready to add to a tonic server.
 #[derive(Debug, Clone)]
 pub struct Services {
     api: Api,
@@ -60,15 +70,35 @@ pub type ProjectSvc = InterceptedService<ProjectServiceServer<Services>, BearerI
 pub type ProjectSettingsSvc =
     InterceptedService<ProjectSettingsServiceServer<Services>, BearerInterceptor>;
 
-/// Builds the three intercepted services over `api`.
-pub fn services(api: Api, auth: Arc<Auth>) -> (SessionSvc, ProjectSvc, ProjectSettingsSvc) {
+/// `InboxService` behind the interceptor.
+pub type InboxSvc = InterceptedService<InboxServiceServer<Services>, BearerInterceptor>;
+
+/// Builds the intercepted services over `api`.
+pub fn services(
+    api: Api,
+    auth: Arc<Auth>,
+) -> (SessionSvc, ProjectSvc, ProjectSettingsSvc, InboxSvc) {
     let s = Services { api };
     let i = BearerInterceptor(auth);
     (
         SessionServiceServer::with_interceptor(s.clone(), i.clone()),
         ProjectServiceServer::with_interceptor(s.clone(), i.clone()),
-        ProjectSettingsServiceServer::with_interceptor(s, i),
+        ProjectSettingsServiceServer::with_interceptor(s.clone(), i.clone()),
+        InboxServiceServer::with_interceptor(s, i),
     )
+}
+
+/// The caller the interceptor attached.
+fn caller<T>(r: &Request<T>) -> Result<Caller, Status> {
+    r.extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing or invalid bearer token"))
+}
+
+/// A watch event's object: absent on DELETED, as on the reference.
+fn unless_deleted<T>(event_type: EventType, object: T) -> Option<T> {
+    (event_type != EventType::Deleted).then_some(object)
 }
 
 fn meta<T>(page: &Page<T>) -> Option<ListMeta> {
@@ -98,8 +128,11 @@ impl SessionService for Services {
         &self,
         r: Request<CreateSessionRequest>,
     ) -> Result<Response<Session>, Status> {
+        let caller = caller(&r)?;
         Ok(Response::new(
-            self.api.create_session(r.into_inner(), None).await?,
+            self.api
+                .create_session(&caller, r.into_inner(), None, None)
+                .await?,
         ))
     }
 
@@ -136,7 +169,7 @@ impl SessionService for Services {
         let r = r.into_inner();
         let page = self
             .api
-            .list_sessions(&ListQuery::page(r.page, r.size))
+            .list_sessions(&ListQuery::page(r.page, r.size), None)
             .await?;
         Ok(Response::new(ListSessionsResponse {
             metadata: meta(&page),
@@ -157,7 +190,7 @@ impl SessionService for Services {
                     Resource::Session(s) => Some(Ok(SessionWatchEvent {
                         r#type: ev.event_type.into(),
                         resource_id: id_of(s.metadata.as_ref()),
-                        session: Some(*s),
+                        session: unless_deleted(ev.event_type, *s),
                     })),
                     _ => None,
                 },
@@ -173,7 +206,12 @@ impl SessionService for Services {
         let r = r.into_inner();
         Ok(Response::new(
             self.api
-                .push_message(&r.session_id, r.event_type, r.payload)
+                .push_message(
+                    Speaker::Service,
+                    &r.session_id,
+                    Some(r.event_type),
+                    r.payload,
+                )
                 .await?,
         ))
     }
@@ -208,7 +246,11 @@ impl ProjectService for Services {
         &self,
         r: Request<CreateProjectRequest>,
     ) -> Result<Response<Project>, Status> {
-        let record = self.api.create_project(r.into_inner(), None).await?;
+        let caller = caller(&r)?;
+        let record = self
+            .api
+            .create_project(&caller, r.into_inner(), None)
+            .await?;
         Ok(Response::new(record.project.unwrap_or_default()))
     }
 
@@ -260,7 +302,7 @@ impl ProjectService for Services {
                     Resource::Project(p) => Some(Ok(ProjectWatchEvent {
                         r#type: ev.event_type.into(),
                         resource_id: id_of(p.metadata.as_ref()),
-                        project: Some(*p),
+                        project: unless_deleted(ev.event_type, *p),
                     })),
                     _ => None,
                 },
@@ -335,12 +377,56 @@ impl ProjectSettingsService for Services {
                     Resource::ProjectSettings(s) => Some(Ok(ProjectSettingsWatchEvent {
                         r#type: ev.event_type.into(),
                         resource_id: id_of(s.metadata.as_ref()),
-                        project_settings: Some(*s),
+                        project_settings: unless_deleted(ev.event_type, *s),
                     })),
                     _ => None,
                 },
             }
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
+impl InboxService for Services {
+    type WatchInboxMessagesStream = BoxStream<InboxMessage>;
+
+    async fn watch_inbox_messages(
+        &self,
+        r: Request<WatchInboxMessagesRequest>,
+    ) -> Result<Response<Self::WatchInboxMessagesStream>, Status> {
+        let stream = self
+            .api
+            .watch_inbox(&r.into_inner().agent_id)
+            .map(|m| m.map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ambient_protocol::v1::{CreateProjectSettingsRequest, UpdateProjectSettingsRequest};
+    use prost::Message as _;
+
+    /// The wire numbers of wire.md §1, which differ from the resource's own.
+    #[test]
+    fn project_settings_requests_use_the_reference_field_numbers() {
+        let create = CreateProjectSettingsRequest {
+            repositories: Some("r".into()),
+            ..Default::default()
+        };
+        // Field 4, length-delimited: tag byte (4 << 3) | 2.
+        assert_eq!(create.encode_to_vec(), [0x22, 1, b'r']);
+        let update = UpdateProjectSettingsRequest {
+            repositories: Some("r".into()),
+            ..Default::default()
+        };
+        // Field 5.
+        assert_eq!(update.encode_to_vec(), [0x2a, 1, b'r']);
+        let group = CreateProjectSettingsRequest {
+            group_access: Some("g".into()),
+            ..Default::default()
+        };
+        assert_eq!(group.encode_to_vec(), [0x12, 1, b'g']);
     }
 }

@@ -8,9 +8,12 @@
 //! tokens from flags/files, or short-lived ones issued by the built-in OIDC
 //! client-credentials endpoint).
 //!
-//! It exists so the whole system runs on one machine and every daemon can be
-//! tested against something real. It is **not** a production API server: no
-//! users, no RBAC, no multi-tenancy, one SQLite file.
+//! It follows the reference's semantics, not only its shapes (project ID =
+//! name, project scope from `X-Ambient-Project`, PATCH replaces labels,
+//! the tree-search language, roles and role bindings, caller identity from
+//! named tokens), so every daemon is tested against what it will meet. It is
+//! **not** a production API server: no users, role bindings are kept but not
+//! enforced, one SQLite file.
 //!
 //! Modules:
 //! - [`config`]: command-line flags and environment variables;
@@ -19,9 +22,11 @@
 //! - [`store`]: SQLite persistence; every committed change is published to
 //!   [`events`], the watch hub (bounded broadcast), in commit order;
 //! - [`grpc`] and [`rest`]: the two wires; [`mapping`]: proto ↔ REST JSON;
-//!   [`model`]: the REST-only resources (agents, credentials);
+//!   [`model`]: the REST-only resources (agents, credentials, roles, role
+//!   bindings);
 //! - [`auth`] and [`oidc`]: bearer tokens and the token endpoint;
-//! - [`search`]: the `search=` list filter; [`labels`]: JSON-string merge patch;
+//! - [`search`]: the `search=` and `orderBy=` list parameters; [`labels`]:
+//!   JSON-object strings; [`schema`]: data versions and upgrades;
 //! - [`ids`] and [`time`]: identifiers and timestamps.
 
 #![warn(missing_docs)]
@@ -37,6 +42,7 @@ pub mod mapping;
 pub mod model;
 pub mod oidc;
 pub mod rest;
+pub mod schema;
 pub mod search;
 pub mod server;
 pub mod service;

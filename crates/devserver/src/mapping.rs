@@ -8,15 +8,16 @@
 //! cannot disagree.
 
 use ambient_protocol::v1::{
-    CreateProjectRequest, CreateSessionRequest, ObjectReference, ProjectSettings, Session,
-    SessionMessage, UpdateProjectRequest, UpdateSessionRequest, UpdateSessionStatusRequest,
+    CreateProjectRequest, CreateProjectSettingsRequest, CreateSessionRequest, InboxMessage,
+    ObjectReference, ProjectSettings, Session, SessionMessage, UpdateProjectRequest,
+    UpdateProjectSettingsRequest, UpdateSessionRequest, UpdateSessionStatusRequest,
 };
 use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::model::{Agent, Credential, ProjectRecord};
+use crate::model::{Agent, Credential, ProjectRecord, Role, RoleBinding};
 use crate::service::{API_PREFIX, Page};
 use crate::time::{parse_rfc3339, rfc3339};
 
@@ -126,6 +127,21 @@ pub fn message_json(m: &SessionMessage) -> Value {
     o.done()
 }
 
+/// The REST form of an inbox message.
+pub fn inbox_json(m: &InboxMessage) -> Value {
+    let mut o = Obj(Map::new());
+    o.put("id", &m.id);
+    o.put("kind", "InboxMessage");
+    o.put("agent_id", &m.agent_id);
+    o.opt("from_agent_id", &m.from_agent_id);
+    o.opt("from_name", &m.from_name);
+    o.put("body", &m.body);
+    o.opt("read", &m.read);
+    o.ts("created_at", m.created_at.as_ref());
+    o.ts("updated_at", m.updated_at.as_ref());
+    o.done()
+}
+
 fn with_kind(value: Value, kind: &str, href: String) -> Value {
     match value {
         Value::Object(mut map) => {
@@ -157,6 +173,22 @@ pub fn credential_json(c: &Credential) -> Value {
     )
 }
 
+/// The REST form of a role.
+pub fn role_json(r: &Role) -> Value {
+    let href = format!("{API_PREFIX}/roles/{}", r.id);
+    with_kind(serde_json::to_value(r).unwrap_or(Value::Null), "Role", href)
+}
+
+/// The REST form of a role binding.
+pub fn role_binding_json(b: &RoleBinding) -> Value {
+    let href = format!("{API_PREFIX}/role_bindings/{}", b.id);
+    with_kind(
+        serde_json::to_value(b).unwrap_or(Value::Null),
+        "RoleBinding",
+        href,
+    )
+}
+
 /// The list envelope `{"kind": "<Kind>List", "page", "size", "total", "items"}`.
 pub fn list_json(kind: &str, page: Page<Value>) -> Value {
     serde_json::json!({
@@ -175,7 +207,6 @@ pub struct SessionBody {
     name: Option<String>,
     repo_url: Option<String>,
     prompt: Option<String>,
-    created_by_user_id: Option<String>,
     assigned_user_id: Option<String>,
     workflow_id: Option<String>,
     repos: Option<String>,
@@ -201,7 +232,8 @@ impl SessionBody {
             name: self.name.unwrap_or_default(),
             repo_url: self.repo_url,
             prompt: self.prompt,
-            created_by_user_id: self.created_by_user_id,
+            // The caller's identity, set by the service.
+            created_by_user_id: None,
             assigned_user_id: self.assigned_user_id,
             workflow_id: self.workflow_id,
             repos: self.repos,
@@ -219,7 +251,7 @@ impl SessionBody {
         }
     }
 
-    /// The update request for session `id`.
+    /// The update request for session `id` (a REST PATCH ignores `project_id`).
     pub fn into_update(self, id: &str) -> UpdateSessionRequest {
         UpdateSessionRequest {
             id: id.to_owned(),
@@ -239,7 +271,7 @@ impl SessionBody {
             environment_variables: self.environment_variables,
             labels: self.labels,
             annotations: self.annotations,
-            project_id: self.project_id,
+            project_id: None,
         }
     }
 }
@@ -332,10 +364,40 @@ impl ProjectBody {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct MessageBody {
-    /// The event type, e.g. `user`.
-    pub event_type: String,
+    /// The event type: absent or `user`.
+    pub event_type: Option<String>,
     /// The payload.
     pub payload: String,
+}
+
+/// A project settings create or patch body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ProjectSettingsBody {
+    project_id: Option<String>,
+    group_access: Option<String>,
+    repositories: Option<String>,
+}
+
+impl ProjectSettingsBody {
+    /// The create request.
+    pub fn into_create(self) -> CreateProjectSettingsRequest {
+        CreateProjectSettingsRequest {
+            project_id: self.project_id.unwrap_or_default(),
+            group_access: self.group_access,
+            repositories: self.repositories,
+        }
+    }
+
+    /// The update request for settings `id`.
+    pub fn into_update(self, id: &str) -> UpdateProjectSettingsRequest {
+        UpdateProjectSettingsRequest {
+            id: id.to_owned(),
+            project_id: self.project_id,
+            group_access: self.group_access,
+            repositories: self.repositories,
+        }
+    }
 }
 
 #[cfg(test)]

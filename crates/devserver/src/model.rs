@@ -1,5 +1,6 @@
-//! Stored resources that have no `ambient.v1` message of their own (REST only),
-//! and the extra REST-only fields of projects.
+//! Stored resources that have no `ambient.v1` message of their own (REST
+//! only: agents, credentials, roles, role bindings), the extra REST-only
+//! fields of projects, and the writable fields of REST create/patch bodies.
 
 use ambient_protocol::Secret;
 use ambient_protocol::v1::Project;
@@ -31,6 +32,12 @@ pub struct Agent {
     pub updated_at: Timestamp,
     /// The project this agent belongs to.
     pub project_id: String,
+    /// The agent this one was derived from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_agent_id: Option<String>,
+    /// Who created it (the caller's identity).
+    #[serde(default)]
+    pub owner_user_id: String,
     /// Name.
     pub name: String,
     /// Display name.
@@ -45,6 +52,9 @@ pub struct Agent {
     /// Repository URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo_url: Option<String>,
+    /// Workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
     /// LLM model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_model: Option<String>,
@@ -54,12 +64,24 @@ pub struct Agent {
     /// LLM max tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_max_tokens: Option<i32>,
+    /// Bot account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_account_name: Option<String>,
+    /// Resource overrides (JSON as string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_overrides: Option<String>,
+    /// Environment variables (JSON object as string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_variables: Option<String>,
     /// Labels (JSON object as string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<String>,
     /// Annotations (JSON object as string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<String>,
+    /// The session this agent currently runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_session_id: Option<String>,
 }
 
 /// A credential's metadata. The token is kept apart ([`Credential::token`] is
@@ -76,7 +98,8 @@ pub struct Credential {
     pub updated_at: Timestamp,
     /// Name.
     pub name: String,
-    /// A provider wire string ([`ambient_protocol::provider::Provider`]).
+    /// The provider, any string (the reference does not validate it;
+    /// [`ambient_protocol::provider::Provider`] lists those the platform uses).
     pub provider: String,
     /// Service URL (GitLab host, Jira URL, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,150 +130,28 @@ pub(crate) struct StoredCredential {
     pub(crate) token: Secret,
 }
 
-mod stored {
-    use ambient_protocol::v1::{ProjectSettings, Session};
-    use prost::Message as _;
-
-    use super::{Agent, Credential, ProjectRecord, StoredCredential};
-    use crate::store::{StoreError, Stored, decode_json, decode_prost, encode_json};
-
-    fn meta_id(m: Option<&ambient_protocol::v1::ObjectReference>) -> &str {
-        m.map(|m| m.id.as_str()).unwrap_or_default()
-    }
-
-    impl Stored for Session {
-        const KIND: &'static str = "Session";
-        const SEARCH_FIELDS: &'static [&'static str] =
-            &["id", "name", "project_id", "phase", "agent_id"];
-        fn id(&self) -> &str {
-            meta_id(self.metadata.as_ref())
-        }
-        fn encode(&self) -> Result<Vec<u8>, StoreError> {
-            Ok(self.encode_to_vec())
-        }
-        fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
-            decode_prost(Self::KIND, id, bytes)
-        }
-        fn field(&self, name: &str) -> String {
-            match name {
-                "id" => self.id().to_owned(),
-                "name" => self.name.clone(),
-                "project_id" => self.project_id.clone().unwrap_or_default(),
-                "phase" => self.phase.clone().unwrap_or_default(),
-                "agent_id" => self.agent_id.clone().unwrap_or_default(),
-                _ => String::new(),
-            }
-        }
-    }
-
-    impl Stored for ProjectRecord {
-        const KIND: &'static str = "Project";
-        const SEARCH_FIELDS: &'static [&'static str] = &["id", "name"];
-        fn id(&self) -> &str {
-            meta_id(self.project.as_ref().and_then(|p| p.metadata.as_ref()))
-        }
-        fn encode(&self) -> Result<Vec<u8>, StoreError> {
-            Ok(self.encode_to_vec())
-        }
-        fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
-            decode_prost(Self::KIND, id, bytes)
-        }
-        fn field(&self, name: &str) -> String {
-            match name {
-                "id" => self.id().to_owned(),
-                "name" => self
-                    .project
-                    .as_ref()
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            }
-        }
-    }
-
-    impl Stored for ProjectSettings {
-        const KIND: &'static str = "ProjectSettings";
-        const SEARCH_FIELDS: &'static [&'static str] = &["id", "project_id"];
-        fn id(&self) -> &str {
-            meta_id(self.metadata.as_ref())
-        }
-        fn encode(&self) -> Result<Vec<u8>, StoreError> {
-            Ok(self.encode_to_vec())
-        }
-        fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
-            decode_prost(Self::KIND, id, bytes)
-        }
-        fn field(&self, name: &str) -> String {
-            match name {
-                "id" => self.id().to_owned(),
-                "project_id" => self.project_id.clone(),
-                _ => String::new(),
-            }
-        }
-    }
-
-    impl Stored for Agent {
-        const KIND: &'static str = "Agent";
-        const SEARCH_FIELDS: &'static [&'static str] = &["id", "name", "project_id"];
-        fn id(&self) -> &str {
-            &self.id
-        }
-        fn encode(&self) -> Result<Vec<u8>, StoreError> {
-            encode_json(Self::KIND, &self.id, self)
-        }
-        fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
-            decode_json(Self::KIND, id, bytes)
-        }
-        fn field(&self, name: &str) -> String {
-            match name {
-                "id" => self.id.clone(),
-                "name" => self.name.clone(),
-                "project_id" => self.project_id.clone(),
-                _ => String::new(),
-            }
-        }
-    }
-
-    impl Stored for Credential {
-        const KIND: &'static str = "Credential";
-        const SEARCH_FIELDS: &'static [&'static str] = &["id", "name", "provider"];
-        fn id(&self) -> &str {
-            &self.id
-        }
-        fn encode(&self) -> Result<Vec<u8>, StoreError> {
-            let stored = StoredCredential {
-                meta: self.clone(),
-                token: self.token.clone(),
-            };
-            encode_json(Self::KIND, &self.id, &stored)
-        }
-        fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
-            let stored: StoredCredential = decode_json(Self::KIND, id, bytes)?;
-            Ok(Credential {
-                token: stored.token,
-                ..stored.meta
-            })
-        }
-        fn field(&self, name: &str) -> String {
-            match name {
-                "id" => self.id.clone(),
-                "name" => self.name.clone(),
-                "provider" => self.provider.clone(),
-                _ => String::new(),
-            }
-        }
-    }
-}
+mod stored;
 
 /// Writable fields of an agent, as given on REST create or patch (all optional;
-/// unknown JSON fields are ignored).
+/// unknown JSON fields, `project_id` and `owner_user_id` among them, are
+/// ignored: the project comes from the path, the owner from the caller).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct AgentFields {
-    /// Project (must match the path's project).
-    pub project_id: Option<String>,
     /// Name (required on create).
     pub name: Option<String>,
+    /// Parent agent.
+    pub parent_agent_id: Option<String>,
+    /// Workflow.
+    pub workflow_id: Option<String>,
+    /// Bot account.
+    pub bot_account_name: Option<String>,
+    /// Resource overrides.
+    pub resource_overrides: Option<String>,
+    /// Environment variables.
+    pub environment_variables: Option<String>,
+    /// The session this agent currently runs.
+    pub current_session_id: Option<String>,
     /// Display name.
     pub display_name: Option<String>,
     /// Description.
@@ -265,9 +166,9 @@ pub struct AgentFields {
     pub llm_temperature: Option<f64>,
     /// LLM max tokens.
     pub llm_max_tokens: Option<i32>,
-    /// Labels (JSON object as string; merge patch on update).
+    /// Labels (JSON object as string; replaces the stored value on update).
     pub labels: Option<String>,
-    /// Annotations (JSON object as string; merge patch on update).
+    /// Annotations (JSON object as string; replaces the stored value on update).
     pub annotations: Option<String>,
 }
 
@@ -277,7 +178,7 @@ pub struct AgentFields {
 pub struct CredentialFields {
     /// Name (required on create).
     pub name: Option<String>,
-    /// Provider (required on create; a [`ambient_protocol::provider::Provider`] string).
+    /// Provider (required on create; any non-empty string).
     pub provider: Option<String>,
     /// The secret (write-only).
     pub token: Option<Secret>,
@@ -287,8 +188,118 @@ pub struct CredentialFields {
     pub email: Option<String>,
     /// Description.
     pub description: Option<String>,
-    /// Labels (JSON object as string; merge patch on update).
+    /// Labels (JSON object as string; replaces the stored value on update).
     pub labels: Option<String>,
-    /// Annotations (JSON object as string; merge patch on update).
+    /// Annotations (JSON object as string; replaces the stored value on update).
     pub annotations: Option<String>,
+}
+
+/// Scopes a role binding may have.
+pub const SCOPES: &[&str] = &["global", "project", "agent", "session", "credential"];
+
+/// A role (REST `/roles`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    /// ID.
+    pub id: String,
+    /// Creation time.
+    #[serde(with = "crate::time::serde_rfc3339")]
+    pub created_at: Timestamp,
+    /// Last update time.
+    #[serde(with = "crate::time::serde_rfc3339")]
+    pub updated_at: Timestamp,
+    /// Unique name, e.g. `credential:token-reader`.
+    pub name: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Permissions (a JSON array serialised as a string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+    /// Seeded by the server.
+    #[serde(default)]
+    pub built_in: bool,
+}
+
+/// Writable fields of a role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoleFields {
+    /// Name (required, unique).
+    pub name: Option<String>,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Permissions.
+    pub permissions: Option<String>,
+}
+
+/// A role binding (REST `/role_bindings`): who holds which role where.
+/// Not enforced by the devserver; kept and searched so clients that read
+/// them (the control plane's credential resolution) run against real data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleBinding {
+    /// ID.
+    pub id: String,
+    /// Creation time.
+    #[serde(with = "crate::time::serde_rfc3339")]
+    pub created_at: Timestamp,
+    /// Last update time.
+    #[serde(with = "crate::time::serde_rfc3339")]
+    pub updated_at: Timestamp,
+    /// The role, by ID (or, as the reference CLI writes it, by name).
+    pub role_id: String,
+    /// One of [`SCOPES`].
+    pub scope: String,
+    /// User.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+}
+
+/// Writable fields of a role binding.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RoleBindingFields {
+    /// Role (required on create).
+    pub role_id: Option<String>,
+    /// Scope (required on create).
+    pub scope: Option<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// Project.
+    pub project_id: Option<String>,
+    /// Agent.
+    pub agent_id: Option<String>,
+    /// Session.
+    pub session_id: Option<String>,
+    /// Credential.
+    pub credential_id: Option<String>,
+}
+
+/// A REST inbox POST body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct InboxFields {
+    /// Sender agent.
+    pub from_agent_id: Option<String>,
+    /// Sender's display name.
+    pub from_name: Option<String>,
+    /// The text (required).
+    pub body: Option<String>,
 }

@@ -61,7 +61,7 @@ pub async fn token(
         tracing::info!("OIDC token refused: unknown client or wrong secret");
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    let token = match auth.issue() {
+    let token = match auth.issue(&id) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "cannot issue an OIDC token");

@@ -31,6 +31,9 @@ pub enum ServerError {
     /// The database could not be opened.
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    /// The built-in roles could not be stored.
+    #[error("cannot seed the built-in roles: {0}")]
+    Seed(String),
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -99,11 +102,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let api = Api::new(store, stop_rx.clone());
+    api.seed_roles()
+        .await
+        .map_err(|e| ServerError::Seed(e.to_string()))?;
 
     let (grpc_listener, grpc_addr) = bind("grpc", config.grpc_listen).await?;
     let (http_listener, http_addr) = bind("http", config.http_listen).await?;
 
-    let (sessions, projects, settings) = crate::grpc::services(api.clone(), auth.clone());
+    let (sessions, projects, settings, inbox) = crate::grpc::services(api.clone(), auth.clone());
     let mut builder = tonic::transport::Server::builder();
     if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
         let read = |p: &std::path::PathBuf| {
@@ -121,6 +127,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .add_service(sessions)
             .add_service(projects)
             .add_service(settings)
+            .add_service(inbox)
             .serve_with_incoming_shutdown(no_delay(grpc_listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::error::ApiError;
 use crate::events::{Event, Hub};
-use crate::search::{Clause, Op, like_to_glob};
+use crate::search::{Expr, Op, Order, like_to_glob};
 
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "devserver.sqlite3";
@@ -50,6 +50,10 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The database was written by an older devserver whose data cannot be
+    /// carried over (see [`crate::schema`]).
+    #[error("{0}")]
+    Incompatible(String),
     /// The system random generator failed.
     #[error("system random generator failed")]
     Random,
@@ -62,16 +66,17 @@ pub enum StoreError {
 pub trait Stored: Sized + Send + 'static {
     /// The kind, as in `ObjectReference.kind` (`Session`, `Project`, ...).
     const KIND: &'static str;
-    /// Fields the `search` parameter may name (also indexed in `idx`).
-    const SEARCH_FIELDS: &'static [&'static str];
+    /// The columns `search` and `orderBy` may name: every field of the
+    /// resource's REST form (also indexed in `idx`).
+    const COLUMNS: &'static [&'static str];
     /// The object's ID.
     fn id(&self) -> &str;
     /// Encoded form for `body`.
     fn encode(&self) -> Result<Vec<u8>, StoreError>;
     /// Decodes `body`.
     fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError>;
-    /// The value of a searchable field (absent = empty string).
-    fn field(&self, name: &str) -> String;
+    /// The REST JSON form (an object); its [`Stored::COLUMNS`] are indexed.
+    fn json(&self) -> serde_json::Value;
 }
 
 /// Decodes a prost message from `body`.
@@ -113,6 +118,36 @@ pub(crate) fn encode_json<T: serde::Serialize>(
     })
 }
 
+/// Creates `dir` (mode 0700) and the database file in it (mode 0600) before
+/// SQLite opens it: credential tokens are stored in clear. SQLite gives its
+/// `-wal` and `-shm` files the mode of the database file.
+fn private_db_file(dir: &Path) -> Result<PathBuf, StoreError> {
+    let data_dir = |source| StoreError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(data_dir)?;
+    let file = dir.join(DB_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        let f = options.open(&file).map_err(data_dir)?;
+        // An existing file keeps its mode on open: tighten it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(data_dir)?;
+    }
+    #[cfg(not(unix))]
+    options.open(&file).map_err(data_dir)?;
+    Ok(file)
+}
+
 /// The store: the database plus the hub its commits are published to.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -145,13 +180,10 @@ impl Store {
     /// Opens (creating if needed) the database in `dir`, or an in-memory one
     /// when `dir` is `None`.
     pub fn open(dir: Option<&Path>, hub: Hub) -> Result<Store, StoreError> {
-        let conn = match dir {
+        let mut conn = match dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-                let conn = Connection::open(dir.join(DB_FILE))?;
+                let file = private_db_file(dir)?;
+                let conn = Connection::open(file)?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
                 conn
@@ -160,6 +192,17 @@ impl Store {
         };
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != crate::schema::VERSION {
+            let txn = conn.transaction()?;
+            let tx = Tx {
+                conn: &txn,
+                events: Vec::new(),
+            };
+            crate::schema::upgrade(&tx, version)?;
+            txn.pragma_update(None, "user_version", crate::schema::VERSION)?;
+            txn.commit()?;
+        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             hub,
@@ -234,13 +277,81 @@ pub struct Tx<'c> {
     events: Vec<Event>,
 }
 
+/// The searchable columns of `r` as a JSON object: strings and numbers as
+/// they are, booleans as `"true"`/`"false"` (so `built_in = 'true'` works),
+/// absent and null fields left out (they compare as the empty string).
 fn index_json<R: Stored>(r: &R) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = R::SEARCH_FIELDS
-        .iter()
-        .copied()
-        .map(|f| (f.to_owned(), serde_json::Value::String(r.field(f))))
+    use serde_json::Value as J;
+    let serde_json::Value::Object(all) = r.json() else {
+        return "{}".to_owned();
+    };
+    let map: serde_json::Map<String, J> = all
+        .into_iter()
+        .filter(|(k, _)| R::COLUMNS.contains(&k.as_str()))
+        .filter_map(|(k, v)| match v {
+            J::String(_) | J::Number(_) => Some((k, v)),
+            J::Bool(b) => Some((k, J::String(b.to_string()))),
+            _ => None,
+        })
         .collect();
-    serde_json::Value::Object(map).to_string()
+    J::Object(map).to_string()
+}
+
+/// Appends the SQL of `e` to `sql`, binding every path and value in `args`.
+fn filter_sql(e: &Expr, sql: &mut String, args: &mut Vec<Value>) {
+    fn column(field: &str, sql: &mut String, args: &mut Vec<Value>) {
+        args.push(Value::Text(format!("$.{field}")));
+        sql.push_str(&format!(
+            "coalesce(CAST(json_extract(idx, ?{}) AS TEXT), '')",
+            args.len()
+        ));
+    }
+    match e {
+        Expr::Cmp { field, op, value } => {
+            column(field, sql, args);
+            let (op, value) = match op {
+                Op::Eq => ("=", value.clone()),
+                Op::Ne => ("!=", value.clone()),
+                Op::Like => ("GLOB", like_to_glob(value)),
+                Op::NotLike => ("NOT GLOB", like_to_glob(value)),
+            };
+            args.push(Value::Text(value));
+            sql.push_str(&format!(" {op} ?{}", args.len()));
+        }
+        Expr::In {
+            field,
+            values,
+            negated,
+        } => {
+            column(field, sql, args);
+            sql.push_str(if *negated { " NOT IN (" } else { " IN (" });
+            for (i, v) in values.iter().enumerate() {
+                args.push(Value::Text(v.clone()));
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("?{}", args.len()));
+            }
+            sql.push(')');
+        }
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            let op = if matches!(e, Expr::And(..)) {
+                "AND"
+            } else {
+                "OR"
+            };
+            sql.push('(');
+            filter_sql(a, sql, args);
+            sql.push_str(&format!(" {op} "));
+            filter_sql(b, sql, args);
+            sql.push(')');
+        }
+        Expr::Not(inner) => {
+            sql.push_str("NOT (");
+            filter_sql(inner, sql, args);
+            sql.push(')');
+        }
+    }
 }
 
 impl Tx<'_> {
@@ -280,39 +391,37 @@ impl Tx<'_> {
         Ok(n > 0)
     }
 
-    /// One page of the objects of kind `R` matching every clause, in creation
-    /// order, and the total number of matches. Clause fields must be in
-    /// `R::SEARCH_FIELDS` (the search parser guarantees it).
+    /// One page of the objects of kind `R` matching `filter`, sorted by
+    /// `order` then creation order, and the total number of matches. Fields
+    /// must be in `R::COLUMNS` (the search parser guarantees it).
     pub fn list<R: Stored>(
         &self,
-        filter: &[Clause],
+        filter: Option<&Expr>,
+        order: &[Order],
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<R>, i64), StoreError> {
         let mut sql = String::from(" FROM resources WHERE kind = ?1");
         let mut args: Vec<Value> = vec![Value::Text(R::KIND.to_owned())];
-        for clause in filter {
-            args.push(Value::Text(format!("$.{}", clause.field)));
-            let path = args.len();
-            let (op, value) = match clause.op {
-                Op::Eq => ("=", clause.value.clone()),
-                Op::Like => ("GLOB", like_to_glob(&clause.value)),
-            };
-            args.push(Value::Text(value));
-            sql.push_str(&format!(
-                " AND json_extract(idx, ?{path}) {op} ?{}",
-                args.len()
-            ));
+        if let Some(e) = filter {
+            sql.push_str(" AND ");
+            filter_sql(e, &mut sql, &mut args);
         }
         let total: i64 = self
             .conn
             .prepare_cached(&format!("SELECT count(*){sql}"))?
             .query_row(params_from_iter(args.iter()), |row| row.get(0))?;
+        sql.push_str(" ORDER BY ");
+        for o in order {
+            args.push(Value::Text(format!("$.{}", o.field)));
+            let dir = if o.desc { "DESC" } else { "ASC" };
+            sql.push_str(&format!("json_extract(idx, ?{}) {dir}, ", args.len()));
+        }
         args.push(Value::Integer(limit));
         args.push(Value::Integer(offset));
         let n = args.len();
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT id, body{sql} ORDER BY ord LIMIT ?{} OFFSET ?{n}",
+            "SELECT id, body{sql}ord LIMIT ?{} OFFSET ?{n}",
             n - 1
         ))?;
         let rows = stmt.query_map(params_from_iter(args.iter()), |row| {
@@ -324,6 +433,36 @@ impl Tx<'_> {
             items.push(R::decode(&id, &body)?);
         }
         Ok((items, total))
+    }
+
+    /// Every object of kind `R` with the ID of its row, in creation order.
+    pub fn rows<R: Stored>(&self) -> Result<Vec<(String, R)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, body FROM resources WHERE kind = ?1 ORDER BY ord")?;
+        let rows = stmt.query_map([R::KIND], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row?;
+            let r = R::decode(&id, &body)?;
+            out.push((id, r));
+        }
+        Ok(out)
+    }
+
+    /// Every object of kind `R` matching `filter`, in creation order.
+    pub fn all<R: Stored>(&self, filter: Option<&Expr>) -> Result<Vec<R>, StoreError> {
+        Ok(self.list(filter, &[], 0, i64::MAX)?.0)
+    }
+
+    /// Rewrites the index of every stored `R` (after the columns changed).
+    pub fn reindex<R: Stored>(&self) -> Result<(), StoreError> {
+        for r in self.all::<R>(None)? {
+            self.put(&r)?;
+        }
+        Ok(())
     }
 
     /// Appends a message to a session with the next `seq` (1, 2, ...) and

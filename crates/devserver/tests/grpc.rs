@@ -98,19 +98,20 @@ async fn session_crud_pagination_and_status() {
         "page 0 / size 0 mean first page, default size"
     );
 
-    // Update: merge patch of labels, other fields untouched.
+    // Update: labels replaced wholesale, other fields untouched.
     let updated = c
         .update_session(UpdateSessionRequest {
             id: meta.id.clone(),
             llm_model: Some("claude".into()),
-            labels: Some(r#"{"a":"","c":"3"}"#.into()),
+            labels: Some(r#"{"c":"3"}"#.into()),
             ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("update: {e}"))
         .into_inner();
     assert_eq!(updated.llm_model.as_deref(), Some("claude"));
-    assert_eq!(updated.labels.as_deref(), Some(r#"{"b":"2","c":"3"}"#));
+    assert_eq!(updated.labels.as_deref(), Some(r#"{"c":"3"}"#));
+    assert_eq!(updated.created_by_user_id.as_deref(), Some("dev"));
     assert_eq!(updated.name, "one");
     assert_eq!(updated.project_id.as_deref(), Some("proj-a"));
 
@@ -218,6 +219,11 @@ async fn session_watch_sees_rest_and_grpc_changes() {
             .unwrap_or_else(|e| panic!("watch: {e}"))
             .unwrap_or_else(|| panic!("watch ended"));
         let kind = ev.r#type();
+        assert_eq!(
+            ev.session.is_none(),
+            kind == EventType::Deleted,
+            "only a DELETED event lacks the object"
+        );
         let session = ev.session.unwrap_or_default();
         got.push((kind, ev.resource_id, session.name, session.phase));
     }
@@ -233,12 +239,7 @@ async fn session_watch_sees_rest_and_grpc_changes() {
                 Some("Pending".into())
             ),
             (EventType::Created, grpc_id, "grpc-made".into(), None),
-            (
-                EventType::Deleted,
-                id,
-                "rest-made".into(),
-                Some("Pending".into())
-            ),
+            (EventType::Deleted, id, String::new(), None),
         ]
     );
 }
@@ -330,7 +331,7 @@ async fn messages_cross_wires() {
     let err = c
         .push_session_message(PushSessionMessageRequest {
             session_id: "nope".into(),
-            event_type: "user".into(),
+            event_type: "assistant".into(),
             payload: "x".into(),
         })
         .await
@@ -376,6 +377,7 @@ async fn projects_and_settings_over_grpc_and_rest() {
         .unwrap_or_else(|e| panic!("{e}"))
         .into_inner();
     let pid = project.metadata.clone().unwrap_or_default().id;
+    assert_eq!(pid, "alpha", "a project's ID is its name");
 
     // REST sees the gRPC-made project and patches it; the gRPC watch sees both.
     let (st, body) = rest.get(&format!("projects/{pid}")).await;
@@ -471,6 +473,8 @@ async fn projects_and_settings_over_grpc_and_rest() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("ended"));
     assert_eq!(ev.r#type(), EventType::Deleted);
+    assert_eq!(ev.resource_id, pid);
+    assert!(ev.project.is_none(), "a DELETED event carries only the ID");
     let (st, body) = rest.get(&format!("projects/{pid}")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     common::assert_error_body(&body);
@@ -498,4 +502,85 @@ async fn grpc_needs_a_valid_bearer() {
     ok.list_sessions(ListSessionsRequest { page: 1, size: 1 })
         .await
         .unwrap_or_else(|e| panic!("valid token refused: {e}"));
+}
+
+#[tokio::test]
+async fn a_service_may_not_push_user_messages() {
+    let d = common::start(&[]);
+    let mut c = common::sessions(&d).await;
+    let rest = Rest::new(&d);
+    let session = rest.create_session(json!({"name": "m"})).await;
+    let id = s(&session, "id").to_owned();
+    let err = c
+        .push_session_message(PushSessionMessageRequest {
+            session_id: id.clone(),
+            event_type: "user".into(),
+            payload: "pretending to be the user".into(),
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a user push over gRPC was accepted"));
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = c
+        .push_session_message(PushSessionMessageRequest {
+            session_id: id.clone(),
+            event_type: String::new(),
+            payload: "no type".into(),
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a push without event type was accepted"));
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let (_, msgs) = rest.get(&format!("sessions/{id}/messages")).await;
+    assert_eq!(msgs, json!([]), "refused pushes stored nothing");
+    let ok = c
+        .push_session_message(PushSessionMessageRequest {
+            session_id: id,
+            event_type: "assistant".into(),
+            payload: "hi".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!((ok.seq, ok.event_type.as_str()), (1, "assistant"));
+}
+
+#[tokio::test]
+async fn settings_deletion_event_carries_only_the_id() {
+    let d = common::start(&[]);
+    let mut ps = common::settings(&d).await;
+    let mut sw = ps
+        .watch_project_settings(WatchProjectSettingsRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let created = ps
+        .create_project_settings(CreateProjectSettingsRequest {
+            project_id: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let sid = created.metadata.unwrap_or_default().id;
+    ps.delete_project_settings(ambient_protocol::v1::DeleteProjectSettingsRequest {
+        id: sid.clone(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        let ev = guard("settings event", sw.message())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("ended"));
+        events.push((ev.r#type(), ev.resource_id, ev.project_settings.is_some()));
+    }
+    assert_eq!(
+        events,
+        [
+            (EventType::Created, sid.clone(), true),
+            (EventType::Deleted, sid, false)
+        ]
+    );
 }

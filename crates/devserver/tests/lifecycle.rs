@@ -29,10 +29,7 @@ async fn data_and_message_seq_survive_a_restart() {
     assert_eq!(st, StatusCode::OK);
     for p in ["two", "three"] {
         let (st, _) = rest
-            .post(
-                &format!("sessions/{id}/messages"),
-                json!({"event_type": "assistant", "payload": p}),
-            )
+            .post(&format!("sessions/{id}/messages"), json!({"payload": p}))
             .await;
         assert_eq!(st, StatusCode::CREATED);
     }
@@ -80,7 +77,7 @@ async fn data_and_message_seq_survive_a_restart() {
     let next = c
         .push_session_message(PushSessionMessageRequest {
             session_id: id.clone(),
-            event_type: "user".into(),
+            event_type: "assistant".into(),
             payload: "four".into(),
         })
         .await
@@ -113,16 +110,33 @@ async fn oidc_token(rest: &Rest, form: &[(&str, &str)]) -> (StatusCode, Value) {
     .await
 }
 
+const OIDC_CLIENT: [&str; 4] = [
+    "--oidc-client-id",
+    "control-plane",
+    "--oidc-client-secret",
+    "cp-secret-value",
+];
+
+async fn fresh_oidc_token(rest: &Rest) -> String {
+    let (st, body) = oidc_token(
+        rest,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "control-plane"),
+            ("client_secret", "cp-secret-value"),
+        ],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s(&body, "access_token").to_owned()
+}
+
 #[tokio::test]
-async fn oidc_tokens_work_until_they_expire() {
-    let d = common::start(&[
-        "--oidc-client-id",
-        "control-plane",
-        "--oidc-client-secret",
-        "cp-secret-value",
-        "--oidc-token-ttl",
-        "2",
-    ]);
+async fn oidc_tokens_are_accepted_on_both_wires_as_their_client() {
+    // A lifetime no loaded machine can outlast: this test is about acceptance.
+    let mut args = OIDC_CLIENT.to_vec();
+    args.extend(["--oidc-token-ttl", "3600"]);
+    let d = common::start(&args);
     let rest = Rest::new(&d);
 
     for (form, want, error) in [
@@ -178,30 +192,20 @@ async fn oidc_tokens_work_until_they_expire() {
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 2);
+    assert_eq!(body["expires_in"], 3600);
     let token = s(&body, "access_token").to_owned();
     assert_ne!(token, TOKEN);
 
-    // Accepted on both wires while fresh.
     let issued = Rest::with_token(&d, Some(&token));
-    let (st, _) = issued.get("sessions").await;
-    assert_eq!(st, StatusCode::OK);
+    let made = issued.create_session(json!({"name": "by-cp"})).await;
+    assert_eq!(
+        made["created_by_user_id"], "control-plane",
+        "an issued token's caller is its client"
+    );
     let mut c = common::sessions_with(&d, Some(&token)).await;
     c.list_sessions(ListSessionsRequest::default())
         .await
-        .unwrap_or_else(|e| panic!("fresh OIDC token refused over gRPC: {e}"));
-
-    // Wait past `expires_in`: refused on both wires.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (st, body) = issued.get("sessions").await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
-    common::assert_error_body(&body);
-    let err = c
-        .list_sessions(ListSessionsRequest::default())
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("expired OIDC token accepted over gRPC"));
-    assert_eq!(err.code(), Code::Unauthenticated);
+        .unwrap_or_else(|e| panic!("OIDC token refused over gRPC: {e}"));
 
     // HTTP Basic client authentication works too.
     let anon = Rest {
@@ -224,16 +228,61 @@ async fn oidc_tokens_work_until_they_expire() {
 }
 
 #[tokio::test]
+async fn expired_oidc_tokens_are_refused_on_both_wires() {
+    let mut args = OIDC_CLIENT.to_vec();
+    args.extend(["--oidc-token-ttl", "1"]);
+    let d = common::start(&args);
+    let token = fresh_oidc_token(&Rest::new(&d)).await;
+    // Past `expires_in`; waiting longer than needed cannot make this flaky.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (st, body) = Rest::with_token(&d, Some(&token)).get("sessions").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    common::assert_error_body(&body);
+    let mut c = common::sessions_with(&d, Some(&token)).await;
+    let err = c
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("expired OIDC token accepted over gRPC"));
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
 async fn tokens_from_a_file() {
     let dir = TempDir::new("devserver-tokens");
     let file = dir.path().join("tokens");
-    std::fs::write(&file, "# comment\nfile-token-a\n\n  file-token-b  \n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let d = common::start(&["--token-file", &file.to_string_lossy()]);
-    for t in ["file-token-a", "file-token-b", TOKEN] {
-        let (st, _) = Rest::with_token(&d, Some(t)).get("sessions").await;
+    std::fs::write(
+        &file,
+        "# comment\nfile-token-a\n\n  file-token-b  \nalice=file-token-c\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = common::start(&[
+        "--token-file",
+        &file.to_string_lossy(),
+        "--token",
+        "bob=flag-token-d",
+    ]);
+    for (t, caller) in [
+        ("file-token-a", "dev"),
+        ("file-token-b", "dev"),
+        ("file-token-c", "alice"),
+        ("flag-token-d", "bob"),
+        (TOKEN, "dev"),
+    ] {
+        let rest = Rest::with_token(&d, Some(t));
+        let (st, _) = rest.get("sessions").await;
         assert_eq!(st, StatusCode::OK, "token {t}");
+        let made = rest.create_session(json!({"name": "who"})).await;
+        assert_eq!(made["created_by_user_id"], caller, "token {t}");
     }
+    let (st, _) = Rest::with_token(&d, Some("alice=file-token-c"))
+        .get("sessions")
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "the name is not part of the token"
+    );
     let (st, _) = Rest::with_token(&d, Some("# comment"))
         .get("sessions")
         .await;
@@ -274,36 +323,52 @@ fn help_documents_env_vars_but_never_secret_values() {
     assert!(!help.contains("env-oidc-secret-xyz"));
 }
 
-#[test]
-fn bad_configuration_fails_with_one_clear_line() {
-    // No way to authenticate.
-    let out = Command::new(BIN)
-        .args([
-            "--in-memory",
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("AMBIENT_DEVSERVER_TOKEN")
-        .env_remove("AMBIENT_DEVSERVER_TOKEN_FILE")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no token configured"), "{err}");
+/// Runs the binary with `args` and returns its stderr, asserting it failed,
+/// announced nothing on stdout and said exactly one line.
+fn fails_with_one_line(args: &[&str]) -> String {
+    let out = common::run_to_exit(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("AMBIENT_DEVSERVER_TOKEN")
+            .env_remove("AMBIENT_DEVSERVER_TOKEN_FILE")
+            .env_remove("AMBIENT_DEVSERVER_DATA_DIR"),
+        "ambient-devserver with bad configuration",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} started: {err}");
     assert!(
         out.stdout.is_empty(),
         "announced listeners despite bad config"
     );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "{args:?}: expected one line on stderr, got:\n{err}"
+    );
+    assert!(err.ends_with('\n'));
+    err
+}
 
-    // Unreadable token file.
-    let out = Command::new(BIN)
-        .args(["--in-memory", "--token-file", "/nonexistent/tokens"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tokens"));
+#[test]
+fn bad_configuration_fails_with_one_clear_line() {
+    let ports = [
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ];
+    let mut args = vec!["--in-memory"];
+    args.extend(ports);
+    let err = fails_with_one_line(&args);
+    assert!(err.contains("no token configured"), "{err}");
+
+    let err = fails_with_one_line(&["--in-memory", "--token-file", "/nonexistent/tokens"]);
+    assert!(err.contains("/nonexistent/tokens"), "{err}");
+
+    let mut args = vec!["--in-memory", "--token", "t", "--log-level", "[bad"];
+    args.extend(ports);
+    let err = fails_with_one_line(&args);
+    assert!(err.contains("--log-level"), "{err}");
 }
 
 #[test]

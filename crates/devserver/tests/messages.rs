@@ -24,7 +24,7 @@ async fn replay_then_live_without_gap_or_duplicate_under_concurrent_pushes() {
     for i in 0..BEFORE {
         c.push_session_message(PushSessionMessageRequest {
             session_id: id.clone(),
-            event_type: "user".into(),
+            event_type: "assistant".into(),
             payload: format!("before-{i}"),
         })
         .await
@@ -53,7 +53,7 @@ async fn replay_then_live_without_gap_or_duplicate_under_concurrent_pushes() {
                     let (st, body) = rest
                         .post(
                             &format!("sessions/{id}/messages"),
-                            json!({"event_type": "assistant", "payload": payload}),
+                            json!({"payload": payload}),
                         )
                         .await;
                     assert_eq!(st, StatusCode::CREATED, "{body}");
@@ -192,19 +192,46 @@ async fn sse_resumes_from_last_event_id_and_after_seq() {
     assert_eq!((frames[0].0.as_str(), frames[1].0.as_str()), ("3", "4"));
     drop(resp);
 
-    // Bad resume points and unknown sessions are JSON errors, not streams.
+    // Unparsable resume points are ignored (the reference does so): the
+    // stream starts from the first message.
+    let mut resp = rest
+        .request(Method::GET, &format!("{path}?after_seq=3"))
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "abc")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), StatusCode::OK);
+    let frames = read_sse(&mut resp, 1).await;
+    assert_eq!(
+        frames[0].0, "4",
+        "a bad Last-Event-ID falls back to after_seq"
+    );
+    drop(resp);
+    let mut resp = rest
+        .request(Method::GET, &format!("{path}?after_seq=x"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let frames = read_sse(&mut resp, 1).await;
+    assert_eq!(frames[0].0, "1");
+    drop(resp);
+    let (st, body) = rest.get(&format!("{path}?after_seq=x")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body.as_array().map(Vec::len), Some(4));
+
+    // Only `Accept: text/event-stream` exactly asks for a stream.
     let (st, body) = rest
         .send(
             rest.request(Method::GET, &path)
-                .header("accept", "text/event-stream")
-                .header("last-event-id", "abc"),
+                .header("accept", "application/json, text/event-stream"),
         )
         .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    common::assert_error_body(&body);
-    let (st, body) = rest.get(&format!("{path}?after_seq=x")).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    common::assert_error_body(&body);
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body.as_array().map(Vec::len), Some(4), "{body}");
+
+    // Unknown sessions are JSON errors, not streams.
     let (st, body) = rest
         .send(
             rest.request(Method::GET, "sessions/nope/messages")
@@ -213,4 +240,45 @@ async fn sse_resumes_from_last_event_id_and_after_seq() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     common::assert_error_body(&body);
+}
+
+#[tokio::test]
+async fn message_post_defaults_to_user_and_refuses_other_types_in_plain_text() {
+    let d = common::start(&[]);
+    let rest = Rest::new(&d);
+    let session = rest.create_session(json!({"name": "m"})).await;
+    let path = format!("sessions/{}/messages", s(&session, "id"));
+
+    let (st, m) = rest.post(&path, json!({"payload": "no type"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!((&m["event_type"], &m["seq"]), (&json!("user"), &json!(1)));
+    let (st, m) = rest
+        .post(&path, json!({"payload": "typed", "event_type": "user"}))
+        .await;
+    assert_eq!((st, &m["seq"]), (StatusCode::CREATED, &json!(2)));
+
+    for bad in ["assistant", "User", "system"] {
+        let resp = rest
+            .request(Method::POST, &path)
+            .json(&json!({"payload": "x", "event_type": bad}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.starts_with("text/plain"), "{bad}: content-type {ct}");
+        let text = resp.text().await.unwrap_or_default();
+        assert!(text.contains("event_type"), "{bad}: {text}");
+    }
+    let (_, all) = rest.get(&path).await;
+    assert_eq!(
+        all.as_array().map(Vec::len),
+        Some(2),
+        "refused posts stored nothing"
+    );
 }

@@ -1,5 +1,5 @@
 //! REST `/api/ambient/v1` against the real binary: CRUD and status codes,
-//! phase transitions, search, list envelope, merge patches, agents,
+//! phase transitions, search, list envelope, label replacement, agents,
 //! credentials, and bad input that must change nothing.
 
 mod common;
@@ -24,10 +24,15 @@ async fn session_crud_and_phase_transitions() {
             "prompt": "do it",
             "timeout": 60,
             "llm_temperature": 0.5,
-            "labels": "{\"team\":\"a\"}",
+            "labels": "{\"team\":\"a\",\"keep\":\"x\"}",
+            "created_by_user_id": "mallory",
             "something_unknown": {"ignored": true},
         }))
         .await;
+    assert_eq!(
+        created["created_by_user_id"], "dev",
+        "the creator is the caller, not the body"
+    );
     let id = s(&created, "id").to_owned();
     assert_eq!(created["kind"], "Session");
     assert_eq!(created["href"], format!("/api/ambient/v1/sessions/{id}"));
@@ -54,17 +59,18 @@ async fn session_crud_and_phase_transitions() {
     assert_eq!(msgs[0]["event_type"], "user");
     assert_eq!(msgs[0]["payload"], "do it");
 
-    // Patch: fields set, labels merged.
+    // Patch: fields set, labels replaced wholesale (no server-side merge).
     let (st, patched) = rest
         .patch(
             &format!("sessions/{id}"),
-            json!({"llm_model": "m1", "labels": "{\"team\":\"\",\"env\":\"dev\"}"}),
+            json!({"llm_model": "m1", "labels": "{\"env\":\"dev\"}", "project_id": "elsewhere"}),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{patched}");
     assert_eq!(patched["llm_model"], "m1");
     assert_eq!(patched["labels"], "{\"env\":\"dev\"}");
     assert_eq!(patched["name"], "s1");
+    assert_eq!(patched["project_id"], "proj", "PATCH ignores project_id");
 
     // Phases: stop before start → 409; start → Pending; start again → 409;
     // stop → Stopping; stop again → 409; status Stopped; start again → Pending.
@@ -189,16 +195,19 @@ async fn list_envelope_pagination_and_search() {
     let (_, v) = search("phase = 'Running'").await;
     assert_eq!(v["total"], 0);
     assert_eq!(v["items"], json!([]));
+    let (_, v) = search("name = 'beta' or name = 'it''s'").await;
+    assert_eq!(names(&v), ["beta", "it's"]);
+    let (_, v) = search("(name = 'alpha-1')").await;
+    assert_eq!(names(&v), ["alpha-1"]);
 
     for bad in [
         "phase = 'Exploded'",
+        "phase in ('Running', 'Exploded')",
         "name = alpha",
-        "name = 'a' or name = 'b'",
-        "name != 'a'",
         "token = 'x'",
         "name = 'unterminated",
         "name = 'a'; delete",
-        "(name = 'a')",
+        "(name = 'a'",
         "name = 'bell\u{7}'",
     ] {
         let (st, body) = search(bad).await;
@@ -229,6 +238,7 @@ async fn projects_and_agents() {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{p}");
     let pid = s(&p, "id").to_owned();
+    assert_eq!(pid, "proj", "a project's ID is its name");
     assert_eq!(p["kind"], "Project");
     assert_eq!(p["prompt"], "p");
     let (st, list) = rest.get("projects").await;
@@ -244,34 +254,43 @@ async fn projects_and_agents() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(p2["labels"], "{\"a\":\"1\",\"b\":\"2\"}");
+    assert_eq!(p2["labels"], "{\"b\":\"2\"}", "labels are replaced");
     assert_eq!(p2["status"], "Ready");
 
     let agents = format!("projects/{pid}/agents");
     let (st, body) = rest.post(&agents, json!({"prompt": "no name"})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_error_body(&body);
-    let (st, body) = rest
-        .post(&agents, json!({"name": "a", "project_id": "other"}))
-        .await;
-    assert_eq!(
-        st,
-        StatusCode::BAD_REQUEST,
-        "project_id must match the path"
-    );
-    assert_error_body(&body);
     let (st, a1) = rest
         .post(
             &agents,
-            json!({"name": "reviewer", "project_id": pid, "prompt": "review"}),
+            json!({"name": "reviewer", "project_id": pid, "prompt": "review", "owner_user_id": "mallory"}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{a1}");
-    let (st, _) = rest.post(&agents, json!({"name": "writer"})).await;
+    // The path names the project; a body `project_id` does not move the agent.
+    let (st, w) = rest
+        .post(
+            &agents,
+            json!({"name": "writer", "project_id": "other", "llm_model": "m"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(w["project_id"], pid.as_str());
+    assert_eq!(w["llm_model"], "m");
     let aid = s(&a1, "id").to_owned();
     assert_eq!(a1["kind"], "Agent");
     assert_eq!(a1["project_id"], pid.as_str());
+    assert_eq!(a1["owner_user_id"], "dev", "the owner is the caller");
+    assert_eq!(
+        (
+            &a1["llm_model"],
+            &a1["llm_temperature"],
+            &a1["llm_max_tokens"]
+        ),
+        (&json!("claude-sonnet-4-6"), &json!(0.7), &json!(4000)),
+        "the reference's defaults"
+    );
     assert_eq!(
         a1["href"],
         format!("/api/ambient/v1/projects/{pid}/agents/{aid}")
@@ -292,7 +311,7 @@ async fn projects_and_agents() {
     assert_eq!(list["items"][0]["name"], "writer");
     let rb = rest
         .request(Method::GET, &agents)
-        .query(&[("search", "prompt = 'x'")]);
+        .query(&[("search", "token = 'x'")]);
     let (st, _) = rest.send(rb).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
@@ -307,9 +326,23 @@ async fn projects_and_agents() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(patched["prompt"], "review harder");
     assert_eq!(patched["name"], "reviewer");
-    // An agent is only reachable under its own project.
-    let (st, _) = rest.get(&format!("projects/other/agents/{aid}")).await;
+    // An agent is only reachable under its own project: 403 elsewhere.
+    let (st, body) = rest.get(&format!("projects/other/agents/{aid}")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_error_body(&body);
+    let (st, _) = rest
+        .patch(
+            &format!("projects/other/agents/{aid}"),
+            json!({"prompt": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = rest.delete(&format!("projects/other/agents/{aid}")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = rest.get(&format!("{agents}/nope")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, still) = rest.get(&format!("{agents}/{aid}")).await;
+    assert_eq!(still["prompt"], "review harder");
 
     let (st, _) = rest.delete(&format!("projects/{pid}")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
@@ -322,13 +355,19 @@ async fn credentials_token_is_write_only() {
     let d = common::start(&[]);
     let rest = Rest::new(&d);
     let secret = "ghp_supersecret_value_1";
+    // The reference does not validate the provider.
     let (st, body) = rest
         .post(
             "credentials",
-            json!({"name": "gh", "provider": "myspace", "token": "x"}),
+            json!({"name": "other", "provider": "myspace", "token": "x"}),
         )
         .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "unknown provider");
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["provider"], "myspace");
+    let (st, body) = rest
+        .post("credentials", json!({"name": "none", "token": "x"}))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a provider is still required");
     assert_error_body(&body);
     let (st, c) = rest
         .post(
@@ -518,7 +557,7 @@ async fn bad_input_changes_nothing() {
         (
             Method::POST,
             format!("{one}/messages"),
-            br#"{"payload": "no type"}"#.to_vec(),
+            br#"{"event_type": 7, "payload": "x"}"#.to_vec(),
             StatusCode::BAD_REQUEST,
         ),
         (

@@ -238,3 +238,20 @@ pub async fn read_sse(resp: &mut reqwest::Response, n: usize) -> Vec<(String, Va
     }
     frames
 }
+
+/// How long a child process of a test may run.
+pub const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` to completion with its output captured, failing the test (and
+/// killing the process) if it has not exited within [`CHILD_DEADLINE`]: a
+/// binary that wrongly starts serving must not hang the suite.
+pub fn run_to_exit(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    integration_tests::output_within(child, CHILD_DEADLINE, what)
+}
