@@ -23,8 +23,11 @@ use ambient_control_plane::runtime::{
     BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime,
 };
 use ambient_protocol::Secret;
+use ambient_protocol::v1::project_service_client::ProjectServiceClient;
 use ambient_protocol::v1::session_service_client::SessionServiceClient;
-use ambient_protocol::v1::{CreateSessionRequest, Project, ProjectSettings, Session};
+use ambient_protocol::v1::{
+    CreateProjectRequest, CreateSessionRequest, Project, ProjectSettings, Session,
+};
 use ambient_token_server::StaticToken;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -88,6 +91,13 @@ impl SessionRuntime for NoopRuntime {
             })
         })
     }
+    fn reprovisions<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<u32, RuntimeError>> {
+        Box::pin(async { Ok(0) })
+    }
     fn stop<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
         Box::pin(async { Ok(true) })
     }
@@ -95,6 +105,9 @@ impl SessionRuntime for NoopRuntime {
         Box::pin(async { Ok(()) })
     }
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn projects(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
     fn remove_project<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
@@ -160,6 +173,15 @@ async fn main() -> Result<()> {
 async fn run(args: &Args, grpc: &str) -> Result<()> {
     // Fill the devserver.
     let started = Instant::now();
+    let mut projects = ProjectServiceClient::connect(format!("http://{grpc}")).await?;
+    let mut req = tonic::Request::new(CreateProjectRequest {
+        name: "bench".into(),
+        ..CreateProjectRequest::default()
+    });
+    if let Ok(v) = format!("Bearer {TOKEN}").parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    projects.create_project(req).await?;
     let client = SessionServiceClient::connect(format!("http://{grpc}")).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut fill = tokio::task::JoinSet::new();

@@ -100,6 +100,12 @@ pub struct Config {
     #[arg(long, env = env::CP_RUNTIME_NAMESPACE)]
     pub runtime_namespace: Option<String>,
 
+    /// ID of this installation, labelled on every object it manages: two
+    /// installations in one cluster never touch each other's objects.
+    /// Defaults to the runtime namespace.
+    #[arg(long, env = env::CP_INSTALLATION_ID)]
+    pub installation_id: Option<String>,
+
     /// Fallback for --runtime-namespace.
     #[arg(long = "namespace", env = env::NAMESPACE, hide = true)]
     pub namespace_fallback: Option<String>,
@@ -395,6 +401,11 @@ impl Config {
             platform_mode: self.platform_mode,
             mpp_config_namespace: nonempty(&self.mpp_config_namespace),
             control_plane_namespace: self.runtime_namespace(),
+            installation: self
+                .installation_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| self.runtime_namespace()),
             runner_image: self.runner_image.clone(),
             backend_api_url: nonempty(&self.backend_api_url).unwrap_or_else(|| api_url.clone()),
             sidecar_api_url: nonempty(&self.mcp_api_server_url).unwrap_or(api_url),
