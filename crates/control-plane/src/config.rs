@@ -395,6 +395,16 @@ impl Config {
                 reason: e.to_string(),
             })?;
         }
+        if let Some(id) = self.installation_id.as_deref().filter(|i| !i.is_empty())
+            && !crate::names::is_label_value(id)
+        {
+            return Err(ConfigError::Invalid {
+                name: env::CP_INSTALLATION_ID,
+                reason:
+                    "not a label value (at most 63 of A-Z a-z 0-9 - _ ., alphanumeric at both ends)"
+                        .into(),
+            });
+        }
         let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
         let api_url = self.api_server_url.clone();
         Ok(PodConfig {
@@ -570,5 +580,23 @@ mod tests {
             parse(&["--token-url", "ftp://x/token"]).pod_config().err(),
             Some(ConfigError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn installation_id_defaults_to_the_runtime_namespace_and_is_a_label_value() {
+        let pod = |args: &[&str]| parse(args).pod_config().map(|p| p.installation);
+        assert_eq!(pod(&[]).ok().as_deref(), Some("ambient-code"));
+        assert_eq!(
+            pod(&["--runtime-namespace", "cp1"]).ok().as_deref(),
+            Some("cp1")
+        );
+        assert_eq!(
+            pod(&["--installation-id", "Prod_1.eu"]).ok().as_deref(),
+            Some("Prod_1.eu")
+        );
+        for bad in ["-x", "a b", "x/y", &"a".repeat(64)] {
+            let arg = format!("--installation-id={bad}");
+            assert!(pod(&[&arg]).is_err(), "{bad}");
+        }
     }
 }

@@ -133,43 +133,72 @@ fn announce(name: &str, addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// What every informer shares.
-struct Informers<'a> {
-    api: &'a Api,
-    resync: std::time::Duration,
-    metrics: &'a Metrics,
-    queue: &'a WorkQueue<Key>,
+/// The session, project and project-settings caches, each kept true by
+/// its own supervised informer that enqueues every changed ID.
+#[derive(Debug, Clone)]
+pub struct Caches {
+    pub sessions: Arc<Store<Session>>,
+    pub projects: Arc<Store<Project>>,
+    pub settings: Arc<Store<ProjectSettings>>,
 }
 
-impl Informers<'_> {
-    /// The informer of `store`, restarted if it panics; every changed ID
-    /// is enqueued as `key(id)`.
-    fn supervised<K: informer::Kind>(
-        &self,
-        name: &'static str,
-        store: &Arc<Store<K>>,
-        key: fn(String) -> Key,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let (api, store, metrics, queue) = (
-            self.api.clone(),
-            store.clone(),
-            self.metrics.clone(),
-            self.queue.clone(),
-        );
-        let resync = self.resync;
-        supervise(name, move || {
-            let q = queue.clone();
-            informer::run(
-                api.clone(),
-                store.clone(),
-                resync,
-                metrics.clone(),
-                move |id| {
-                    q.add(key(id.to_owned()));
-                },
-            )
-        })
+impl Caches {
+    /// Starts the three informers in `tasks` (aborted with it).
+    pub fn informed(
+        api: &Api,
+        resync: std::time::Duration,
+        metrics: &Metrics,
+        queue: &WorkQueue<Key>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Caches {
+        let caches = Caches {
+            sessions: Arc::default(),
+            projects: Arc::default(),
+            settings: Arc::default(),
+        };
+        tasks.spawn(informed(
+            (api, resync, metrics, queue),
+            "session informer",
+            &caches.sessions,
+            Key::Session,
+        ));
+        tasks.spawn(informed(
+            (api, resync, metrics, queue),
+            "project informer",
+            &caches.projects,
+            Key::Project,
+        ));
+        tasks.spawn(informed(
+            (api, resync, metrics, queue),
+            "project settings informer",
+            &caches.settings,
+            Key::ProjectSettings,
+        ));
+        caches
     }
+}
+
+/// The informer of `store`, restarted if it panics; every changed ID is
+/// enqueued as `key(id)`.
+fn informed<K: informer::Kind>(
+    (api, resync, metrics, queue): (&Api, std::time::Duration, &Metrics, &WorkQueue<Key>),
+    name: &'static str,
+    store: &Arc<Store<K>>,
+    key: fn(String) -> Key,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (api, store, metrics, queue) = (api.clone(), store.clone(), metrics.clone(), queue.clone());
+    supervise(name, move || {
+        let q = queue.clone();
+        informer::run(
+            api.clone(),
+            store.clone(),
+            resync,
+            metrics.clone(),
+            move |id| {
+                q.add(key(id.to_owned()));
+            },
+        )
+    })
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -196,25 +225,13 @@ pub async fn run(
         provider.clone(),
     )?;
 
-    let sessions: Arc<Store<Session>> = Arc::default();
-    let projects: Arc<Store<Project>> = Arc::default();
-    let settings_store: Arc<Store<ProjectSettings>> = Arc::default();
     let queue: WorkQueue<Key> = WorkQueue::new();
-
     let mut tasks = tokio::task::JoinSet::new();
-    let informers = Informers {
-        api: &api,
-        resync: settings.resync,
-        metrics: &metrics,
-        queue: &queue,
-    };
-    tasks.spawn(informers.supervised("session informer", &sessions, Key::Session));
-    tasks.spawn(informers.supervised("project informer", &projects, Key::Project));
-    tasks.spawn(informers.supervised(
-        "project settings informer",
-        &settings_store,
-        Key::ProjectSettings,
-    ));
+    let Caches {
+        sessions,
+        projects,
+        settings: settings_store,
+    } = Caches::informed(&api, settings.resync, &metrics, &queue, &mut tasks);
 
     // Every replica serves tokens, from the informer's session cache.
     let keys = KeySet::new(vec![key]).context("no key")?;

@@ -110,6 +110,16 @@ pub fn reserved_namespace(ns: &str, own: &str) -> Option<&'static str> {
     }
 }
 
+/// True for a valid Kubernetes label value (non-empty here).
+pub fn is_label_value(v: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !v.is_empty()
+        && v.len() <= 63
+        && v.chars().all(ok_char)
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// A DNS-1123 label made of `raw` (lowercase alphanumerics and '-', ≤ 63).
 pub fn dns_label(raw: &str) -> String {
     let mut out: String = raw

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use ambient_control_plane::api::Api;
 use ambient_control_plane::config::Config;
+use ambient_control_plane::daemon::Caches;
 use ambient_control_plane::informer::{self, Store};
 use ambient_control_plane::metrics::Metrics;
 use ambient_control_plane::queue::WorkQueue;
 use ambient_control_plane::reconcile::{Controller, Key};
 use ambient_control_plane::runtime::{GroupBinding, Observation, Role};
 use ambient_protocol::Secret;
-use ambient_protocol::v1::{Project, ProjectSettings, Session};
+use ambient_protocol::v1::Session;
 use ambient_token_server::StaticToken;
 use clap::Parser;
 use support::eventually;
@@ -39,58 +40,31 @@ struct Defaults {
 struct Plane {
     sessions: Arc<Store<Session>>,
     controller: Arc<Controller>,
-    informers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Plane {
-    fn drop(&mut self) {
-        for t in &self.informers {
-            t.abort();
-        }
-    }
+    /// Aborted when dropped.
+    _informers: tokio::task::JoinSet<()>,
 }
 
 fn plane(api: &FakeApi, rt: &Arc<TestRuntime>) -> Plane {
     let client = client(api);
-    let sessions: Arc<Store<Session>> = Arc::default();
-    let projects: Arc<Store<Project>> = Arc::default();
-    let settings: Arc<Store<ProjectSettings>> = Arc::default();
     let queue: WorkQueue<Key> = WorkQueue::new();
     let metrics = Metrics::new();
-    let resync = Duration::from_secs(3600);
-    let q = queue.clone();
-    let mut informers = vec![tokio::spawn(informer::run(
-        client.clone(),
-        sessions.clone(),
-        resync,
-        metrics.clone(),
-        move |id| q.add(Key::Session(id.to_owned())),
-    ))];
-    let q = queue.clone();
-    informers.push(tokio::spawn(informer::run(
-        client.clone(),
-        projects.clone(),
-        resync,
-        metrics.clone(),
-        move |id| q.add(Key::Project(id.to_owned())),
-    )));
-    let q = queue.clone();
-    informers.push(tokio::spawn(informer::run(
-        client.clone(),
-        settings.clone(),
-        resync,
-        metrics.clone(),
-        move |id| q.add(Key::ProjectSettings(id.to_owned())),
-    )));
+    let mut informers = tokio::task::JoinSet::new();
+    let caches = Caches::informed(
+        &client,
+        Duration::from_secs(3600),
+        &metrics,
+        &queue,
+        &mut informers,
+    );
     let pod_config = Defaults::parse_from(["races"])
         .config
         .pod_config()
         .unwrap_or_else(|e| panic!("{e}"));
     let controller = Arc::new(Controller::new(
         client,
-        sessions.clone(),
-        projects,
-        settings,
+        caches.sessions.clone(),
+        caches.projects,
+        caches.settings,
         rt.clone(),
         pod_config,
         None,
@@ -98,9 +72,9 @@ fn plane(api: &FakeApi, rt: &Arc<TestRuntime>) -> Plane {
         metrics,
     ));
     Plane {
-        sessions,
+        sessions: caches.sessions,
         controller,
-        informers,
+        _informers: informers,
     }
 }
 
@@ -358,9 +332,12 @@ async fn the_reprovision_memory_survives_a_restart() {
     api.add_project("p");
     api.add_session("again", "p", "Running");
     api.add_session("first", "p", "Running");
+    api.add_session("restarted", "p", "");
     let rt = Arc::new(TestRuntime::default());
-    // A previous control plane re-provisioned "again" once; both pods are gone now.
+    // A previous control plane re-provisioned "again" once; both pods are
+    // gone now. "restarted" was re-provisioned in its last run, then restarted.
     rt.set_reprovisions("again", 1);
+    rt.set_reprovisions("restarted", 1);
     let p = plane(&api, &rt);
     let (_stop, _task) = lead(&p);
     eventually("again failed", LIMIT, || async {
@@ -373,4 +350,11 @@ async fn the_reprovision_memory_survives_a_restart() {
     })
     .await;
     assert_eq!(api.phase("first"), "Running");
+    assert_eq!(rt.reprovisions_of("first"), Some(1));
+    // A (re)started session starts counting again.
+    eventually("restarted provisioned", LIMIT, || async {
+        api.phase("restarted") == "Creating"
+    })
+    .await;
+    assert_eq!(rt.reprovisions_of("restarted"), Some(0));
 }

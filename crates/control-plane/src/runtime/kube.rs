@@ -125,13 +125,10 @@ impl KubeRuntime {
             .map_err(classify)
     }
 
-    /// Every `K` in every namespace matching `selector`.
+    /// Every `K` (in every namespace) matching `selector`.
     async fn list_labelled<K>(&self, selector: &str) -> Result<Vec<K>, RuntimeError>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
         let all: Api<K> = Api::all(self.client.clone());
@@ -224,13 +221,9 @@ impl KubeRuntime {
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let all: Api<K> = Api::all(self.client.clone());
-        let list = all
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map_err(classify)?;
-        Ok(list
-            .items
+        Ok(self
+            .list_labelled::<K>(selector)
+            .await?
             .iter()
             .filter_map(|o| o.labels().get(names::LABEL_PROJECT_ID).cloned())
             .collect())

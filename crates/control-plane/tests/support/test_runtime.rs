@@ -73,6 +73,11 @@ impl TestRuntime {
         self.lock().reprovisions.insert(id.into(), n);
     }
 
+    /// The re-provision count the session's objects remember now.
+    pub fn reprovisions_of(&self, id: &str) -> Option<u32> {
+        self.lock().reprovisions.get(id).copied()
+    }
+
     pub fn has_pod(&self, id: &str) -> bool {
         self.lock().pods.contains_key(id)
     }
