@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ambient_control_plane::api::Api;
 use ambient_control_plane::config::Config;
-use ambient_control_plane::informer::{self, Store};
+use ambient_control_plane::daemon::Caches;
 use ambient_control_plane::metrics::Metrics;
 use ambient_control_plane::objects::SessionObjects;
 use ambient_control_plane::queue::WorkQueue;
@@ -101,6 +101,13 @@ impl SessionRuntime for NoopRuntime {
             })
         })
     }
+    fn reprovisions<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<u32, RuntimeError>> {
+        Box::pin(async { Ok(0) })
+    }
     fn stop<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
         Box::pin(async { Ok(true) })
     }
@@ -108,6 +115,9 @@ impl SessionRuntime for NoopRuntime {
         Box::pin(async { Ok(()) })
     }
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn projects(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
     fn remove_project<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
@@ -216,40 +226,23 @@ async fn run(args: &Args, grpc: &str) -> Result<()> {
     let provider = Arc::new(StaticToken::new(Secret::new(TOKEN)));
     let t0 = Instant::now();
     let api = Api::new(grpc, false, None, provider)?;
-    let sessions: Arc<Store<Session>> = Arc::default();
-    let projects: Arc<Store<Project>> = Arc::default();
-    let settings: Arc<Store<ProjectSettings>> = Arc::default();
     let queue: WorkQueue<Key> = WorkQueue::new();
     let metrics = Metrics::new();
-    let resync = Duration::from_secs(3600);
-    let q = queue.clone();
-    tokio::spawn(informer::run(
-        api.clone(),
-        sessions.clone(),
-        resync,
-        metrics.clone(),
-        move |id| q.add(Key::Session(id.to_owned())),
-    ));
-    tokio::spawn(informer::run(
-        api.clone(),
-        projects.clone(),
-        resync,
-        metrics.clone(),
-        |_| {},
-    ));
-    tokio::spawn(informer::run(
-        api.clone(),
-        settings.clone(),
-        resync,
-        metrics.clone(),
-        |_| {},
-    ));
+    let mut informers = tokio::task::JoinSet::new();
+    let caches = Caches::informed(
+        &api,
+        Duration::from_secs(3600),
+        &metrics,
+        &queue,
+        &mut informers,
+    );
+    let sessions = caches.sessions.clone();
     let runtime = Arc::new(NoopRuntime::default());
     let controller = Arc::new(Controller::new(
         api,
-        sessions.clone(),
-        projects,
-        settings,
+        caches.sessions,
+        caches.projects,
+        caches.settings,
         runtime.clone(),
         pod_config,
         None,

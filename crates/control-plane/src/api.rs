@@ -1,17 +1,20 @@
 //! The API server side: a gRPC client of `ambient.v1` whose calls carry the
 //! bearer of a [`TokenProvider`] (static or OIDC, the token server's), with
-//! one refresh-and-retry on `UNAUTHENTICATED`.
+//! one refresh-and-retry on `UNAUTHENTICATED`. Every call has a deadline
+//! (token fetch included; for a watch, until the stream opens): a hung API
+//! server can never hold a worker or an informer forever.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ambient_protocol::v1::project_service_client::ProjectServiceClient;
 use ambient_protocol::v1::project_settings_service_client::ProjectSettingsServiceClient;
 use ambient_protocol::v1::session_service_client::SessionServiceClient;
 use ambient_protocol::v1::{
-    ListProjectSettingsRequest, ListProjectsRequest, ListSessionsRequest, Project, ProjectSettings,
-    ProjectSettingsWatchEvent, ProjectWatchEvent, Session, SessionWatchEvent,
-    UpdateSessionStatusRequest, WatchProjectSettingsRequest, WatchProjectsRequest,
-    WatchSessionsRequest,
+    GetProjectRequest, GetProjectSettingsRequest, GetSessionRequest, ListProjectSettingsRequest,
+    ListProjectsRequest, ListSessionsRequest, Project, ProjectSettings, ProjectSettingsWatchEvent,
+    ProjectWatchEvent, Session, SessionWatchEvent, UpdateSessionStatusRequest,
+    WatchProjectSettingsRequest, WatchProjectsRequest, WatchSessionsRequest,
 };
 use ambient_token_server::TokenProvider;
 use tonic::transport::Channel;
@@ -55,11 +58,15 @@ pub struct Page<T> {
     pub total: i32,
 }
 
+/// Deadline of one API call unless [`Api::with_timeout`] says otherwise.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// gRPC client of the API server.
 #[derive(Clone)]
 pub struct Api {
     channel: Channel,
     provider: Arc<dyn TokenProvider>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Api {
@@ -83,7 +90,15 @@ impl Api {
         Ok(Self {
             channel: endpoint.connect_lazy(),
             provider,
+            timeout: CALL_TIMEOUT,
         })
+    }
+
+    /// The same client with another per-call deadline.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     async fn request<T>(&self, msg: T) -> Result<Request<T>, ApiError> {
@@ -100,8 +115,24 @@ impl Api {
         Ok(req)
     }
 
-    /// Runs `call` once, and once more with a fresh token after `UNAUTHENTICATED`.
+    /// Runs `call` once, and once more with a fresh token after
+    /// `UNAUTHENTICATED`; `DEADLINE_EXCEEDED` when no answer came in time.
     async fn call<M, R, F, Fut>(&self, msg: M, call: F) -> Result<R, ApiError>
+    where
+        M: Clone,
+        F: Fn(Channel, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        match tokio::time::timeout(self.timeout, self.call_once(msg, call)).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::Status {
+                code: Code::DeadlineExceeded,
+                message: format!("no answer within {:?}", self.timeout),
+            }),
+        }
+    }
+
+    async fn call_once<M, R, F, Fut>(&self, msg: M, call: F) -> Result<R, ApiError>
     where
         M: Clone,
         F: Fn(Channel, Request<M>) -> Fut,
@@ -138,6 +169,14 @@ impl Api {
         })
     }
 
+    pub async fn get_session(&self, id: &str) -> Result<Session, ApiError> {
+        let msg = GetSessionRequest { id: id.into() };
+        self.call(msg, |ch, req| async move {
+            SessionServiceClient::new(ch).get_session(req).await
+        })
+        .await
+    }
+
     pub async fn watch_sessions(&self) -> Result<Streaming<SessionWatchEvent>, ApiError> {
         self.call(WatchSessionsRequest {}, |ch, req| async move {
             SessionServiceClient::new(ch).watch_sessions(req).await
@@ -169,6 +208,14 @@ impl Api {
         })
     }
 
+    pub async fn get_project(&self, id: &str) -> Result<Project, ApiError> {
+        let msg = GetProjectRequest { id: id.into() };
+        self.call(msg, |ch, req| async move {
+            ProjectServiceClient::new(ch).get_project(req).await
+        })
+        .await
+    }
+
     pub async fn watch_projects(&self) -> Result<Streaming<ProjectWatchEvent>, ApiError> {
         self.call(WatchProjectsRequest {}, |ch, req| async move {
             ProjectServiceClient::new(ch).watch_projects(req).await
@@ -195,6 +242,16 @@ impl Api {
             total: r.metadata.map_or(0, |m| m.total),
             items: r.items,
         })
+    }
+
+    pub async fn get_project_settings(&self, id: &str) -> Result<ProjectSettings, ApiError> {
+        let msg = GetProjectSettingsRequest { id: id.into() };
+        self.call(msg, |ch, req| async move {
+            ProjectSettingsServiceClient::new(ch)
+                .get_project_settings(req)
+                .await
+        })
+        .await
     }
 
     pub async fn watch_project_settings(

@@ -106,6 +106,12 @@ pub struct Config {
     #[arg(long, env = env::CP_RUNTIME_NAMESPACE)]
     pub runtime_namespace: Option<String>,
 
+    /// ID of this installation, labelled on every object it manages: two
+    /// installations in one cluster never touch each other's objects.
+    /// Defaults to the runtime namespace.
+    #[arg(long, env = env::CP_INSTALLATION_ID)]
+    pub installation_id: Option<String>,
+
     /// Fallback for --runtime-namespace.
     #[arg(long = "namespace", env = env::NAMESPACE, hide = true)]
     pub namespace_fallback: Option<String>,
@@ -408,12 +414,27 @@ impl Config {
                 reason: e.to_string(),
             })?;
         }
+        if let Some(id) = self.installation_id.as_deref().filter(|i| !i.is_empty())
+            && !crate::names::is_label_value(id)
+        {
+            return Err(ConfigError::Invalid {
+                name: env::CP_INSTALLATION_ID,
+                reason:
+                    "not a label value (at most 63 of A-Z a-z 0-9 - _ ., alphanumeric at both ends)"
+                        .into(),
+            });
+        }
         let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
         let api_url = self.api_server_url.clone();
         Ok(PodConfig {
             platform_mode: self.platform_mode,
             mpp_config_namespace: nonempty(&self.mpp_config_namespace),
             control_plane_namespace: self.runtime_namespace(),
+            installation: self
+                .installation_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| self.runtime_namespace()),
             runner_image: self.runner_image.clone(),
             backend_api_url: nonempty(&self.backend_api_url).unwrap_or_else(|| api_url.clone()),
             sidecar_api_url: nonempty(&self.mcp_api_server_url).unwrap_or(api_url),
@@ -588,5 +609,23 @@ mod tests {
             parse(&["--token-url", "ftp://x/token"]).pod_config().err(),
             Some(ConfigError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn installation_id_defaults_to_the_runtime_namespace_and_is_a_label_value() {
+        let pod = |args: &[&str]| parse(args).pod_config().map(|p| p.installation);
+        assert_eq!(pod(&[]).ok().as_deref(), Some("ambient-code"));
+        assert_eq!(
+            pod(&["--runtime-namespace", "cp1"]).ok().as_deref(),
+            Some("cp1")
+        );
+        assert_eq!(
+            pod(&["--installation-id", "Prod_1.eu"]).ok().as_deref(),
+            Some("Prod_1.eu")
+        );
+        for bad in ["-x", "a b", "x/y", &"a".repeat(64)] {
+            let arg = format!("--installation-id={bad}");
+            assert!(pod(&[&arg]).is_err(), "{bad}");
+        }
     }
 }

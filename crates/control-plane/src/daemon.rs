@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ambient_protocol::exchange::KeySet;
+use ambient_protocol::phase::Phase;
 use ambient_protocol::v1::{Project, ProjectSettings, Session};
-use ambient_token_server::directory::phase_is_live;
 use ambient_token_server::{
     BoxFuture, DirectoryError, OidcClientCredentials, SessionDirectory, StaticToken, TokenProvider,
     TokenServer,
@@ -25,15 +25,17 @@ use crate::queue::WorkQueue;
 use crate::reconcile::{Controller, Key};
 use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
+use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
 /// The informer's session cache answers the token server: a session may
-/// hold a token while it is cached in a live phase.
+/// hold a token while it is cached and not terminal (wire.md §3). A
+/// `Stopping` session still gets tokens: its runner is in its grace period.
 impl SessionDirectory for Store<Session> {
     fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
         let live = self
             .get(session_id)
-            .is_some_and(|s| phase_is_live(s.phase.as_deref()));
+            .is_some_and(|s| Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal()));
         Box::pin(async move { Ok(live) })
     }
 
@@ -124,6 +126,74 @@ async fn serve_health(
     Ok((bound, task))
 }
 
+/// The session, project and project-settings caches, each kept true by
+/// its own supervised informer that enqueues every changed ID.
+#[derive(Debug, Clone)]
+pub struct Caches {
+    pub sessions: Arc<Store<Session>>,
+    pub projects: Arc<Store<Project>>,
+    pub settings: Arc<Store<ProjectSettings>>,
+}
+
+impl Caches {
+    /// Starts the three informers in `tasks` (aborted with it).
+    pub fn informed(
+        api: &Api,
+        resync: std::time::Duration,
+        metrics: &Metrics,
+        queue: &WorkQueue<Key>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Caches {
+        let caches = Caches {
+            sessions: Arc::default(),
+            projects: Arc::default(),
+            settings: Arc::default(),
+        };
+        tasks.spawn(informed(
+            (api, resync, metrics, queue),
+            "session informer",
+            &caches.sessions,
+            Key::Session,
+        ));
+        tasks.spawn(informed(
+            (api, resync, metrics, queue),
+            "project informer",
+            &caches.projects,
+            Key::Project,
+        ));
+        tasks.spawn(informed(
+            (api, resync, metrics, queue),
+            "project settings informer",
+            &caches.settings,
+            Key::ProjectSettings,
+        ));
+        caches
+    }
+}
+
+/// The informer of `store`, restarted if it panics; every changed ID is
+/// enqueued as `key(id)`.
+fn informed<K: informer::Kind>(
+    (api, resync, metrics, queue): (&Api, std::time::Duration, &Metrics, &WorkQueue<Key>),
+    name: &'static str,
+    store: &Arc<Store<K>>,
+    key: fn(String) -> Key,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (api, store, metrics, queue) = (api.clone(), store.clone(), metrics.clone(), queue.clone());
+    supervise(name, move || {
+        let q = queue.clone();
+        informer::run(
+            api.clone(),
+            store.clone(),
+            resync,
+            metrics.clone(),
+            move |id| {
+                q.add(key(id.to_owned()));
+            },
+        )
+    })
+}
+
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
     cfg: Config,
@@ -148,38 +218,13 @@ pub async fn run(
         provider.clone(),
     )?;
 
-    let sessions: Arc<Store<Session>> = Arc::default();
-    let projects: Arc<Store<Project>> = Arc::default();
-    let settings_store: Arc<Store<ProjectSettings>> = Arc::default();
     let queue: WorkQueue<Key> = WorkQueue::new();
-
     let mut tasks = tokio::task::JoinSet::new();
-    {
-        let q = queue.clone();
-        tasks.spawn(informer::run(
-            api.clone(),
-            sessions.clone(),
-            settings.resync,
-            metrics.clone(),
-            move |id| q.add(Key::Session(id.to_owned())),
-        ));
-        let q = queue.clone();
-        tasks.spawn(informer::run(
-            api.clone(),
-            projects.clone(),
-            settings.resync,
-            metrics.clone(),
-            move |id| q.add(Key::Project(id.to_owned())),
-        ));
-        let q = queue.clone();
-        tasks.spawn(informer::run(
-            api.clone(),
-            settings_store.clone(),
-            settings.resync,
-            metrics.clone(),
-            move |id| q.add(Key::ProjectSettings(id.to_owned())),
-        ));
-    }
+    let Caches {
+        sessions,
+        projects,
+        settings: settings_store,
+    } = Caches::informed(&api, settings.resync, &metrics, &queue, &mut tasks);
 
     // Every replica serves tokens, from the informer's session cache.
     let keys = KeySet::new(vec![key]).context("no key")?;
@@ -205,8 +250,11 @@ pub async fn run(
     .await?;
     ambient_daemon::announce_listening("health", health_addr);
 
-    let runtime: Arc<dyn SessionRuntime> =
-        Arc::new(KubeRuntime::new(client.clone(), cfg.platform_mode));
+    let runtime: Arc<dyn SessionRuntime> = Arc::new(KubeRuntime::new(
+        client.clone(),
+        cfg.platform_mode,
+        &settings.pod.installation,
+    ));
     let controller = Arc::new(Controller::new(
         api,
         sessions,
@@ -287,4 +335,30 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ambient_protocol::v1::ObjectReference;
+
+    #[tokio::test]
+    async fn stopping_sessions_still_get_tokens_and_terminal_ones_do_not() {
+        let store = Store::<Session>::default();
+        for phase in Phase::ALL {
+            store.upsert(Session {
+                metadata: Some(ObjectReference {
+                    id: phase.as_str().into(),
+                    ..ObjectReference::default()
+                }),
+                phase: Some(phase.as_str().into()),
+                ..Session::default()
+            });
+        }
+        for phase in Phase::ALL {
+            let live = store.is_live(phase.as_str()).await.ok();
+            assert_eq!(live, Some(!phase.is_terminal()), "{phase}");
+        }
+        assert_eq!(store.is_live("unknown").await.ok(), Some(false));
+    }
 }

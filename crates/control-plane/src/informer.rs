@@ -6,7 +6,7 @@
 //! resync re-enqueues every object. The watch backoff resets after a stream
 //! that stayed healthy for a while.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -52,6 +52,8 @@ pub trait Kind: Clone + PartialEq + Send + Sync + 'static {
         page: i32,
         size: i32,
     ) -> impl Future<Output = Result<Page<Self>, ApiError>> + Send;
+    /// One object, fresh from the API (`NOT_FOUND` when deleted).
+    fn get(api: &Api, id: &str) -> impl Future<Output = Result<Self, ApiError>> + Send;
     fn watch(api: &Api) -> impl Future<Output = Result<Streaming<Self::Event>, ApiError>> + Send;
     /// `(type, resource id, object)` of an event.
     fn split(event: Self::Event) -> (i32, String, Option<Self>);
@@ -59,7 +61,7 @@ pub trait Kind: Clone + PartialEq + Send + Sync + 'static {
 
 /// Implements [`Kind`] for a message with a `metadata` field.
 macro_rules! kind {
-    ($ty:ty, $name:literal, $event:ty, $field:ident, $list:ident, $watch:ident) => {
+    ($ty:ty, $name:literal, $event:ty, $field:ident, $list:ident, $get:ident, $watch:ident) => {
         impl Kind for $ty {
             const NAME: &'static str = $name;
             type Event = $event;
@@ -68,6 +70,9 @@ macro_rules! kind {
             }
             async fn list(api: &Api, page: i32, size: i32) -> Result<Page<Self>, ApiError> {
                 api.$list(page, size).await
+            }
+            async fn get(api: &Api, id: &str) -> Result<Self, ApiError> {
+                api.$get(id).await
             }
             async fn watch(api: &Api) -> Result<Streaming<Self::Event>, ApiError> {
                 api.$watch().await
@@ -85,6 +90,7 @@ kind!(
     SessionWatchEvent,
     session,
     list_sessions,
+    get_session,
     watch_sessions
 );
 kind!(
@@ -93,6 +99,7 @@ kind!(
     ProjectWatchEvent,
     project,
     list_projects,
+    get_project,
     watch_projects
 );
 kind!(
@@ -101,11 +108,17 @@ kind!(
     ProjectSettingsWatchEvent,
     project_settings,
     list_project_settings,
+    get_project_settings,
     watch_project_settings
 );
 
 /// The cache of one kind. Shared by the informer (writer), the reconcilers
 /// and the token server's session directory (readers).
+///
+/// A deletion is final: API IDs are never reused, so once an ID was deleted
+/// (a watch event, or a relist whose absence the API confirmed) no later
+/// upsert brings it back, whatever its timestamps — an API reply that
+/// arrives after the delete event must not resurrect a ghost.
 #[derive(Debug)]
 pub struct Store<K> {
     inner: RwLock<Inner<K>>,
@@ -115,8 +128,11 @@ pub struct Store<K> {
 #[derive(Debug)]
 struct Inner<K> {
     objects: HashMap<String, K>,
+    /// Last state of deleted objects, until their cleanup is done.
     tombstones: HashMap<String, K>,
-    tombstone_order: VecDeque<String>,
+    /// IDs deleted recently (bounded): never cached again.
+    deleted: HashSet<String>,
+    deleted_order: VecDeque<String>,
 }
 
 impl<K: Kind> Default for Store<K> {
@@ -125,10 +141,30 @@ impl<K: Kind> Default for Store<K> {
             inner: RwLock::new(Inner {
                 objects: HashMap::new(),
                 tombstones: HashMap::new(),
-                tombstone_order: VecDeque::new(),
+                deleted: HashSet::new(),
+                deleted_order: VecDeque::new(),
             }),
             synced: AtomicBool::new(false),
         }
+    }
+}
+
+impl<K> Inner<K> {
+    fn remove(&mut self, id: &str) -> bool {
+        let Some(old) = self.objects.remove(id) else {
+            return false;
+        };
+        self.tombstones.insert(id.to_owned(), old);
+        if self.deleted.insert(id.to_owned()) {
+            self.deleted_order.push_back(id.to_owned());
+        }
+        while self.deleted_order.len() > TOMBSTONES {
+            if let Some(oldest) = self.deleted_order.pop_front() {
+                self.deleted.remove(&oldest);
+                self.tombstones.remove(&oldest);
+            }
+        }
+        true
     }
 }
 
@@ -155,6 +191,11 @@ impl<K: Kind> Store<K> {
         self.read().objects.values().filter(|o| f(o)).count()
     }
 
+    /// The first cached object satisfying `f`.
+    pub fn find(&self, f: impl Fn(&K) -> bool) -> Option<K> {
+        self.read().objects.values().find(|o| f(o)).cloned()
+    }
+
     /// Every cached ID.
     pub fn ids(&self) -> Vec<String> {
         self.read().objects.keys().cloned().collect()
@@ -175,7 +216,12 @@ impl<K: Kind> Store<K> {
         self.read().tombstones.get(id).cloned()
     }
 
-    /// Forgets a tombstone once its cleanup is done.
+    /// True when `id` was deleted (recently enough to be remembered).
+    pub fn is_deleted(&self, id: &str) -> bool {
+        self.read().deleted.contains(id)
+    }
+
+    /// Forgets a tombstone once its cleanup is done (the ID stays deleted).
     pub fn forget_tombstone(&self, id: &str) {
         self.write().tombstones.remove(id);
     }
@@ -185,11 +231,14 @@ impl<K: Kind> Store<K> {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// Inserts or updates; refuses an object older than the cached one.
-    /// Returns true when the cache changed.
+    /// Inserts or updates; refuses an object older than the cached one and
+    /// any object whose ID was deleted. Returns true when the cache changed.
     pub fn upsert(&self, obj: K) -> bool {
         let mut inner = self.write();
         let id = obj.id().to_owned();
+        if inner.deleted.contains(&id) {
+            return false;
+        }
         if let Some(old) = inner.objects.get(&id) {
             if old == &obj {
                 return false;
@@ -200,33 +249,32 @@ impl<K: Kind> Store<K> {
                 return false;
             }
         }
-        inner.tombstones.remove(&id);
         inner.objects.insert(id, obj);
         true
     }
 
     /// Removes; returns true when the object was cached.
     pub fn remove(&self, id: &str) -> bool {
-        let mut inner = self.write();
-        let Some(old) = inner.objects.remove(id) else {
-            return false;
-        };
-        inner.tombstones.insert(id.to_owned(), old);
-        inner.tombstone_order.push_back(id.to_owned());
-        while inner.tombstone_order.len() > TOMBSTONES {
-            if let Some(oldest) = inner.tombstone_order.pop_front() {
-                inner.tombstones.remove(&oldest);
-            }
-        }
-        true
+        self.write().remove(id)
+    }
+
+    /// IDs cached but absent from `items`: deletes a relist would synthesise.
+    pub fn missing_from(&self, items: &[K]) -> Vec<String> {
+        let listed: HashSet<&str> = items.iter().map(Kind::id).collect();
+        self.read()
+            .objects
+            .keys()
+            .filter(|id| !listed.contains(id.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// Replaces the whole cache by a fresh list; returns the IDs that were
-    /// created, changed or deleted meanwhile.
+    /// created, changed or deleted meanwhile. Deleted IDs stay deleted.
     pub fn replace_all(&self, items: Vec<K>) -> Vec<String> {
         let fresh: HashMap<String, K> = items.into_iter().map(|o| (o.id().to_owned(), o)).collect();
-        let gone: Vec<String> = self
-            .read()
+        let mut inner = self.write();
+        let gone: Vec<String> = inner
             .objects
             .keys()
             .filter(|id| !fresh.contains_key(*id))
@@ -234,36 +282,52 @@ impl<K: Kind> Store<K> {
             .collect();
         let mut changed = Vec::new();
         for id in gone {
-            if self.remove(&id) {
+            if inner.remove(&id) {
                 changed.push(id);
             }
         }
         for (id, obj) in fresh {
-            let differs = self.read().objects.get(&id) != Some(&obj);
-            if differs {
-                self.write().objects.insert(id.clone(), obj);
+            if inner.deleted.contains(&id) {
+                continue;
+            }
+            if inner.objects.get(&id) != Some(&obj) {
+                inner.objects.insert(id.clone(), obj);
                 changed.push(id);
             }
         }
+        drop(inner);
         self.synced.store(true, Ordering::Release);
         changed
     }
 }
 
-/// Lists every page of `page_size` objects.
-pub async fn list_all<K: Kind>(api: &Api, page_size: i32) -> Result<Vec<K>, ApiError> {
+/// One pass over every page, and whether it was consistent: every page
+/// reported the same total and the pass saw exactly that many objects.
+/// Offset paging skips or repeats an object when something is created or
+/// deleted between two pages; such a pass is not consistent.
+struct Listing<K> {
+    items: Vec<K>,
+    consistent: bool,
+}
+
+async fn list_pass<K: Kind>(api: &Api, page_size: i32) -> Result<Listing<K>, ApiError> {
     let mut items: Vec<K> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
+    let mut totals = HashSet::new();
+    let mut repeated = false;
     let mut page = 1;
     loop {
         let p = K::list(api, page, page_size).await?;
         let n = p.items.len();
         let total = usize::try_from(p.total).unwrap_or(0);
+        totals.insert(total);
         let mut fresh = 0;
         for item in p.items {
             if seen.insert(item.id().to_owned()) {
                 items.push(item);
                 fresh += 1;
+            } else {
+                repeated = true;
             }
         }
         // A short page only ends the list when the server gives no total: a
@@ -274,10 +338,61 @@ pub async fn list_all<K: Kind>(api: &Api, page_size: i32) -> Result<Vec<K>, ApiE
             || (total > 0 && items.len() >= total)
             || (total == 0 && n < usize::try_from(page_size).unwrap_or(0));
         if done {
-            return Ok(items);
+            let consistent = !repeated && totals.len() == 1 && (total == 0 || items.len() == total);
+            return Ok(Listing { items, consistent });
         }
         page += 1;
     }
+}
+
+/// Lists every page of `page_size` objects (one pass).
+pub async fn list_all<K: Kind>(api: &Api, page_size: i32) -> Result<Vec<K>, ApiError> {
+    Ok(list_pass(api, page_size).await?.items)
+}
+
+/// Passes tried before a relist settles for an inconsistent one (whose
+/// missing objects are then confirmed one by one anyway).
+const LIST_PASSES: usize = 3;
+/// Concurrent `Get`s confirming synthesised deletes.
+const CONFIRMS_IN_FLIGHT: usize = 16;
+
+/// Lists (until a pass is consistent, at most [`LIST_PASSES`]) and
+/// replaces `store` with the result; returns the changed IDs.
+///
+/// A delete is only synthesised for an object the API confirms gone
+/// (`NOT_FOUND` on a fresh `Get`): an object a page skipped is kept (and
+/// refreshed), never removed with its pods.
+pub async fn relist<K: Kind>(
+    api: &Api,
+    store: &Store<K>,
+    page_size: i32,
+) -> Result<Vec<String>, ApiError> {
+    let mut listing = list_pass::<K>(api, page_size).await?;
+    for _ in 1..LIST_PASSES {
+        if listing.consistent {
+            break;
+        }
+        tracing::info!(kind = K::NAME, "list changed while paging; listing again");
+        listing = list_pass::<K>(api, page_size).await?;
+    }
+    let mut items = listing.items;
+    let missing = store.missing_from(&items);
+    let confirms = futures::stream::iter(missing)
+        .map(|id| async move { (K::get(api, &id).await, id) })
+        .buffer_unordered(CONFIRMS_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    for (answer, id) in confirms {
+        match answer {
+            Ok(obj) => {
+                tracing::info!(kind = K::NAME, id = %id, "missing from the list but not deleted; kept");
+                items.push(obj);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(store.replace_all(items))
 }
 
 /// Keeps `store` true forever; calls `notify(id)` for every changed object
@@ -336,9 +451,8 @@ async fn connect<K: Kind>(
     notify: &(impl Fn(&str) + Send + Sync),
 ) -> Result<Streaming<K::Event>, ApiError> {
     let stream = K::watch(api).await?;
-    let items = list_all::<K>(api, LIST_PAGE_SIZE).await?;
-    let total = items.len();
-    let changed = store.replace_all(items);
+    let changed = relist::<K>(api, store, LIST_PAGE_SIZE).await?;
+    let total = store.len();
     tracing::info!(
         kind = K::NAME,
         objects = total,

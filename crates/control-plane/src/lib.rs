@@ -13,6 +13,7 @@
 //! - [`keypair`]: the token-exchange keypair Secret (race-safe bootstrap);
 //! - [`leader`]: Lease-based leader election;
 //! - [`daemon`]: everything wired together, with the embedded token server;
+//! - [`supervisor`]: restarts a long-running task that panicked;
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod api;
@@ -28,3 +29,4 @@ pub mod queue;
 pub mod reconcile;
 pub mod render;
 pub mod runtime;
+pub mod supervisor;

@@ -9,8 +9,14 @@ pub const LABEL_MANAGED: &str = "ambient-code.io/managed";
 pub const LABEL_MANAGED_BY: &str = "ambient-code.io/managed-by";
 pub const LABEL_PROJECT_ID: &str = "ambient-code.io/project-id";
 pub const LABEL_SESSION_ID: &str = "ambient-code.io/session-id";
+/// Which control-plane installation manages an object: two installations in
+/// one cluster never see (or delete) each other's objects.
+pub const LABEL_INSTALLATION: &str = "ambient-code.io/installation";
 pub const ANNOTATION_SESSION_ID: &str = "ambient-code.io/session-id";
 pub const ANNOTATION_SESSION_NAME: &str = "ambient-code.io/session-name";
+/// On a session's ServiceAccount: re-provisions of a vanished pod since the
+/// session last started.
+pub const ANNOTATION_REPROVISIONS: &str = "ambient-code.io/reprovisions";
 pub const MANAGED_BY: &str = "ambient-control-plane";
 pub const NETWORK_POLICY: &str = "allow-ambient-api-server";
 pub const RUNNER_CONTAINER: &str = "ambient-code-runner";
@@ -55,30 +61,63 @@ pub fn namespace(mode: PlatformMode, project_id: &str) -> String {
     }
 }
 
-/// Labels of a project namespace.
-pub fn namespace_labels(project_id: &str) -> BTreeMap<String, String> {
+/// Labels of a project namespace of installation `installation`.
+pub fn namespace_labels(project_id: &str, installation: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.into(), "true".into()),
         (LABEL_PROJECT_ID.into(), project_id.into()),
         (LABEL_MANAGED_BY.into(), MANAGED_BY.into()),
+        (LABEL_INSTALLATION.into(), installation.into()),
     ])
 }
 
 /// Labels of every object of a session.
-pub fn session_labels(session_id: &str, project_id: &str) -> BTreeMap<String, String> {
-    let mut labels = namespace_labels(project_id);
+pub fn session_labels(
+    session_id: &str,
+    project_id: &str,
+    installation: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = namespace_labels(project_id, installation);
     labels.insert(LABEL_SESSION_ID.into(), session_id.into());
     labels
 }
 
-/// Label selector of a session's objects.
-pub fn session_selector(session_id: &str) -> String {
-    format!("{LABEL_SESSION_ID}={session_id},{LABEL_MANAGED_BY}={MANAGED_BY}")
+/// Label selector of a session's objects (of this installation).
+pub fn session_selector(session_id: &str, installation: &str) -> String {
+    format!(
+        "{LABEL_SESSION_ID}={session_id},{}",
+        managed_selector(installation)
+    )
 }
 
-/// Label selector of everything we manage.
-pub fn managed_selector() -> String {
-    format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
+/// Label selector of everything this installation manages.
+pub fn managed_selector(installation: &str) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTALLATION}={installation}")
+}
+
+/// Why the control plane must never run sessions in (or adopt, or delete)
+/// namespace `ns`: its own namespace, the cluster's (`default`, `kube-*`)
+/// or the platform's (`openshift*`). `None` when it may.
+pub fn reserved_namespace(ns: &str, own: &str) -> Option<&'static str> {
+    if ns == own {
+        Some("the control plane's own namespace")
+    } else if ns == "default" || ns.starts_with("kube-") {
+        Some("reserved by Kubernetes")
+    } else if ns.starts_with("openshift") {
+        Some("reserved by OpenShift")
+    } else {
+        None
+    }
+}
+
+/// True for a valid Kubernetes label value (non-empty here).
+pub fn is_label_value(v: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !v.is_empty()
+        && v.len() <= 63
+        && v.chars().all(ok_char)
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// A DNS-1123 label made of `raw` (lowercase alphanumerics and '-', ≤ 63).
@@ -109,7 +148,11 @@ mod tests {
             namespace(PlatformMode::Mpp, "MyProj"),
             "ambient-code--myproj"
         );
-        let labels = session_labels("s1", "p1");
+        let labels = session_labels("s1", "p1", "inst");
+        assert_eq!(
+            labels.get(LABEL_INSTALLATION).map(String::as_str),
+            Some("inst")
+        );
         assert_eq!(labels.get(LABEL_MANAGED).map(String::as_str), Some("true"));
         assert_eq!(
             labels.get(LABEL_MANAGED_BY).map(String::as_str),
@@ -118,5 +161,22 @@ mod tests {
         assert_eq!(labels.get(LABEL_SESSION_ID).map(String::as_str), Some("s1"));
         assert_eq!(labels.get(LABEL_PROJECT_ID).map(String::as_str), Some("p1"));
         assert_eq!(dns_label("Team A/Admins_"), "team-a-admins");
+    }
+
+    #[test]
+    fn reserved_namespaces_are_refused() {
+        for ns in [
+            "ambient-code",
+            "default",
+            "kube-system",
+            "kube-public",
+            "openshift",
+            "openshift-config",
+        ] {
+            assert!(reserved_namespace(ns, "ambient-code").is_some(), "{ns}");
+        }
+        for ns in ["team-x", "kubernetes-fans", "my-openshift", "defaults"] {
+            assert_eq!(reserved_namespace(ns, "ambient-code"), None, "{ns}");
+        }
     }
 }

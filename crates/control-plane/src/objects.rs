@@ -66,6 +66,8 @@ pub struct PodConfig {
     pub platform_mode: PlatformMode,
     pub mpp_config_namespace: Option<String>,
     pub control_plane_namespace: String,
+    /// Labelled on every object ([`names::LABEL_INSTALLATION`]).
+    pub installation: String,
     pub runner_image: String,
     pub backend_api_url: String,
     pub sidecar_api_url: String,
@@ -126,6 +128,9 @@ pub struct SessionObjects {
 impl SessionObjects {
     /// Makes Pod, Service and Secret owned by the session's ServiceAccount
     /// (whose UID is known once it exists), so deleting it collects them.
+    /// No `blockOwnerDeletion`: setting it needs `update` on
+    /// `serviceaccounts/finalizers` where OwnerReferencesPermissionEnforcement
+    /// is on (OpenShift), and nothing here deletes the SA in the foreground.
     pub fn set_owner(&mut self, service_account_uid: &str) {
         let owner = OwnerReference {
             api_version: "v1".into(),
@@ -137,7 +142,7 @@ impl SessionObjects {
                 .clone()
                 .unwrap_or_default(),
             uid: service_account_uid.into(),
-            block_owner_deletion: Some(true),
+            block_owner_deletion: None,
             controller: Some(true),
         };
         let owners = Some(vec![owner]);
@@ -172,7 +177,7 @@ pub fn build(
         .filter(|p| !p.is_empty())
         .ok_or(BuildError::NoProject)?;
     let ns = names::namespace(cfg.platform_mode, project_id);
-    let labels = names::session_labels(id, project_id);
+    let labels = names::session_labels(id, project_id, &cfg.installation);
     let meta = |name: String| ObjectMeta {
         name: Some(name),
         namespace: Some(ns.clone()),
@@ -180,9 +185,9 @@ pub fn build(
         ..ObjectMeta::default()
     };
 
-    let namespace =
-        (cfg.platform_mode == PlatformMode::Standard).then(|| namespace_object(&ns, project_id));
-    let network_policy = network_policy(&ns, project_id, &cfg.control_plane_namespace);
+    let namespace = (cfg.platform_mode == PlatformMode::Standard)
+        .then(|| namespace_object(&ns, project_id, &cfg.installation));
+    let network_policy = network_policy(&ns, project_id, cfg);
     let service_account = ServiceAccount {
         metadata: meta(names::service_account_name(id)),
         ..ServiceAccount::default()
@@ -244,11 +249,11 @@ pub fn build(
 }
 
 /// The namespace of a project (standard mode).
-pub fn namespace_object(name: &str, project_id: &str) -> Namespace {
+pub fn namespace_object(name: &str, project_id: &str, installation: &str) -> Namespace {
     Namespace {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(names::namespace_labels(project_id)),
+            labels: Some(names::namespace_labels(project_id, installation)),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
@@ -256,12 +261,13 @@ pub fn namespace_object(name: &str, project_id: &str) -> Namespace {
 }
 
 /// `allow-ambient-api-server`: ingress TCP 8001 from the control plane's namespace.
-pub fn network_policy(ns: &str, project_id: &str, control_plane_namespace: &str) -> NetworkPolicy {
+pub fn network_policy(ns: &str, project_id: &str, cfg: &PodConfig) -> NetworkPolicy {
+    let control_plane_namespace = cfg.control_plane_namespace.as_str();
     NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(names::NETWORK_POLICY.into()),
             namespace: Some(ns.into()),
-            labels: Some(names::namespace_labels(project_id)),
+            labels: Some(names::namespace_labels(project_id, &cfg.installation)),
             ..ObjectMeta::default()
         },
         spec: Some(NetworkPolicySpec {

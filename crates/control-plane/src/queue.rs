@@ -1,5 +1,10 @@
 //! Work queue: keyed, de-duplicating, one in-flight reconcile per key,
 //! capped exponential backoff per key, and it never drops a key.
+//!
+//! A key handed out is held by an [`Active`] guard: however its reconcile
+//! ends (done, error, panic, or the worker aborted when the Lease is lost),
+//! dropping the guard releases the key, so it can never stay "active" for
+//! ever and be refused to every later worker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -90,8 +95,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         });
     }
 
-    /// Waits for the next key and marks it active. `None` after shutdown.
-    pub async fn next(&self) -> Option<K> {
+    /// Waits for the next key and marks it active until the returned guard
+    /// is dropped. `None` after shutdown.
+    pub async fn next(&self) -> Option<Active<K>> {
         loop {
             let notified = self.ready.notified();
             {
@@ -105,7 +111,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                     if !s.queue.is_empty() {
                         self.ready.notify_one();
                     }
-                    return Some(key);
+                    return Some(Active {
+                        queue: self.clone(),
+                        key,
+                    });
                 }
             }
             notified.await;
@@ -113,7 +122,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     }
 
     /// Ends a reconcile of `key`; requeues it if it was added meanwhile.
-    pub fn done(&self, key: &K) {
+    fn done(&self, key: &K) {
         let mut s = self.lock();
         s.active.remove(key);
         if s.dirty.remove(key) && s.queued.insert(key.clone()) {
@@ -164,6 +173,27 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     }
 }
 
+/// A key being reconciled; released (and requeued if it was added
+/// meanwhile) when dropped.
+#[derive(Debug)]
+pub struct Active<K: Clone + Eq + Hash + Send + 'static> {
+    queue: WorkQueue<K>,
+    key: K,
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> Active<K> {
+    /// The key.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> Drop for Active<K> {
+    fn drop(&mut self) {
+        self.queue.done(&self.key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,8 +205,8 @@ mod tests {
         q.add("b");
         q.add("a");
         assert_eq!(q.len(), 2);
-        assert_eq!(q.next().await, Some("a"));
-        assert_eq!(q.next().await, Some("b"));
+        assert_eq!(q.next().await.map(|a| *a.key()), Some("a"));
+        assert_eq!(q.next().await.map(|a| *a.key()), Some("b"));
         assert!(q.is_empty());
     }
 
@@ -185,16 +215,42 @@ mod tests {
         let q = WorkQueue::new();
         q.add("a");
         let k = q.next().await;
-        assert_eq!(k, Some("a"));
+        assert_eq!(k.as_ref().map(Active::key), Some(&"a"));
         // added while active: not handed out to a second worker...
         q.add("a");
         assert!(q.is_empty());
         // ...but again once the first run is done.
-        q.done(&"a");
+        drop(k);
         assert_eq!(q.len(), 1);
-        assert_eq!(q.next().await, Some("a"));
-        q.done(&"a");
+        let k = q.next().await;
+        assert_eq!(k.as_ref().map(Active::key), Some(&"a"));
+        drop(k);
         assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_aborted_reconcile_releases_its_key() {
+        let q = WorkQueue::new();
+        q.add("a");
+        // A worker takes the key and is aborted mid-reconcile (Lease lost).
+        let q2 = q.clone();
+        let worker = tokio::spawn(async move {
+            let _active = q2.next().await;
+            std::future::pending::<()>().await;
+        });
+        while !q.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        worker.abort();
+        let _ = worker.await;
+        // Leadership regained: the key is handed out again.
+        q.add("a");
+        let k = tokio::time::timeout(Duration::from_secs(5), q.next())
+            .await
+            .ok()
+            .flatten();
+        assert_eq!(k.as_ref().map(Active::key), Some(&"a"), "the key is stuck");
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,8 +262,8 @@ mod tests {
                 .await
                 .ok()
                 .flatten();
-            assert_eq!(k, Some("a"));
-            q.done(&"a");
+            assert_eq!(k.as_ref().map(Active::key), Some(&"a"));
+            drop(k);
             q.retry(&"a");
         }
         assert_eq!(q.failures(&"a"), 8);
@@ -215,7 +271,11 @@ mod tests {
             .await
             .ok()
             .flatten();
-        assert_eq!(k, Some("a"), "the key came back after 8 failures");
+        assert_eq!(
+            k.as_ref().map(Active::key),
+            Some(&"a"),
+            "the key came back after 8 failures"
+        );
         q.forget(&"a");
         assert_eq!(q.failures(&"a"), 0);
     }
@@ -224,9 +284,9 @@ mod tests {
     async fn shutdown_wakes_workers() {
         let q: WorkQueue<&str> = WorkQueue::new();
         let q2 = q.clone();
-        let worker = tokio::spawn(async move { q2.next().await });
+        let worker = tokio::spawn(async move { q2.next().await.is_some() });
         tokio::task::yield_now().await;
         q.shutdown();
-        assert_eq!(worker.await.ok().flatten(), None);
+        assert_eq!(worker.await.ok(), Some(false));
     }
 }

@@ -48,7 +48,8 @@ async fn embedded_token_server_knows_the_informers_sessions() {
     let key = published_key(&kube);
     let token_addr = cp.addr("token server");
 
-    let id = dev.new_session("proj-t", "tokens").await;
+    let ns = &dev.project("proj-t").await;
+    let id = dev.new_session(ns, "tokens").await;
     wait_phase(&dev, &id, "Creating").await;
     let (code, body) = exchange(token_addr, &key, &id).await;
     assert_eq!(code, 200, "{body}");
@@ -67,11 +68,9 @@ async fn embedded_token_server_knows_the_informers_sessions() {
     assert_eq!(code, 403);
 
     // The published key reaches the pods, and the MCP sidecar is configured.
-    let id2 = dev.new_session("proj-t", "with-mcp").await;
+    let id2 = dev.new_session(ns, "with-mcp").await;
     wait_phase(&dev, &id2, "Creating").await;
-    let pod = kube
-        .get("pods", "proj-t", &pod_name(&id2))
-        .unwrap_or_default();
+    let pod = kube.get("pods", ns, &pod_name(&id2)).unwrap_or_default();
     let containers = pod["spec"]["containers"]
         .as_array()
         .cloned()
@@ -96,7 +95,8 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
     let b = control_plane(&dev, &kube, &dir, "cp-b", true);
 
     // Both serve tokens with the one keypair in the Secret.
-    let id = dev.new_session("proj-ha", "ha").await;
+    let ns = &dev.project("proj-ha").await;
+    let id = dev.new_session(ns, "ha").await;
     wait_phase(&dev, &id, "Creating").await;
     let key = published_key(&kube);
     for cp in [&a, &b] {
@@ -129,7 +129,7 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
     // The leader dies without releasing the Lease: the follower takes over
     // once it expires, and reconciles.
     leader.kill();
-    let id2 = dev.new_session("proj-ha", "after-failover").await;
+    let id2 = dev.new_session(ns, "after-failover").await;
     eventually("the follower leads", Duration::from_secs(45), || async {
         leading(&follower.logs())
     })

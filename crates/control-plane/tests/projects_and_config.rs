@@ -217,6 +217,7 @@ fn help_documents_env_vars_and_hides_secret_values() {
         "ANTHROPIC_API_KEY",
         "USE_VERTEX",
         "KUBECONFIG",
+        "CP_INSTALLATION_ID",
     ] {
         assert!(help.contains(env), "{env} missing from --help");
     }

@@ -16,9 +16,9 @@ async fn session_lifecycle_creating_running_completed() {
     let dir = TempDir::new("cp-lifecycle");
     let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
 
-    let id = dev.new_session("proj-a", "lifecycle").await;
+    let ns = &dev.project("proj-a").await;
+    let id = dev.new_session(ns, "lifecycle").await;
     wait_phase(&dev, &id, "Creating").await;
-    let ns = "proj-a";
     assert!(
         kube.get("namespaces", "", ns).is_some(),
         "namespace applied"
@@ -41,7 +41,7 @@ async fn session_lifecycle_creating_running_completed() {
         pod["metadata"]["ownerReferences"][0]["uid"],
         sa["metadata"]["uid"]
     );
-    assert_eq!(dev.session(&id).await["kube_namespace"], ns);
+    assert_eq!(dev.session(&id).await["kube_namespace"], ns.as_str());
 
     // The runner runs → Running (with start_time).
     assert!(kube.set_runner_state(ns, &pod_name(&id), running()));
@@ -52,6 +52,15 @@ async fn session_lifecycle_creating_running_completed() {
     assert!(kube.set_runner_state(ns, &pod_name(&id), exited(0)));
     wait_phase(&dev, &id, "Completed").await;
     assert!(dev.session(&id).await["completion_time"].is_string());
+    // Once terminal, its pod goes (the sidecars would run forever); the
+    // namespace and the session's other objects stay.
+    eventually(
+        "the completed session's pod deleted",
+        Duration::from_secs(30),
+        || async { kube.get("pods", ns, &pod_name(&id)).is_none() },
+    )
+    .await;
+    assert!(kube.get("namespaces", "", ns).is_some());
 
     assert!(
         !cp.logs().contains("NEVER-PRINTED"),
@@ -65,7 +74,7 @@ async fn runner_failure_stop_and_delete() {
     let dev = DevServer::start();
     let dir = TempDir::new("cp-stop");
     let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
-    let ns = "proj-b";
+    let ns = &dev.project("proj-b").await;
 
     // non-zero exit → Failed
     let failing = dev.new_session(ns, "failing").await;
@@ -97,8 +106,11 @@ async fn runner_failure_stop_and_delete() {
         kube.get("namespaces", "", ns).is_some(),
         "the namespace must be kept"
     );
-    // The other sessions' objects are untouched.
-    assert!(kube.get("pods", ns, &pod_name(&failing)).is_some());
+    // The other sessions' objects are untouched (a failed session keeps
+    // its service account; only its pod went).
+    let sa = format!("session-{}-sa", safe(&failing));
+    assert!(kube.get("serviceaccounts", ns, &sa).is_some());
+    assert!(kube.get("pods", ns, &pod_name(&failing)).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,19 +120,18 @@ async fn kube_errors_on_one_session_are_retried_without_blocking_others() {
     let dir = TempDir::new("cp-faults");
     let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
     // Every pod request in proj-faulty fails three times: 409, 429, 500.
-    kube.fail_next_in("pods", "proj-faulty", &[409, 429, 500]);
-    let faulty = dev.new_session("proj-faulty", "faulty").await;
-    let healthy = dev.new_session("proj-ok", "healthy").await;
+    let faulty_ns = &dev.project("proj-faulty").await;
+    let ok_ns = &dev.project("proj-ok").await;
+    kube.fail_next_in("pods", faulty_ns, &[409, 429, 500]);
+    let faulty = dev.new_session(faulty_ns, "faulty").await;
+    let healthy = dev.new_session(ok_ns, "healthy").await;
     wait_phase(&dev, &healthy, "Creating").await;
     wait_phase(&dev, &faulty, "Creating").await;
-    assert!(
-        kube.get("pods", "proj-faulty", &pod_name(&faulty))
-            .is_some()
-    );
+    assert!(kube.get("pods", faulty_ns, &pod_name(&faulty)).is_some());
     let failed: Vec<u16> = kube
         .requests()
         .iter()
-        .filter(|r| r.plural == "pods" && r.namespace == "proj-faulty" && r.status >= 400)
+        .filter(|r| r.plural == "pods" && &r.namespace == faulty_ns && r.status >= 400)
         .map(|r| r.status)
         .collect();
     assert_eq!(
@@ -142,7 +153,8 @@ async fn api_server_restart_mid_watch_converges() {
     let dir = TempDir::new("cp-api-restart");
     let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
 
-    let doomed = dev.new_session("proj-r", "doomed").await;
+    let proj_r = dev.project("proj-r").await;
+    let doomed = dev.new_session(&proj_r, "doomed").await;
     wait_phase(&dev, &doomed, "Creating").await;
 
     // Kill the API server mid-watch; the token server keeps serving meanwhile.
@@ -160,14 +172,22 @@ async fn api_server_restart_mid_watch_converges() {
         Some(200)
     );
 
-    // Back on the same address and data; change things before the control plane is back.
-    let dev = DevServer::start_with(data, Some(ports));
-    let born = dev.new_session("proj-r", "born").await;
-    let (code, _) = dev
+    // While it is down for the control plane, the data changes: a second
+    // API server on the same data but other ports (which the control plane
+    // does not know) creates one session and deletes another. Only the
+    // relist after reconnecting can deliver these changes.
+    let mut aside = DevServer::start_with(data, None);
+    let born = aside.new_session(&proj_r, "born").await;
+    let (code, _) = aside
         .call(Method::DELETE, &format!("/sessions/{doomed}"), None)
         .await;
     assert!(code == 200 || code == 204);
+    let stopped = aside.daemon.terminate(Duration::from_secs(10));
+    assert!(stopped.is_some(), "the second API server did not stop");
+    let data = aside.data.take();
 
+    // Back on the control plane's address, with the changed data.
+    let dev = DevServer::start_with(data, Some(ports));
     wait_phase(&dev, &born, "Creating").await;
     let selector = format!("ambient-code.io/session-id={doomed}");
     eventually(
@@ -192,8 +212,9 @@ async fn control_plane_restart_applies_nothing_twice_and_leaks_nothing() {
     let dir = TempDir::new("cp-restart");
     let mut cp = control_plane(&dev, &kube, &dir, "cp-a", false);
 
-    let kept = dev.new_session("proj-s", "kept").await;
-    let gone = dev.new_session("proj-s", "gone").await;
+    let proj_s = dev.project("proj-s").await;
+    let kept = dev.new_session(&proj_s, "kept").await;
+    let gone = dev.new_session(&proj_s, "gone").await;
     wait_phase(&dev, &kept, "Creating").await;
     wait_phase(&dev, &gone, "Creating").await;
 
@@ -210,7 +231,7 @@ async fn control_plane_restart_applies_nothing_twice_and_leaks_nothing() {
         .call(Method::DELETE, &format!("/sessions/{gone}"), None)
         .await;
     assert!(code == 200 || code == 204);
-    let born = dev.new_session("proj-s", "born").await;
+    let born = dev.new_session(&proj_s, "born").await;
 
     let first_logs = cp.logs();
     let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
@@ -247,21 +268,22 @@ async fn vanished_pod_is_reprovisioned_once_then_failed() {
     let dev = DevServer::start();
     let dir = TempDir::new("cp-vanish");
     let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
-    let id = dev.new_session("proj-v", "vanishing").await;
+    let ns = &dev.project("proj-v").await;
+    let id = dev.new_session(ns, "vanishing").await;
     wait_phase(&dev, &id, "Creating").await;
     let pod_uid = |kube: &FakeKube| {
-        kube.get("pods", "proj-v", &pod_name(&id))
+        kube.get("pods", ns, &pod_name(&id))
             .map(|p| p["metadata"]["uid"].clone())
     };
     let first = pod_uid(&kube);
     // The pod vanishes (node lost): re-provisioned once.
-    kube.delete_object("pods", "proj-v", &pod_name(&id));
+    kube.delete_object("pods", ns, &pod_name(&id));
     eventually("pod re-provisioned", Duration::from_secs(30), || async {
         pod_uid(&kube).is_some_and(|u| Some(&u) != first.as_ref())
     })
     .await;
     // And again: now the session fails.
-    kube.delete_object("pods", "proj-v", &pod_name(&id));
+    kube.delete_object("pods", ns, &pod_name(&id));
     wait_phase(&dev, &id, "Failed").await;
 }
 
@@ -284,7 +306,8 @@ async fn oidc_client_credentials_authenticate_the_control_plane() {
         ("OIDC_ALLOW_INSECURE", "true"),
     ];
     let cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &auth);
-    let id = dev.new_session("proj-o", "oidc").await;
+    let ns = dev.project("proj-o").await;
+    let id = dev.new_session(&ns, "oidc").await;
     wait_phase(&dev, &id, "Creating").await;
     assert!(!cp.logs().contains("cp-secret-XYZ"));
 }

@@ -34,6 +34,7 @@ async fn control_plane_talks_tls_to_the_api_server() {
         ("AMBIENT_GRPC_CA_CERT_FILE", cert_arg.as_str()),
     ];
     let _cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &auth);
-    let id = dev.new_session("proj-tls", "over-tls").await;
+    let project = dev.project("proj-tls").await;
+    let id = dev.new_session(&project, "over-tls").await;
     wait_phase(&dev, &id, "Creating").await;
 }

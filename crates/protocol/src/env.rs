@@ -13,6 +13,8 @@ pub const KUBECONFIG: &str = "KUBECONFIG";
 pub const PLATFORM_MODE: &str = "PLATFORM_MODE";
 pub const MPP_CONFIG_NAMESPACE: &str = "MPP_CONFIG_NAMESPACE";
 pub const CP_RUNTIME_NAMESPACE: &str = "CP_RUNTIME_NAMESPACE";
+/// Ours: the installation ID labelled on every object a control plane manages.
+pub const CP_INSTALLATION_ID: &str = "CP_INSTALLATION_ID";
 pub const NAMESPACE: &str = "NAMESPACE";
 pub const RUNNER_IMAGE: &str = "RUNNER_IMAGE";
 pub const BACKEND_API_URL: &str = "BACKEND_API_URL";

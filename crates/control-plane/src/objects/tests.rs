@@ -6,6 +6,7 @@ pub(crate) fn config() -> PodConfig {
         platform_mode: PlatformMode::Standard,
         mpp_config_namespace: None,
         control_plane_namespace: "ambient-code".into(),
+        installation: "ambient-code".into(),
         runner_image: "runner:1".into(),
         backend_api_url: "http://api.ambient-code.svc:8000".into(),
         sidecar_api_url: "http://api.ambient-code.svc:8000".into(),
@@ -497,6 +498,10 @@ fn owner_references_point_at_the_service_account() {
             ("ServiceAccount", "uid-sa-1")
         );
         assert_eq!(Some(owner.name), o.service_account.metadata.name);
+        // blockOwnerDeletion would need `update` on serviceaccounts/finalizers
+        // under OwnerReferencesPermissionEnforcement (OpenShift); background
+        // GC of the SA's dependents does not need it.
+        assert_eq!(owner.block_owner_deletion, None);
     }
     assert!(o.service_account.metadata.owner_references.is_none());
 }

@@ -2,10 +2,14 @@
 //!
 //! Typed `k8s-openapi` objects applied with server-side apply (field manager
 //! `ambient-control-plane`); Pod, Service and Secret owned by the session's
-//! ServiceAccount; pod status followed by a watch on managed pods (no
-//! polling); deletes by label, never a namespace we do not manage.
+//! ServiceAccount; pod status followed by a reflector on managed pods (no
+//! polling): observations come from its store (a miss is confirmed by a
+//! GET, so a pod just created is never taken for a vanished one), and a pod
+//! that vanished while the watch was down (a 410 Gone relist) is reported
+//! at once; deletes by label, never a namespace we do not manage.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
@@ -13,8 +17,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector::store::Writer};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,6 +44,11 @@ const LABEL_GROUP_ACCESS: &str = "ambient-code.io/group-access";
 pub struct KubeRuntime {
     client: Client,
     mode: PlatformMode,
+    /// Every list, watch and delete is scoped to this installation's label.
+    installation: String,
+    /// The managed pods, once the reflector of [`SessionRuntime::watch`]
+    /// has listed them.
+    pods: Arc<Mutex<Option<reflector::Store<Pod>>>>,
 }
 
 impl std::fmt::Debug for KubeRuntime {
@@ -84,8 +94,21 @@ where
 }
 
 impl KubeRuntime {
-    pub fn new(client: Client, mode: PlatformMode) -> Self {
-        Self { client, mode }
+    pub fn new(client: Client, mode: PlatformMode, installation: &str) -> Self {
+        Self {
+            client,
+            mode,
+            installation: installation.to_owned(),
+            pods: Arc::default(),
+        }
+    }
+
+    fn pod_store(&self) -> Option<reflector::Store<Pod>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_pod_store(&self, store: Option<reflector::Store<Pod>>) {
+        *self.pods.lock().unwrap_or_else(|p| p.into_inner()) = store;
     }
 
     fn apply_params() -> PatchParams {
@@ -102,13 +125,10 @@ impl KubeRuntime {
             .map_err(classify)
     }
 
-    /// Every `K` in every namespace matching `selector`.
+    /// Every `K` (in every namespace) matching `selector`.
     async fn list_labelled<K>(&self, selector: &str) -> Result<Vec<K>, RuntimeError>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
         let all: Api<K> = Api::all(self.client.clone());
@@ -143,29 +163,82 @@ impl KubeRuntime {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let items = self.list_labelled::<K>(&names::managed_selector()).await?;
+        let items = self
+            .list_labelled::<K>(&names::managed_selector(&self.installation))
+            .await?;
         Ok(items
             .iter()
             .filter_map(|o| o.labels().get(names::LABEL_SESSION_ID).cloned())
             .collect())
     }
 
-    async fn ensure_namespace(&self, objects: &SessionObjects) -> Result<(), RuntimeError> {
+    /// Applies the namespace `ns` of project `project_id` (standard mode).
+    /// A namespace that exists without our `managed-by` label is someone
+    /// else's: never adopted (a permanent error); one being deleted is
+    /// waited for (it refuses new objects).
+    async fn ensure_owned_namespace(&self, ns: &Namespace) -> Result<(), RuntimeError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        match &objects.namespace {
-            Some(ns) => self.apply(&api, ns).await.map(|_| ()),
-            None => match api
-                .get_opt(&objects.namespace_name)
-                .await
-                .map_err(classify)?
-            {
-                Some(_) => Ok(()),
-                None => Err(RuntimeError::Transient(format!(
-                    "namespace {} is not provisioned yet",
-                    objects.namespace_name
-                ))),
-            },
+        let name = ns.name_any();
+        if let Some(existing) = api.get_opt(&name).await.map_err(classify)? {
+            if !self.is_ours(&existing) {
+                return Err(RuntimeError::Permanent(format!(
+                    "namespace {name} exists and is not managed by {}; refusing to adopt it",
+                    names::MANAGED_BY
+                )));
+            }
+            if existing.metadata.deletion_timestamp.is_some() {
+                return Err(RuntimeError::Transient(format!(
+                    "namespace {name} is terminating"
+                )));
+            }
         }
+        self.apply(&api, ns).await.map(|_| ())
+    }
+
+    async fn ensure_namespace(&self, objects: &SessionObjects) -> Result<(), RuntimeError> {
+        match &objects.namespace {
+            Some(ns) => self.ensure_owned_namespace(ns).await,
+            None => {
+                let api: Api<Namespace> = Api::all(self.client.clone());
+                match api
+                    .get_opt(&objects.namespace_name)
+                    .await
+                    .map_err(classify)?
+                {
+                    Some(_) => Ok(()),
+                    None => Err(RuntimeError::Transient(format!(
+                        "namespace {} is not provisioned yet",
+                        objects.namespace_name
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Project IDs labelled on our objects of kind `K` matching `selector`.
+    async fn project_ids<K>(&self, selector: &str) -> Result<BTreeSet<String>, RuntimeError>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Ok(self
+            .list_labelled::<K>(selector)
+            .await?
+            .iter()
+            .filter_map(|o| o.labels().get(names::LABEL_PROJECT_ID).cloned())
+            .collect())
+    }
+}
+
+impl KubeRuntime {
+    /// True when `ns` carries our `managed-by` label and this installation's
+    /// ID (or none: made before installations were labelled).
+    fn is_ours(&self, ns: &Namespace) -> bool {
+        let labels = ns.labels();
+        labels.get(names::LABEL_MANAGED_BY).map(String::as_str) == Some(names::MANAGED_BY)
+            && labels
+                .get(names::LABEL_INSTALLATION)
+                .is_none_or(|i| i == &self.installation)
     }
 }
 
@@ -271,17 +344,40 @@ impl SessionRuntime for KubeRuntime {
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<Observation, RuntimeError>> {
         Box::pin(async move {
+            let name = names::pod_name(session_id);
+            let cached = self
+                .pod_store()
+                .and_then(|s| s.get(&ObjectRef::new(&name).within(namespace)));
+            if let Some(pod) = cached {
+                return Ok(observe_pod(&pod));
+            }
+            // Not in the store: maybe just created and not watched yet.
             let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-            Ok(
-                match pods
-                    .get_opt(&names::pod_name(session_id))
-                    .await
-                    .map_err(classify)?
-                {
-                    Some(pod) => observe_pod(&pod),
-                    None => Observation::Absent,
-                },
-            )
+            Ok(match pods.get_opt(&name).await.map_err(classify)? {
+                Some(pod) => observe_pod(&pod),
+                None => Observation::Absent,
+            })
+        })
+    }
+
+    fn reprovisions<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<u32, RuntimeError>> {
+        Box::pin(async move {
+            let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            let sa = sas
+                .get_opt(&names::service_account_name(session_id))
+                .await
+                .map_err(classify)?;
+            Ok(sa
+                .and_then(|sa| {
+                    sa.annotations()
+                        .get(names::ANNOTATION_REPROVISIONS)
+                        .and_then(|n| n.parse().ok())
+                })
+                .unwrap_or(0))
         })
     }
 
@@ -302,10 +398,11 @@ impl SessionRuntime for KubeRuntime {
 
     fn cleanup<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let selector = names::session_selector(session_id);
+            // Pod, Service and Secret are owned by the ServiceAccount: the
+            // garbage collector takes them with it (no cluster-wide Secret
+            // listing needed). The pod goes first, explicitly, to stop it now.
+            let selector = names::session_selector(session_id, &self.installation);
             self.delete_by_label::<Pod>(&selector).await?;
-            self.delete_by_label::<Service>(&selector).await?;
-            self.delete_by_label::<Secret>(&selector).await?;
             self.delete_by_label::<ServiceAccount>(&selector).await?;
             Ok(())
         })
@@ -315,6 +412,16 @@ impl SessionRuntime for KubeRuntime {
         Box::pin(async move {
             let mut ids = self.session_ids::<ServiceAccount>().await?;
             ids.extend(self.session_ids::<Pod>().await?);
+            Ok(ids.into_iter().collect())
+        })
+    }
+
+    fn projects(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
+        Box::pin(async move {
+            let managed = names::managed_selector(&self.installation);
+            let mut ids = self.project_ids::<Namespace>(&managed).await?;
+            let access = format!("{managed},{LABEL_GROUP_ACCESS}=true");
+            ids.extend(self.project_ids::<RoleBinding>(&access).await?);
             Ok(ids.into_iter().collect())
         })
     }
@@ -333,9 +440,7 @@ impl SessionRuntime for KubeRuntime {
             let Some(ns) = api.get_opt(&name).await.map_err(classify)? else {
                 return Ok(());
             };
-            if ns.labels().get(names::LABEL_MANAGED_BY).map(String::as_str)
-                != Some(names::MANAGED_BY)
-            {
+            if !self.is_ours(&ns) {
                 tracing::warn!(namespace = %name, "project deleted but its namespace is not ours; keeping it");
                 return Ok(());
             }
@@ -352,13 +457,13 @@ impl SessionRuntime for KubeRuntime {
         Box::pin(async move {
             let ns = names::namespace(self.mode, project_id);
             let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &ns);
-            let mut labels: BTreeMap<String, String> = names::namespace_labels(project_id);
+            let mut labels: BTreeMap<String, String> =
+                names::namespace_labels(project_id, &self.installation);
             labels.insert(LABEL_GROUP_ACCESS.into(), "true".into());
             let mut wanted = BTreeSet::new();
             if !bindings.is_empty() && self.mode == PlatformMode::Standard {
-                let nss: Api<Namespace> = Api::all(self.client.clone());
-                self.apply(&nss, &crate::objects::namespace_object(&ns, project_id))
-                    .await?;
+                let wanted = crate::objects::namespace_object(&ns, project_id, &self.installation);
+                self.ensure_owned_namespace(&wanted).await?;
             }
             for b in bindings {
                 let name = role_binding_name(b);
@@ -384,7 +489,10 @@ impl SessionRuntime for KubeRuntime {
                 self.apply(&api, &rb).await?;
                 wanted.insert(name);
             }
-            let selector = format!("{},{LABEL_GROUP_ACCESS}=true", names::managed_selector());
+            let selector = format!(
+                "{},{LABEL_GROUP_ACCESS}=true",
+                names::managed_selector(&self.installation)
+            );
             let existing = match api.list(&ListParams::default().labels(&selector)).await {
                 Ok(l) => l.items,
                 Err(e) if is_not_found(&e) => Vec::new(),
@@ -403,24 +511,85 @@ impl SessionRuntime for KubeRuntime {
     fn watch(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let pods: Api<Pod> = Api::all(self.client.clone());
-            let config = watcher::Config::default().labels(&names::managed_selector());
-            let mut stream = watcher::watcher(pods, config).default_backoff().boxed();
+            let selector = names::managed_selector(&self.installation);
+            let config = watcher::Config::default().labels(&selector);
+            let writer: Writer<Pod> = Writer::default();
+            let reader = writer.as_reader();
+            let stream =
+                reflector::reflector(writer, watcher::watcher(pods, config).default_backoff());
+            let mut stream = std::pin::pin!(stream);
+            let mut seen = PodSessions::default();
             while let Some(event) = stream.next().await {
-                let pod = match event {
-                    Ok(Event::Apply(p) | Event::Delete(p) | Event::InitApply(p)) => p,
-                    Ok(Event::Init | Event::InitDone) => continue,
+                let ids = match event {
+                    Ok(event) => {
+                        if matches!(event, Event::InitDone) {
+                            self.set_pod_store(Some(reader.clone()));
+                        }
+                        seen.apply(&event)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "pod watch error");
                         continue;
                     }
                 };
-                if let Some(id) = pod.labels().get(names::LABEL_SESSION_ID)
-                    && changed.send(id.clone()).is_err()
-                {
-                    return;
+                for id in ids {
+                    if changed.send(id).is_err() {
+                        self.set_pod_store(None);
+                        return;
+                    }
                 }
             }
+            self.set_pod_store(None);
         })
+    }
+}
+
+/// The sessions whose pods the watch has seen, to report the ones whose
+/// pod is missing from a relist (it vanished while the watch was down, and
+/// no delete event will ever say so).
+#[derive(Debug, Default)]
+pub struct PodSessions {
+    known: HashSet<String>,
+    relisting: Option<HashSet<String>>,
+}
+
+impl PodSessions {
+    /// The session IDs `event` concerns.
+    pub fn apply(&mut self, event: &Event<Pod>) -> Vec<String> {
+        let id = |p: &Pod| p.labels().get(names::LABEL_SESSION_ID).cloned();
+        match event {
+            Event::Init => {
+                self.relisting = Some(HashSet::new());
+                Vec::new()
+            }
+            Event::InitApply(p) => {
+                let id = id(p);
+                if let Some(id) = &id {
+                    self.relisting.get_or_insert_default().insert(id.clone());
+                }
+                id.into_iter().collect()
+            }
+            Event::InitDone => {
+                let fresh = self.relisting.take().unwrap_or_default();
+                let vanished = self.known.difference(&fresh).cloned().collect();
+                self.known = fresh;
+                vanished
+            }
+            Event::Apply(p) => {
+                let id = id(p);
+                if let Some(id) = &id {
+                    self.known.insert(id.clone());
+                }
+                id.into_iter().collect()
+            }
+            Event::Delete(p) => {
+                let id = id(p);
+                if let Some(id) = &id {
+                    self.known.remove(id);
+                }
+                id.into_iter().collect()
+            }
+        }
     }
 }
 
@@ -519,6 +688,34 @@ mod tests {
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             ));
         assert_eq!(observe_pod(&deleting), Observation::Terminating);
+    }
+
+    fn session_pod(id: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.labels = Some(BTreeMap::from([(
+            names::LABEL_SESSION_ID.to_owned(),
+            id.to_owned(),
+        )]));
+        p
+    }
+
+    #[test]
+    fn a_pod_missing_from_a_relist_is_reported() {
+        let mut seen = PodSessions::default();
+        assert!(seen.apply(&Event::Init).is_empty());
+        assert_eq!(seen.apply(&Event::InitApply(session_pod("a"))), vec!["a"]);
+        assert_eq!(seen.apply(&Event::InitApply(session_pod("b"))), vec!["b"]);
+        assert!(seen.apply(&Event::InitDone).is_empty());
+        assert_eq!(seen.apply(&Event::Apply(session_pod("c"))), vec!["c"]);
+        // The watch broke (410 Gone); b and c vanished meanwhile.
+        seen.apply(&Event::Init);
+        seen.apply(&Event::InitApply(session_pod("a")));
+        let mut vanished = seen.apply(&Event::InitDone);
+        vanished.sort();
+        assert_eq!(vanished, vec!["b", "c"]);
+        assert_eq!(seen.apply(&Event::Delete(session_pod("a"))), vec!["a"]);
+        seen.apply(&Event::Init);
+        assert!(seen.apply(&Event::InitDone).is_empty());
     }
 
     #[test]

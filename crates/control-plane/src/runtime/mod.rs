@@ -89,6 +89,17 @@ pub trait SessionRuntime: Send + Sync + 'static {
         namespace: &'a str,
     ) -> BoxFuture<'a, Result<Observation, RuntimeError>>;
 
+    /// How many times the session's vanished pod was re-provisioned since
+    /// the session last started: the `ambient-code.io/reprovisions`
+    /// annotation of its ServiceAccount (which provisioning writes), so the
+    /// count survives a restart or a failover of the control plane. 0 when
+    /// the session has no objects.
+    fn reprovisions<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<u32, RuntimeError>>;
+
     /// Stops a session's runner; `Ok(true)` once nothing runs any more.
     fn stop<'a>(
         &'a self,
@@ -101,6 +112,10 @@ pub trait SessionRuntime: Send + Sync + 'static {
 
     /// IDs of the sessions that have objects (to find orphans).
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>>;
+
+    /// IDs of the projects that have a namespace or group access of ours
+    /// (to find projects and settings deleted while we were down).
+    fn projects(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>>;
 
     /// Removes what a deleted project owned (its namespace, when we manage it).
     fn remove_project<'a>(&'a self, project_id: &'a str)

@@ -2,7 +2,9 @@
 //! devserver and the real control plane (child processes), and REST helpers.
 #![allow(dead_code)]
 
+pub mod fake_api;
 pub mod fake_kube;
+pub mod test_runtime;
 
 use std::time::{Duration, Instant};
 
@@ -87,7 +89,22 @@ impl DevServer {
         (status, body)
     }
 
-    /// Creates a session in `project`; its empty phase counts as Pending,
+    /// Creates project `name` and returns its ID (also its namespace: IDs
+    /// are lowercase). The control plane runs no session of a project the
+    /// API does not know.
+    pub async fn project(&self, name: &str) -> String {
+        let (code, p) = self
+            .call(
+                reqwest::Method::POST,
+                "/projects",
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(code, 201, "{p}");
+        p["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Creates a session in `project` (an ID); its empty phase counts as Pending,
     /// so the control plane provisions it. Returns its ID.
     pub async fn new_session(&self, project: &str, name: &str) -> String {
         let body = json!({"name": name, "project_id": project});

@@ -13,20 +13,33 @@
 //!   manager with a different value is a 409 Conflict) and merge/strategic
 //!   patches (null deletes; 404 when absent).
 //!
-//! Tests can inject failures per object (`fail_next`), set a pod's runner
+//! And what a real API server does that the code must cope with:
+//! - graceful deletion: a deleted pod is Terminating (`deletionTimestamp`)
+//!   for `pod_grace` before it goes; a deleted namespace is Terminating,
+//!   refuses new objects (403) and goes once emptied;
+//! - objects created in a namespace that does not exist: 404;
+//! - a changed Pod spec (immutable): 422;
+//! - event-log compaction (`compact`): a watch from an older
+//!   resourceVersion gets 410 Gone (an ERROR event); `break_watches` ends
+//!   every open watch; bookmarks when asked (`allowWatchBookmarks`) and
+//!   `timeoutSeconds`.
+//!
+//! Tests can inject failures per object (`fail_next`), per namespace
+//! (`fail_next_in`) or per verb (`fail_next_verb`), set a pod's runner
 //! state, and read every request made.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+mod watch;
 
 /// (plural, namespace, name); namespace is "" for cluster-scoped objects.
 pub type ObjKey = (String, String, String);
@@ -50,7 +63,6 @@ pub struct Request {
     pub status: u16,
 }
 
-#[derive(Default)]
 struct StoreState {
     objects: BTreeMap<ObjKey, Value>,
     /// Field owners per object (leaf path → manager), for apply conflicts.
@@ -59,7 +71,13 @@ struct StoreState {
     uid: u64,
     log: Vec<WatchEvent>,
     faults: HashMap<(String, String), VecDeque<u16>>,
+    /// (verb, plural) → codes the next such requests answer.
+    verb_faults: HashMap<(String, String), VecDeque<u16>>,
     requests: Vec<Request>,
+    /// Events up to this resourceVersion were compacted away.
+    compacted: u64,
+    /// How long a deleted pod stays Terminating.
+    pod_grace: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -67,6 +85,8 @@ pub struct FakeKube {
     pub addr: SocketAddr,
     state: Arc<Mutex<StoreState>>,
     events: broadcast::Sender<WatchEvent>,
+    /// Bumped to end every open watch.
+    epoch: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn kind_of(plural: &str) -> (&'static str, &'static str) {
@@ -101,6 +121,7 @@ fn reason_for(code: u16) -> &'static str {
         422 => "Invalid",
         429 => "TooManyRequests",
         500 => "InternalError",
+        504 => "Timeout",
         _ => "Unknown",
     }
 }
@@ -245,7 +266,18 @@ fn owned_leaves(patch: &Value) -> Vec<(String, Value)> {
 
 impl FakeKube {
     pub async fn start() -> FakeKube {
-        let state = Arc::new(Mutex::new(StoreState::default()));
+        let state = Arc::new(Mutex::new(StoreState {
+            objects: BTreeMap::new(),
+            owners: HashMap::new(),
+            rv: 0,
+            uid: 0,
+            log: Vec::new(),
+            faults: HashMap::new(),
+            verb_faults: HashMap::new(),
+            requests: Vec::new(),
+            compacted: 0,
+            pod_grace: std::time::Duration::from_millis(300),
+        }));
         let (events, _) = broadcast::channel(4096);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -255,7 +287,12 @@ impl FakeKube {
             addr,
             state,
             events,
+            epoch: Arc::new(tokio::sync::watch::channel(0).0),
         };
+        // Like a real cluster: the control plane's namespace and `default` exist.
+        for ns in ["ambient-code", "default"] {
+            fake.put("namespaces", "", json!({"metadata": {"name": ns}}));
+        }
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(fake.clone());
@@ -323,6 +360,29 @@ impl FakeKube {
             .entry((plural.into(), name.into()))
             .or_default()
             .extend(codes.iter().copied());
+    }
+
+    /// The next `verb` requests (`GET`, `LIST`, `WATCH`, `POST`, `PUT`,
+    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout).
+    pub fn fail_next_verb(&self, verb: &str, plural: &str, codes: &[u16]) {
+        self.lock()
+            .verb_faults
+            .entry((verb.into(), plural.into()))
+            .or_default()
+            .extend(codes.iter().copied());
+    }
+
+    /// Compacts the event log: a watch from an older resourceVersion gets
+    /// 410 Gone and must relist.
+    pub fn compact(&self) {
+        let mut s = self.lock();
+        s.compacted = s.rv;
+        s.log.clear();
+    }
+
+    /// Ends every open watch (a dropped connection, an API server restart).
+    pub fn break_watches(&self) {
+        self.epoch.send_modify(|e| *e += 1);
     }
 
     /// Sets the runner container state of a pod (`json!({"running": {}})`, ...).
@@ -410,6 +470,72 @@ impl FakeKube {
         self.lock().requests.push(req);
     }
 
+    fn take_verb_fault(&self, verb: &str, plural: &str) -> Option<u16> {
+        self.lock()
+            .verb_faults
+            .get_mut(&(verb.into(), plural.into()))
+            .and_then(VecDeque::pop_front)
+    }
+
+    /// Why `ns` cannot take a new object now (404 missing, 403 terminating).
+    fn refuse_in(&self, ns: &str) -> Option<Response> {
+        if ns.is_empty() {
+            return None;
+        }
+        match self.get("namespaces", "", ns) {
+            None => Some(status(
+                404,
+                "NotFound",
+                &format!("namespaces {ns:?} not found"),
+            )),
+            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Some(status(
+                403,
+                "Forbidden",
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// A client's DELETE: pods and namespaces first go Terminating, like a
+    /// real API server; everything else goes at once. `None` when absent.
+    fn delete_gracefully(&self, key: &ObjKey) -> Option<Value> {
+        let graceful = key.0 == "pods" || key.0 == "namespaces";
+        let current = self.get(&key.0, &key.1, &key.2)?;
+        if !graceful {
+            return self.delete(key);
+        }
+        if current.pointer("/metadata/deletionTimestamp").is_none() {
+            self.update(key.clone(), |o| {
+                o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                if key.0 == "namespaces" {
+                    o["status"] = json!({"phase": "Terminating"});
+                }
+            });
+            let (fake, key) = (self.clone(), key.clone());
+            let grace = self.lock().pod_grace;
+            tokio::spawn(async move {
+                if key.0 == "namespaces" {
+                    let inside: Vec<ObjKey> = fake
+                        .lock()
+                        .objects
+                        .keys()
+                        .filter(|(_, ns, _)| ns == &key.2)
+                        .cloned()
+                        .collect();
+                    for k in inside {
+                        fake.delete(&k);
+                    }
+                }
+                tokio::time::sleep(grace).await;
+                fake.delete(&key);
+            });
+        }
+        self.get(&key.0, &key.1, &key.2)
+    }
+
     fn take_fault(&self, plural: &str, name: &str) -> Option<u16> {
         self.lock()
             .faults
@@ -469,6 +595,31 @@ async fn handle(
     };
     let q = query(&uri);
     let ns = t.namespace.clone().unwrap_or_default();
+    let verb = match (&method, &t.name) {
+        (&Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => "WATCH",
+        (&Method::GET, None) => "LIST",
+        (&Method::GET, Some(_)) => "GET",
+        (&Method::PATCH, _)
+            if headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/apply-patch")) =>
+        {
+            "APPLY"
+        }
+        (m, _) => m.as_str(),
+    };
+    if let Some(code) = fake.take_verb_fault(verb, &t.plural) {
+        fake.record(Request {
+            method: verb.to_owned(),
+            plural: t.plural.clone(),
+            namespace: ns.clone(),
+            name: t.name.clone().unwrap_or_default(),
+            existed: false,
+            status: code,
+        });
+        return status(code, reason_for(code), "injected failure");
+    }
     if let Some(name) = &t.name
         && let Some(code) = fake
             .take_fault(&t.plural, name)
@@ -486,7 +637,7 @@ async fn handle(
     }
     match (method.clone(), t.name.clone()) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch(&fake, &t, &q)
+            watch::watch(&fake, &t, &q)
         }
         (Method::GET, None) => list(&fake, &t, &q),
         (Method::GET, Some(name)) => match fake.get(&t.plural, &ns, &name) {
@@ -503,6 +654,9 @@ async fn handle(
                 .unwrap_or("")
                 .to_owned();
             let key = (t.plural.clone(), ns.clone(), name.clone());
+            if let Some(refused) = fake.refuse_in(&ns) {
+                return refused;
+            }
             let mut s = fake.lock();
             if s.objects.contains_key(&key) {
                 drop(s);
@@ -546,6 +700,10 @@ async fn handle(
                 drop(s);
                 return status(409, "Conflict", "the object has been modified");
             }
+            if let Some(refused) = immutable_pod_spec(&key, Some(&current), &obj) {
+                drop(s);
+                return refused;
+            }
             let mut obj = obj;
             obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
             let obj = fake.stamp(&mut s, obj, &key, true);
@@ -557,7 +715,7 @@ async fn handle(
         (Method::PATCH, Some(name)) => patch(&fake, &t, &ns, &name, &q, &headers, &body),
         (Method::DELETE, Some(name)) => {
             let key = (t.plural.clone(), ns.clone(), name.clone());
-            let removed = fake.delete(&key);
+            let removed = fake.delete_gracefully(&key);
             fake.record(Request {
                 method: "DELETE".into(),
                 plural: t.plural.clone(),
@@ -573,6 +731,19 @@ async fn handle(
         }
         _ => status(405, "MethodNotAllowed", "not supported by the fake"),
     }
+}
+
+/// A Pod's spec is immutable (but for a few fields this fake ignores): an
+/// update that changes it is 422 Invalid.
+fn immutable_pod_spec(key: &ObjKey, current: Option<&Value>, next: &Value) -> Option<Response> {
+    let current = current?;
+    (key.0 == "pods" && current.get("spec") != next.get("spec")).then(|| {
+        status(
+            422,
+            "Invalid",
+            &format!("Pod {:?} is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, ...", key.2),
+        )
+    })
 }
 
 fn patch(
@@ -598,6 +769,12 @@ fn patch(
     let force = q.get("force").is_some_and(|f| f == "true");
     let apply = content_type.starts_with("application/apply-patch");
     let key: ObjKey = (t.plural.clone(), ns.to_owned(), name.to_owned());
+    if apply
+        && fake.get(&key.0, &key.1, &key.2).is_none()
+        && let Some(refused) = fake.refuse_in(ns)
+    {
+        return refused;
+    }
     let mut s = fake.lock();
     let existing = s.objects.get(&key).cloned();
     let existed = existing.is_some();
@@ -621,7 +798,7 @@ fn patch(
             }
         }
     }
-    let merged = match existing {
+    let merged = match existing.clone() {
         Some(mut current) => {
             deep_merge(&mut current, &patch, !apply);
             current
@@ -632,6 +809,10 @@ fn patch(
             return status(404, "NotFound", "not found");
         }
     };
+    if let Some(refused) = immutable_pod_spec(&key, existing.as_ref(), &merged) {
+        drop(s);
+        return refused;
+    }
     let obj = fake.stamp(&mut s, merged, &key, existed);
     s.objects.insert(key.clone(), obj.clone());
     let owners = s.owners.entry(key).or_default();
@@ -678,53 +859,4 @@ fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
         "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
     )
     .into_response()
-}
-
-fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
-    let selector = q.get("labelSelector").cloned().unwrap_or_default();
-    let since: u64 = q
-        .get("resourceVersion")
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0);
-    let rx = fake.events.subscribe();
-    let backlog: Vec<WatchEvent> = fake
-        .lock()
-        .log
-        .iter()
-        .filter(|e| e.rv > since)
-        .cloned()
-        .collect();
-    let last = backlog.last().map_or(since, |e| e.rv);
-    let plural = t.plural.clone();
-    let ns = t.namespace.clone();
-    let keep = move |e: &WatchEvent| {
-        e.plural == plural
-            && ns.as_ref().is_none_or(|want| {
-                e.object
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    == Some(want)
-            })
-            && matches_selector(&e.object, &selector)
-    };
-    let keep2 = keep.clone();
-    let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {
-        let out = match e {
-            Ok(e) if e.rv > last && keep2(&e) => Some(e),
-            _ => None,
-        };
-        async move { out }
-    });
-    let stream = futures::stream::iter(backlog.into_iter().filter(keep))
-        .chain(live)
-        .map(|e| {
-            let mut line = serde_json::to_vec(&json!({"type": e.kind, "object": e.object}))
-                .unwrap_or_default();
-            line.push(b'\n');
-            Ok::<_, std::io::Error>(Bytes::from(line))
-        });
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| status(500, "InternalError", "cannot build the watch response"))
 }

@@ -1,0 +1,136 @@
+//! The project and project-settings reconcilers: a deleted project's
+//! namespace and group access go (also when it was deleted while the
+//! control plane was down), and a project's group access is exactly what
+//! its settings say — nothing for a project the API no longer knows.
+
+use ambient_protocol::phase::Phase;
+
+use super::{Controller, Done, PROJECT_WAIT, ReconcileError};
+use crate::runtime::{GroupBinding, Role};
+
+impl Controller {
+    /// A project that is not cached: when the API confirms it gone (or we
+    /// saw it deleted), its group access is revoked and its namespace
+    /// removed once none of its sessions still runs.
+    pub(super) async fn reconcile_project(&self, id: &str) -> Result<Done, ReconcileError> {
+        if self.projects.get(id).is_some() {
+            return self.reconcile_access(id).await;
+        }
+        if !self.projects.is_deleted(id) {
+            // Found by the orphan sweep: only the API can say it is gone.
+            match self.api.get_project(id).await {
+                Ok(p) => {
+                    self.projects.upsert(p);
+                    return Ok(Done::Converged);
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A live session would only bring the namespace back: wait until the
+        // project's sessions have ended or are gone.
+        let live = self.sessions.count_where(|s| {
+            s.project_id.as_deref() == Some(id)
+                && Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal())
+        });
+        if live > 0 {
+            tracing::info!(project = %id, "project deleted; keeping its namespace while sessions still run");
+            return Ok(Done::After(PROJECT_WAIT));
+        }
+        self.runtime.sync_group_access(id, &[]).await?;
+        self.runtime.remove_project(id).await?;
+        self.projects.forget_tombstone(id);
+        Ok(Done::Converged)
+    }
+
+    /// Project settings changed or were deleted: their project's access.
+    pub(super) async fn reconcile_settings(&self, id: &str) -> Result<Done, ReconcileError> {
+        let Some(settings) = self
+            .settings
+            .get(id)
+            .or_else(|| self.settings.tombstone(id))
+        else {
+            return Ok(Done::Converged);
+        };
+        let done = self.reconcile_access(&settings.project_id).await?;
+        self.settings.forget_tombstone(id);
+        Ok(done)
+    }
+
+    /// Makes a project's group RoleBindings exactly what its cached settings
+    /// say; none when the project is not known to exist (so a deleted
+    /// project's namespace is never created again for its bindings).
+    pub(super) async fn reconcile_access(&self, project_id: &str) -> Result<Done, ReconcileError> {
+        let wanted = self
+            .settings
+            .find(|s| s.project_id == project_id)
+            .map(|s| group_bindings(s.group_access.as_deref().unwrap_or("")))
+            .unwrap_or_default();
+        let bindings = if wanted.is_empty() || self.known_project(project_id).await?.is_none() {
+            Vec::new()
+        } else {
+            wanted
+        };
+        self.runtime
+            .sync_group_access(project_id, &bindings)
+            .await?;
+        Ok(Done::Converged)
+    }
+}
+
+/// `group_access` (a JSON array of `{groupName, role}`) as bindings; invalid
+/// entries are skipped with a warning.
+pub fn group_bindings(group_access: &str) -> Vec<GroupBinding> {
+    if group_access.trim().is_empty() {
+        return Vec::new();
+    }
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(group_access) else {
+        tracing::warn!("group_access is not a JSON array; granting nothing");
+        return Vec::new();
+    };
+    let mut out: Vec<GroupBinding> = items
+        .iter()
+        .filter_map(|item| {
+            let group = item.get("groupName")?.as_str()?.to_owned();
+            let role = Role::parse(item.get("role")?.as_str()?);
+            match role {
+                Some(role) if !group.is_empty() => Some(GroupBinding { group, role }),
+                _ => {
+                    tracing::warn!(group = %group, "skipping group access entry with an unknown role");
+                    None
+                }
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_access_parsing() {
+        let b = group_bindings(
+            r#"[{"groupName":"devs","role":"edit"},{"groupName":"ops","role":"admin"},
+                {"groupName":"x","role":"root"},{"role":"view"},{"groupName":"devs","role":"edit"}]"#,
+        );
+        assert_eq!(
+            b,
+            vec![
+                GroupBinding {
+                    group: "devs".into(),
+                    role: Role::Edit
+                },
+                GroupBinding {
+                    group: "ops".into(),
+                    role: Role::Admin
+                },
+            ]
+        );
+        assert!(group_bindings("not json").is_empty());
+        assert!(group_bindings("").is_empty());
+    }
+}

@@ -1,0 +1,147 @@
+//! What a real Kubernetes API does that a kind fake would not: watch gaps
+//! with compacted history (410 Gone), namespaces that are not ours, faults
+//! on the apply path. The real binary and devserver, with the FAKE
+//! Kubernetes API of tests/support/fake_kube (not a cluster).
+
+mod support;
+
+use std::time::Duration;
+
+use integration_tests::TempDir;
+use serde_json::json;
+use support::*;
+
+/// Item 9: a pod that vanished while the pod watch was down, its delete
+/// event compacted away (the watch comes back with 410 Gone and relists),
+/// is noticed at once — not at the next resync — and re-provisioned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_vanished_during_a_watch_gap_is_noticed_on_relist() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-watch-gap");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let ns = &dev.project("proj-gap").await;
+    let id = dev.new_session(ns, "gap").await;
+    wait_phase(&dev, &id, "Creating").await;
+    let uid = |kube: &FakeKube| {
+        kube.get("pods", ns, &pod_name(&id))
+            .map(|p| p["metadata"]["uid"].clone())
+    };
+    let first = uid(&kube);
+    assert!(first.is_some());
+
+    // The pod watch breaks and cannot come back for a while; meanwhile the
+    // pod goes and the event log is compacted past its delete.
+    kube.fail_next_verb("WATCH", "pods", &[500, 500, 500]);
+    kube.break_watches();
+    assert!(kube.delete_object("pods", ns, &pod_name(&id)));
+    kube.compact();
+
+    eventually(
+        "the vanished pod is re-provisioned",
+        Duration::from_secs(30),
+        || async { uid(&kube).is_some_and(|u| Some(&u) != first.as_ref()) },
+    )
+    .await;
+    assert_eq!(dev.phase(&id).await, "Creating");
+    assert!(cp.logs().contains("re-provisioning once"), "{}", cp.logs());
+}
+
+/// Item 5: a namespace that exists without our `managed-by` label is
+/// never adopted (nor relabelled): the session fails with a reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_we_do_not_own_is_never_adopted() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-not-ours");
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let ns = dev.project("theirs").await;
+    kube.put(
+        "namespaces",
+        "",
+        json!({"metadata": {"name": ns, "labels": {"team": "someone-else"}}}),
+    );
+    let id = dev.new_session(&ns, "intruder").await;
+    wait_phase(&dev, &id, "Failed").await;
+    let conditions = dev.session(&id).await["conditions"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(conditions.contains("not managed by"), "{conditions}");
+    let labels = kube
+        .get("namespaces", "", &ns)
+        .map(|n| n["metadata"]["labels"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        labels,
+        json!({"team": "someone-else"}),
+        "namespace relabelled"
+    );
+    assert!(kube.get("pods", &ns, &pod_name(&id)).is_none());
+}
+
+/// Faults on the apply path itself (not only GETs) are retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_faults_are_retried() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-apply-faults");
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    kube.fail_next_verb("APPLY", "serviceaccounts", &[409, 429, 500, 504]);
+    let ns = dev.project("proj-apply").await;
+    let id = dev.new_session(&ns, "retried").await;
+    wait_phase(&dev, &id, "Creating").await;
+    let failed: Vec<u16> = kube
+        .requests()
+        .iter()
+        .filter(|r| r.method == "APPLY" && r.plural == "serviceaccounts" && r.status >= 400)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(failed, vec![409, 429, 500, 504]);
+    assert!(kube.get("pods", &ns, &pod_name(&id)).is_some());
+}
+
+/// Item 8: two installations in one cluster never touch each other's
+/// sessions: the second one's orphan sweep and pod watch do not see the
+/// first one's objects (before installation labels, it deleted them as
+/// orphans of sessions its API did not know).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_installations_in_one_cluster_leave_each_other_alone() {
+    let kube = FakeKube::start().await;
+    let dev_a = DevServer::start();
+    let dir = TempDir::new("cp-installations");
+    let alpha = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("CP_INSTALLATION_ID", "alpha"),
+    ];
+    let _cp_a = control_plane_with(&dev_a, &kube, &dir, "cp-a", false, &alpha);
+    let ns_a = dev_a.project("team-a").await;
+    let id_a = dev_a.new_session(&ns_a, "alpha-session").await;
+    wait_phase(&dev_a, &id_a, "Creating").await;
+    let pod = kube
+        .get("pods", &ns_a, &pod_name(&id_a))
+        .unwrap_or_else(|| panic!("no pod"));
+    assert_eq!(
+        pod["metadata"]["labels"]["ambient-code.io/installation"],
+        "alpha"
+    );
+
+    // A second installation with its own API server, in the same cluster.
+    let dev_b = DevServer::start();
+    let dir_b = TempDir::new("cp-installations-b");
+    let beta = [("AMBIENT_API_TOKEN", TOKEN), ("CP_INSTALLATION_ID", "beta")];
+    let _cp_b = control_plane_with(&dev_b, &kube, &dir_b, "cp-b", false, &beta);
+    let ns_b = dev_b.project("team-b").await;
+    let id_b = dev_b.new_session(&ns_b, "beta-session").await;
+    wait_phase(&dev_b, &id_b, "Creating").await;
+    // Its sweep has run by now; give a deletion time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = kube.get("pods", &ns_a, &pod_name(&id_a));
+    assert_eq!(
+        after.map(|p| p["metadata"]["uid"].clone()),
+        Some(pod["metadata"]["uid"].clone()),
+        "the other installation deleted alpha's pod"
+    );
+    let sa = format!("session-{}-sa", safe(&id_a));
+    assert!(kube.get("serviceaccounts", &ns_a, &sa).is_some());
+}
