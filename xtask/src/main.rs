@@ -9,6 +9,8 @@
 //! - `bench <name>`: a release-built benchmark; prints one line per figure
 //!   and writes `target/bench/<name>.json`. `token-exchange`: the token
 //!   server's v2 exchanges/s vs raw RSA-OAEP decryptions/s, and latency.
+//!   `mcp-sidecar`: ambient-mcp's cold start, idle RSS and tool-call
+//!   overhead vs a direct REST GET.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +24,8 @@ commands:
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
-                  names: token-exchange, relist (SECONDS is the session count there)";
+                  names: token-exchange, relist (SECONDS is the session count there),
+                  mcp-sidecar (cold start, idle RSS, tool-call overhead)";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -109,7 +112,7 @@ fn test(extra: &[String]) -> Result<()> {
     let python = interop_python()?;
     // Black-box tests start the real binaries: build them all first.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    let features = "ambient-protocol/interop,ambient-devserver/interop";
+    let features = "ambient-protocol/interop,ambient-devserver/interop,ambient-mcp/interop";
     let mut suite = cargo();
     if has_nextest() {
         suite.args([
@@ -218,6 +221,25 @@ fn bench(extra: &[String]) -> Result<()> {
                 .arg("--out")
                 .arg(&out))
         }
-        other => bail!("unknown benchmark {other:?} (known: token-exchange, relist)"),
+        "mcp-sidecar" | "mcp" => {
+            run(cargo()
+                .args(["build", "--release", "--quiet", "--bins"])
+                .args([
+                    "-p",
+                    "ambient-devserver",
+                    "-p",
+                    "ambient-token-server",
+                    "-p",
+                    "ambient-mcp",
+                ]))?;
+            let out = root().join("target/bench/mcp-sidecar.json");
+            run(cargo()
+                .args(["run", "--release", "--quiet", "-p", "ambient-mcp"])
+                .args(["--example", "mcp_bench", "--", "--bin-dir"])
+                .arg(root().join("target/release"))
+                .arg("--out")
+                .arg(&out))
+        }
+        other => bail!("unknown benchmark {other:?} (known: token-exchange, relist, mcp-sidecar)"),
     }
 }

@@ -29,12 +29,7 @@ impl PlatformMode {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use ambient_daemon::LogFormat;
 
 /// The control plane's settings, as flags and environment variables.
 #[derive(Debug, Clone, Args)]

@@ -124,13 +124,6 @@ async fn serve_health(
     Ok((bound, task))
 }
 
-fn announce(name: &str, addr: SocketAddr) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{name} listening on {addr}");
-    let _ = out.flush();
-}
-
 /// Runs the control plane until `shutdown` resolves.
 pub async fn run(
     cfg: Config,
@@ -198,7 +191,7 @@ pub async fn run(
     )
     .bind(settings.token_listen)
     .await?;
-    announce("token server", token_server.local_addr());
+    ambient_daemon::announce_listening("token server", token_server.local_addr());
 
     let (health_addr, health_task) = serve_health(
         settings.health_listen,
@@ -210,7 +203,7 @@ pub async fn run(
         },
     )
     .await?;
-    announce("health", health_addr);
+    ambient_daemon::announce_listening("health", health_addr);
 
     let runtime: Arc<dyn SessionRuntime> =
         Arc::new(KubeRuntime::new(client.clone(), cfg.platform_mode));

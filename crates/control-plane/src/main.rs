@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use ambient_control_plane::config::{Config, LogFormat};
+use ambient_control_plane::config::Config;
 use ambient_control_plane::daemon;
 use ambient_control_plane::render::{self, RenderArgs};
 use clap::{Parser, Subcommand};
@@ -23,33 +23,6 @@ enum Command {
     /// (multi-document YAML), with the current configuration. Needs no
     /// cluster and no API server. Secret values print as <redacted>.
     Render(RenderArgs),
-}
-
-fn init_tracing(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cfg.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }
 
 fn main() -> ExitCode {
@@ -78,7 +51,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&cli.config);
+    if let Err(e) = ambient_daemon::init_tracing(cli.config.log_format, &cli.config.log_level) {
+        eprintln!("ambient-control-plane: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,7 +65,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(cli.config, settings, shutdown_signal())) {
+    let shutdown = match runtime.block_on(async { ambient_daemon::shutdown_signal() }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ambient-control-plane: cannot install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(cli.config, settings, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ambient-control-plane: {e:#}");

@@ -6,14 +6,7 @@ use std::time::Duration;
 
 use ambient_protocol::Secret;
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use ambient_daemon::LogFormat;
 
 /// Configuration of the devserver.
 #[derive(Debug, Clone, clap::Parser)]

@@ -2,7 +2,6 @@
 //! on stdout, serve until the shutdown future resolves, then stop gracefully.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,13 +141,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let grpc = tokio::spawn(grpc);
     let http = tokio::spawn(async move { http.await });
 
-    {
-        let mut out = std::io::stdout().lock();
-        // Tests and scripts wait for these exact lines.
-        let _ = writeln!(out, "grpc listening on {grpc_addr}");
-        let _ = writeln!(out, "http listening on {http_addr}");
-        let _ = out.flush();
-    }
+    ambient_daemon::announce_listening("grpc", grpc_addr);
+    ambient_daemon::announce_listening("http", http_addr);
     tracing::info!(%grpc_addr, %http_addr, "ambient-devserver ready");
 
     tokio::pin!(shutdown);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ambient_daemon::LogFormat;
 use ambient_protocol::Secret;
 use ambient_protocol::backoff::Backoff;
 use ambient_protocol::exchange::KeySet;
@@ -15,14 +16,8 @@ use ambient_token_server::{
     StaticToken, TokenProvider, TokenServer,
 };
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tracing::{info, warn};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// The hardened token exchange: session containers trade an RSA-OAEP
 /// encrypted session ID (v1) or a replay-resistant v2 request for the API
@@ -189,7 +184,7 @@ fn run(cli: Cli) -> Result<()> {
         (None, false) => bail!("one of --api-server-grpc or --no-session-check is required"),
         (addr, _) => addr.clone(),
     };
-    init_tracing(cli.log_format, &cli.log_level)?;
+    ambient_daemon::init_tracing(cli.log_format, &cli.log_level)?;
     for path in cli.key_files.iter().filter(|p| too_open(p)) {
         warn!(path = %path.display(), "key file is readable by group or others (chmod 600 it)");
     }
@@ -286,13 +281,15 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     let addr = listener.local_addr()?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "token server listening on {addr}")?;
-        out.flush()?;
-    }
+    ambient_daemon::announce_listening("token server", addr);
     info!(%addr, require_v2 = cli.require_v2, "token server started");
-    server.serve(listener, shutdown_signal()).await?;
+    let shutdown = ambient_daemon::shutdown_signal().context("installing the signal handlers")?;
+    server
+        .serve(listener, async move {
+            shutdown.await;
+            info!("shutdown requested");
+        })
+        .await?;
     info!("token server stopped");
     Ok(())
 }
@@ -312,37 +309,6 @@ async fn probe_until_ready(dir: Arc<GrpcDirectory>) {
             }
         }
     }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let ctrl_c = tokio::signal::ctrl_c();
-    match term {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = ctrl_c => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
-    info!("shutdown requested");
-}
-
-fn init_tracing(format: LogFormat, level: &str) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| anyhow!("invalid --log-level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    result.map_err(|e| anyhow!("cannot initialise logging: {e}"))
 }
 
 fn load_key(path: &Path) -> Result<PrivateKey> {

@@ -1,0 +1,12 @@
+//! The scaffolding every ambient daemon binary shares: stderr logging in text
+//! or JSON ([`logging`]), graceful stop on SIGTERM/SIGINT ([`signal`]), and
+//! the `<name> listening on <addr>` line on stdout that tests and scripts
+//! wait for ([`announce`]).
+
+pub mod announce;
+pub mod logging;
+pub mod signal;
+
+pub use announce::announce_listening;
+pub use logging::{LogFormat, LoggingError, init_tracing};
+pub use signal::shutdown_signal;

@@ -1,0 +1,348 @@
+//! `cargo xtask bench mcp-sidecar`: the sidecar figures of quality.md, with
+//! release binaries over loopback:
+//!
+//! - cold start: process start → first token fetched (token exchange v2
+//!   with a real ambient-token-server) → `mcp listening on` (serving MCP);
+//!   target ≤ 100 ms;
+//! - idle RSS after the first token; target ≤ 8 MiB;
+//! - tool-call overhead: `get_session` through MCP (Streamable HTTP) vs
+//!   the same REST GET made directly, interleaved in one run; target ≤ 1.5×.
+//!
+//! Arguments: `--bin-dir DIR --out FILE [--starts N] [--calls N]`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "mcp-bench-api-token";
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    bin_dir: PathBuf,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 15)]
+    starts: usize,
+    #[arg(long, default_value_t = 400)]
+    calls: usize,
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bin` and waits for `<name> listening on <addr>` lines; returns
+/// the process, the addresses and the time to the last line.
+fn start(
+    bin: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    names: &[&str],
+) -> Result<(Proc, Vec<String>, Duration)> {
+    let t0 = Instant::now();
+    let mut child = Command::new(bin)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let proc = Proc(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addrs = vec![String::new(); names.len()];
+    while addrs.iter().any(String::is_empty) {
+        let Some(Ok(line)) = lines.next() else {
+            bail!("{} exited before announcing {names:?}", bin.display());
+        };
+        if let Some((name, addr)) = line.split_once(" listening on ")
+            && let Some(i) = names.iter().position(|n| *n == name)
+        {
+            addrs[i] = addr.trim().to_owned();
+        }
+    }
+    let elapsed = t0.elapsed();
+    // Keep draining stdout so the child never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    Ok((proc, addrs, elapsed))
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len().saturating_sub(1))]
+}
+
+/// The JSON-RPC response to request `id` in an SSE or JSON body.
+fn response_of(body: &str, id: i64) -> Option<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return Some(v);
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v["id"] == id)
+}
+
+struct Mcp {
+    http: reqwest::Client,
+    url: String,
+    session: String,
+    next: i64,
+}
+
+impl Mcp {
+    async fn connect(http: reqwest::Client, addr: &str) -> Result<Mcp> {
+        let url = format!("http://{addr}/mcp");
+        let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}});
+        let resp = http
+            .post(&url)
+            .header("Accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await?;
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .context("no Mcp-Session-Id")?
+            .to_owned();
+        resp.text().await?;
+        let mut mcp = Mcp {
+            http,
+            url,
+            session,
+            next: 1,
+        };
+        mcp.post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await?;
+        Ok(mcp)
+    }
+
+    async fn post(&mut self, body: Value) -> Result<String> {
+        Ok(self
+            .http
+            .post(&self.url)
+            .header("Accept", "application/json, text/event-stream")
+            .header("Mcp-Session-Id", &self.session)
+            .header("MCP-Protocol-Version", "2025-03-26")
+            .json(&body)
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    async fn get_session(&mut self, id: &str) -> Result<()> {
+        let rid = self.next;
+        self.next += 1;
+        let body = self
+            .post(json!({"jsonrpc":"2.0","id":rid,"method":"tools/call","params":{"name":"get_session","arguments":{"session_id":id}}}))
+            .await?;
+        let resp = response_of(&body, rid).context("no response")?;
+        if resp["result"]["isError"] == true || resp.get("error").is_some() {
+            bail!("get_session failed: {resp}");
+        }
+        Ok(())
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = |n: &str| args.bin_dir.join(n);
+    let tmp = std::env::temp_dir().join(format!("mcp-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let key = tmp.join("key.pem");
+    let token_file = tmp.join("token");
+    std::fs::write(&token_file, TOKEN)?;
+
+    let (_dev, dev_addrs, _) = start(
+        &bin("ambient-devserver"),
+        &[
+            "--in-memory",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+        ],
+        &[],
+        &["grpc", "http"],
+    )?;
+    let (grpc, http_addr) = (dev_addrs[0].clone(), dev_addrs[1].clone());
+    let (_ts, ts_addrs, _) = start(
+        &bin("ambient-token-server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--generate-key",
+            "--key-file",
+            &key.to_string_lossy(),
+            "--api-token-file",
+            &token_file.to_string_lossy(),
+            "--api-server-grpc",
+            &grpc,
+        ],
+        &[],
+        &["token server"],
+    )?;
+    let pem = std::fs::read_to_string(&key)?;
+    let public = ambient_protocol::keys::PrivateKey::from_pem(&pem)?
+        .public_key()
+        .to_pem();
+
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let api = format!("http://{http_addr}/api/ambient/v1");
+    let post = |path: &str, body: Value| {
+        http.post(format!("{api}{path}"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let project: Value = post("/projects", json!({"name": "bench"}))
+        .await?
+        .json()
+        .await?;
+    let project = project["id"].as_str().context("project id")?.to_owned();
+    let session: Value = post("/sessions", json!({"name": "bench", "project_id": project}))
+        .await?
+        .json()
+        .await?;
+    let sid = session["id"].as_str().context("session id")?.to_owned();
+
+    let token_url = format!("http://{}/token", ts_addrs[0]);
+    let api_url = format!("http://{http_addr}");
+    let envs = [
+        ("AMBIENT_CP_TOKEN_URL", token_url.as_str()),
+        ("AMBIENT_CP_TOKEN_PUBLIC_KEY", public.as_str()),
+        ("SESSION_ID", sid.as_str()),
+        ("LOG_LEVEL", "warn"),
+    ];
+    let sidecar_args = [
+        "--transport",
+        "sse",
+        "--bind",
+        "127.0.0.1:0",
+        "--api-url",
+        api_url.as_str(),
+    ];
+
+    // Cold start, and idle RSS after the first token.
+    let mut starts = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..args.starts {
+        let (proc, _, elapsed) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
+        starts.push(elapsed);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss.push(rss_kib(proc.0.id())?);
+    }
+    starts.sort();
+    rss.sort();
+    let start_p50 = percentile(&starts, 0.5);
+    let rss_p50 = rss[rss.len() / 2];
+    println!(
+        "mcp-sidecar cold start (exec → token → serving): p50 {:.1} ms, min {:.1} ms, max {:.1} ms over {} starts (target ≤ 100 ms)",
+        start_p50.as_secs_f64() * 1e3,
+        starts[0].as_secs_f64() * 1e3,
+        starts[starts.len() - 1].as_secs_f64() * 1e3,
+        starts.len()
+    );
+    println!(
+        "mcp-sidecar idle RSS after first token: {:.2} MiB (median of {}; target ≤ 8 MiB)",
+        rss_p50 as f64 / 1024.0,
+        rss.len()
+    );
+
+    // Tool-call overhead: interleaved MCP get_session vs direct REST GET.
+    let (sidecar, addrs, _) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
+    let mut mcp = Mcp::connect(http.clone(), &addrs[0]).await?;
+    let direct_url = format!("{api}/sessions/{sid}");
+    let mut via_mcp = Vec::with_capacity(args.calls);
+    let mut direct = Vec::with_capacity(args.calls);
+    for _ in 0..20 {
+        mcp.get_session(&sid).await?;
+        http.get(&direct_url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+    }
+    for _ in 0..args.calls {
+        let t = Instant::now();
+        let r = http
+            .get(&direct_url)
+            .bearer_auth(TOKEN)
+            .header("Accept", "application/json")
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("direct GET: {}", r.status());
+        }
+        r.bytes().await?;
+        direct.push(t.elapsed());
+        let t = Instant::now();
+        mcp.get_session(&sid).await?;
+        via_mcp.push(t.elapsed());
+    }
+    via_mcp.sort();
+    direct.sort();
+    let (m50, d50) = (percentile(&via_mcp, 0.5), percentile(&direct, 0.5));
+    let (m99, d99) = (percentile(&via_mcp, 0.99), percentile(&direct, 0.99));
+    let ratio = m50.as_secs_f64() / d50.as_secs_f64();
+    println!(
+        "mcp-sidecar tool-call overhead: get_session via MCP p50 {:.3} ms (p99 {:.3}) vs direct REST GET p50 {:.3} ms (p99 {:.3}): {ratio:.2}× (target ≤ 1.5×)",
+        m50.as_secs_f64() * 1e3,
+        m99.as_secs_f64() * 1e3,
+        d50.as_secs_f64() * 1e3,
+        d99.as_secs_f64() * 1e3,
+    );
+    let busy_rss = rss_kib(sidecar.0.id())?;
+    println!(
+        "mcp-sidecar RSS after {} tool calls: {:.2} MiB",
+        args.calls + 20,
+        busy_rss as f64 / 1024.0
+    );
+
+    let report = json!({
+        "cold_start_ms": {"p50": start_p50.as_secs_f64() * 1e3, "min": starts[0].as_secs_f64() * 1e3,
+                          "max": starts[starts.len() - 1].as_secs_f64() * 1e3, "runs": starts.len()},
+        "idle_rss_mib": rss_p50 as f64 / 1024.0,
+        "rss_after_calls_mib": busy_rss as f64 / 1024.0,
+        "get_session_ms": {"mcp_p50": m50.as_secs_f64() * 1e3, "mcp_p99": m99.as_secs_f64() * 1e3,
+                           "direct_p50": d50.as_secs_f64() * 1e3, "direct_p99": d99.as_secs_f64() * 1e3,
+                           "ratio_p50": ratio, "calls": args.calls},
+    });
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! `ambient-mcp`: parse flags, set up logging, run.
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let config = ambient_mcp::config::Config::parse();
+    let settings = match config.validate() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ambient-mcp: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = ambient_daemon::init_tracing(config.log_format, &config.log_level) {
+        eprintln!("ambient-mcp: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ambient-mcp: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ambient_mcp::daemon::run(settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ambient-mcp: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! ambient-mcp against the real ambient-devserver, over real sockets and
+//! both HTTP transports: every tool's happy path and main error, label and
+//! annotation deletion through the client-side merge, refused search
+//! values, and the Host check.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::mcp::{Kind, McpClient};
+use support::{API_TOKEN, Rest, assert_no_secret, devserver, object_field, s, sidecar_static};
+
+async fn tools_roundtrip(kind: Kind) {
+    let dev = devserver(&[API_TOKEN], None, None);
+    let http = dev.addr("http");
+    let rest = Rest::new(http, API_TOKEN);
+    let mut mcp = sidecar_static(&format!("http://{http}"), API_TOKEN);
+    let client = McpClient::connect(kind, mcp.addr("mcp")).await;
+
+    // tools/list: the 16 tools.
+    let list = client.request("tools/list", json!({})).await;
+    let names: Vec<String> = list["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().map(|t| s(&t["name"])).collect())
+        .unwrap_or_default();
+    assert_eq!(names.len(), 16, "{names:?}");
+
+    // Projects.
+    let project = rest.project("mcp-tools").await;
+    let listed = client
+        .call("list_projects", json!({}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        listed["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|p| p["id"] == project.as_str())),
+        "{listed}"
+    );
+    let got = client
+        .call("get_project", json!({"project_id": project}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got["name"], "mcp-tools");
+    let e = client
+        .call("get_project", json!({"project_id": "no-such-project"}))
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("PROJECT_NOT_FOUND"))
+    );
+    let p = client
+        .call(
+            "patch_project_annotations",
+            json!({"project_id": project, "annotations": {"a.io/x": "1", "a.io/y": "2"}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        object_field(&p["annotations"]),
+        json!({"a.io/x": "1", "a.io/y": "2"})
+    );
+    client
+        .call(
+            "patch_project_annotations",
+            json!({"project_id": project, "annotations": {"a.io/x": ""}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = rest.get(&format!("/projects/{project}")).await;
+    assert_eq!(
+        object_field(&stored["annotations"]),
+        json!({"a.io/y": "2"}),
+        "deletion through the merge"
+    );
+
+    // Agents.
+    let agent = client
+        .call(
+            "create_agent",
+            json!({"project_id": project, "name": "reviewer", "prompt": "review code"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent_id = s(&agent["id"]);
+    assert_eq!(agent["project_id"], project.as_str());
+    let by_name = client
+        .call(
+            "get_agent",
+            json!({"project_id": project, "agent_id": "reviewer"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_name["id"], agent_id.as_str());
+    let e = client
+        .call(
+            "get_agent",
+            json!({"project_id": project, "agent_id": "nobody"}),
+        )
+        .await
+        .err();
+    assert_eq!(e.map(|e| e["code"].clone()), Some(json!("AGENT_NOT_FOUND")));
+    let agents = client
+        .call(
+            "list_agents",
+            json!({"project_id": project, "search": "name like 'rev%'"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        agents["items"].as_array().map(Vec::len),
+        Some(1),
+        "{agents}"
+    );
+    let e = client
+        .call(
+            "list_agents",
+            json!({"project_id": project, "search": "name = 'x' or '1'='1' --"}),
+        )
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("INVALID_SEARCH_VALUE"))
+    );
+    let updated = client
+        .call(
+            "update_agent",
+            json!({"project_id": project, "agent_id": agent_id, "prompt": "review carefully", "labels": {"team": "core", "tier": "1"}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(updated["prompt"], "review carefully");
+    assert_eq!(
+        object_field(&updated["labels"]),
+        json!({"team": "core", "tier": "1"})
+    );
+    client
+        .call(
+            "update_agent",
+            json!({"project_id": project, "agent_id": agent_id, "labels": {"tier": ""}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = client
+        .call(
+            "update_agent",
+            json!({"project_id": project, "agent_id": agent_id}),
+        )
+        .await
+        .err();
+    assert_eq!(e.map(|e| e["code"].clone()), Some(json!("INVALID_REQUEST")));
+    client
+        .call("patch_agent_annotations", json!({"project_id": project, "agent_id": "reviewer", "annotations": {"k": "v", "gone": "x"}}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .call(
+            "patch_agent_annotations",
+            json!({"project_id": project, "agent_id": agent_id, "annotations": {"gone": ""}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = rest
+        .get(&format!("/projects/{project}/agents/{agent_id}"))
+        .await;
+    assert_eq!(object_field(&stored["labels"]), json!({"team": "core"}));
+    assert_eq!(object_field(&stored["annotations"]), json!({"k": "v"}));
+
+    // Sessions: create without a name (one is made from the prompt) and start.
+    let created = client
+        .call(
+            "create_session",
+            json!({"project_id": project, "prompt": "Fix the flaky login test!"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sid = s(&created["id"]);
+    assert_eq!(created["name"], "fix-the-flaky-login-test");
+    assert_eq!(created["phase"], "Pending");
+    let got = client
+        .call("get_session", json!({"session_id": sid}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got["project_id"], project.as_str());
+    assert!(got.get("kube_cr_uid").is_none(), "projection: {got}");
+    let e = client
+        .call("get_session", json!({"session_id": "missing-session"}))
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("SESSION_NOT_FOUND"))
+    );
+    let e = client.call("get_session", json!({})).await.err();
+    assert_eq!(e.map(|e| e["code"].clone()), Some(json!("INVALID_REQUEST")));
+    let listed = client
+        .call(
+            "list_sessions",
+            json!({"project_id": project, "phase": "Pending", "size": 500}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        listed["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|x| x["id"] == sid.as_str())),
+        "{listed}"
+    );
+    let e = client
+        .call("list_sessions", json!({"project_id": "p' or '1'='1"}))
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("INVALID_SEARCH_VALUE"))
+    );
+
+    // Labels and annotations: merge, and deletion with an empty value.
+    client
+        .call(
+            "patch_session_labels",
+            json!({"session_id": sid, "labels": {"env": "dev", "owner": "me"}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let l = client
+        .call(
+            "patch_session_labels",
+            json!({"session_id": sid, "labels": {"owner": "", "tier": "gold"}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        object_field(&l["labels"]),
+        json!({"env": "dev", "tier": "gold"})
+    );
+    let stored = rest.get(&format!("/sessions/{sid}")).await;
+    assert_eq!(
+        object_field(&stored["labels"]),
+        json!({"env": "dev", "tier": "gold"})
+    );
+    client
+        .call(
+            "patch_session_annotations",
+            json!({"session_id": sid, "annotations": {"x.io/a": "1", "x.io/b": "2"}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .call(
+            "patch_session_annotations",
+            json!({"session_id": sid, "annotations": {"x.io/a": ""}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = rest.get(&format!("/sessions/{sid}")).await;
+    assert_eq!(object_field(&stored["annotations"]), json!({"x.io/b": "2"}));
+    let e = client
+        .call(
+            "patch_session_annotations",
+            json!({"session_id": sid, "annotations": {"big": "x".repeat(4097)}}),
+        )
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("ANNOTATION_VALUE_TOO_LARGE"))
+    );
+    let e = client
+        .call(
+            "patch_session_labels",
+            json!({"session_id": "missing", "labels": {"a": "b"}}),
+        )
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("SESSION_NOT_FOUND"))
+    );
+
+    // push_message: plain, with a mention (one child per distinct agent;
+    // e-mail addresses are not mentions), and an unresolved mention.
+    let plain = client
+        .call(
+            "push_message",
+            json!({"session_id": sid, "text": "mail a@b.com please"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plain["message"]["payload"], "mail a@b.com please");
+    assert_eq!(plain["delegated_session"], Value::Null);
+    let delegated = client
+        .call(
+            "push_message",
+            json!({"session_id": sid, "text": "@reviewer look at PR 7 @reviewer"}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let child = &delegated["delegated_session"];
+    assert_eq!(child["agent_id"], agent_id.as_str(), "{delegated}");
+    assert_eq!(child["parent_session_id"], sid.as_str());
+    assert_eq!(child["prompt"], "look at PR 7");
+    assert!(
+        delegated.get("delegated_sessions").is_none(),
+        "one distinct mention: {delegated}"
+    );
+    let before = rest.get(&format!("/sessions/{sid}/messages")).await;
+    let e = client
+        .call(
+            "push_message",
+            json!({"session_id": sid, "text": "@ghost hi"}),
+        )
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("MENTION_NOT_RESOLVED"))
+    );
+    let after = rest.get(&format!("/sessions/{sid}/messages")).await;
+    assert_eq!(before, after, "a refused push writes nothing");
+    rest.set_phase(&sid, "Completed").await;
+    let e = client
+        .call("push_message", json!({"session_id": sid, "text": "late"}))
+        .await
+        .err();
+    assert_eq!(
+        e.map(|e| e["code"].clone()),
+        Some(json!("SESSION_NOT_RUNNING"))
+    );
+
+    // Unknown tool: a protocol error, not a crash.
+    let unknown = client
+        .request("tools/call", json!({"name": "nope", "arguments": {}}))
+        .await;
+    assert!(unknown.get("error").is_some(), "{unknown}");
+
+    client.close().await;
+    let status = mcp.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM → exit 0; logs:\n{}",
+        mcp.logs()
+    );
+    assert_no_secret(&mcp.logs(), &[API_TOKEN]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_over_streamable_http() {
+    tools_roundtrip(Kind::Streamable).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_over_legacy_sse() {
+    tools_roundtrip(Kind::LegacySse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_endpoint_and_unknown_sessions() {
+    let dev = devserver(&[API_TOKEN], None, None);
+    let mcp = sidecar_static(&format!("http://{}", dev.addr("http")), API_TOKEN);
+    let base = format!("http://{}", mcp.addr("mcp"));
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/message?sessionId=0123456789abcdef"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status().as_u16(), 404);
+    // A foreign Host (DNS rebinding) or Origin is refused on every route.
+    for path in ["/sse", "/mcp"] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("Host", "evil.example")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("Origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+    }
+}
