@@ -112,7 +112,7 @@ fn test(extra: &[String]) -> Result<()> {
     let python = interop_python()?;
     // Black-box tests start the real binaries: build them all first.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    let features = "ambient-protocol/interop,ambient-devserver/interop,ambient-mcp/interop";
+    let features = "ambient-protocol/interop,ambient-devserver/interop,ambient-mcp/interop,credential-entrypoint/interop";
     let mut suite = cargo();
     if has_nextest() {
         suite.args([

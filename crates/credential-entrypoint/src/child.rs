@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt as _;
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use ambient_protocol::env;
 use rustix::process::{Pid, Signal};
+use tokio::process::{ChildStdin, ChildStdout};
 
 use crate::mapping::Delivery;
 
@@ -58,21 +59,48 @@ pub struct Child {
 }
 
 impl Child {
-    /// Starts `command` with exactly `vars` as its environment.
+    /// Starts `command` with exactly `vars` as its environment; it shares
+    /// our stdin, stdout and stderr.
     pub fn spawn(
         command: &[OsString],
         vars: &BTreeMap<OsString, OsString>,
     ) -> std::io::Result<Child> {
+        Self::spawn_with(command, vars, false)
+    }
+
+    /// Like [`Child::spawn`], with its stdin and stdout piped to us (an MCP
+    /// server spoken to over stdio).
+    pub fn spawn_stdio(
+        command: &[OsString],
+        vars: &BTreeMap<OsString, OsString>,
+    ) -> std::io::Result<(Child, ChildStdin, ChildStdout)> {
+        let mut child = Self::spawn_with(command, vars, true)?;
+        let stdin = child.inner.stdin.take();
+        let stdout = child.inner.stdout.take();
+        match (stdin, stdout) {
+            (Some(i), Some(o)) => Ok((child, i, o)),
+            _ => Err(std::io::Error::other("child has no stdio pipes")),
+        }
+    }
+
+    fn spawn_with(
+        command: &[OsString],
+        vars: &BTreeMap<OsString, OsString>,
+        piped: bool,
+    ) -> std::io::Result<Child> {
         let (program, args) = command
             .split_first()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command"))?;
-        let inner = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .env_clear()
             .envs(vars)
             .process_group(0)
-            .kill_on_drop(false)
-            .spawn()?;
+            .kill_on_drop(false);
+        if piped {
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        }
+        let inner = cmd.spawn()?;
         let pid = inner
             .id()
             .and_then(|id| i32::try_from(id).ok())
@@ -125,6 +153,16 @@ impl Child {
                 self.signal(Signal::KILL);
                 self.wait().await
             }
+        }
+    }
+}
+
+impl Drop for Child {
+    /// A child still running when dropped (an MCP session that ended) is
+    /// asked to stop.
+    fn drop(&mut self) {
+        if self.status.is_none() && matches!(self.inner.try_wait(), Ok(None)) {
+            self.signal(Signal::TERM);
         }
     }
 }

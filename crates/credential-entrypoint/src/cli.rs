@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ambient_daemon::LogFormat;
 use ambient_protocol::env;
 use clap::{CommandFactory as _, Parser, ValueEnum};
 
@@ -18,13 +19,6 @@ use clap::{CommandFactory as _, Parser, ValueEnum};
 pub const DEFAULT_KUBECONFIG_PATH: &str = "/tmp/.ambient_kubeconfig";
 /// Default path of the MPP deny-Namespace config (wire.md §5).
 pub const DEFAULT_MPP_CONFIG_PATH: &str = "/tmp/mcp-mpp-config.toml";
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
 
 /// What a changed credential does to a running child that reads it from its
 /// environment.
@@ -176,6 +170,12 @@ pub struct Cli {
     /// a Google service-account key. Default: a fresh directory under $TMPDIR.
     #[arg(long, value_name = "DIR", env = "CREDENTIAL_FILES_DIR")]
     pub files_dir: Option<PathBuf>,
+
+    /// Serve the command's stdio MCP over HTTP on this address: legacy SSE
+    /// at /sse + /message and Streamable HTTP at /mcp, one command per MCP
+    /// session (instead of running the command once with our stdio).
+    #[arg(long, value_name = "ADDR", env = "CREDENTIAL_SERVE_MCP")]
+    pub serve_mcp: Option<std::net::SocketAddr>,
 
     /// Log format on stderr.
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "text")]

@@ -55,6 +55,7 @@ pub struct Settings {
     pub kubeconfig_path: PathBuf,
     pub mpp_config_path: PathBuf,
     pub files_dir: PathBuf,
+    pub serve_mcp: Option<std::net::SocketAddr>,
     pub command: Vec<OsString>,
 }
 
@@ -115,6 +116,7 @@ impl Settings {
             kubeconfig_path: cli.kubeconfig_path,
             mpp_config_path: cli.mpp_config_path,
             files_dir,
+            serve_mcp: cli.serve_mcp,
             command,
         })
     }

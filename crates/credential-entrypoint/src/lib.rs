@@ -20,6 +20,7 @@
 //! entrypoint with one line on stderr and a non-zero code, and the child
 //! never runs.
 
+pub mod bridge;
 pub mod child;
 pub mod cli;
 pub mod config;
@@ -63,6 +64,11 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot serve MCP on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl From<FetchError> for StartError {
@@ -100,6 +106,30 @@ pub async fn run(settings: Settings) -> Result<i32, StartError> {
     let command = command_line(&settings)?;
     let incoming = supervise::signals().map_err(StartError::Signals)?;
     let base = BaseEnv::capture();
+    if let Some(addr) = settings.serve_mcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let (publish, delivery) = tokio::sync::watch::channel(delivery);
+        let upstreams = bridge::Upstreams {
+            command,
+            base,
+            delivery,
+            grace_period: settings.grace_period,
+            restart_on_rotate: settings.on_rotate == cli::OnRotate::Restart,
+        };
+        tracing::info!(provider = %settings.provider, "credential delivered; serving MCP");
+        return bridge::serve(
+            listener,
+            upstreams,
+            publish,
+            rotation,
+            settings.refresh_interval,
+            incoming,
+        )
+        .await
+        .map_err(|source| StartError::Listen { addr, source });
+    }
     let child =
         Child::spawn(&command, &base.with(&delivery)).map_err(|source| StartError::Spawn {
             program: command

@@ -1,8 +1,7 @@
 //! `credential-entrypoint [options] <command> [args...]`: parse, validate,
 //! set up logging, run, exit with the child's code.
 
-use anyhow::anyhow;
-use credential_entrypoint::cli::{self, LogFormat};
+use credential_entrypoint::cli;
 use credential_entrypoint::config::Settings;
 
 fn main() {
@@ -23,8 +22,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = init_tracing(inv.cli.log_format, &inv.cli.log_level) {
-        eprintln!("credential-entrypoint: {e:#}");
+    if let Err(e) = ambient_daemon::init_tracing(inv.cli.log_format, &inv.cli.log_level) {
+        eprintln!("credential-entrypoint: {e}");
         std::process::exit(2);
     }
     let settings = match Settings::from_invocation(inv) {
@@ -51,17 +50,4 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| anyhow!("invalid --log-level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    }
-    .map_err(|e| anyhow!("cannot initialise logging: {e}"))
 }

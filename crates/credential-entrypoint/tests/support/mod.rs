@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -155,6 +154,7 @@ pub struct Entrypoint {
     pub stdin: Option<ChildStdin>,
     pub reports: PathBuf,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl Entrypoint {
@@ -169,30 +169,46 @@ impl Entrypoint {
             .env("TEST_SERVER_REPORT_DIR", reports)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the entrypoint: {e}"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = sink.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-            });
-        }
+        let stderr = collect(child.stderr.take());
+        let stdout = collect(child.stdout.take());
         Entrypoint {
             stdin: child.stdin.take(),
             child,
             reports: reports.to_owned(),
             stderr,
+            stdout,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits up to 30 s for `<name> listening on <addr>` on stdout.
+    pub async fn listening(&mut self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let prefix = format!("{name} listening on ");
+        loop {
+            let out = self.stdout();
+            if let Some(addr) = out.lines().find_map(|l| l.strip_prefix(&prefix)) {
+                return addr.trim().to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "entrypoint exited ({status}) before listening:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not listening:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -264,6 +280,26 @@ impl Drop for Entrypoint {
             }
         }
     }
+}
+
+/// Collects a pipe into a string, on a thread.
+fn collect(pipe: Option<impl std::io::Read + Send + 'static>) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    if let Some(mut pipe) = pipe {
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+    }
+    text
 }
 
 /// Every report in `dir` (one per child process).
