@@ -4,15 +4,32 @@
 //! Binaries are found next to the test executable (`target/<profile>/`), or in
 //! `AMBIENT_BIN_DIR`. `cargo xtask test` builds every workspace binary before
 //! running the suite; `cargo build --workspace --bins` does the same by hand.
+//! A binary older than any source file it was built from (cargo's dep-info
+//! file `<bin>.d` beside it lists them) is refused with the command to run,
+//! so a test never exercises yesterday's code.
+//!
+//! Secrets: when `AMBIENT_TEST_ARTIFACTS` names a directory (`cargo xtask
+//! test` sets it), every daemon's output is written line by line to
+//! `logs/<bin>-<pid>.log` there, and every secret a test hands a daemon (the
+//! values of secret-bearing flags and environment variables, the contents of
+//! secret files) or registers with [`register_secret`] is recorded under
+//! `secrets/`. After the suite, `cargo xtask test` scans every log for every
+//! recorded secret.
+
+mod artifacts;
+mod deadline;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, register_secret, scan_logs};
+pub use deadline::{output_within, wait_within};
 
 /// Path of a workspace binary.
 pub fn bin_path(name: &str) -> PathBuf {
@@ -33,7 +50,54 @@ pub fn bin_path(name: &str) -> PathBuf {
         "{} not found: build the workspace binaries first (cargo build --workspace --bins, or cargo xtask test)",
         path.display()
     );
+    if let Some(newer) = newer_source(&path) {
+        panic!(
+            "{} is older than {}, a file it is built from: rebuild the workspace binaries \
+             (cargo build --workspace --bins, or cargo xtask test)",
+            path.display(),
+            newer.display()
+        );
+    }
     path
+}
+
+/// A source file listed in the binary's dep-info (`<bin>.d`, written by cargo
+/// beside it) that was modified after the binary was linked, if any.
+fn newer_source(bin: &std::path::Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok()?;
+    let depinfo = std::fs::read_to_string(bin.with_extension("d")).ok()?;
+    let (_, deps) = depinfo.lines().next()?.split_once(": ")?;
+    dep_paths(deps).into_iter().find(|dep| {
+        std::fs::metadata(dep)
+            .and_then(|m| m.modified())
+            .is_ok_and(|changed| changed > built)
+    })
+}
+
+/// The paths of a Makefile-style dependency list (`\ ` escapes a space).
+fn dep_paths(list: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = list.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    cur.push(next);
+                }
+            }
+            ' ' => {
+                if !cur.is_empty() {
+                    out.push(PathBuf::from(std::mem::take(&mut cur)));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(PathBuf::from(cur));
+    }
+    out
 }
 
 /// A running daemon. Killed on drop if still running.
@@ -84,6 +148,7 @@ impl Daemon {
     /// Starts the daemon and waits (up to 60 s) for every listener line.
     /// Panics with the daemon's output if it exits or never announces them.
     pub fn start(spec: Spec) -> Daemon {
+        artifacts::register_spec_secrets(&spec);
         let mut cmd = Command::new(bin_path(&spec.bin));
         cmd.args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -94,6 +159,7 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", spec.bin));
         let output = Arc::new(Mutex::new(String::new()));
+        let log_file = artifacts::log_file(&spec.bin, child.id()).map(|f| Arc::new(Mutex::new(f)));
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -105,12 +171,16 @@ impl Daemon {
         .flatten()
         {
             let output = output.clone();
+            let log_file = log_file.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     if let Ok(mut o) = output.lock() {
                         o.push_str(&line);
                         o.push('\n');
+                    }
+                    if let Some(Ok(mut f)) = log_file.as_ref().map(|f| f.lock()) {
+                        let _ = writeln!(f, "{line}");
                     }
                     let _ = tx.send(line);
                 }
@@ -220,5 +290,52 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_paths_with_escaped_spaces() {
+        assert_eq!(
+            dep_paths("/a/b.rs /c/my\\ dir/d.rs  /e.rs"),
+            vec![
+                PathBuf::from("/a/b.rs"),
+                PathBuf::from("/c/my dir/d.rs"),
+                PathBuf::from("/e.rs")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_binary_older_than_a_source_is_stale() {
+        let dir = TempDir::new("stale-bin");
+        let src = dir.path().join("main.rs");
+        let bin = dir.path().join("tool");
+        std::fs::write(&src, "fn main() {}").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&bin, "binary").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("tool.d"),
+            format!("{}: {}\n", bin.display(), src.display()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let set = |p: &std::path::Path, t| {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .and_then(|f| f.set_modified(t))
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        set(&src, old);
+        assert_eq!(newer_source(&bin), None, "fresh binary");
+        set(&bin, old - Duration::from_secs(60));
+        assert_eq!(
+            newer_source(&bin),
+            Some(src),
+            "source edited after the link"
+        );
     }
 }

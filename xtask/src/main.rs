@@ -1,8 +1,7 @@
 //! Project automation (`cargo xtask <command>`), in Rust so nothing rots in shell.
 //!
-//! - `test`: the one test command. Prepares the interop virtualenv under
-//!   `target/` (once), then runs the whole suite with the interop tests on,
-//!   plus doc tests.
+//! - `test`: the one test command (see `suite`).
+//! - `lint`: formatting and clippy over every target, interop tests included.
 //! - `fuzz [SECONDS]`: a short bounded run of every fuzz target (needs
 //!   `cargo install cargo-fuzz`; libFuzzer's `-Z` flags run on the stable
 //!   toolchain through `RUSTC_BOOTSTRAP=1`, set here for that build only).
@@ -17,10 +16,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod suite;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  test            prepare the interop virtualenv (once) and run every test
+  test            prepare the interop virtualenv (once) and run every test,
+                  then scan every daemon log the suite captured for its secrets
+  lint            cargo fmt --check and clippy -D warnings, interop tests included
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
@@ -32,7 +35,8 @@ fn main() -> Result<()> {
     let cmd = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
-        "test" => test(&rest),
+        "test" => suite::test(&rest),
+        "lint" => suite::lint(),
         "fuzz" => fuzz(&rest),
         "bench" => bench(&rest),
         "" | "-h" | "--help" | "help" => {
@@ -64,77 +68,6 @@ fn run(cmd: &mut Command) -> Result<()> {
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
-    Ok(())
-}
-
-/// The interop virtualenv: created once under `target/`, reused while its
-/// pinned requirements are unchanged.
-fn interop_python() -> Result<PathBuf> {
-    let root = root();
-    let venv = root.join("target/interop-venv");
-    let python = venv.join("bin/python");
-    let requirements = root.join("xtask/interop-requirements.txt");
-    let wanted =
-        std::fs::read_to_string(&requirements).context("reading xtask/interop-requirements.txt")?;
-    let stamp = venv.join(".requirements");
-    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return Ok(python);
-    }
-    let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    if !python.exists() {
-        run(Command::new(&system_python).args(["-m", "venv"]).arg(&venv))
-            .context("creating the interop virtualenv (needs python3 with venv)")?;
-    }
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements))
-    .context("installing the interop requirements")?;
-    std::fs::write(&stamp, wanted)?;
-    Ok(python)
-}
-
-fn has_nextest() -> bool {
-    cargo()
-        .args(["nextest", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-fn test(extra: &[String]) -> Result<()> {
-    let python = interop_python()?;
-    // Black-box tests start the real binaries: build them all first.
-    run(cargo().args(["build", "--workspace", "--bins"]))?;
-    let features = "ambient-protocol/interop,ambient-devserver/interop,ambient-mcp/interop,credential-entrypoint/interop";
-    let mut suite = cargo();
-    if has_nextest() {
-        suite.args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--features",
-            features,
-            "--no-fail-fast",
-        ]);
-    } else {
-        suite.args([
-            "test",
-            "--workspace",
-            "--features",
-            features,
-            "--no-fail-fast",
-        ]);
-    }
-    suite.args(extra).env("AMBIENT_TEST_PYTHON", &python);
-    run(&mut suite)?;
-    run(cargo().args(["test", "--workspace", "--doc", "--features", features]))?;
     Ok(())
 }
 

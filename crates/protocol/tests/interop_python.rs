@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ambient_protocol::exchange::{KeySet, Protocol, Verifier, encrypt_v1};
 use ambient_protocol::keys::PrivateKey;
@@ -53,6 +53,7 @@ fn python_and_rust_agree_on_oaep_sha256() {
         .args(["-c", PY])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start python: {e}"));
     if let Some(mut stdin) = child.stdin.take() {
@@ -60,8 +61,16 @@ fn python_and_rust_agree_on_oaep_sha256() {
             .write_all(request.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "python failed");
+    let out = integration_tests::output_within(
+        child,
+        Duration::from_secs(60),
+        "the Python OAEP interop script",
+    );
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answer: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
 
