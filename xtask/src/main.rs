@@ -11,7 +11,9 @@
 //!   `runner-messages`: push → watch delivery latency and messages/s of one
 //!   session through a release devserver.
 //!   `mcp-sidecar`: ambient-mcp's cold start, idle RSS and tool-call
-//!   overhead vs a direct REST GET.
+//!   overhead vs a direct REST GET. `credential-bridge`: idle RSS of
+//!   `credential-entrypoint --serve-mcp` vs PyPI `mcp-proxy`, and the time
+//!   from a credential change in the API to the child seeing it.
 //! - `build-images`, `test-images`: OCI images without a container engine
 //!   (`images`); `check-chart`: the Helm chart checked by real Helm (`chart`).
 
@@ -35,7 +37,8 @@ commands:
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
                   names: token-exchange, relist (SECONDS is the session count there),
-                  runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead)
+                  runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead),
+                  credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency)
   build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT]
                   release-build each daemon and write one OCI image per daemon
                   (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images)
@@ -129,6 +132,27 @@ fn fuzz(extra: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// PyPI `mcp-proxy`, the reference images' bridge, in `target/bench-venv`
+/// (created once) for `bench credential-bridge` to compare with.
+fn bench_mcp_proxy() -> Result<PathBuf> {
+    let venv = root().join("target/bench-venv");
+    let proxy = venv.join("bin/mcp-proxy");
+    if !proxy.exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        run(Command::new(&python).args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin/python")).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "mcp-proxy",
+        ]))
+        .context("installing mcp-proxy from PyPI")?;
+    }
+    Ok(proxy)
+}
+
 fn bench(extra: &[String]) -> Result<()> {
     let Some(name) = extra.first() else {
         bail!("bench needs a name\n\n{USAGE}");
@@ -201,8 +225,29 @@ fn bench(extra: &[String]) -> Result<()> {
                 .arg("--out")
                 .arg(&out))
         }
+        "credential-bridge" => {
+            run(cargo()
+                .args(["build", "--release", "--quiet", "--bins"])
+                .args([
+                    "-p",
+                    "ambient-devserver",
+                    "-p",
+                    "ambient-token-server",
+                    "-p",
+                    "credential-entrypoint",
+                ]))?;
+            let mcp_proxy = bench_mcp_proxy()?;
+            run(cargo()
+                .args(["run", "--release", "--quiet", "-p", "credential-entrypoint"])
+                .args(["--example", "bridge_bench", "--", "--bin-dir"])
+                .arg(root().join("target/release"))
+                .arg("--mcp-proxy")
+                .arg(&mcp_proxy)
+                .arg("--out")
+                .arg(&out))
+        }
         other => bail!(
-            "unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar)"
+            "unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar, credential-bridge)"
         ),
     }
 }

@@ -1,0 +1,273 @@
+//! `cargo xtask bench credential-bridge`: with release binaries on loopback
+//! (ambient-devserver, ambient-token-server, credential-entrypoint and
+//! credential-test-mcp-server),
+//!
+//! - idle RSS of `credential-entrypoint --serve-mcp` vs PyPI `mcp-proxy`
+//!   bridging the same test server, side by side in one run (the bridge
+//!   process only; mcp-proxy has already started its one child, ours starts
+//!   a child per MCP session); target ≤ 0.2×;
+//! - rotation latency: a credential PATCHed in the API → the running child
+//!   (restarted, env provider) reports the new token, with
+//!   `--refresh-interval 1` (so the figure is bounded by that interval).
+//!
+//! Arguments: `--bin-dir DIR --mcp-proxy PATH --out FILE [--rotations N]`.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const TOKEN: &str = "bridge-bench-api-token";
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    bin_dir: PathBuf,
+    #[arg(long)]
+    mcp_proxy: PathBuf,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    rotations: usize,
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bin` and waits for `<name> listening on <addr>` for each name.
+fn start(cmd: &mut Command, names: &[&str]) -> Result<(Proc, Vec<String>)> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let proc = Proc(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addrs = vec![String::new(); names.len()];
+    while addrs.iter().any(String::is_empty) {
+        let Some(Ok(line)) = lines.next() else {
+            return Err(format!("exited before announcing {names:?}").into());
+        };
+        if let Some((name, addr)) = line.split_once(" listening on ")
+            && let Some(i) = names.iter().position(|n| *n == name)
+        {
+            addrs[i] = addr.trim().to_owned();
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok((proc, addrs))
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "no VmRSS".into())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value> {
+    let mut req = http
+        .request(method, format!("{base}/api/ambient/v1{path}"))
+        .bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await?;
+    if !resp.status().is_success() {
+        return Err(format!("{path}: HTTP {}", resp.status()).into());
+    }
+    Ok(resp.json().await?)
+}
+
+/// The newest report of the test server in `dir` with `token`.
+fn report_with(dir: &Path, token: &str) -> Option<Value> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("report-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|s| serde_json::from_str::<Value>(&s).ok())
+        .find(|r| r["env"]["GITHUB_TOKEN"] == json!(token))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = |n: &str| args.bin_dir.join(n);
+    let tmp = std::env::temp_dir().join(format!("bridge-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let (_dev, dev) = start(
+        Command::new(bin("ambient-devserver"))
+            .args(["--in-memory", "--grpc-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0", "--token", TOKEN]),
+        &["grpc", "http"],
+    )?;
+    let key = tmp.join("key.pem");
+    let token_file = tmp.join("token");
+    std::fs::write(&token_file, TOKEN)?;
+    let (_ts, ts) = start(
+        Command::new(bin("ambient-token-server"))
+            .args(["--listen", "127.0.0.1:0", "--generate-key", "--key-file"])
+            .arg(&key)
+            .arg("--api-token-file")
+            .arg(&token_file)
+            .args(["--api-server-grpc", &dev[0]]),
+        &["token server"],
+    )?;
+    let pem = std::fs::read_to_string(&key)?;
+    let public = ambient_protocol::keys::PrivateKey::from_pem(&pem)?
+        .public_key()
+        .to_pem();
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let api_url = format!("http://{}", dev[1]);
+    let session = api(
+        &http,
+        &api_url,
+        reqwest::Method::POST,
+        "/sessions",
+        Some(json!({"name": "bench"})),
+    )
+    .await?;
+    let sid = session["id"].as_str().unwrap_or_default().to_owned();
+    api(
+        &http,
+        &api_url,
+        reqwest::Method::POST,
+        &format!("/sessions/{sid}/start"),
+        None,
+    )
+    .await?;
+    let cred = api(
+        &http,
+        &api_url,
+        reqwest::Method::POST,
+        "/credentials",
+        Some(json!({"name": "gh", "provider": "github", "token": "ghp_bench_0"})),
+    )
+    .await?;
+    let cid = cred["id"].as_str().unwrap_or_default().to_owned();
+    let token_url = format!("http://{}/token", ts[0]);
+    let sidecar_env = [
+        ("SESSION_ID", sid.as_str()),
+        ("CREDENTIAL_PROVIDER", "github"),
+        ("AMBIENT_API_URL", api_url.as_str()),
+        ("AMBIENT_CP_TOKEN_URL", token_url.as_str()),
+        ("AMBIENT_CP_TOKEN_PUBLIC_KEY", public.as_str()),
+    ];
+    let ids = json!({"github": cid}).to_string();
+    let server = bin("credential-test-mcp-server");
+
+    // Idle RSS, side by side.
+    let (ours, _) = start(
+        Command::new(bin("credential-entrypoint"))
+            .args(["--serve-mcp", "127.0.0.1:0"])
+            .arg(&server)
+            .envs(sidecar_env)
+            .env("CREDENTIAL_IDS", &ids),
+        &["mcp"],
+    )?;
+    let port = free_port()?;
+    let theirs = Proc(
+        Command::new(&args.mcp_proxy)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--"])
+            .arg(&server)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("mcp-proxy did not listen".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ours_kib = rss_kib(ours.0.id())?;
+    let theirs_kib = rss_kib(theirs.0.id())?;
+    let ratio = ours_kib as f64 / theirs_kib as f64;
+    println!(
+        "idle RSS: credential-entrypoint --serve-mcp {ours_kib} KiB, mcp-proxy {theirs_kib} KiB, ratio {ratio:.3} (target <= 0.2)"
+    );
+    drop((ours, theirs));
+
+    // Rotation latency: env provider, child restarted.
+    let reports = tmp.join("reports");
+    std::fs::create_dir_all(&reports)?;
+    let mut child_cmd = Command::new(bin("credential-entrypoint"));
+    child_cmd
+        .args(["--refresh-interval", "1"])
+        .arg(&server)
+        .envs(sidecar_env)
+        .env("CREDENTIAL_IDS", &ids)
+        .env("TEST_SERVER_REPORT_DIR", &reports)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _supervised = Proc(child_cmd.spawn()?);
+    let mut latencies = Vec::new();
+    for n in 1..=args.rotations {
+        let token = format!("ghp_bench_{n}");
+        let t0 = Instant::now();
+        api(
+            &http,
+            &api_url,
+            reqwest::Method::PATCH,
+            &format!("/credentials/{cid}"),
+            Some(json!({"token": token})),
+        )
+        .await?;
+        while report_with(&reports, &token).is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err("rotation never reached the child".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        latencies.push(t0.elapsed());
+    }
+    let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    let max = ms.iter().copied().fold(0.0, f64::max);
+    println!(
+        "rotation → child (restart, --refresh-interval 1): mean {mean:.0} ms, max {max:.0} ms over {} rotations",
+        ms.len()
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    if let Some(out) = args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(
+            &out,
+            serde_json::to_string_pretty(&json!({
+                "idle_rss_kib": {"credential_entrypoint": ours_kib, "mcp_proxy": theirs_kib, "ratio": ratio},
+                "rotation_ms": {"refresh_interval_s": 1, "mean": mean, "max": max, "samples": ms},
+            }))?,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `credential-entrypoint [options] <command> [args...]`: parse, validate,
+//! set up logging, run, exit with the child's code.
+
+use credential_entrypoint::cli;
+use credential_entrypoint::config::Settings;
+
+fn main() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let inv = match cli::parse(&argv) {
+        Ok(inv) => inv,
+        Err(e) => {
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments");
+            eprintln!("credential-entrypoint: {first}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = ambient_daemon::init_tracing(inv.cli.log_format, &inv.cli.log_level) {
+        eprintln!("credential-entrypoint: {e}");
+        std::process::exit(2);
+    }
+    let settings = match Settings::from_invocation(inv) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("credential-entrypoint: {e}");
+            std::process::exit(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("credential-entrypoint: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    match runtime.block_on(credential_entrypoint::run(settings)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("credential-entrypoint: {e}");
+            std::process::exit(1);
+        }
+    }
+}
