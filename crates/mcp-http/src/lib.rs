@@ -93,6 +93,12 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    // Without TCP_NODELAY an SSE answer written in two pieces waits for the
+    // peer's delayed ACK (~40 ms per tool call).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
