@@ -25,9 +25,7 @@ use ambient_control_plane::runtime::{
 use ambient_protocol::Secret;
 use ambient_protocol::v1::project_service_client::ProjectServiceClient;
 use ambient_protocol::v1::session_service_client::SessionServiceClient;
-use ambient_protocol::v1::{
-    CreateProjectRequest, CreateSessionRequest, Project, ProjectSettings, Session,
-};
+use ambient_protocol::v1::{CreateProjectRequest, CreateSessionRequest, Session};
 use ambient_token_server::StaticToken;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
