@@ -33,6 +33,8 @@ fn token_server(tmp: &TempDir, dev: &DevServer) -> (Daemon, PublicKey) {
                 "--oidc-token-url".to_owned(),
                 format!("http://{}/oidc/token", dev.http()),
             ])
+            // The devserver's OIDC endpoint is plain http on loopback.
+            .arg("--allow-insecure-oidc")
             .args(["--oidc-client-id", OIDC_ID, "--oidc-client-secret-file"])
             .arg(secret.display().to_string())
             .args(["--api-server-grpc".to_owned(), dev.grpc()])
