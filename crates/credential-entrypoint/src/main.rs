@@ -8,19 +8,7 @@ fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let inv = match cli::parse(&argv) {
         Ok(inv) => inv,
-        Err(e) => {
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) {
-                let _ = e.print();
-                std::process::exit(0);
-            }
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!("credential-entrypoint: {first}");
-            std::process::exit(2);
-        }
+        Err(e) => ambient_daemon::exit_on_parse_error("credential-entrypoint", &e),
     };
     if let Err(e) = ambient_daemon::init_tracing(inv.cli.log_format, &inv.cli.log_level) {
         eprintln!("credential-entrypoint: {e}");

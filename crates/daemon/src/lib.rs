@@ -1,12 +1,15 @@
 //! The scaffolding every ambient daemon binary shares: stderr logging in text
 //! or JSON ([`logging`]), graceful stop on SIGTERM/SIGINT ([`signal`]), and
 //! the `<name> listening on <addr>` line on stdout that tests and scripts
-//! wait for ([`announce`]).
+//! wait for ([`announce`]), and the one-line refusal of a command line that
+//! does not parse ([`usage`]).
 
 pub mod announce;
 pub mod logging;
 pub mod signal;
+pub mod usage;
 
 pub use announce::announce_listening;
 pub use logging::{LogFormat, LoggingError, init_tracing};
 pub use signal::shutdown_signal;
+pub use usage::exit_on_parse_error;

@@ -201,19 +201,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) {
-                let _ = e.print();
-                std::process::exit(0);
-            }
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first}");
-            std::process::exit(2);
-        }
+        Err(e) => ambient_daemon::exit_on_parse_error("", &e),
     };
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
