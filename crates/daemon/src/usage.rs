@@ -13,7 +13,8 @@ pub fn exit_on_parse_error(prefix: &str, err: &clap::Error) -> ! {
         let _ = err.print();
         std::process::exit(0);
     }
-    let line = first_line(&err.to_string());
+    let msg = err.to_string();
+    let line = first_line(&msg);
     if prefix.is_empty() {
         eprintln!("{line}");
     } else {
