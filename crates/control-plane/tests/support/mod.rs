@@ -65,6 +65,11 @@ impl DevServer {
         }
     }
 
+    /// Base URL of the REST side.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.daemon.addr("http"))
+    }
+
     pub fn grpc(&self) -> String {
         self.daemon.addr("grpc").to_string()
     }
@@ -158,6 +163,7 @@ pub fn control_plane_with(
     let token_url = "http://ambient-control-plane.ambient-code.svc:8080/token";
     Daemon::start(
         spec.env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
+            .env("AMBIENT_API_SERVER_URL", dev.http_url())
             .env("KUBECONFIG", kubeconfig.display().to_string())
             .env("CP_RUNTIME_NAMESPACE", "ambient-code")
             .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
