@@ -91,6 +91,9 @@ impl KubeRuntime {
                     continue;
                 }
             };
+            if src.name_any() != from_name {
+                continue;
+            }
             if let Err(e) = self.recopy(&src, &from_ns, &from_name).await {
                 tracing::warn!(error = %e, "cannot refresh the Vertex Secret copies; next change or provisioning retries");
             }
@@ -115,7 +118,8 @@ impl KubeRuntime {
             .map_err(classify)?;
         let from = format!("{from_ns}/{from_name}");
         for copy in copies.items {
-            if copy.annotations().get(names::ANNOTATION_COPIED_FROM) != Some(&from)
+            if copy.name_any() != from_name
+                || copy.annotations().get(names::ANNOTATION_COPIED_FROM) != Some(&from)
                 || copy.data == src.data
             {
                 continue;
