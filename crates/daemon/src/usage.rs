@@ -5,7 +5,7 @@
 //! process's argv, so secrets come from the environment or a file.
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Command, FromArgMatches};
+use clap::{ArgMatches, Command};
 
 /// Parses the process's command line into `C`, exiting as
 /// [`exit_on_parse_error`] does on a parse error, and with one line and exit
