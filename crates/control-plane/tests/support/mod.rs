@@ -169,12 +169,14 @@ pub fn control_plane_with(
         .env("ANTHROPIC_API_KEY", "sk-ant-NEVER-PRINTED")
         .env("POD_NAME", identity)
         .env("CP_LEADER_ELECTION", leader_election.to_string())
-        .env("LOG_LEVEL", "info,ambient_control_plane=debug");
-    // The caller's settings win over the defaults above.
+        .env("LOG_LEVEL", "info,ambient_control_plane=debug")
+        .listener("token server")
+        .listener("health");
+    // Last, so a test can override any default above (e.g. `LOG_LEVEL`).
     for (k, v) in auth {
         spec = spec.env(*k, *v);
     }
-    Daemon::start(spec.listener("token server").listener("health"))
+    Daemon::start(spec)
 }
 
 /// Polls `check` until it is true or `limit` passes; panics with `what`.
