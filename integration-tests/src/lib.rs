@@ -17,7 +17,9 @@
 //! recorded secret.
 
 mod artifacts;
+pub mod bench;
 mod deadline;
+pub mod mcp;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
