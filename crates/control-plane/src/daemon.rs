@@ -75,7 +75,15 @@ async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
-    kube::Client::try_from(config).context("kubernetes client")
+    // A request whose answer never comes would hold its reconcile until the
+    // reconcile deadline; past this it fails as a transient error instead.
+    // (The timeout covers the response head: a watch's stream is not cut.)
+    let timeout =
+        tower::timeout::TimeoutLayer::new(std::time::Duration::from_secs(cfg.kube_request_timeout));
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("kubernetes client")?
+        .with_layer(&timeout)
+        .build())
 }
 
 #[derive(Clone)]
