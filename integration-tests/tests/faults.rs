@@ -35,7 +35,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{Daemon, Spec, TempDir, bin_path, output_within};
-use mcp::{Kind, McpClient};
+use mcp::{Kind, McpClient, Tools as _};
 use serde_json::{Value, json};
 
 const API_TOKEN: &str = "faults-api-token-51c7e0";
