@@ -70,12 +70,27 @@ async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Clien
     let Some(token_file) = &cfg.project_kube_token_file else {
         return Ok((own.clone(), own));
     };
-    std::fs::metadata(token_file)
+    let raw = std::fs::read_to_string(token_file)
         .with_context(|| format!("PROJECT_KUBE_TOKEN_FILE {}", token_file.display()))?;
+    let token = raw.trim();
+    if token.is_empty() {
+        anyhow::bail!("PROJECT_KUBE_TOKEN_FILE {} is empty", token_file.display());
+    }
     let mut project = config;
-    project.auth_info = kube::config::AuthInfo {
-        token_file: Some(token_file.display().to_string()),
-        ..kube::config::AuthInfo::default()
+    project.auth_info = if token.len() == raw.len() {
+        // Re-read by the client as it rotates (a projected token).
+        kube::config::AuthInfo {
+            token_file: Some(token_file.display().to_string()),
+            ..kube::config::AuthInfo::default()
+        }
+    } else {
+        // The client would send the newline too: the trimmed token, fixed.
+        tracing::warn!(token_file = %token_file.display(),
+            "PROJECT_KUBE_TOKEN_FILE ends with whitespace: its token is read once (no rotation)");
+        kube::config::AuthInfo {
+            token: Some(token.to_owned().into()),
+            ..kube::config::AuthInfo::default()
+        }
     };
     let project = kube_client(project, cfg).context("project kubernetes client")?;
     tracing::info!(token_file = %token_file.display(), "namespaces and session objects use the project identity");

@@ -106,6 +106,9 @@ async fn credentials_come_from_role_binding_tiers_and_grants_follow_the_session(
     let google_agent = credential(&dev, "google-agent", "google").await;
     let gh_agent = credential(&dev, "gh-agent", "github").await;
     let other_project = credential(&dev, "gh-other", "github").await;
+    // No sidecar image for gitlab: resolved, not delivered, reported.
+    let gitlab = credential(&dev, "gitlab-proj", "gitlab").await;
+    bind(&dev, &gitlab, Some(&pid), None).await;
     bind(&dev, &gh_global, None, None).await;
     bind(&dev, &jira_global, None, None).await;
     bind(&dev, &gh_early, Some(&pid), None).await;
@@ -214,6 +217,12 @@ async fn credentials_come_from_role_binding_tiers_and_grants_follow_the_session(
             .is_some_and(|cs| cs.iter().all(|c| c["name"] != "credential-google"))
     );
     assert_eq!(bindings_of(&dev, &plain).await.len(), 2);
+    let conditions = dev.session(&plain).await["conditions"].clone();
+    let conditions = conditions.as_str().unwrap_or_default();
+    assert!(
+        conditions.contains("CredentialsDelivered") && conditions.contains("gitlab"),
+        "{conditions}"
+    );
 
     // Stop → Stopped: the grants go. Delete: the other session's go too.
     let (code, _) = dev
@@ -245,7 +254,7 @@ async fn credentials_come_from_role_binding_tiers_and_grants_follow_the_session(
             None,
         )
         .await;
-    assert_eq!(all["items"].as_array().map(Vec::len), Some(7));
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(8));
 }
 
 #[tokio::test(flavor = "multi_thread")]

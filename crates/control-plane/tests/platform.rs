@@ -206,3 +206,47 @@ async fn a_reference_deployments_env_starts() {
     assert_eq!(ok, Some(200), "{}", cp.logs());
     assert!(!cp.logs().contains("s3cr3t-value"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_kube_token_file_is_the_identity_for_namespaces_and_session_objects() {
+    // As mounted (no newline: re-read as it rotates) and as written by hand.
+    for content in ["project-identity-token", "project-identity-token\n"] {
+        project_identity_is_used(content).await;
+    }
+}
+
+async fn project_identity_is_used(content: &str) {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-project-kube");
+    let token_file = dir.path().join("project-token");
+    std::fs::write(&token_file, content).unwrap_or_else(|e| panic!("{e}"));
+    let token_file = token_file.display().to_string();
+    let env = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("PROJECT_KUBE_TOKEN_FILE", token_file.as_str()),
+    ];
+    let _cp = control_plane_with(&dev, &kube, &dir, "cp-a", true, &env);
+    let pid = dev.project("second-identity").await;
+    let sid = dev.new_session(&pid, "as-project").await;
+    wait_phase(&dev, &sid, "Creating").await;
+    let by = |plural: &str| -> Vec<String> {
+        kube.bearers()
+            .into_iter()
+            .filter(|(p, _)| p == plural)
+            .map(|(_, b)| b)
+            .collect()
+    };
+    for plural in ["namespaces", "pods", "serviceaccounts", "secrets"] {
+        let seen = by(plural);
+        assert!(!seen.is_empty(), "no {plural} request");
+        assert!(
+            seen.iter().all(|b| b == "project-identity-token"),
+            "{plural}: {seen:?}"
+        );
+    }
+    // The Lease stays with the control plane's own identity (none here).
+    let leases = by("leases");
+    assert!(!leases.is_empty());
+    assert!(leases.iter().all(String::is_empty), "{leases:?}");
+}

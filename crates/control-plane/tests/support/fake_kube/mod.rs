@@ -64,6 +64,8 @@ pub struct Request {
 }
 
 struct StoreState {
+    /// (plural, bearer token or "") of every request, in order.
+    bearers: Vec<(String, String)>,
     objects: BTreeMap<ObjKey, Value>,
     /// Field owners per object (leaf path → manager), for apply conflicts.
     owners: HashMap<ObjKey, HashMap<String, String>>,
@@ -283,6 +285,7 @@ fn owned_leaves(patch: &Value) -> Vec<(String, Value)> {
 impl FakeKube {
     pub async fn start() -> FakeKube {
         let state = Arc::new(Mutex::new(StoreState {
+            bearers: Vec::new(),
             objects: BTreeMap::new(),
             owners: HashMap::new(),
             rv: 0,
@@ -331,6 +334,11 @@ impl FakeKube {
         );
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
         path
+    }
+
+    /// (plural, bearer token or "") of every request so far.
+    pub fn bearers(&self) -> Vec<(String, String)> {
+        self.lock().bearers.clone()
     }
 
     pub fn get(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
@@ -611,6 +619,13 @@ async fn handle(
         );
     };
     let q = query(&uri);
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
+    fake.lock().bearers.push((t.plural.clone(), bearer));
     let ns = t.namespace.clone().unwrap_or_default();
     let verb = match (&method, &t.name) {
         (&Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => "WATCH",
