@@ -25,6 +25,7 @@ use crate::queue::WorkQueue;
 use crate::reconcile::{Controller, Key};
 use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
+use crate::runtime::process::{self, ProcessRuntime, RuntimeKind};
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
@@ -76,6 +77,21 @@ async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
             .context("no kubeconfig and not in a cluster")?,
     };
     kube::Client::try_from(config).context("kubernetes client")
+}
+
+/// Where sessions run: a cluster, or local processes (no cluster at all).
+enum Backend {
+    Kube(kube::Client),
+    Process(ProcessRuntime),
+}
+
+impl Backend {
+    async fn open(cfg: &Config) -> anyhow::Result<Backend> {
+        Ok(match cfg.runtime.kind {
+            RuntimeKind::Kube => Backend::Kube(kube_client(cfg).await?),
+            RuntimeKind::Process => Backend::Process(ProcessRuntime::open(cfg.runtime.process()?)?),
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -201,14 +217,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    if settings.pod.token_url.is_none() {
+    let backend = Backend::open(&cfg).await?;
+    if settings.pod.token_url.is_none() && matches!(backend, Backend::Kube(_)) {
         tracing::warn!(
             "CP_TOKEN_URL is not set: session pods get no token-exchange settings \
              (AMBIENT_CP_TOKEN_URL) and no MCP sidecar"
         );
     }
-    let client = kube_client(&cfg).await?;
-    let key = keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?;
+    let key = match &backend {
+        Backend::Kube(client) => {
+            keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?
+        }
+        Backend::Process(local) => local.keypair().await?,
+    };
     let public_key_pem = key.public_key().to_pem();
     let provider = provider(&settings.auth)?;
     let api = Api::new(
@@ -250,24 +271,34 @@ pub async fn run(
     .await?;
     ambient_daemon::announce_listening("health", health_addr);
 
-    let runtime: Arc<dyn SessionRuntime> = Arc::new(KubeRuntime::new(
-        client.clone(),
-        cfg.platform_mode,
-        &settings.pod.installation,
-    ));
+    let mut pod_config = settings.pod.clone();
+    let runtime: Arc<dyn SessionRuntime> = match &backend {
+        Backend::Kube(client) => Arc::new(KubeRuntime::new(
+            client.clone(),
+            cfg.platform_mode,
+            &settings.pod.installation,
+        )),
+        Backend::Process(local) => {
+            let token_url = process::local_token_url(token_server.local_addr());
+            local.settings().adjust(&mut pod_config, token_url);
+            Arc::new(local.clone())
+        }
+    };
     let controller = Arc::new(Controller::new(
         api,
         sessions,
         projects,
         settings_store,
         runtime,
-        settings.pod.clone(),
+        pod_config,
         Some(public_key_pem),
         queue.clone(),
         metrics.clone(),
     ));
 
-    let (_always_tx, mut leading, election) = if cfg.leader_election {
+    let (_always_tx, mut leading, election) = if let (true, Backend::Kube(client)) =
+        (cfg.leader_election, &backend)
+    {
         let identity = cfg
             .identity
             .clone()
@@ -275,7 +306,8 @@ pub async fn run(
             .unwrap_or_else(leader::default_identity);
         tracing::info!(identity = %identity, lease = %cfg.lease_name, "competing for leadership");
         let namespace = &settings.runtime_namespace;
-        let (rx, election) = leader::elect(client, namespace, &cfg.lease_name, &identity).await?;
+        let (rx, election) =
+            leader::elect(client.clone(), namespace, &cfg.lease_name, &identity).await?;
         (None, rx, Some(election))
     } else {
         let (tx, rx) = leader::always();
@@ -323,6 +355,9 @@ pub async fn run(
     queue.shutdown();
     tasks.abort_all();
     health_task.abort();
+    if let Backend::Process(local) = &backend {
+        local.shutdown().await;
+    }
     token_server.shutdown().await?;
     // Release the Lease so a follower takes over without waiting for expiry.
     drop(leading);

@@ -1,7 +1,9 @@
 //! `SessionRuntime`: what the reconciler needs from wherever sessions run.
-//! [`kube::KubeRuntime`] is production (pods on Kubernetes).
+//! [`kube::KubeRuntime`] is production (pods on Kubernetes);
+//! [`process::ProcessRuntime`] runs a session's containers as local processes.
 
 pub mod kube;
+pub mod process;
 
 use std::pin::Pin;
 
