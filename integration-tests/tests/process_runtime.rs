@@ -1,14 +1,17 @@
 //! End to end on one machine: ambient-devserver + ambient-control-plane
 //! with the process runtime, sessions run by ambient-demo-runner (with the
 //! real ambient-mcp and credential-entrypoint sidecars), driven over REST
-//! like a user would. What `cargo xtask demo` shows, plus failures: stop,
-//! delete mid-run, the API server killed and restarted, the control plane
-//! killed with SIGKILL and restarted.
+//! like a user would. What `cargo xtask demo` shows (a credential bound to
+//! the project by a role binding included), plus failures: stop, delete
+//! mid-run, the API server killed and restarted, the control plane killed
+//! with SIGKILL and restarted, a credential rotated mid-session.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use integration_tests::local_system::{LocalSystem, Options};
+use ambient_demo::proof::fingerprint;
+use integration_tests::local_system::{LocalSystem, Options, random_hex};
+use integration_tests::register_secret;
 use serde_json::{Value, json};
 
 const PROJECT: &str = "e2e";
@@ -97,13 +100,20 @@ fn send_user_message(sys: &LocalSystem, id: &str, text: &str) {
 fn a_session_runs_its_containers_as_processes_and_completes() {
     let sys = system();
     ok(sys.create_project(PROJECT));
+    let token = format!("ghp_e2e{}", random_hex());
+    ok(sys.bind_credential(PROJECT, "github", &token));
     let id = ok(sys.start_session(PROJECT, "demo", json!({"prompt": "hi"})));
     ok(sys.wait_phase(&id, &["Completed"], LIMIT));
     let texts = payloads(&sys, &id);
+    let proof = format!(
+        "credential github arrived: its MCP server got GITHUB_PERSONAL_ACCESS_TOKEN = {}",
+        fingerprint(&token)
+    );
     for needle in [
         "my API token came from the exchange",
         "ambient-mcp get_session: name \"demo\", phase Running",
         "hello through ambient-mcp's push_message",
+        proof.as_str(),
         "Done: every step worked.",
     ] {
         assert!(
@@ -121,12 +131,12 @@ fn a_session_runs_its_containers_as_processes_and_completes() {
         sys.container_log(&id, "ambient-code-runner")
             .contains("Done: every step worked.")
     );
-    let cp = sys
-        .control_plane
-        .as_ref()
-        .map(|d| d.logs())
-        .unwrap_or_default();
-    assert!(cp.contains("session processes gone"), "{cp}");
+    ok(sys.wait_until(LIMIT, "the control plane to say so", || {
+        Ok(sys
+            .control_plane
+            .as_ref()
+            .is_some_and(|d| d.logs().contains("session processes gone")))
+    }));
 }
 
 #[test]
@@ -218,4 +228,40 @@ fn a_control_plane_killed_and_restarted_adopts_its_children_and_cleans_orphans()
         .map(|d| d.logs())
         .unwrap_or_default();
     assert!(cp.contains("adopted running session processes"), "{cp}");
+}
+
+#[test]
+fn a_credential_rotated_mid_session_reaches_the_sidecars_command() {
+    let sys = LocalSystem::start(Options {
+        credential_refresh_seconds: Some(1),
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    ok(sys.create_project(PROJECT));
+    let first = format!("ghp_first{}", random_hex());
+    let credential = ok(sys.bind_credential(PROJECT, "github", &first));
+    let env = json!({"DEMO_RUNNER_HOLD": "1", "DEMO_RUNNER_WATCH_CREDENTIALS": "1"}).to_string();
+    let id = ok(sys.start_session(PROJECT, "rotate", json!({"environment_variables": env})));
+    let shows = |what: &str, print: &str| {
+        payloads(&sys, &id)
+            .iter()
+            .any(|t| t.contains(what) && t.contains(print))
+    };
+    ok(sys.wait_until(LIMIT, "the credential to arrive", || {
+        Ok(shows("credential github arrived", &fingerprint(&first)))
+    }));
+    let second = format!("ghp_second{}", random_hex());
+    register_secret(&second);
+    ok(sys.api(
+        "PATCH",
+        &format!("/credentials/{credential}"),
+        Some(json!({"token": second})),
+    ));
+    ok(
+        sys.wait_until(LIMIT, "the rotated credential to reach the command", || {
+            Ok(shows("credential github changed", &fingerprint(&second)))
+        }),
+    );
+    send_user_message(&sys, &id, "exit");
+    ok(sys.wait_phase(&id, &["Completed"], LIMIT));
 }

@@ -18,13 +18,15 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::config::{ApiAuth, Config, Settings};
+use crate::config::{ApiAuth, Config, Mode, Settings};
 use crate::informer::{self, Store};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::reconcile::{Controller, Key};
+use crate::rest::Rest;
 use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
+use crate::runtime::log::LogRuntime;
 use crate::runtime::process::{self, ProcessRuntime, RuntimeKind};
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
@@ -60,7 +62,28 @@ pub fn provider(auth: &ApiAuth) -> anyhow::Result<Arc<dyn TokenProvider>> {
     })
 }
 
-async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
+/// The Kubernetes client of the control plane's own identity, and the one
+/// for namespaces, session objects and the keypair: the same unless
+/// `PROJECT_KUBE_TOKEN_FILE` names a second identity's bearer-token file.
+async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Client)> {
+    let config = kube_config(cfg).await?;
+    let own = kube::Client::try_from(config.clone()).context("kubernetes client")?;
+    let Some(token_file) = &cfg.project_kube_token_file else {
+        return Ok((own.clone(), own));
+    };
+    std::fs::metadata(token_file)
+        .with_context(|| format!("PROJECT_KUBE_TOKEN_FILE {}", token_file.display()))?;
+    let mut project = config;
+    project.auth_info = kube::config::AuthInfo {
+        token_file: Some(token_file.display().to_string()),
+        ..kube::config::AuthInfo::default()
+    };
+    let project = kube::Client::try_from(project).context("project kubernetes client")?;
+    tracing::info!(token_file = %token_file.display(), "namespaces and session objects use the project identity");
+    Ok((own, project))
+}
+
+async fn kube_config(cfg: &Config) -> anyhow::Result<kube::Config> {
     let config = match &cfg.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -76,22 +99,7 @@ async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
-    kube::Client::try_from(config).context("kubernetes client")
-}
-
-/// Where sessions run: a cluster, or local processes (no cluster at all).
-enum Backend {
-    Kube(kube::Client),
-    Process(ProcessRuntime),
-}
-
-impl Backend {
-    async fn open(cfg: &Config) -> anyhow::Result<Backend> {
-        Ok(match cfg.runtime.kind {
-            RuntimeKind::Kube => Backend::Kube(kube_client(cfg).await?),
-            RuntimeKind::Process => Backend::Process(ProcessRuntime::open(cfg.runtime.process()?)?),
-        })
-    }
+    Ok(config)
 }
 
 #[derive(Clone)]
@@ -217,21 +225,44 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let backend = Backend::open(&cfg).await?;
-    if settings.pod.token_url.is_none() && matches!(backend, Backend::Kube(_)) {
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    // The process runtime needs no cluster at all.
+    let local = match cfg.runtime.kind {
+        RuntimeKind::Process => Some(ProcessRuntime::open(cfg.runtime.process()?)?),
+        RuntimeKind::Kube => None,
+    };
+    if settings.pod.token_url.is_none() && local.is_none() {
         tracing::warn!(
             "CP_TOKEN_URL is not set: session pods get no token-exchange settings \
              (AMBIENT_CP_TOKEN_URL) and no MCP sidecar"
         );
     }
-    let key = match &backend {
-        Backend::Kube(client) => {
-            keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?
+    // Test mode touches no cluster: an in-memory key, no Lease, and a
+    // runtime that only logs.
+    let clients = match (settings.mode, &local) {
+        (_, Some(_)) => None,
+        (Mode::Kube, None) => Some(kube_clients(&cfg).await?),
+        (Mode::Test, None) => {
+            tracing::warn!("MODE=test: no cluster is touched; sessions are only logged");
+            None
         }
-        Backend::Process(local) => local.keypair().await?,
+    };
+    let key = match (&clients, &local) {
+        (Some((_, project)), _) => {
+            keypair::bootstrap(project.clone(), &settings.runtime_namespace).await?
+        }
+        (None, Some(local)) => local.keypair().await?,
+        (None, None) => tokio::task::spawn_blocking(ambient_protocol::keys::PrivateKey::generate)
+            .await
+            .context("key generation")?
+            .context("key generation")?,
     };
     let public_key_pem = key.public_key().to_pem();
     let provider = provider(&settings.auth)?;
+    let rest =
+        Rest::new(&cfg.api_server_url, provider.clone()).context("AMBIENT_API_SERVER_URL")?;
     let api = Api::new(
         &cfg.grpc_server_addr,
         cfg.grpc_use_tls,
@@ -272,32 +303,45 @@ pub async fn run(
     ambient_daemon::announce_listening("health", health_addr);
 
     let mut pod_config = settings.pod.clone();
-    let runtime: Arc<dyn SessionRuntime> = match &backend {
-        Backend::Kube(client) => Arc::new(KubeRuntime::new(
-            client.clone(),
-            cfg.platform_mode,
-            &settings.pod.installation,
-        )),
-        Backend::Process(local) => {
+    let runtime: Arc<dyn SessionRuntime> = match (&clients, &local) {
+        (_, Some(local)) => {
             let token_url = process::local_token_url(token_server.local_addr());
             local.settings().adjust(&mut pod_config, token_url);
             Arc::new(local.clone())
         }
+        (Some((_, project)), None) if settings.provision => Arc::new(
+            KubeRuntime::new(
+                project.clone(),
+                cfg.platform_mode,
+                &settings.pod.installation,
+            )
+            .configured(&settings.pod),
+        ),
+        _ => {
+            tracing::warn!(
+                "sessions are not provisioned (MODE=test or no kube in RECONCILERS): only logged"
+            );
+            Arc::new(LogRuntime::default())
+        }
     };
-    let controller = Arc::new(Controller::new(
-        api,
-        sessions,
-        projects,
-        settings_store,
-        runtime,
-        pod_config,
-        Some(public_key_pem),
-        queue.clone(),
-        metrics.clone(),
-    ));
+    let controller = Arc::new(
+        Controller::new(
+            api,
+            sessions,
+            projects,
+            settings_store,
+            runtime,
+            pod_config,
+            Some(public_key_pem),
+            queue.clone(),
+            metrics.clone(),
+        )
+        .with_rest(rest, settings.service_identity.clone()),
+    );
 
-    let (_always_tx, mut leading, election) = if let (true, Backend::Kube(client)) =
-        (cfg.leader_election, &backend)
+    let lease_client = clients.map(|(own, _)| own);
+    let (_always_tx, mut leading, election) = if let Some(client) = lease_client
+        && cfg.leader_election
     {
         let identity = cfg
             .identity
@@ -355,7 +399,7 @@ pub async fn run(
     queue.shutdown();
     tasks.abort_all();
     health_task.abort();
-    if let Backend::Process(local) = &backend {
+    if let Some(local) = &local {
         local.shutdown().await;
     }
     token_server.shutdown().await?;

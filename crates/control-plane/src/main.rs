@@ -32,7 +32,8 @@ fn main() -> ExitCode {
     if let Some(code) = ambient_control_plane::runtime::process::shim::dispatch() {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = Cli::try_parse()
+        .unwrap_or_else(|e| ambient_daemon::exit_on_parse_error("ambient-control-plane", &e));
     if let Some(Command::Logs(args)) = &cli.command {
         let printed = cli
             .config

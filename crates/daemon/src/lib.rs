@@ -12,4 +12,4 @@ pub mod usage;
 pub use announce::announce_listening;
 pub use logging::{LogFormat, LoggingError, init_tracing};
 pub use signal::shutdown_signal;
-pub use usage::exit_on_parse_error;
+pub use usage::{exit_on_parse_error, parse_refusing_secret_args};

@@ -4,7 +4,9 @@
 //! with cluster facts swapped for local ones: every pod port for a free
 //! loopback port (in `host:port` values, bind addresses and `*_PORT`
 //! values), every path under a volume mount for that volume's local
-//! directory (so `/workspace` is the session's work directory).
+//! directory (so `/workspace` is the session's work directory). ConfigMap
+//! and Secret volumes have no local content: a variable naming a file in
+//! one (the optional OpenShift service CA) is left out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +85,16 @@ pub fn plan(
             }
         }
     }
+    // ConfigMap and Secret volumes have no local content: a variable
+    // naming a file in one is left out, as an absent optional source is.
+    let absent: Vec<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.config_map.is_some() || v.secret.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    let volume_dir = |name: &str| (volume_dir(name), absent.contains(&name));
     spec.containers
         .iter()
         .map(|c| plan_container(settings, objects, c, &ports, &volume_dir))
@@ -111,28 +123,34 @@ fn plan_container(
     objects: &SessionObjects,
     c: &Container,
     ports: &BTreeMap<u16, u16>,
-    volume_dir: &impl Fn(&str) -> PathBuf,
+    volume_dir: &impl Fn(&str) -> (PathBuf, bool),
 ) -> Result<Planned, PlanError> {
     let role = role_of(c).ok_or_else(|| PlanError::UnknownContainer(c.name.clone()))?;
-    // Mount path → local path (subPath mounts name a file inside the volume).
-    let mut mounts: Vec<(String, PathBuf)> = c
+    // Mount path → local path (subPath mounts name a file inside the
+    // volume), and whether the volume has no local content.
+    let mut mounts: Vec<Mount> = c
         .volume_mounts
         .iter()
         .flatten()
         .map(|m| {
-            let mut local = volume_dir(&m.name);
+            let (mut local, absent) = volume_dir(&m.name);
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 local = local.join(sub);
             }
-            (m.mount_path.clone(), local)
+            Mount {
+                path: m.mount_path.clone(),
+                local,
+                absent,
+            }
         })
         .collect();
     // Longest mount path first, so nested mounts win.
-    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
     let mut vars = BTreeMap::new();
     for e in c.env.iter().flatten() {
-        if let Some(value) = value_of(objects, &c.name, e)? {
-            let value = local_paths(&local_ports(&e.name, &value, ports), &mounts);
+        if let Some(value) = value_of(objects, &c.name, e)?
+            && let Some(value) = local_paths(&local_ports(&e.name, &value, ports), &mounts)
+        {
             vars.insert(e.name.clone(), value);
         }
     }
@@ -140,13 +158,13 @@ fn plan_container(
         .volume_mounts
         .iter()
         .flatten()
-        .map(|m| volume_dir(&m.name))
+        .map(|m| volume_dir(&m.name).0)
         .collect();
     let mount_dir = |path: &str| {
         mounts
             .iter()
-            .find(|(p, _)| p == path)
-            .map(|(_, local)| local.clone())
+            .find(|m| m.path == path)
+            .map(|m| m.local.clone())
     };
     let tmp = mount_dir("/tmp");
     if let Some(tmp) = &tmp {
@@ -202,7 +220,7 @@ fn plan_container(
         _ => tmp,
     }
     .or_else(|| dirs.first().cloned())
-    .unwrap_or_else(|| volume_dir("."));
+    .unwrap_or_else(|| volume_dir(".").0);
     let own_ports = c
         .ports
         .iter()
@@ -319,21 +337,33 @@ pub fn local_ports(name: &str, value: &str, ports: &BTreeMap<u16, u16>) -> Strin
     out
 }
 
+/// A volume mount of a container, locally.
+#[derive(Debug)]
+struct Mount {
+    path: String,
+    local: PathBuf,
+    /// A ConfigMap or Secret volume: nothing is there locally.
+    absent: bool,
+}
+
 /// Replaces a value that is a path under a mount (or the mount itself)
-/// with the local path.
-fn local_paths(value: &str, mounts: &[(String, PathBuf)]) -> String {
-    for (mount, local) in mounts {
-        if value == mount {
-            return local.display().to_string();
-        }
-        if let Some(rest) = value
-            .strip_prefix(mount.as_str())
+/// with the local path; `None` when that path is in a volume with no
+/// local content.
+fn local_paths(value: &str, mounts: &[Mount]) -> Option<String> {
+    for m in mounts {
+        let local = if value == m.path {
+            m.local.clone()
+        } else if let Some(rest) = value
+            .strip_prefix(m.path.as_str())
             .and_then(|r| r.strip_prefix('/'))
         {
-            return Path::new(local).join(rest).display().to_string();
-        }
+            Path::new(&m.local).join(rest)
+        } else {
+            continue;
+        };
+        return (!m.absent || local.exists()).then(|| local.display().to_string());
     }
-    value.to_owned()
+    Some(value.to_owned())
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ fn objects() -> SessionObjects {
             project: None,
             public_key_pem: Some(KEY),
             credentials: &credentials,
+            prompt: &objects::PromptSources::default(),
         },
         None,
     )
@@ -150,6 +151,11 @@ fn every_container_becomes_a_process_with_the_pod_environment_made_local() {
     let tmp = &github.env["TMPDIR"];
     assert!(tmp.starts_with("/state/pod/volumes/"), "{tmp}");
     assert!(github.env["CREDENTIAL_KUBECONFIG_PATH"].starts_with(tmp.as_str()));
+    // The service CA is an optional ConfigMap the process runtime has no
+    // content for: the variables naming it are left out.
+    for p in [runner, mcp, github] {
+        assert!(!p.env.contains_key("SSL_CERT_FILE"), "{}", p.name);
+    }
     // The secret reaches only the runner.
     for p in [mcp, github] {
         assert!(!p.env.values().any(|v| v.contains("sk-test-SECRET")));
