@@ -194,46 +194,54 @@ fn steps(
     Ok(session)
 }
 
-/// One line per phase the session goes through, until Completed.
+/// One line per phase the session goes through, until Completed: the
+/// phases the control plane writes (from its log, so none is missed
+/// however fast), checked against the API.
 fn follow(system: &LocalSystem, clock: &Clock, stop: &AtomicBool, id: &str) -> Result<()> {
+    clock.step("session phase: Pending (phase empty until the control plane acts)");
     let started = Instant::now();
-    let mut last = String::new();
+    let marker = format!("phase written session={id} phase=");
+    let mut shown = 0;
+    let mut last = "Pending".to_owned();
     let mut last_line = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted");
         }
-        let phase = system.phase(id).map_err(anyhow::Error::msg)?;
-        if phase != last {
-            clock.step(&format!(
-                "session phase: {}",
-                if phase.is_empty() {
-                    "(not started)"
-                } else {
-                    &phase
-                }
-            ));
+        let logs = system
+            .control_plane
+            .as_ref()
+            .map(|d| d.logs())
+            .unwrap_or_default();
+        let written: Vec<&str> = logs
+            .lines()
+            .filter_map(|l| l.split_once(&marker)?.1.split_whitespace().next())
+            .collect();
+        for phase in written.iter().skip(shown) {
+            clock.step(&format!("session phase: {phase}"));
+            last = (*phase).to_owned();
             last_line = Instant::now();
-            last = phase.clone();
-        } else if last_line.elapsed() > Duration::from_secs(3) {
+        }
+        shown = written.len();
+        if last_line.elapsed() > Duration::from_secs(3) {
             clock.step(&format!(
                 "… still {last} ({:.0} s)",
                 started.elapsed().as_secs_f64()
             ));
             last_line = Instant::now();
         }
-        match phase.as_str() {
-            "Completed" => return Ok(()),
-            "Failed" | "Stopped" => {
-                let s = system
-                    .api("GET", &format!("/sessions/{id}"), None)
-                    .unwrap_or(Value::Null);
-                bail!(
-                    "the session ended {phase}: {}",
-                    s.get("conditions").and_then(Value::as_str).unwrap_or("")
-                );
+        if matches!(last.as_str(), "Completed" | "Failed" | "Stopped") {
+            let phase = system.phase(id).map_err(anyhow::Error::msg)?;
+            if phase == "Completed" {
+                return Ok(());
             }
-            _ => {}
+            let s = system
+                .api("GET", &format!("/sessions/{id}"), None)
+                .unwrap_or(Value::Null);
+            bail!(
+                "the session ended {phase}: {}",
+                s.get("conditions").and_then(Value::as_str).unwrap_or("")
+            );
         }
         if started.elapsed() > Duration::from_secs(120) {
             bail!("the session did not complete within 120 s (phase {last})");
