@@ -17,8 +17,10 @@
 //! recorded secret.
 
 mod artifacts;
+pub mod bench;
 mod deadline;
 pub mod local_system;
+pub mod mcp;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -29,7 +31,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, register_secret, scan_logs};
+pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, names_secret, register_secret, scan_logs};
 pub use deadline::{output_within, wait_within};
 
 /// Path of a workspace binary.
@@ -120,6 +122,10 @@ pub struct Spec {
     pub listeners: Vec<String>,
     /// The program to run, when not the workspace binary `bin` found by [`bin_path`].
     pub program: Option<PathBuf>,
+    /// A command that `exec`s the binary (given its path and arguments
+    /// after these words), e.g. a shell that changes a signal disposition
+    /// first; empty: the binary is started directly.
+    pub via: Vec<String>,
 }
 
 impl Spec {
@@ -149,6 +155,11 @@ impl Spec {
         self.program = Some(path.into());
         self
     }
+    /// Starts the binary through `wrapper` (the `via` field).
+    pub fn via<I: IntoIterator<Item = S>, S: Into<String>>(mut self, wrapper: I) -> Self {
+        self.via = wrapper.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 impl Daemon {
@@ -163,7 +174,14 @@ impl Daemon {
     pub fn try_start(spec: Spec) -> Result<Daemon, String> {
         artifacts::register_spec_secrets(&spec);
         let program = spec.program.clone().unwrap_or_else(|| bin_path(&spec.bin));
-        let mut cmd = Command::new(program);
+        let mut cmd = match spec.via.split_first() {
+            Some((wrapper, words)) => {
+                let mut c = Command::new(wrapper);
+                c.args(words).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long, env = env::KUBECONFIG)]
     pub kubeconfig: Option<PathBuf>,
 
+    /// Seconds a Kubernetes request may wait for its answer; past it the
+    /// request fails and is retried with backoff (a watch only waits for its
+    /// first bytes).
+    #[arg(long, env = "CP_KUBE_REQUEST_TIMEOUT", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub kube_request_timeout: u64,
+
     /// kube: sessions become pods; test: touch no cluster and only log
     /// what would be done.
     #[arg(long, env = "MODE", value_enum, default_value_t = Mode::Kube)]

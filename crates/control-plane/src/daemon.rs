@@ -67,7 +67,7 @@ pub fn provider(auth: &ApiAuth) -> anyhow::Result<Arc<dyn TokenProvider>> {
 /// `PROJECT_KUBE_TOKEN_FILE` names a second identity's bearer-token file.
 async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Client)> {
     let config = kube_config(cfg).await?;
-    let own = kube::Client::try_from(config.clone()).context("kubernetes client")?;
+    let own = kube_client(config.clone(), cfg).context("kubernetes client")?;
     let Some(token_file) = &cfg.project_kube_token_file else {
         return Ok((own.clone(), own));
     };
@@ -78,9 +78,21 @@ async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Clien
         token_file: Some(token_file.display().to_string()),
         ..kube::config::AuthInfo::default()
     };
-    let project = kube::Client::try_from(project).context("project kubernetes client")?;
+    let project = kube_client(project, cfg).context("project kubernetes client")?;
     tracing::info!(token_file = %token_file.display(), "namespaces and session objects use the project identity");
     Ok((own, project))
+}
+
+/// A client of `config` whose requests time out: a request whose answer
+/// never comes would hold its reconcile until the reconcile deadline; past
+/// `--kube-request-timeout` it fails as a transient error instead. (The
+/// timeout covers the response head: a watch's stream is not cut.)
+fn kube_client(config: kube::Config, cfg: &Config) -> Result<kube::Client, kube::Error> {
+    let timeout =
+        tower::timeout::TimeoutLayer::new(std::time::Duration::from_secs(cfg.kube_request_timeout));
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&timeout)
+        .build())
 }
 
 async fn kube_config(cfg: &Config) -> anyhow::Result<kube::Config> {

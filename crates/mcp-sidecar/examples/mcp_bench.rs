@@ -10,13 +10,13 @@
 //!
 //! Arguments: `--bin-dir DIR --out FILE [--starts N] [--calls N]`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use integration_tests::bench::{Proc, percentile, rss_kib, start_announced};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "mcp-bench-api-token";
@@ -33,66 +33,22 @@ struct Args {
     calls: usize,
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `bin` and waits for `<name> listening on <addr>` lines; returns
-/// the process, the addresses and the time to the last line.
+/// Starts `bin` and waits for its `<name> listening on <addr>` lines;
+/// returns the process, the addresses and the time to the last line.
 fn start(
     bin: &Path,
     args: &[&str],
     envs: &[(&str, &str)],
     names: &[&str],
 ) -> Result<(Proc, Vec<String>, Duration)> {
-    let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let proc = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut addrs = vec![String::new(); names.len()];
-    while addrs.iter().any(String::is_empty) {
-        let Some(Ok(line)) = lines.next() else {
-            bail!("{} exited before announcing {names:?}", bin.display());
-        };
-        if let Some((name, addr)) = line.split_once(" listening on ")
-            && let Some(i) = names.iter().position(|n| *n == name)
-        {
-            addrs[i] = addr.trim().to_owned();
-        }
-    }
-    let elapsed = t0.elapsed();
-    // Keep draining stdout so the child never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    Ok((proc, addrs, elapsed))
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len().saturating_sub(1))]
+    start_announced(
+        Command::new(bin)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null()),
+        names,
+    )
+    .with_context(|| format!("starting {}", bin.display()))
 }
 
 /// The JSON-RPC response to request `id` in an SSE or JSON body.
@@ -258,7 +214,7 @@ async fn main() -> Result<()> {
         let (proc, _, elapsed) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
         starts.push(elapsed);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        rss.push(rss_kib(proc.0.id())?);
+        rss.push(rss_kib(proc.id())?);
     }
     starts.sort();
     rss.sort();
@@ -321,7 +277,7 @@ async fn main() -> Result<()> {
         d50.as_secs_f64() * 1e3,
         d99.as_secs_f64() * 1e3,
     );
-    let busy_rss = rss_kib(sidecar.0.id())?;
+    let busy_rss = rss_kib(sidecar.id())?;
     println!(
         "mcp-sidecar RSS after {} tool calls: {:.2} MiB",
         args.calls + 20,

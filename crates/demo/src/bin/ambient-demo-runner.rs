@@ -16,7 +16,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    ambient_daemon::install_panic_hook();
+    let cli = Cli::try_parse()
+        .unwrap_or_else(|e| ambient_daemon::exit_on_parse_error("ambient-demo-runner", &e));
     let format = match cli.config.log_format {
         ambient_runner_client::config::LogFormat::Json => ambient_daemon::LogFormat::Json,
         ambient_runner_client::config::LogFormat::Text => ambient_daemon::LogFormat::Text,

@@ -80,6 +80,10 @@ struct StoreState {
     pod_grace: std::time::Duration,
 }
 
+/// A fault "code" for [`FakeKube::fail_next_verb`]: the request is read and
+/// recorded (with status 0) but never answered; the connection stays open.
+pub const HANG: u16 = 0;
+
 #[derive(Clone)]
 pub struct FakeKube {
     pub addr: SocketAddr,
@@ -375,7 +379,8 @@ impl FakeKube {
     }
 
     /// The next `verb` requests (`GET`, `LIST`, `WATCH`, `POST`, `PUT`,
-    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout).
+    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout
+    /// the server reports; [`HANG`] = no answer at all, ever).
     pub fn fail_next_verb(&self, verb: &str, plural: &str, codes: &[u16]) {
         self.lock()
             .verb_faults
@@ -630,6 +635,9 @@ async fn handle(
             existed: false,
             status: code,
         });
+        if code == HANG {
+            std::future::pending::<()>().await;
+        }
         return status(code, reason_for(code), "injected failure");
     }
     if let Some(name) = &t.name
