@@ -318,6 +318,9 @@ pub struct Config {
     /// Identity of this replica in the Lease (defaults to POD_NAME, then HOSTNAME).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    #[command(flatten)]
+    pub runtime: crate::runtime::process::RuntimeArgs,
 }
 
 /// Why the configuration was refused: one line for the operator.

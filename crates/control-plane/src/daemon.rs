@@ -27,6 +27,7 @@ use crate::rest::Rest;
 use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
 use crate::runtime::log::LogRuntime;
+use crate::runtime::process::{self, ProcessRuntime, RuntimeKind};
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
@@ -254,7 +255,12 @@ pub async fn run(
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    if settings.pod.token_url.is_none() {
+    // The process runtime needs no cluster at all.
+    let local = match cfg.runtime.kind {
+        RuntimeKind::Process => Some(ProcessRuntime::open(cfg.runtime.process()?)?),
+        RuntimeKind::Kube => None,
+    };
+    if settings.pod.token_url.is_none() && local.is_none() {
         tracing::warn!(
             "CP_TOKEN_URL is not set: session pods get no token-exchange settings \
              (AMBIENT_CP_TOKEN_URL) and no MCP sidecar"
@@ -262,18 +268,20 @@ pub async fn run(
     }
     // Test mode touches no cluster: an in-memory key, no Lease, and a
     // runtime that only logs.
-    let clients = match settings.mode {
-        Mode::Kube => Some(kube_clients(&cfg).await?),
-        Mode::Test => {
+    let clients = match (settings.mode, &local) {
+        (_, Some(_)) => None,
+        (Mode::Kube, None) => Some(kube_clients(&cfg).await?),
+        (Mode::Test, None) => {
             tracing::warn!("MODE=test: no cluster is touched; sessions are only logged");
             None
         }
     };
-    let key = match &clients {
-        Some((_, project)) => {
+    let key = match (&clients, &local) {
+        (Some((_, project)), _) => {
             keypair::bootstrap(project.clone(), &settings.runtime_namespace).await?
         }
-        None => tokio::task::spawn_blocking(ambient_protocol::keys::PrivateKey::generate)
+        (None, Some(local)) => local.keypair().await?,
+        (None, None) => tokio::task::spawn_blocking(ambient_protocol::keys::PrivateKey::generate)
             .await
             .context("key generation")?
             .context("key generation")?,
@@ -321,8 +329,14 @@ pub async fn run(
     .await?;
     ambient_daemon::announce_listening("health", health_addr);
 
-    let runtime: Arc<dyn SessionRuntime> = match &clients {
-        Some((_, project)) if settings.provision => Arc::new(
+    let mut pod_config = settings.pod.clone();
+    let runtime: Arc<dyn SessionRuntime> = match (&clients, &local) {
+        (_, Some(local)) => {
+            let token_url = process::local_token_url(token_server.local_addr());
+            local.settings().adjust(&mut pod_config, token_url);
+            Arc::new(local.clone())
+        }
+        (Some((_, project)), None) if settings.provision => Arc::new(
             KubeRuntime::new(
                 project.clone(),
                 cfg.platform_mode,
@@ -344,7 +358,7 @@ pub async fn run(
             projects,
             settings_store,
             runtime,
-            settings.pod.clone(),
+            pod_config,
             Some(public_key_pem),
             queue.clone(),
             metrics.clone(),
@@ -363,7 +377,8 @@ pub async fn run(
             .unwrap_or_else(leader::default_identity);
         tracing::info!(identity = %identity, lease = %cfg.lease_name, "competing for leadership");
         let namespace = &settings.runtime_namespace;
-        let (rx, election) = leader::elect(client, namespace, &cfg.lease_name, &identity).await?;
+        let (rx, election) =
+            leader::elect(client.clone(), namespace, &cfg.lease_name, &identity).await?;
         (None, rx, Some(election))
     } else {
         let (tx, rx) = leader::always();
@@ -411,6 +426,9 @@ pub async fn run(
     queue.shutdown();
     tasks.abort_all();
     health_task.abort();
+    if let Some(local) = &local {
+        local.shutdown().await;
+    }
     token_server.shutdown().await?;
     // Release the Lease so a follower takes over without waiting for expiry.
     drop(leading);

@@ -1,9 +1,11 @@
 //! `SessionRuntime`: what the reconciler needs from wherever sessions run.
 //! [`kube::KubeRuntime`] is production (pods on Kubernetes);
-//! [`log::LogRuntime`] (test mode) only logs what it would do.
+//! [`log::LogRuntime`] (test mode) only logs what it would do;
+//! [`process::ProcessRuntime`] runs a session's containers as local processes.
 
 pub mod kube;
 pub mod log;
+pub mod process;
 
 use std::pin::Pin;
 
