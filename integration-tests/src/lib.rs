@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, register_secret, scan_logs};
+pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, names_secret, register_secret, scan_logs};
 pub use deadline::{output_within, wait_within};
 
 /// Path of a workspace binary.
@@ -119,6 +119,10 @@ pub struct Spec {
     /// Listener names to wait for, e.g. `["grpc", "http"]` for lines
     /// `grpc listening on 127.0.0.1:1234`.
     pub listeners: Vec<String>,
+    /// A command that `exec`s the binary (given its path and arguments
+    /// after these words), e.g. a shell that changes a signal disposition
+    /// first; empty: the binary is started directly.
+    pub via: Vec<String>,
 }
 
 impl Spec {
@@ -144,6 +148,11 @@ impl Spec {
         self.listeners.push(name.into());
         self
     }
+    /// Starts the binary through `wrapper` (the `via` field).
+    pub fn via<I: IntoIterator<Item = S>, S: Into<String>>(mut self, wrapper: I) -> Self {
+        self.via = wrapper.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 impl Daemon {
@@ -151,7 +160,14 @@ impl Daemon {
     /// Panics with the daemon's output if it exits or never announces them.
     pub fn start(spec: Spec) -> Daemon {
         artifacts::register_spec_secrets(&spec);
-        let mut cmd = Command::new(bin_path(&spec.bin));
+        let mut cmd = match spec.via.split_first() {
+            Some((wrapper, words)) => {
+                let mut c = Command::new(wrapper);
+                c.args(words).arg(bin_path(&spec.bin));
+                c
+            }
+            None => Command::new(bin_path(&spec.bin)),
+        };
         cmd.args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -6,11 +6,13 @@
 //! `<out>/<name>/` and an archive `<out>/<name>.tar` for `podman load` /
 //! `docker load`; `--push` uploads over the OCI distribution API.
 
+mod http;
 mod layer;
 mod oci;
 mod podman;
 mod push;
 mod registry;
+mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,7 @@ pub const DAEMONS: &[Daemon] = &[
     },
     Daemon {
         name: "credential-entrypoint",
-        package: "ambient-credential-entrypoint",
+        package: "credential-entrypoint",
         binary: "credential-entrypoint",
         ports: &[],
         env: &[],
@@ -143,6 +145,8 @@ pub struct Built {
     pub archive: PathBuf,
     pub repo_tag: String,
     pub manifest_digest: String,
+    /// Every layer's compressed size: what a pull downloads.
+    pub compressed_bytes: usize,
 }
 
 /// `cargo xtask build-images`.
@@ -188,7 +192,13 @@ pub fn build(opts: &Options) -> Result<Vec<Built>> {
     build
         .args(["build", "--locked", "--bins"])
         .args(IMAGE_PROFILE);
-    for d in &selected {
+    // Every daemon in one build, whatever is selected: features are unified
+    // over the packages built together, so building fewer could change the
+    // shared libraries' code, and so a binary and its image digest.
+    for d in DAEMONS
+        .iter()
+        .filter(|d| ws.binaries.contains_key(d.package))
+    {
         build.args(["-p", d.package]);
     }
     run(&mut build)?;
@@ -294,6 +304,7 @@ fn write(d: &'static Daemon, image: &Image, out: &Path, tag: &str) -> Result<Bui
         archive,
         repo_tag,
         manifest_digest: image.manifest.digest.clone(),
+        compressed_bytes: total,
     })
 }
 
@@ -312,11 +323,6 @@ const IMAGE_PROFILE: [&str; 8] = [
 
 /// Where the image profile puts binaries, below the target directory.
 const PROFILE_DIR: &str = "image";
-
-/// The image-profile build of `binary` (after [`build`] built it).
-pub fn binary_path(binary: &str) -> Result<PathBuf> {
-    Ok(workspace()?.target_dir.join(PROFILE_DIR).join(binary))
-}
 
 fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -430,4 +436,36 @@ fn labels(ws: &Workspace) -> BTreeMap<String, String> {
         ),
     }
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The package names `[package] name = ...` of every crate under crates/.
+    fn packages() -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for dir in std::fs::read_dir(root().join("crates"))? {
+            let manifest = std::fs::read_to_string(dir?.path().join("Cargo.toml"))?;
+            let package = manifest.split("\n[").next().unwrap_or_default();
+            if let Some(name) = package.lines().find_map(|l| l.strip_prefix("name = ")) {
+                names.push(name.trim_matches('"').to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    #[test]
+    fn every_daemon_image_names_a_workspace_package() -> Result<()> {
+        let packages = packages()?;
+        for d in DAEMONS {
+            assert!(
+                packages.iter().any(|p| p == d.package),
+                "{}: no package {} in {packages:?}",
+                d.name,
+                d.package
+            );
+        }
+        Ok(())
+    }
 }

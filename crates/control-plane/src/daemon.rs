@@ -18,13 +18,15 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::config::{ApiAuth, Config, Settings};
+use crate::config::{ApiAuth, Config, Mode, Settings};
 use crate::informer::{self, Store};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::reconcile::{Controller, Key};
+use crate::rest::Rest;
 use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
+use crate::runtime::log::LogRuntime;
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
@@ -59,7 +61,41 @@ pub fn provider(auth: &ApiAuth) -> anyhow::Result<Arc<dyn TokenProvider>> {
     })
 }
 
-async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
+/// The Kubernetes client of the control plane's own identity, and the one
+/// for namespaces, session objects and the keypair: the same unless
+/// `PROJECT_KUBE_TOKEN_FILE` names a second identity's bearer-token file.
+async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Client)> {
+    let config = kube_config(cfg).await?;
+    let own = kube_client(config.clone(), cfg).context("kubernetes client")?;
+    let Some(token_file) = &cfg.project_kube_token_file else {
+        return Ok((own.clone(), own));
+    };
+    std::fs::metadata(token_file)
+        .with_context(|| format!("PROJECT_KUBE_TOKEN_FILE {}", token_file.display()))?;
+    let mut project = config;
+    project.auth_info = kube::config::AuthInfo {
+        token_file: Some(token_file.display().to_string()),
+        ..kube::config::AuthInfo::default()
+    };
+    let project = kube_client(project, cfg).context("project kubernetes client")?;
+    tracing::info!(token_file = %token_file.display(), "namespaces and session objects use the project identity");
+    Ok((own, project))
+}
+
+/// A client of `config` whose requests time out: a request whose answer
+/// never comes would hold its reconcile until the reconcile deadline; past
+/// `--kube-request-timeout` it fails as a transient error instead. (The
+/// timeout covers the response head: a watch's stream is not cut.)
+fn kube_client(config: kube::Config, cfg: &Config) -> Result<kube::Client, kube::Error> {
+    let timeout = tower::timeout::TimeoutLayer::new(std::time::Duration::from_secs(
+        cfg.kube_request_timeout,
+    ));
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&timeout)
+        .build())
+}
+
+async fn kube_config(cfg: &Config) -> anyhow::Result<kube::Config> {
     let config = match &cfg.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -75,7 +111,7 @@ async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
-    kube::Client::try_from(config).context("kubernetes client")
+    Ok(config)
 }
 
 #[derive(Clone)]
@@ -201,16 +237,37 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     if settings.pod.token_url.is_none() {
         tracing::warn!(
             "CP_TOKEN_URL is not set: session pods get no token-exchange settings \
              (AMBIENT_CP_TOKEN_URL) and no MCP sidecar"
         );
     }
-    let client = kube_client(&cfg).await?;
-    let key = keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?;
+    // Test mode touches no cluster: an in-memory key, no Lease, and a
+    // runtime that only logs.
+    let clients = match settings.mode {
+        Mode::Kube => Some(kube_clients(&cfg).await?),
+        Mode::Test => {
+            tracing::warn!("MODE=test: no cluster is touched; sessions are only logged");
+            None
+        }
+    };
+    let key = match &clients {
+        Some((_, project)) => {
+            keypair::bootstrap(project.clone(), &settings.runtime_namespace).await?
+        }
+        None => tokio::task::spawn_blocking(ambient_protocol::keys::PrivateKey::generate)
+            .await
+            .context("key generation")?
+            .context("key generation")?,
+    };
     let public_key_pem = key.public_key().to_pem();
     let provider = provider(&settings.auth)?;
+    let rest =
+        Rest::new(&cfg.api_server_url, provider.clone()).context("AMBIENT_API_SERVER_URL")?;
     let api = Api::new(
         &cfg.grpc_server_addr,
         cfg.grpc_use_tls,
@@ -250,24 +307,41 @@ pub async fn run(
     .await?;
     ambient_daemon::announce_listening("health", health_addr);
 
-    let runtime: Arc<dyn SessionRuntime> = Arc::new(KubeRuntime::new(
-        client.clone(),
-        cfg.platform_mode,
-        &settings.pod.installation,
-    ));
-    let controller = Arc::new(Controller::new(
-        api,
-        sessions,
-        projects,
-        settings_store,
-        runtime,
-        settings.pod.clone(),
-        Some(public_key_pem),
-        queue.clone(),
-        metrics.clone(),
-    ));
+    let runtime: Arc<dyn SessionRuntime> = match &clients {
+        Some((_, project)) if settings.provision => Arc::new(
+            KubeRuntime::new(
+                project.clone(),
+                cfg.platform_mode,
+                &settings.pod.installation,
+            )
+            .configured(&settings.pod),
+        ),
+        _ => {
+            tracing::warn!(
+                "sessions are not provisioned (MODE=test or no kube in RECONCILERS): only logged"
+            );
+            Arc::new(LogRuntime::default())
+        }
+    };
+    let controller = Arc::new(
+        Controller::new(
+            api,
+            sessions,
+            projects,
+            settings_store,
+            runtime,
+            settings.pod.clone(),
+            Some(public_key_pem),
+            queue.clone(),
+            metrics.clone(),
+        )
+        .with_rest(rest, settings.service_identity.clone()),
+    );
 
-    let (_always_tx, mut leading, election) = if cfg.leader_election {
+    let lease_client = clients.map(|(own, _)| own);
+    let (_always_tx, mut leading, election) = if let Some(client) = lease_client
+        && cfg.leader_election
+    {
         let identity = cfg
             .identity
             .clone()

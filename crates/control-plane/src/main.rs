@@ -26,7 +26,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse()
+        .unwrap_or_else(|e| ambient_daemon::exit_on_parse_error("ambient-control-plane", &e));
     if let Some(Command::Render(args)) = &cli.command {
         return match cli
             .config

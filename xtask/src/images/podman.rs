@@ -1,27 +1,25 @@
 //! `cargo xtask test-images`: proof that the images run. Builds every image
 //! twice (the second time into another directory) and checks the digests are
-//! equal, then loads each archive into Debian's daemonless `podman` and runs
-//! it with `runc` and host networking (daemons.md): every binary's `--help`
-//! exits 0 as uid 65532, and the devserver image serves `/api/ambient/v1/
-//! projects` to its token (not without it) and stops cleanly on SIGTERM.
-//! Then the devserver image is pushed to a local registry and pulled back,
-//! and the devserver binary is layered onto another image (`--base`
-//! placement) and run through its private loader.
+//! equal; `credential-entrypoint` is layered onto our runner-client image as
+//! the third-party base (the `--base` placement). Then it loads each archive
+//! into Debian's daemonless `podman` and runs it with `runc` and host
+//! networking (daemons.md): every binary's `--help` exits 0 as uid 65532;
+//! the devserver, token server and ambient-mcp images serve together
+//! (`serve`); the devserver image is pushed to a local registry and pulled
+//! back by digest.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::layer::private_rootfs;
-use super::oci::{Image, Spec};
+use super::oci::Image;
 use super::registry::LocalRegistry;
-use super::{Built, Options, build, push};
+use super::{Built, Options, build, push, serve};
 use crate::root;
 
-const RUN_FLAGS: [&str; 9] = [
+pub const RUN_FLAGS: [&str; 9] = [
     "--runtime",
     "runc",
     "run",
@@ -32,27 +30,18 @@ const RUN_FLAGS: [&str; 9] = [
     "--ulimit",
     "nproc=1000:1000",
 ];
-const DEV_TOKEN_ENV: &str = "AMBIENT_DEVSERVER_TOKEN";
+
+/// The non-root user every image runs as (its config's `User`).
+const USER: &str = "65532:65532";
 
 pub fn test_images(args: &[String]) -> Result<()> {
     if !args.is_empty() {
         bail!("test-images takes no arguments");
     }
-    let podman = Command::new("podman").arg("--version").output();
-    if !podman.is_ok_and(|o| o.status.success()) {
-        bail!("podman cannot run here: the image test needs it (apt-get install podman runc)");
-    }
+    podman_works()?;
     let dir = root().join("target/images-test");
-    let first = build(&Options {
-        out: Some(dir.join("a")),
-        tag: Some("test".into()),
-        ..Options::default()
-    })?;
-    let second = build(&Options {
-        out: Some(dir.join("b")),
-        tag: Some("test".into()),
-        ..Options::default()
-    })?;
+    let first = build_all(&dir.join("a"))?;
+    let second = build_all(&dir.join("b"))?;
     for (a, b) in first.iter().zip(&second) {
         if a.manifest_digest != b.manifest_digest {
             bail!(
@@ -67,23 +56,80 @@ pub fn test_images(args: &[String]) -> Result<()> {
         "reproducible: {} images, same digests on a second assembly",
         first.len()
     );
+    let mut loaded = Vec::new();
     for image in &first {
-        let _loaded = Loaded::load(image)?;
+        loaded.push(Loaded::load(image)?);
         help_exits_zero(image)?;
-        if image.name == "ambient-devserver" {
-            devserver_serves(image)?;
-        }
     }
-    let devserver = first.iter().find(|b| b.name == "ambient-devserver");
-    let base = first.iter().find(|b| b.name == "ambient-token-server");
-    if let (Some(devserver), Some(base)) = (devserver, base) {
-        push_and_pull(devserver, &dir)?;
-        wrapped_onto_base(devserver, base, &dir)?;
-    }
-    if !first.iter().any(|b| b.name == "ambient-mcp") {
-        println!("ambient-mcp              not tested: the package is not in this workspace");
+    let find = |name: &str| {
+        first
+            .iter()
+            .find(|b| b.name == name)
+            .with_context(|| format!("no {name} image was built"))
+    };
+    serve::devserver_serves(find("ambient-devserver")?)?;
+    serve::mcp_answers(
+        find("ambient-mcp")?,
+        find("ambient-token-server")?,
+        find("ambient-devserver")?,
+        &dir,
+    )?;
+    push_and_pull(find("ambient-devserver")?, &dir)?;
+    println!("images (compressed, what a pull downloads):");
+    for image in &first {
+        println!(
+            "  {:<24} {:>8.1} MiB",
+            image.name,
+            image.compressed_bytes as f64 / (1024.0 * 1024.0)
+        );
     }
     Ok(())
+}
+
+/// Fails with one clear line when podman is missing or cannot run a container.
+fn podman_works() -> Result<()> {
+    let version = Command::new("podman").arg("--version").output();
+    if !version.is_ok_and(|o| o.status.success()) {
+        bail!("podman cannot run here: the image test needs it (apt-get install podman runc)");
+    }
+    let runc = Command::new("runc").arg("--version").output();
+    if !runc.is_ok_and(|o| o.status.success()) {
+        bail!("runc cannot run here: the image test needs it (apt-get install runc)");
+    }
+    Ok(())
+}
+
+/// Every image into `out`: first the five daemons, then credential-entrypoint
+/// on top of the runner-client image standing in for a third-party MCP server.
+fn build_all(out: &Path) -> Result<Vec<Built>> {
+    let mut built = build(&Options {
+        out: Some(out.to_path_buf()),
+        tag: Some("test".into()),
+        ..Options::default()
+    })?;
+    let base = built
+        .iter()
+        .find(|b| b.name == "ambient-runner-client")
+        .context("no ambient-runner-client image to use as a base")?
+        .layout
+        .clone();
+    built.extend(build(&Options {
+        out: Some(out.to_path_buf()),
+        tag: Some("test".into()),
+        only: vec!["credential-entrypoint".into()],
+        base: Some(base),
+        ..Options::default()
+    })?);
+    // Every daemon or nothing: an image skipped here would go untested.
+    let missing: Vec<&str> = super::DAEMONS
+        .iter()
+        .map(|d| d.name)
+        .filter(|n| !built.iter().any(|b| b.name == *n))
+        .collect();
+    if !missing.is_empty() {
+        bail!("not built, so not tested: {}", missing.join(", "));
+    }
+    Ok(built)
 }
 
 /// An image loaded into podman's store, removed again on drop.
@@ -108,7 +154,7 @@ impl Drop for Loaded<'_> {
     }
 }
 
-fn podman(args: &[&str]) -> Result<Output> {
+pub fn podman(args: &[&str]) -> Result<Output> {
     let out = Command::new("podman")
         .args(args)
         .output()
@@ -123,20 +169,93 @@ fn podman(args: &[&str]) -> Result<Output> {
     Ok(out)
 }
 
+/// `--help` exits 0 and prints usage, run as the image's user, which must be
+/// 65532. An image on a base runs our binary without the base's command.
 fn help_exits_zero(image: &Built) -> Result<()> {
+    let config: serde_json::Value =
+        serde_json::from_slice(&Image::read_layout(&image.layout)?.config.bytes)?;
+    let user = config["config"]["User"].as_str().unwrap_or("root");
+    if user != USER {
+        bail!("{} runs as user {user:?}, want {USER}", image.name);
+    }
+    let entrypoint = ours_only(image, &config)?;
     let mut args = RUN_FLAGS.to_vec();
-    args.extend(["--rm", &image.repo_tag, "--help"]);
+    args.extend([
+        "--rm",
+        "--entrypoint",
+        &entrypoint,
+        &image.repo_tag,
+        "--help",
+    ]);
     let out = podman(&args)?;
     let help = String::from_utf8_lossy(&out.stdout);
     if !help.contains("Usage") {
         bail!("{} --help printed no usage: {help}", image.binary);
     }
-    println!("{:<24} --help exits 0 in podman", image.name);
+    println!("{:<24} --help exits 0 in podman as uid 65532", image.name);
     Ok(())
 }
 
-/// A container removed on drop.
-struct Container(String);
+/// The image's entrypoint (JSON) up to and including our binary: for an
+/// image on a base, the base's own command follows it and is left out.
+fn ours_only(image: &Built, config: &serde_json::Value) -> Result<String> {
+    let entrypoint: Vec<&str> = config["config"]["Entrypoint"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let end = entrypoint
+        .iter()
+        .position(|e| e.ends_with(&format!("/{}", image.binary)))
+        .with_context(|| format!("{} is not in the entrypoint {entrypoint:?}", image.binary))?;
+    Ok(serde_json::to_string(&entrypoint[..=end])?)
+}
+
+/// A detached container, removed on drop.
+pub struct Container(pub String);
+
+impl Container {
+    /// `podman run -d` of `image` with `args`; each environment variable
+    /// reaches the container from podman's own environment (`-e NAME`), so
+    /// no value (tokens, keys) shows in podman's argv.
+    pub fn start(
+        image: &Built,
+        role: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+        args: &[&str],
+    ) -> Result<Self> {
+        let name = format!("xtask-{role}-{}", std::process::id());
+        let mut argv = RUN_FLAGS.to_vec();
+        argv.extend(["-d", "--name", &name]);
+        for (k, _) in env {
+            argv.extend(["-e", k]);
+        }
+        argv.extend(extra);
+        argv.push(&image.repo_tag);
+        argv.extend(args);
+        let started = Command::new("podman")
+            .args(&argv)
+            .envs(env.iter().copied())
+            .output()
+            .context("running podman")?;
+        let container = Self(name);
+        if !started.status.success() {
+            bail!(
+                "podman run of {} failed: {}",
+                image.name,
+                String::from_utf8_lossy(&started.stderr).trim()
+            );
+        }
+        Ok(container)
+    }
+
+    /// What the container wrote to stderr so far (its log).
+    pub fn logs(&self) -> String {
+        podman(&["logs", &self.0])
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default()
+    }
+}
 
 impl Drop for Container {
     fn drop(&mut self) {
@@ -146,113 +265,10 @@ impl Drop for Container {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
-}
-
-fn devserver_serves(image: &Built) -> Result<()> {
-    let name = format!("xtask-devserver-{}", std::process::id());
-    let (http, grpc) = (free_port()?, free_port()?);
-    let token = format!("test-{}", std::process::id());
-    let http_env = format!("AMBIENT_DEVSERVER_HTTP_LISTEN=127.0.0.1:{http}");
-    let grpc_env = format!("AMBIENT_DEVSERVER_GRPC_LISTEN=127.0.0.1:{grpc}");
-    let mut args = RUN_FLAGS.to_vec();
-    // The token reaches the container from podman's environment, not argv.
-    args.extend([
-        "-d",
-        "--name",
-        &name,
-        "-e",
-        &http_env,
-        "-e",
-        &grpc_env,
-        "-e",
-        DEV_TOKEN_ENV,
-    ]);
-    args.extend([image.repo_tag.as_str(), "--in-memory"]);
-    let started = Command::new("podman")
-        .args(&args)
-        .env(DEV_TOKEN_ENV, &token)
-        .output()
-        .context("running podman")?;
-    let container = Container(name);
-    if !started.status.success() {
-        bail!(
-            "podman run failed: {}",
-            String::from_utf8_lossy(&started.stderr).trim()
-        );
-    }
-    let path = "/api/ambient/v1/projects";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (status, body) = loop {
-        match get(http, path, Some(&token)) {
-            Ok(answer) => break answer,
-            Err(e) if Instant::now() > deadline => {
-                let logs = podman(&["logs", &container.0])
-                    .map(|o| o.stderr)
-                    .unwrap_or_default();
-                bail!(
-                    "devserver image did not answer: {e}\n{}",
-                    String::from_utf8_lossy(&logs)
-                );
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    };
-    if status != 200 || !body.contains("\"items\"") {
-        bail!("GET {path} with the token answered {status}: {body}");
-    }
-    let (anonymous, _) = get(http, path, None)?;
-    if anonymous != 401 {
-        bail!("GET {path} without a token answered {anonymous}, want 401");
-    }
-    let pid = podman(&["inspect", "--format", "{{.State.Pid}}", &container.0])?;
-    let pid = String::from_utf8_lossy(&pid.stdout).trim().to_owned();
-    let status_file = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let uid = status_file
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .map(|u| u.split_whitespace().collect::<Vec<_>>())
-        .unwrap_or_default();
-    if uid.iter().any(|u| *u != "65532") {
-        bail!("the devserver runs as uid {uid:?}, want 65532");
-    }
-    podman(&["stop", "-t", "10", &container.0])?;
-    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &container.0])?;
-    let code = String::from_utf8_lossy(&code.stdout).trim().to_owned();
-    if code != "0" {
-        bail!("the devserver exited {code} on SIGTERM, want 0");
-    }
-    println!(
-        "{:<24} serves {path} to its token (401 without), runs as uid 65532, exits 0 on SIGTERM",
-        image.name
-    );
-    Ok(())
-}
-
-/// A plain HTTP/1.1 GET on loopback: (status, body).
-fn get(port: u16, path: &str, token: Option<&str>) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("not an HTTP answer: {answer:?}"))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
 }
 
 /// `--push` to a real registry, then podman pulls it back by digest.
@@ -283,44 +299,4 @@ impl Drop for Pulled {
     fn drop(&mut self) {
         let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
     }
-}
-
-/// The `--base` placement: our binary, its libraries and loader under
-/// /opt/ambient on top of another image, run through its private loader
-/// (the command `--base` puts in front of the base image's entrypoint).
-fn wrapped_onto_base(ours: &Built, base: &Built, dir: &std::path::Path) -> Result<()> {
-    let binary = crate::images::binary_path(ours.binary)?;
-    let (tree, command) = private_rootfs(&binary, ours.binary)?;
-    let spec = Spec {
-        entrypoint: command.clone(),
-        created: "1970-01-01T00:00:00Z".into(),
-        ..Spec::default()
-    };
-    let image = Image::assemble(&spec, &tree, Some(&Image::read_layout(&base.layout)?))?;
-    let repo_tag = "localhost/xtask-wrapped:test".to_owned();
-    let archive = dir.join("wrapped.tar");
-    image.write_archive(&archive, &repo_tag)?;
-    let wrapped = Built {
-        name: "wrapped",
-        binary: ours.binary,
-        layout: dir.join("wrapped"),
-        archive,
-        repo_tag,
-        manifest_digest: image.manifest.digest.clone(),
-    };
-    let _loaded = Loaded::load(&wrapped)?;
-    let mut entrypoint = command;
-    entrypoint.push("--help".into());
-    let entrypoint = serde_json::to_string(&entrypoint)?;
-    let mut args = RUN_FLAGS.to_vec();
-    args.extend(["--rm", "--entrypoint", &entrypoint, &wrapped.repo_tag]);
-    let out = podman(&args)?;
-    if !String::from_utf8_lossy(&out.stdout).contains("Usage") {
-        bail!("{} on a base image printed no usage", ours.binary);
-    }
-    println!(
-        "{:<24} runs from /opt/ambient on top of the {} image (the --base placement)",
-        ours.name, base.name
-    );
-    Ok(())
 }

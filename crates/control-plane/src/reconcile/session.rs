@@ -38,8 +38,9 @@ fn id_of(session: &Session) -> &str {
 impl Controller {
     pub(super) async fn reconcile_session(&self, id: &str) -> Result<Done, ReconcileError> {
         let Some(session) = self.sessions.get(id) else {
-            // Deleted: remove its objects, never the namespace.
+            // Deleted: remove its objects and grants, never the namespace.
             self.runtime.cleanup(id).await?;
+            self.revoke(id).await?;
             self.sessions.forget_tombstone(id);
             return Ok(Done::Converged);
         };
@@ -82,6 +83,7 @@ impl Controller {
             // otherwise run forever. The namespace stays.
             Phase::Stopped | Phase::Completed | Phase::Failed => {
                 if self.runtime.stop(id, &ns).await? {
+                    self.revoke(id).await?;
                     Ok(Done::Converged)
                 } else {
                     Ok(Done::After(POD_EVENT_FALLBACK))
@@ -205,14 +207,17 @@ impl Controller {
                 .await?;
             return Ok(false);
         };
-        let credentials = objects::resolve_credentials(session, Some(&project));
+        // Resolved once, here: the pod keeps what it was built with.
+        let (credentials, prompt) = self.session_context(session).await?;
+        let key = self.public_key_pem.as_deref();
         let built = objects::build(
             &self.pod_config,
             SessionInput {
                 session,
                 project: Some(&project),
-                public_key_pem: self.public_key_pem.as_deref(),
+                public_key_pem: key,
                 credentials: &credentials,
+                prompt: &prompt,
             },
             None,
         );
@@ -233,6 +238,13 @@ impl Controller {
                 names::ANNOTATION_REPROVISIONS.into(),
                 reprovisions.to_string(),
             );
+        let delivered = objects::delivered_credentials(&self.pod_config, key, &credentials);
+        for provider in credentials.keys().filter(|p| !delivered.contains_key(p)) {
+            tracing::warn!(session = %id_of(session), provider = %provider,
+                "credential resolved but not delivered: no sidecar image for its provider");
+        }
+        // Before the pod exists: its sidecars read the tokens at once.
+        self.grant(id_of(session), &delivered).await?;
         match self.runtime.provision(&objects).await {
             Ok(()) => Ok(true),
             Err(RuntimeError::Permanent(why)) => {

@@ -80,6 +80,10 @@ struct StoreState {
     pod_grace: std::time::Duration,
 }
 
+/// A fault "code" for [`FakeKube::fail_next_verb`]: the request is read and
+/// recorded (with status 0) but never answered; the connection stays open.
+pub const HANG: u16 = 0;
+
 #[derive(Clone)]
 pub struct FakeKube {
     pub addr: SocketAddr,
@@ -100,6 +104,7 @@ fn kind_of(plural: &str) -> (&'static str, &'static str) {
         "networkpolicies" => ("NetworkPolicy", "networking.k8s.io/v1"),
         "rolebindings" => ("RoleBinding", "rbac.authorization.k8s.io/v1"),
         "leases" => ("Lease", "coordination.k8s.io/v1"),
+        "tenantnamespaces" => ("TenantNamespace", "tenant.paas.redhat.com/v1alpha1"),
         _ => ("Unknown", "v1"),
     }
 }
@@ -201,6 +206,17 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A field selector: only `metadata.name=<name>` (or empty) is supported.
+pub fn matches_fields(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (k, v) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .unwrap_or((term, ""));
+        k == "metadata.name" && obj.pointer("/metadata/name").and_then(Value::as_str) == Some(v)
+    })
 }
 
 /// `k=v,k2=v2` (also `k==v`); other forms are not supported by this fake.
@@ -363,7 +379,8 @@ impl FakeKube {
     }
 
     /// The next `verb` requests (`GET`, `LIST`, `WATCH`, `POST`, `PUT`,
-    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout).
+    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout
+    /// the server reports; [`HANG`] = no answer at all, ever).
     pub fn fail_next_verb(&self, verb: &str, plural: &str, codes: &[u16]) {
         self.lock()
             .verb_faults
@@ -618,6 +635,9 @@ async fn handle(
             existed: false,
             status: code,
         });
+        if code == HANG {
+            std::future::pending::<()>().await;
+        }
         return status(code, reason_for(code), "injected failure");
     }
     if let Some(name) = &t.name
@@ -842,6 +862,7 @@ fn patch(
 
 fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
     let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let fields = q.get("fieldSelector").cloned().unwrap_or_default();
     let s = fake.lock();
     let items: Vec<Value> = s
         .objects
@@ -850,6 +871,7 @@ fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
             p == &t.plural
                 && t.namespace.as_ref().is_none_or(|want| want == ns)
                 && matches_selector(o, &selector)
+                && matches_fields(o, &fields)
         })
         .map(|(_, o)| o.clone())
         .collect();
