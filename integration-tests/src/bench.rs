@@ -1,7 +1,7 @@
 //! What the `cargo xtask bench` programs share to measure real processes:
 //! start a binary and time it to its `<name> listening on <addr>` lines
 //! ([`start_announced`]), hold it for the run ([`Proc`], killed on drop),
-//! read its resident memory ([`rss_kib`]), and sort samples into
+//! read its resident memory and threads ([`rss_kib`], [`threads`]), and sort samples into
 //! percentiles ([`percentile`]).
 
 use std::io::{BufRead as _, BufReader};
@@ -62,15 +62,25 @@ pub fn start_announced(
     Ok((proc, addrs, elapsed))
 }
 
-/// Resident set size of process `pid` (`VmRSS`), in KiB.
-pub fn rss_kib(pid: u32) -> std::io::Result<u64> {
+/// A numeric field of `/proc/<pid>/status` (the first number after `name:`).
+fn status_field(pid: u32, name: &str) -> std::io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no VmRSS for process {pid}")))
+        .ok_or_else(|| std::io::Error::other(format!("no {name} for process {pid}")))
+}
+
+/// Resident set size of process `pid` (`VmRSS`), in KiB.
+pub fn rss_kib(pid: u32) -> std::io::Result<u64> {
+    status_field(pid, "VmRSS")
+}
+
+/// Threads of process `pid`.
+pub fn threads(pid: u32) -> std::io::Result<u64> {
+    status_field(pid, "Threads")
 }
 
 /// The `p` quantile (0.0–1.0) of `sorted`, nearest rank; zero when empty.
@@ -99,5 +109,6 @@ mod tests {
     #[test]
     fn rss_of_this_process() {
         assert!(rss_kib(std::process::id()).is_ok_and(|k| k > 0));
+        assert!(threads(std::process::id()).is_ok_and(|n| n >= 1));
     }
 }

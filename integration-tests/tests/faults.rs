@@ -35,7 +35,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{Daemon, Spec, TempDir, bin_path, output_within};
-use mcp::{Kind, McpClient, Tools as _};
+use mcp::{Kind, Tools as _, connect};
 use serde_json::{Value, json};
 
 const API_TOKEN: &str = "faults-api-token-51c7e0";
@@ -339,7 +339,7 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
     );
     // The first token was fetched before the sidecar announced itself.
     let fetched = Instant::now();
-    let client = McpClient::connect(Kind::Streamable, sidecar.addr("mcp")).await;
+    let client = connect(Kind::Streamable, sidecar.addr("mcp")).await;
     let args = json!({"session_id": sid});
     client.ok("get_session", args.clone()).await;
 

@@ -6,7 +6,10 @@
 //!   target ≤ 100 ms;
 //! - idle RSS after the first token; target ≤ 8 MiB;
 //! - tool-call overhead: `get_session` through MCP (Streamable HTTP) vs
-//!   the same REST GET made directly, interleaved in one run; target ≤ 1.5×.
+//!   the same REST GET made directly, interleaved in one run; target ≤ 1.5×;
+//!   with an MCP `ping` on the same session (the MCP hop alone) so that the
+//!   floor of any tool call that makes one API call (ping + direct GET) is
+//!   printed beside it.
 //!
 //! Arguments: `--bin-dir DIR --out FILE [--starts N] [--calls N]`.
 
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use integration_tests::bench::{Proc, percentile, rss_kib, start_announced};
+use integration_tests::bench::{Proc, percentile, rss_kib, start_announced, threads};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "mcp-bench-api-token";
@@ -109,6 +112,20 @@ impl Mcp {
             .await?
             .text()
             .await?)
+    }
+
+    /// An MCP `ping`: the MCP hop alone, no API call behind it.
+    async fn ping(&mut self) -> Result<()> {
+        let rid = self.next;
+        self.next += 1;
+        let body = self
+            .post(json!({"jsonrpc":"2.0","id":rid,"method":"ping"}))
+            .await?;
+        let resp = response_of(&body, rid).context("no response")?;
+        if resp.get("error").is_some() {
+            bail!("ping failed: {resp}");
+        }
+        Ok(())
     }
 
     async fn get_session(&mut self, id: &str) -> Result<()> {
@@ -210,11 +227,13 @@ async fn main() -> Result<()> {
     // Cold start, and idle RSS after the first token.
     let mut starts = Vec::new();
     let mut rss = Vec::new();
+    let mut thread_count = 0;
     for _ in 0..args.starts {
         let (proc, _, elapsed) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
         starts.push(elapsed);
         tokio::time::sleep(Duration::from_millis(300)).await;
         rss.push(rss_kib(proc.id())?);
+        thread_count = threads(proc.id())?;
     }
     starts.sort();
     rss.sort();
@@ -228,7 +247,7 @@ async fn main() -> Result<()> {
         starts.len()
     );
     println!(
-        "mcp-sidecar idle RSS after first token: {:.2} MiB (median of {}; target ≤ 8 MiB)",
+        "mcp-sidecar idle RSS after first token: {:.2} MiB (median of {}; {thread_count} threads; target ≤ 8 MiB)",
         rss_p50 as f64 / 1024.0,
         rss.len()
     );
@@ -239,6 +258,7 @@ async fn main() -> Result<()> {
     let direct_url = format!("{api}/sessions/{sid}");
     let mut via_mcp = Vec::with_capacity(args.calls);
     let mut direct = Vec::with_capacity(args.calls);
+    let mut pings = Vec::with_capacity(args.calls);
     for _ in 0..20 {
         mcp.get_session(&sid).await?;
         http.get(&direct_url)
@@ -264,9 +284,14 @@ async fn main() -> Result<()> {
         let t = Instant::now();
         mcp.get_session(&sid).await?;
         via_mcp.push(t.elapsed());
+        let t = Instant::now();
+        mcp.ping().await?;
+        pings.push(t.elapsed());
     }
     via_mcp.sort();
     direct.sort();
+    pings.sort();
+    let p50 = percentile(&pings, 0.5);
     let (m50, d50) = (percentile(&via_mcp, 0.5), percentile(&direct, 0.5));
     let (m99, d99) = (percentile(&via_mcp, 0.99), percentile(&direct, 0.99));
     let ratio = m50.as_secs_f64() / d50.as_secs_f64();
@@ -276,6 +301,13 @@ async fn main() -> Result<()> {
         m99.as_secs_f64() * 1e3,
         d50.as_secs_f64() * 1e3,
         d99.as_secs_f64() * 1e3,
+    );
+    println!(
+        "mcp-sidecar MCP hop alone: ping p50 {:.3} ms; ping + direct GET = {:.3} ms is the floor of a tool call that makes one API call ({:.2}× direct); get_session spends {:.3} ms beyond it",
+        p50.as_secs_f64() * 1e3,
+        (p50 + d50).as_secs_f64() * 1e3,
+        (p50 + d50).as_secs_f64() / d50.as_secs_f64(),
+        m50.as_secs_f64() * 1e3 - (p50 + d50).as_secs_f64() * 1e3,
     );
     let busy_rss = rss_kib(sidecar.id())?;
     println!(
@@ -288,10 +320,11 @@ async fn main() -> Result<()> {
         "cold_start_ms": {"p50": start_p50.as_secs_f64() * 1e3, "min": starts[0].as_secs_f64() * 1e3,
                           "max": starts[starts.len() - 1].as_secs_f64() * 1e3, "runs": starts.len()},
         "idle_rss_mib": rss_p50 as f64 / 1024.0,
+        "idle_threads": thread_count,
         "rss_after_calls_mib": busy_rss as f64 / 1024.0,
         "get_session_ms": {"mcp_p50": m50.as_secs_f64() * 1e3, "mcp_p99": m99.as_secs_f64() * 1e3,
                            "direct_p50": d50.as_secs_f64() * 1e3, "direct_p99": d99.as_secs_f64() * 1e3,
-                           "ratio_p50": ratio, "calls": args.calls},
+                           "ratio_p50": ratio, "calls": args.calls, "mcp_ping_p50": p50.as_secs_f64() * 1e3},
     });
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent() {
