@@ -380,3 +380,40 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     ts.terminate(Duration::from_secs(10));
 }
+
+/// Session pods name the service CA of an optional ConfigMap in
+/// `SSL_CERT_FILE`; on a cluster without it the file is absent. The sidecar
+/// must still start and serve (it used to refuse its configuration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_service_ca_file_is_ignored_with_a_warning() {
+    let tmp = TempDir::new("faults-missing-ca");
+    let dev = Daemon::start(devserver(&tmp.path().join("data"), &[]));
+    let (status, _) = rest(
+        &dev,
+        reqwest::Method::POST,
+        "/projects",
+        Some(json!({"name": "ca"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, session) = create_session(&dev, "no-ca").await;
+    let sid = session["id"].as_str().unwrap_or_default().to_owned();
+    let missing = tmp.path().join("service-ca.crt");
+    let sidecar = Daemon::start(
+        Spec::new("ambient-mcp")
+            .args(["--transport", "http", "--bind", "127.0.0.1:0"])
+            .args(["--api-url", &format!("http://{}", dev.addr("http"))])
+            .env("AMBIENT_TOKEN", API_TOKEN)
+            .env("SESSION_ID", &sid)
+            .env("SSL_CERT_FILE", missing.to_string_lossy().into_owned())
+            .listener("mcp"),
+    );
+    let client = connect(Kind::Streamable, sidecar.addr("mcp")).await;
+    let got = client.ok("get_session", json!({"session_id": sid})).await;
+    assert_eq!(got["id"], json!(sid));
+    assert!(
+        sidecar.logs().contains("SSL_CERT_FILE names no file"),
+        "warns about the missing file: {}",
+        sidecar.logs()
+    );
+}

@@ -5,6 +5,7 @@ use credential_entrypoint::cli;
 use credential_entrypoint::config::Settings;
 
 fn main() {
+    ambient_daemon::ignore_missing_ca_paths("credential-entrypoint");
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let inv = match cli::parse(&argv) {
         Ok(inv) => inv,

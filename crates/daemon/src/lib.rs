@@ -9,10 +9,12 @@ pub mod announce;
 pub mod logging;
 pub mod panic;
 pub mod signal;
+pub mod tls_env;
 pub mod usage;
 
 pub use announce::announce_listening;
 pub use logging::{LogFormat, LoggingError, init_tracing};
 pub use panic::install_panic_hook;
 pub use signal::shutdown_signal;
+pub use tls_env::ignore_missing_ca_paths;
 pub use usage::{exit_on_parse_error, parse_refusing_secret_args};

@@ -3,6 +3,7 @@
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
+    ambient_daemon::ignore_missing_ca_paths("ambient-mcp");
     let config = ambient_mcp::config::Config::parse();
     let settings = match config.validate() {
         Ok(s) => s,

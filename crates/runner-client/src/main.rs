@@ -36,6 +36,7 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    ambient_daemon::ignore_missing_ca_paths("ambient-runner-client");
     let cli = Cli::parse();
     let settings = match cli.config.validate() {
         Ok(s) => s,

@@ -16,6 +16,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    ambient_daemon::ignore_missing_ca_paths("ambient-demo-runner");
     ambient_daemon::install_panic_hook();
     let cli = Cli::try_parse()
         .unwrap_or_else(|e| ambient_daemon::exit_on_parse_error("ambient-demo-runner", &e));
