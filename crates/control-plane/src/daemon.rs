@@ -102,9 +102,8 @@ async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Clien
 /// `--kube-request-timeout` it fails as a transient error instead. (The
 /// timeout covers the response head: a watch's stream is not cut.)
 fn kube_client(config: kube::Config, cfg: &Config) -> Result<kube::Client, kube::Error> {
-    let timeout = tower::timeout::TimeoutLayer::new(std::time::Duration::from_secs(
-        cfg.kube_request_timeout,
-    ));
+    let timeout =
+        tower::timeout::TimeoutLayer::new(std::time::Duration::from_secs(cfg.kube_request_timeout));
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&timeout)
         .build())
