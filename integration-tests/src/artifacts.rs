@@ -62,7 +62,7 @@ pub fn register_secret(value: &str) {
 
 /// Whether a flag or variable name carries a secret value (or, when it ends in
 /// `file`, names a file holding one).
-fn names_secret(name: &str) -> bool {
+pub fn names_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('_', "-");
     let secretish = [
         "token", "secret", "password", "private", "api-key", "apikey",
@@ -137,8 +137,32 @@ impl std::fmt::Display for Leak {
     }
 }
 
-/// Scans every log under `dir/logs` for every secret under `dir/secrets`.
-/// Returns the number of logs and secrets scanned, and the leaks found.
+/// A run of base64 characters this long is an exchange ciphertext (an
+/// RSA-4096 block is 512 bytes, 683 characters in base64) or a key: no log
+/// line may hold one, whoever created it.
+const CIPHERTEXT_LEN: usize = 600;
+
+/// What the scan reports as the registrant of a ciphertext-shaped leak.
+pub const CIPHERTEXT_PATTERN: &str = "(the ciphertext pattern: a base64 run of 600+ characters)";
+
+fn holds_ciphertext(line: &str) -> bool {
+    let mut run = 0;
+    for b in line.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=') {
+            run += 1;
+            if run >= CIPHERTEXT_LEN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+/// Scans every log under `dir/logs` for every secret under `dir/secrets`,
+/// and for anything shaped like an exchange ciphertext. Returns the number
+/// of logs and secrets scanned, and the leaks found.
 pub fn scan_logs(dir: &Path) -> std::io::Result<(usize, usize, Vec<Leak>)> {
     let mut secrets: BTreeSet<(String, PathBuf)> = BTreeSet::new();
     for file in read_dir_sorted(&dir.join("secrets"))? {
@@ -153,11 +177,16 @@ pub fn scan_logs(dir: &Path) -> std::io::Result<(usize, usize, Vec<Leak>)> {
     for log in &logs {
         let text = String::from_utf8_lossy(&std::fs::read(log)?).into_owned();
         for (n, line) in text.lines().enumerate() {
-            if let Some((_, by)) = secrets.iter().find(|(s, _)| line.contains(s.as_str())) {
+            let by = secrets
+                .iter()
+                .find(|(s, _)| line.contains(s.as_str()))
+                .map(|(_, by)| by.clone())
+                .or_else(|| holds_ciphertext(line).then(|| PathBuf::from(CIPHERTEXT_PATTERN)));
+            if let Some(by) = by {
                 leaks.push(Leak {
                     log: log.clone(),
                     line: n + 1,
-                    registered_by: by.clone(),
+                    registered_by: by,
                 });
             }
         }
@@ -229,5 +258,24 @@ mod tests {
         assert_eq!(leaks[0].log, logs.join("b.log"));
         assert_eq!(leaks[0].line, 2);
         assert!(!leaks[0].to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_ciphertext_shaped_run_is_a_leak_whoever_made_it() {
+        let root = crate::TempDir::new("artifacts-ciphertext");
+        let logs = root.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
+        let long = "Qk".repeat(CIPHERTEXT_LEN / 2);
+        let short = &long[..CIPHERTEXT_LEN - 1];
+        std::fs::write(
+            logs.join("a.log"),
+            format!("ok {short} ok\nbearer {long}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (_, secrets, leaks) = scan_logs(root.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(secrets, 0);
+        assert_eq!(leaks.len(), 1);
+        assert_eq!(leaks[0].line, 2);
+        assert_eq!(leaks[0].registered_by, PathBuf::from(CIPHERTEXT_PATTERN));
     }
 }

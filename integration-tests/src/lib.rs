@@ -17,7 +17,10 @@
 //! recorded secret.
 
 mod artifacts;
+pub mod bench;
 mod deadline;
+pub mod local_system;
+pub mod mcp;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -28,7 +31,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, register_secret, scan_logs};
+pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, names_secret, register_secret, scan_logs};
 pub use deadline::{output_within, wait_within};
 
 /// Path of a workspace binary.
@@ -117,6 +120,12 @@ pub struct Spec {
     /// Listener names to wait for, e.g. `["grpc", "http"]` for lines
     /// `grpc listening on 127.0.0.1:1234`.
     pub listeners: Vec<String>,
+    /// The program to run, when not the workspace binary `bin` found by [`bin_path`].
+    pub program: Option<PathBuf>,
+    /// A command that `exec`s the binary (given its path and arguments
+    /// after these words), e.g. a shell that changes a signal disposition
+    /// first; empty: the binary is started directly.
+    pub via: Vec<String>,
 }
 
 impl Spec {
@@ -142,14 +151,37 @@ impl Spec {
         self.listeners.push(name.into());
         self
     }
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+    /// Starts the binary through `wrapper` (the `via` field).
+    pub fn via<I: IntoIterator<Item = S>, S: Into<String>>(mut self, wrapper: I) -> Self {
+        self.via = wrapper.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 impl Daemon {
     /// Starts the daemon and waits (up to 60 s) for every listener line.
     /// Panics with the daemon's output if it exits or never announces them.
     pub fn start(spec: Spec) -> Daemon {
+        Self::try_start(spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Daemon::start`], saying why instead of panicking (the daemon's
+    /// output included).
+    pub fn try_start(spec: Spec) -> Result<Daemon, String> {
         artifacts::register_spec_secrets(&spec);
-        let mut cmd = Command::new(bin_path(&spec.bin));
+        let program = spec.program.clone().unwrap_or_else(|| bin_path(&spec.bin));
+        let mut cmd = match spec.via.split_first() {
+            Some((wrapper, words)) => {
+                let mut c = Command::new(wrapper);
+                c.args(words).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -157,7 +189,7 @@ impl Daemon {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", spec.bin));
+            .map_err(|e| format!("cannot start {}: {e}", spec.bin))?;
         let output = Arc::new(Mutex::new(String::new()));
         let log_file = artifacts::log_file(&spec.bin, child.id()).map(|f| Arc::new(Mutex::new(f)));
         let (tx, rx) = mpsc::channel::<String>();
@@ -203,15 +235,17 @@ impl Daemon {
                         daemon.addrs.insert(name.trim().to_owned(), addr);
                     }
                 }
-                Err(_) => panic!(
-                    "{} did not announce {:?}; output:\n{}",
-                    spec.bin,
-                    spec.listeners,
-                    daemon.logs()
-                ),
+                Err(_) => {
+                    return Err(format!(
+                        "{} did not announce {:?}; output:\n{}",
+                        spec.bin,
+                        spec.listeners,
+                        daemon.logs()
+                    ));
+                }
             }
         }
-        daemon
+        Ok(daemon)
     }
 
     /// The address a listener announced.

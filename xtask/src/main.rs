@@ -21,7 +21,9 @@
 
 mod bench;
 mod chart;
+mod demo;
 mod images;
+mod reconcile_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +35,8 @@ mod suite;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  demo [--keep]   run the whole system on this machine (devserver, control plane with the
+                  process runtime, a session of the demo runner) and clean up; --keep leaves it running
   test            prepare the interop virtualenv (once) and run every test,
                   then scan every daemon log the suite captured for its secrets
   lint            cargo fmt --check and clippy -D warnings, interop tests included
@@ -41,7 +45,8 @@ commands:
                   run a benchmark (release build) for SECONDS per phase (default 10);
                   names: token-exchange, relist (SECONDS is the session count there),
                   runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead),
-                  credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency)
+                  credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency),
+                  reconcile (SECONDS is the session count: REST create → runner process started)
   bench all [--record]
                   every benchmark and the image sizes: PASS/MISS per figure,
                   target/bench/summary.json and an SVG chart per benchmark
@@ -58,6 +63,7 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match cmd.as_str() {
         "test" => suite::test(&rest),
+        "demo" => demo::demo(&rest),
         "lint" => suite::lint(),
         "fuzz" => fuzz(&rest),
         "bench" if rest.first().is_some_and(|n| n == "all") => bench::all(&rest[1..]),
@@ -201,6 +207,7 @@ fn bench(extra: &[String]) -> Result<()> {
                 .arg("--out")
                 .arg(&out))
         }
+        "reconcile" => reconcile_bench::run(&out, extra.get(1)),
         "runner-messages" => {
             run(cargo().args(["build", "--release", "--quiet", "-p", "ambient-devserver"]))?;
             let devserver = root().join("target/release/ambient-devserver");
@@ -255,7 +262,7 @@ fn bench(extra: &[String]) -> Result<()> {
                 .arg(&out))
         }
         other => bail!(
-            "unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar, credential-bridge)"
+            "unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar, credential-bridge, reconcile)"
         ),
     }
 }

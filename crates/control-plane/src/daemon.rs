@@ -18,13 +18,16 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::config::{ApiAuth, Config, Settings};
+use crate::config::{ApiAuth, Config, Mode, Settings};
 use crate::informer::{self, Store};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::reconcile::{Controller, Key};
+use crate::rest::Rest;
 use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
+use crate::runtime::log::LogRuntime;
+use crate::runtime::process::{self, ProcessRuntime, RuntimeKind};
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
@@ -59,7 +62,55 @@ pub fn provider(auth: &ApiAuth) -> anyhow::Result<Arc<dyn TokenProvider>> {
     })
 }
 
-async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
+/// The Kubernetes client of the control plane's own identity, and the one
+/// for namespaces, session objects and the keypair: the same unless
+/// `PROJECT_KUBE_TOKEN_FILE` names a second identity's bearer-token file.
+async fn kube_clients(cfg: &Config) -> anyhow::Result<(kube::Client, kube::Client)> {
+    let config = kube_config(cfg).await?;
+    let own = kube_client(config.clone(), cfg).context("kubernetes client")?;
+    let Some(token_file) = &cfg.project_kube_token_file else {
+        return Ok((own.clone(), own));
+    };
+    let raw = std::fs::read_to_string(token_file)
+        .with_context(|| format!("PROJECT_KUBE_TOKEN_FILE {}", token_file.display()))?;
+    let token = raw.trim();
+    if token.is_empty() {
+        anyhow::bail!("PROJECT_KUBE_TOKEN_FILE {} is empty", token_file.display());
+    }
+    let mut project = config;
+    project.auth_info = if token.len() == raw.len() {
+        // Re-read by the client as it rotates (a projected token).
+        kube::config::AuthInfo {
+            token_file: Some(token_file.display().to_string()),
+            ..kube::config::AuthInfo::default()
+        }
+    } else {
+        // The client would send the newline too: the trimmed token, fixed.
+        tracing::warn!(token_file = %token_file.display(),
+            "PROJECT_KUBE_TOKEN_FILE ends with whitespace: its token is read once (no rotation)");
+        kube::config::AuthInfo {
+            token: Some(token.to_owned().into()),
+            ..kube::config::AuthInfo::default()
+        }
+    };
+    let project = kube_client(project, cfg).context("project kubernetes client")?;
+    tracing::info!(token_file = %token_file.display(), "namespaces and session objects use the project identity");
+    Ok((own, project))
+}
+
+/// A client of `config` whose requests time out: a request whose answer
+/// never comes would hold its reconcile until the reconcile deadline; past
+/// `--kube-request-timeout` it fails as a transient error instead. (The
+/// timeout covers the response head: a watch's stream is not cut.)
+fn kube_client(config: kube::Config, cfg: &Config) -> Result<kube::Client, kube::Error> {
+    let timeout =
+        tower::timeout::TimeoutLayer::new(std::time::Duration::from_secs(cfg.kube_request_timeout));
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&timeout)
+        .build())
+}
+
+async fn kube_config(cfg: &Config) -> anyhow::Result<kube::Config> {
     let config = match &cfg.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -75,7 +126,7 @@ async fn kube_client(cfg: &Config) -> anyhow::Result<kube::Client> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
-    kube::Client::try_from(config).context("kubernetes client")
+    Ok(config)
 }
 
 #[derive(Clone)]
@@ -201,16 +252,44 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    if settings.pod.token_url.is_none() {
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    // The process runtime needs no cluster at all.
+    let local = match cfg.runtime.kind {
+        RuntimeKind::Process => Some(ProcessRuntime::open(cfg.runtime.process()?)?),
+        RuntimeKind::Kube => None,
+    };
+    if settings.pod.token_url.is_none() && local.is_none() {
         tracing::warn!(
             "CP_TOKEN_URL is not set: session pods get no token-exchange settings \
              (AMBIENT_CP_TOKEN_URL) and no MCP sidecar"
         );
     }
-    let client = kube_client(&cfg).await?;
-    let key = keypair::bootstrap(client.clone(), &settings.runtime_namespace).await?;
+    // Test mode touches no cluster: an in-memory key, no Lease, and a
+    // runtime that only logs.
+    let clients = match (settings.mode, &local) {
+        (_, Some(_)) => None,
+        (Mode::Kube, None) => Some(kube_clients(&cfg).await?),
+        (Mode::Test, None) => {
+            tracing::warn!("MODE=test: no cluster is touched; sessions are only logged");
+            None
+        }
+    };
+    let key = match (&clients, &local) {
+        (Some((_, project)), _) => {
+            keypair::bootstrap(project.clone(), &settings.runtime_namespace).await?
+        }
+        (None, Some(local)) => local.keypair().await?,
+        (None, None) => tokio::task::spawn_blocking(ambient_protocol::keys::PrivateKey::generate)
+            .await
+            .context("key generation")?
+            .context("key generation")?,
+    };
     let public_key_pem = key.public_key().to_pem();
     let provider = provider(&settings.auth)?;
+    let rest =
+        Rest::new(&cfg.api_server_url, provider.clone()).context("AMBIENT_API_SERVER_URL")?;
     let api = Api::new(
         &cfg.grpc_server_addr,
         cfg.grpc_use_tls,
@@ -250,24 +329,47 @@ pub async fn run(
     .await?;
     ambient_daemon::announce_listening("health", health_addr);
 
-    let runtime: Arc<dyn SessionRuntime> = Arc::new(KubeRuntime::new(
-        client.clone(),
-        cfg.platform_mode,
-        &settings.pod.installation,
-    ));
-    let controller = Arc::new(Controller::new(
-        api,
-        sessions,
-        projects,
-        settings_store,
-        runtime,
-        settings.pod.clone(),
-        Some(public_key_pem),
-        queue.clone(),
-        metrics.clone(),
-    ));
+    let mut pod_config = settings.pod.clone();
+    let runtime: Arc<dyn SessionRuntime> = match (&clients, &local) {
+        (_, Some(local)) => {
+            let token_url = process::local_token_url(token_server.local_addr());
+            local.settings().adjust(&mut pod_config, token_url);
+            Arc::new(local.clone())
+        }
+        (Some((_, project)), None) if settings.provision => Arc::new(
+            KubeRuntime::new(
+                project.clone(),
+                cfg.platform_mode,
+                &settings.pod.installation,
+            )
+            .configured(&settings.pod),
+        ),
+        _ => {
+            tracing::warn!(
+                "sessions are not provisioned (MODE=test or no kube in RECONCILERS): only logged"
+            );
+            Arc::new(LogRuntime::default())
+        }
+    };
+    let controller = Arc::new(
+        Controller::new(
+            api,
+            sessions,
+            projects,
+            settings_store,
+            runtime,
+            pod_config,
+            Some(public_key_pem),
+            queue.clone(),
+            metrics.clone(),
+        )
+        .with_rest(rest, settings.service_identity.clone()),
+    );
 
-    let (_always_tx, mut leading, election) = if cfg.leader_election {
+    let lease_client = clients.map(|(own, _)| own);
+    let (_always_tx, mut leading, election) = if let Some(client) = lease_client
+        && cfg.leader_election
+    {
         let identity = cfg
             .identity
             .clone()
@@ -275,7 +377,8 @@ pub async fn run(
             .unwrap_or_else(leader::default_identity);
         tracing::info!(identity = %identity, lease = %cfg.lease_name, "competing for leadership");
         let namespace = &settings.runtime_namespace;
-        let (rx, election) = leader::elect(client, namespace, &cfg.lease_name, &identity).await?;
+        let (rx, election) =
+            leader::elect(client.clone(), namespace, &cfg.lease_name, &identity).await?;
         (None, rx, Some(election))
     } else {
         let (tx, rx) = leader::always();
@@ -323,6 +426,9 @@ pub async fn run(
     queue.shutdown();
     tasks.abort_all();
     health_task.abort();
+    if let Some(local) = &local {
+        local.shutdown().await;
+    }
     token_server.shutdown().await?;
     // Release the Lease so a follower takes over without waiting for expiry.
     drop(leading);

@@ -3,6 +3,8 @@
 //!
 //! - [`config`]: flags and environment (wire.md §5), validated into [`config::Settings`];
 //! - [`api`]: the gRPC client of the API server (bearer from the token provider);
+//! - [`rest`]: its REST side (roles, role bindings, credentials, prompts);
+//! - [`credentials`]: which credentials a session gets, and its grants;
 //! - [`informer`]: list + watch caches that relist and diff on every reconnect;
 //! - [`queue`]: the keyed, de-duplicating work queue with per-key backoff;
 //! - [`reconcile`]: the session, project and project-settings reconcilers;
@@ -18,6 +20,7 @@
 
 pub mod api;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod informer;
 pub mod keypair;
@@ -28,5 +31,6 @@ pub mod objects;
 pub mod queue;
 pub mod reconcile;
 pub mod render;
+pub mod rest;
 pub mod runtime;
 pub mod supervisor;

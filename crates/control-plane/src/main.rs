@@ -23,10 +23,36 @@ enum Command {
     /// (multi-document YAML), with the current configuration. Needs no
     /// cluster and no API server. Secret values print as <redacted>.
     Render(RenderArgs),
+    /// Print the output of a session's containers under the process runtime
+    /// (from --state-dir).
+    Logs(ambient_control_plane::runtime::process::logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    if let Some(code) = ambient_control_plane::runtime::process::shim::dispatch() {
+        return code;
+    }
+    let cli = Cli::try_parse()
+        .unwrap_or_else(|e| ambient_daemon::exit_on_parse_error("ambient-control-plane", &e));
+    if let Some(Command::Logs(args)) = &cli.command {
+        let printed = cli
+            .config
+            .runtime
+            .state_dir()
+            .map_err(|e| e.to_string())
+            .and_then(|dir| {
+                ambient_control_plane::runtime::process::logs::print(
+                    dir,
+                    args,
+                    &mut std::io::stdout(),
+                )
+            });
+        if let Err(e) = printed {
+            eprintln!("ambient-control-plane: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Render(args)) = &cli.command {
         return match cli
             .config

@@ -25,11 +25,24 @@ pub const AGUI_PORT: u16 = 8001;
 pub const MCP_PORT: u16 = 8090;
 pub const WORKSPACE_PATH: &str = "/workspace";
 pub const SERVICE_CA_CONFIGMAP: &str = "openshift-service-ca.crt";
+pub const SERVICE_CA_VOLUME: &str = "service-ca";
 pub const SERVICE_CA_PATH: &str = "/etc/pki/ca-trust/extracted/pem/service-ca.crt";
 pub const KEYPAIR_SECRET: &str = "ambient-cp-token-keypair";
-/// Session or project annotation naming the credentials of a session:
-/// a JSON object provider → credential ID (session entries win).
-pub const ANNOTATION_CREDENTIALS: &str = "ambient-code.io/credentials";
+/// On a copied Secret (the Vertex key): `<namespace>/<name>` of its source.
+pub const ANNOTATION_COPIED_FROM: &str = "ambient-code.io/copied-from";
+/// On the image-puller RoleBindings of `RUNNER_IMAGE_NAMESPACE`.
+pub const LABEL_IMAGE_PULLER: &str = "ambient-code.io/image-puller";
+/// Prefix of a project's namespace in MPP mode.
+pub const MPP_NAMESPACE_PREFIX: &str = "ambient-code--";
+pub const TENANT_NAMESPACE_GROUP: &str = "tenant.paas.redhat.com";
+pub const TENANT_NAMESPACE_VERSION: &str = "v1alpha1";
+pub const TENANT_NAMESPACE_KIND: &str = "TenantNamespace";
+pub const TENANT_NAMESPACE_PLURAL: &str = "tenantnamespaces";
+/// The Vertex key volume of the runner, and where it is mounted.
+pub const VERTEX_VOLUME: &str = "vertex";
+pub const VERTEX_MOUNT_PATH: &str = "/app/vertex";
+/// Where the runner keeps its artifacts (`ARTIFACTS_DIR`, relative to the workspace).
+pub const ARTIFACTS_DIR: &str = "artifacts";
 
 /// `safe` = session ID lowercased, cut to 40 characters.
 pub fn safe(session_id: &str) -> String {
@@ -57,8 +70,18 @@ pub fn secret_name(session_id: &str) -> String {
 pub fn namespace(mode: PlatformMode, project_id: &str) -> String {
     match mode {
         PlatformMode::Standard => project_id.to_lowercase(),
-        PlatformMode::Mpp => format!("ambient-code--{}", project_id.to_lowercase()),
+        PlatformMode::Mpp => format!("{MPP_NAMESPACE_PREFIX}{}", project_id.to_lowercase()),
     }
+}
+
+/// The MPP `TenantNamespace` of a project: `lower(project_id)`.
+pub fn tenant_namespace_name(project_id: &str) -> String {
+    project_id.to_lowercase()
+}
+
+/// The image-puller RoleBinding of session namespace `ns`.
+pub fn image_puller_name(ns: &str) -> String {
+    format!("ambient-image-puller-{ns}")
 }
 
 /// Labels of a project namespace of installation `installation`.
@@ -118,6 +141,23 @@ pub fn is_label_value(v: &str) -> bool {
         && v.chars().all(ok_char)
         && v.starts_with(|c: char| c.is_ascii_alphanumeric())
         && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// True for a DNS-1123 label (a namespace name): 1–63 of `a-z 0-9 -`,
+/// alphanumeric at both ends.
+pub fn is_dns_label(v: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    !v.is_empty()
+        && v.len() <= 63
+        && v.chars().all(ok_char)
+        && !v.starts_with('-')
+        && !v.ends_with('-')
+}
+
+/// True for a DNS-1123 subdomain (most object names): dot-separated
+/// labels, at most 253 characters.
+pub fn is_dns_subdomain(v: &str) -> bool {
+    v.len() <= 253 && v.split('.').all(is_dns_label)
 }
 
 /// A DNS-1123 label made of `raw` (lowercase alphanumerics and '-', ≤ 63).

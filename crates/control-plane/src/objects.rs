@@ -1,31 +1,40 @@
 //! Builders of the typed Kubernetes objects of a session (wire.md §4, §5).
 //!
 //! Pure functions of a session, its project, the published public key, its
-//! credentials and the [`PodConfig`]: the `KubeRuntime` applies what they
-//! return and `render` prints it, so both always agree.
+//! credentials, what its initial prompt is made of and the [`PodConfig`]:
+//! the `KubeRuntime` applies what they return, `render` prints it and the
+//! process runtime runs it, so all of them always agree.
+
+mod env;
+mod platform;
+mod pod;
 
 use std::collections::BTreeMap;
 
 use ambient_protocol::Secret;
-use ambient_protocol::env;
 use ambient_protocol::provider::Provider;
 use ambient_protocol::v1::{Project, Session};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, KeyToPath, LocalObjectReference, Namespace, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SeccompProfile, Secret as KubeSecret, SecretKeySelector, SecurityContext,
-    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Namespace, Pod, Secret as KubeSecret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::DynamicObject;
 
 use crate::config::PlatformMode;
 use crate::names;
+
+pub use env::{go_float, initial_prompt, user_environment};
+pub use platform::{image_puller, tenant_namespace, tenant_namespace_resource, vertex_secret};
+pub use pod::{
+    credential_sidecars, delivered_credentials, mcp_enabled, pull_policy, security_context,
+    sidecars_enabled,
+};
 
 /// Images of the credential sidecars; a provider without an image gets no sidecar.
 #[derive(Debug, Clone, Default)]
@@ -51,24 +60,71 @@ impl CredentialImages {
     }
 }
 
-/// Requests and limits of one container.
+/// Requests and limits of one container (Kubernetes quantities; empty: unset).
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub cpu_request: String,
     pub memory_request: String,
-    pub cpu_limit: Option<String>,
+    pub cpu_limit: String,
     pub memory_limit: String,
+}
+
+impl Resources {
+    /// Requests and limits as given.
+    pub fn new(
+        cpu_request: &str,
+        memory_request: &str,
+        cpu_limit: &str,
+        memory_limit: &str,
+    ) -> Self {
+        Self {
+            cpu_request: cpu_request.into(),
+            memory_request: memory_request.into(),
+            cpu_limit: cpu_limit.into(),
+            memory_limit: memory_limit.into(),
+        }
+    }
+
+    /// The reference's runner resources.
+    pub fn runner() -> Self {
+        Self::new("500m", "1Gi", "2000m", "4Gi")
+    }
+
+    /// The reference's MCP sidecar resources.
+    pub fn mcp() -> Self {
+        Self::new("100m", "128Mi", "500m", "256Mi")
+    }
+
+    /// The reference's credential sidecar resources.
+    pub fn credential() -> Self {
+        Self::new("100m", "256Mi", "500m", "512Mi")
+    }
+}
+
+/// Vertex AI (`USE_VERTEX`): the key Secret copied into each session
+/// namespace and mounted in the runner, and the runner's Vertex settings.
+#[derive(Debug, Clone)]
+pub struct VertexConfig {
+    pub project_id: Option<String>,
+    pub region: String,
+    /// `GOOGLE_APPLICATION_CREDENTIALS` in the runner (under `/app/vertex`).
+    pub credentials_path: String,
+    pub secret_name: String,
+    pub secret_namespace: String,
 }
 
 /// Everything of the configuration the builders need.
 #[derive(Debug, Clone)]
 pub struct PodConfig {
     pub platform_mode: PlatformMode,
+    /// Where MPP TenantNamespaces go (and what credential sidecars are told).
     pub mpp_config_namespace: Option<String>,
     pub control_plane_namespace: String,
     /// Labelled on every object ([`names::LABEL_INSTALLATION`]).
     pub installation: String,
     pub runner_image: String,
+    /// OpenShift image namespace the session namespaces may pull from.
+    pub runner_image_namespace: Option<String>,
     pub backend_api_url: String,
     pub sidecar_api_url: String,
     pub grpc_url: String,
@@ -82,11 +138,21 @@ pub struct PodConfig {
     pub no_proxy: Option<String>,
     pub image_pull_secret: Option<String>,
     pub anthropic_api_key: Option<Secret>,
-    pub use_vertex: bool,
-    pub vertex_region: Option<String>,
-    pub vertex_project_id: Option<String>,
+    /// Vertex AI, when on.
+    pub vertex: Option<VertexConfig>,
     pub runner_resources: Resources,
-    pub sidecar_resources: Resources,
+    pub mcp_resources: Resources,
+    pub credential_resources: Resources,
+}
+
+/// What a session's initial prompt is made of besides its own prompt
+/// (wire.md §5 `INITIAL_PROMPT`), read from the API when it is provisioned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptSources {
+    pub project_prompt: Option<String>,
+    pub agent_prompt: Option<String>,
+    /// Bodies of the agent's unread inbox messages, oldest first.
+    pub inbox: Vec<String>,
 }
 
 /// What a session's objects are built from.
@@ -98,6 +164,8 @@ pub struct SessionInput<'a> {
     pub public_key_pem: Option<&'a str>,
     /// Resolved credentials: provider → credential ID.
     pub credentials: &'a BTreeMap<Provider, String>,
+    /// The rest of the initial prompt.
+    pub prompt: &'a PromptSources,
 }
 
 /// Why a session cannot be turned into objects (a permanent error).
@@ -117,12 +185,29 @@ pub struct SessionObjects {
     pub namespace_name: String,
     /// The namespace to create (standard mode); MPP namespaces are provisioned by the platform.
     pub namespace: Option<Namespace>,
+    /// MPP mode: the `TenantNamespace` asking the platform for the namespace
+    /// (in `MPP_CONFIG_NAMESPACE`); the session waits until it is `Active`.
+    pub tenant_namespace: Option<DynamicObject>,
+    /// `RUNNER_IMAGE_NAMESPACE`: lets the namespace's service accounts pull the runner image.
+    pub image_puller: Option<RoleBinding>,
+    /// Vertex: the key Secret to copy into the namespace (its data is read
+    /// from the source when applied; here only what the copy is).
+    pub vertex_secret: Option<SecretCopy>,
     pub network_policy: NetworkPolicy,
     pub service_account: ServiceAccount,
     /// Per-session Secret for `secretKeyRef` values (absent when there are none).
     pub secret: Option<KubeSecret>,
     pub pod: Pod,
     pub service: Service,
+}
+
+/// A Secret copied from another namespace: `secret` is the copy without
+/// its data, which is read from `from_namespace`/`from_name` when applied.
+#[derive(Debug, Clone)]
+pub struct SecretCopy {
+    pub from_namespace: String,
+    pub from_name: String,
+    pub secret: KubeSecret,
 }
 
 impl SessionObjects {
@@ -196,7 +281,7 @@ pub fn build(
         metadata: meta(names::secret_name(id)),
         type_: Some("Opaque".into()),
         string_data: Some(BTreeMap::from([(
-            env::ANTHROPIC_API_KEY.to_owned(),
+            ambient_protocol::env::ANTHROPIC_API_KEY.to_owned(),
             key.expose().to_owned(),
         )])),
         ..KubeSecret::default()
@@ -211,7 +296,7 @@ pub fn build(
     ]));
     let pod = Pod {
         metadata: pod_meta,
-        spec: Some(pod_spec(cfg, input, id, &ns)?),
+        spec: Some(pod::pod_spec(cfg, input, id, &ns)?),
         status: None,
     };
     let service = Service {
@@ -234,6 +319,10 @@ pub fn build(
         status: None,
     };
     let mut objects = SessionObjects {
+        tenant_namespace: (cfg.platform_mode == PlatformMode::Mpp)
+            .then(|| tenant_namespace(cfg, project_id)),
+        image_puller: image_puller(cfg, &ns, project_id),
+        vertex_secret: vertex_secret(cfg, &ns, project_id),
         namespace_name: ns,
         namespace,
         network_policy,
@@ -299,415 +388,6 @@ pub fn network_policy(ns: &str, project_id: &str, cfg: &PodConfig) -> NetworkPol
             ..NetworkPolicySpec::default()
         }),
     }
-}
-
-fn plain(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        value_from: None,
-    }
-}
-
-fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-    }
-}
-
-/// Restricted security context (every container); sidecars also get a read-only root FS.
-pub fn security_context(read_only_root: bool) -> SecurityContext {
-    SecurityContext {
-        run_as_non_root: Some(true),
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        read_only_root_filesystem: Some(read_only_root),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..SecurityContext::default()
-    }
-}
-
-fn resources(r: &Resources) -> ResourceRequirements {
-    let mut requests = BTreeMap::from([
-        ("cpu".to_owned(), Quantity(r.cpu_request.clone())),
-        ("memory".to_owned(), Quantity(r.memory_request.clone())),
-    ]);
-    requests.retain(|_, q| !q.0.is_empty());
-    let mut limits = BTreeMap::from([("memory".to_owned(), Quantity(r.memory_limit.clone()))]);
-    if let Some(cpu) = &r.cpu_limit {
-        limits.insert("cpu".into(), Quantity(cpu.clone()));
-    }
-    limits.retain(|_, q| !q.0.is_empty());
-    ResourceRequirements {
-        requests: Some(requests),
-        limits: Some(limits),
-        ..ResourceRequirements::default()
-    }
-}
-
-fn proxy_env(cfg: &PodConfig, out: &mut Vec<EnvVar>) {
-    for (name, value) in [
-        (env::HTTP_PROXY, &cfg.http_proxy),
-        (env::HTTPS_PROXY, &cfg.https_proxy),
-        (env::NO_PROXY, &cfg.no_proxy),
-    ] {
-        if let Some(v) = value {
-            out.push(plain(name, v.clone()));
-            out.push(plain(&name.to_lowercase(), v.clone()));
-        }
-    }
-}
-
-/// True when the MCP sidecar is on: image, token URL and public key all set.
-pub fn mcp_enabled(cfg: &PodConfig, public_key_pem: Option<&str>) -> bool {
-    cfg.mcp_image.is_some()
-        && cfg.token_url.is_some()
-        && public_key_pem.is_some_and(|k| !k.is_empty())
-}
-
-/// Credential sidecars to run: provider, container name, port, image.
-pub fn credential_sidecars<'a>(
-    cfg: &'a PodConfig,
-    credentials: &BTreeMap<Provider, String>,
-) -> Vec<(Provider, &'static str, u16, &'a str)> {
-    credentials
-        .keys()
-        .filter_map(|p| {
-            let (name, port) = p.sidecar()?;
-            let image = cfg.credential_images.image(*p)?;
-            Some((*p, name, port, image))
-        })
-        .collect()
-}
-
-fn pod_spec(
-    cfg: &PodConfig,
-    input: SessionInput<'_>,
-    id: &str,
-    ns: &str,
-) -> Result<PodSpec, BuildError> {
-    let session = input.session;
-    let secret_name = names::secret_name(id);
-    let key_pem = input.public_key_pem.filter(|k| !k.is_empty());
-    let exchange_env = |out: &mut Vec<EnvVar>| {
-        if let Some(url) = &cfg.token_url {
-            out.push(plain(env::AMBIENT_CP_TOKEN_URL, url.clone()));
-        }
-        if let Some(pem) = key_pem {
-            out.push(plain(env::AMBIENT_CP_TOKEN_PUBLIC_KEY, pem));
-        }
-    };
-
-    // Runner: the user's environment first, then ours (ours wins).
-    let mut runner_env: Vec<EnvVar> = user_environment(session)?
-        .into_iter()
-        .map(|(k, v)| plain(&k, v))
-        .collect();
-    let mut ours = vec![
-        plain(env::SESSION_ID, id),
-        plain(env::AGENTIC_SESSION_NAME, session.name.clone()),
-        plain(env::AGENTIC_SESSION_NAMESPACE, ns),
-        plain(
-            env::PROJECT_NAME,
-            input
-                .project
-                .map(|p| p.name.clone())
-                .filter(|n| !n.is_empty())
-                .or_else(|| session.project_id.clone())
-                .unwrap_or_default(),
-        ),
-        plain(env::AGENT_ID, session.agent_id.clone().unwrap_or_default()),
-        plain(env::WORKSPACE_PATH, names::WORKSPACE_PATH),
-        plain(env::AGUI_PORT, names::AGUI_PORT.to_string()),
-        plain(env::LOG_LEVEL, cfg.runner_log_level.clone()),
-        plain(env::BACKEND_API_URL, cfg.backend_api_url.clone()),
-        plain(env::AMBIENT_GRPC_URL, cfg.grpc_url.clone()),
-        plain(env::AMBIENT_GRPC_ENABLED, "true"),
-        plain(env::AMBIENT_GRPC_USE_TLS, cfg.grpc_use_tls.to_string()),
-    ];
-    exchange_env(&mut ours);
-    if cfg.grpc_use_tls {
-        ours.push(plain(
-            env::AMBIENT_GRPC_CA_CERT_FILE,
-            names::SERVICE_CA_PATH,
-        ));
-        ours.push(plain(env::SSL_CERT_FILE, names::SERVICE_CA_PATH));
-        ours.push(plain(env::REQUESTS_CA_BUNDLE, names::SERVICE_CA_PATH));
-    }
-    let mcp = mcp_enabled(cfg, key_pem);
-    if mcp {
-        ours.push(plain(
-            env::AMBIENT_MCP_URL,
-            format!("http://localhost:{}", names::MCP_PORT),
-        ));
-    }
-    let sidecars = credential_sidecars(cfg, input.credentials);
-    if !sidecars.is_empty() {
-        let urls: BTreeMap<&str, String> = sidecars
-            .iter()
-            .map(|(p, _, port, _)| (p.as_str(), format!("http://localhost:{port}/mcp")))
-            .collect();
-        ours.push(plain(
-            env::CREDENTIAL_MCP_URLS,
-            serde_json::to_string(&urls).unwrap_or_default(),
-        ));
-        ours.push(plain(env::CREDENTIAL_SIDECAR_MODE, "true"));
-    }
-    if let Some(p) = session.prompt.as_deref().filter(|p| !p.is_empty()) {
-        ours.push(plain(env::INITIAL_PROMPT, p));
-    }
-    if let Some(m) = session.llm_model.as_deref().filter(|m| !m.is_empty()) {
-        ours.push(plain(env::LLM_MODEL, m));
-    }
-    if let Some(t) = session.llm_temperature {
-        ours.push(plain(env::LLM_TEMPERATURE, t.to_string()));
-    }
-    if let Some(t) = session.llm_max_tokens {
-        ours.push(plain(env::LLM_MAX_TOKENS, t.to_string()));
-    }
-    if let Some(t) = session.timeout {
-        ours.push(plain(env::TIMEOUT, t.to_string()));
-    }
-    if let Some(r) = session.repos.as_deref().filter(|r| !r.is_empty()) {
-        ours.push(plain(env::REPOS_JSON, r));
-    }
-    ours.push(plain(
-        env::IS_RESUME,
-        session.start_time.is_some().to_string(),
-    ));
-    if cfg.use_vertex {
-        ours.push(plain(env::USE_VERTEX, "1"));
-        if let Some(r) = &cfg.vertex_region {
-            ours.push(plain("CLOUD_ML_REGION", r.clone()));
-        }
-        if let Some(p) = &cfg.vertex_project_id {
-            ours.push(plain("ANTHROPIC_VERTEX_PROJECT_ID", p.clone()));
-        }
-    }
-    if cfg.anthropic_api_key.is_some() {
-        ours.push(from_secret(
-            env::ANTHROPIC_API_KEY,
-            &secret_name,
-            env::ANTHROPIC_API_KEY,
-        ));
-    }
-    proxy_env(cfg, &mut ours);
-    runner_env.retain(|e| !ours.iter().any(|o| o.name == e.name));
-    runner_env.extend(ours);
-
-    let service_ca_mount = VolumeMount {
-        name: "service-ca".into(),
-        mount_path: names::SERVICE_CA_PATH.into(),
-        sub_path: Some("service-ca.crt".into()),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    };
-    let tmp_mount = VolumeMount {
-        name: "sidecar-tmp".into(),
-        mount_path: "/tmp".into(),
-        ..VolumeMount::default()
-    };
-    let mut containers = vec![Container {
-        name: names::RUNNER_CONTAINER.into(),
-        image: Some(cfg.runner_image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        ports: Some(vec![ContainerPort {
-            name: Some("agui".into()),
-            container_port: i32::from(names::AGUI_PORT),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        env: Some(runner_env),
-        resources: Some(resources(&cfg.runner_resources)),
-        security_context: Some(security_context(false)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "workspace".into(),
-                mount_path: names::WORKSPACE_PATH.into(),
-                ..VolumeMount::default()
-            },
-            service_ca_mount.clone(),
-        ]),
-        ..Container::default()
-    }];
-
-    let sidecar = |name: &str, image: &str, port: u16, env: Vec<EnvVar>| Container {
-        name: name.into(),
-        image: Some(image.into()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        ports: Some(vec![ContainerPort {
-            name: Some(format!("mcp-{port}")),
-            container_port: i32::from(port),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        env: Some(env),
-        resources: Some(resources(&cfg.sidecar_resources)),
-        security_context: Some(security_context(true)),
-        volume_mounts: Some(vec![tmp_mount.clone(), service_ca_mount.clone()]),
-        ..Container::default()
-    };
-    if mcp && let Some(image) = &cfg.mcp_image {
-        let mut e = vec![
-            plain(env::MCP_TRANSPORT, "sse"),
-            plain(env::MCP_BIND_ADDR, format!("127.0.0.1:{}", names::MCP_PORT)),
-            plain(env::AMBIENT_API_URL, cfg.sidecar_api_url.clone()),
-            plain(env::SESSION_ID, id),
-        ];
-        exchange_env(&mut e);
-        proxy_env(cfg, &mut e);
-        containers.push(sidecar(names::MCP_CONTAINER, image, names::MCP_PORT, e));
-    }
-    let user_env = user_environment(session)?;
-    for (provider, name, port, image) in sidecars {
-        let id_of = input
-            .credentials
-            .get(&provider)
-            .cloned()
-            .unwrap_or_default();
-        let ids = BTreeMap::from([(provider.as_str(), id_of)]);
-        let mut e = vec![
-            plain(env::SESSION_ID, id),
-            plain(env::CREDENTIAL_PROVIDER, provider.as_str()),
-            plain(
-                env::CREDENTIAL_IDS,
-                serde_json::to_string(&ids).unwrap_or_default(),
-            ),
-            plain(env::AGENTIC_SESSION_NAMESPACE, ns),
-            plain(env::AMBIENT_API_URL, cfg.sidecar_api_url.clone()),
-            plain(env::PLATFORM_MODE, cfg.platform_mode.as_str()),
-        ];
-        if let Some(m) = &cfg.mpp_config_namespace {
-            e.push(plain(env::MPP_CONFIG_NAMESPACE, m.clone()));
-        }
-        if provider == Provider::Jira
-            && let Some(v) = user_env.get(env::JIRA_READ_ONLY_MODE)
-        {
-            e.push(plain(env::JIRA_READ_ONLY_MODE, v.clone()));
-        }
-        exchange_env(&mut e);
-        proxy_env(cfg, &mut e);
-        containers.push(sidecar(name, image, port, e));
-    }
-
-    Ok(PodSpec {
-        containers,
-        restart_policy: Some("Never".into()),
-        termination_grace_period_seconds: Some(60),
-        service_account_name: Some(names::service_account_name(id)),
-        automount_service_account_token: Some(true),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
-            ..PodSecurityContext::default()
-        }),
-        image_pull_secrets: cfg
-            .image_pull_secret
-            .as_ref()
-            .map(|name| vec![LocalObjectReference { name: name.clone() }]),
-        volumes: Some(vec![
-            Volume {
-                name: "workspace".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-            Volume {
-                name: "sidecar-tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-            Volume {
-                name: "service-ca".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::SERVICE_CA_CONFIGMAP.into(),
-                    optional: Some(true),
-                    items: Some(vec![KeyToPath {
-                        key: "service-ca.crt".into(),
-                        path: "service-ca.crt".into(),
-                        mode: None,
-                    }]),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        ]),
-        ..PodSpec::default()
-    })
-}
-
-/// The session's `environment_variables` (a JSON object of strings).
-fn user_environment(session: &Session) -> Result<BTreeMap<String, String>, BuildError> {
-    match session.environment_variables.as_deref().map(str::trim) {
-        None | Some("") => Ok(BTreeMap::new()),
-        Some(raw) => {
-            let value: serde_json::Value =
-                serde_json::from_str(raw).map_err(|e| BuildError::BadEnvironment(e.to_string()))?;
-            let obj = value
-                .as_object()
-                .ok_or_else(|| BuildError::BadEnvironment("not an object".into()))?;
-            obj.iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
-                    other => Ok((k.clone(), other.to_string())),
-                })
-                .collect()
-        }
-    }
-}
-
-/// Credentials of a session: the JSON object in the `ambient-code.io/credentials`
-/// annotation of the project, overridden per provider by the session's.
-/// Unknown providers and malformed annotations are skipped (logged by the caller).
-pub fn resolve_credentials(
-    session: &Session,
-    project: Option<&Project>,
-) -> BTreeMap<Provider, String> {
-    let mut out = BTreeMap::new();
-    let sources = [
-        project.and_then(|p| p.annotations.as_deref()),
-        session.annotations.as_deref(),
-    ];
-    for annotations in sources.into_iter().flatten() {
-        let Ok(serde_json::Value::Object(map)) =
-            serde_json::from_str::<serde_json::Value>(annotations)
-        else {
-            continue;
-        };
-        let Some(serde_json::Value::String(creds)) = map.get(names::ANNOTATION_CREDENTIALS) else {
-            continue;
-        };
-        let Ok(serde_json::Value::Object(creds)) = serde_json::from_str::<serde_json::Value>(creds)
-        else {
-            continue;
-        };
-        for (provider, id) in creds {
-            if let (Ok(p), serde_json::Value::String(id)) = (Provider::parse(&provider), id)
-                && !id.is_empty()
-            {
-                out.insert(p, id);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

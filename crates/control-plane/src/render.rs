@@ -3,7 +3,9 @@
 //! server needed: the debugging view operators use, and what tests assert on.
 //!
 //! Input files hold the REST JSON shapes of wire.md §2. Secret values are
-//! never printed: a Secret's data shows as `<redacted>`.
+//! never printed: a Secret's data shows as `<redacted>`. Pod, Service and
+//! Secret are owned by the session's ServiceAccount, whose UID only the
+//! cluster knows: it shows as [`PLACEHOLDER_UID`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,10 @@ use ambient_protocol::provider::Provider;
 use ambient_protocol::v1::{ObjectReference, Project, Session};
 use serde_json::Value;
 
-use crate::objects::{self, PodConfig, SessionInput, SessionObjects};
+use crate::objects::{self, PodConfig, PromptSources, SessionInput, SessionObjects};
+
+/// The ServiceAccount UID in rendered ownerReferences.
+pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Arguments of `render`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,10 +31,13 @@ pub struct RenderArgs {
     /// The published public key (SPKI PEM).
     #[arg(long)]
     pub public_key_file: Option<PathBuf>,
-    /// Credentials: a JSON object provider → credential ID. Defaults to the
-    /// `ambient-code.io/credentials` annotations of the session and project.
+    /// Credentials: a JSON object provider → credential ID, as resolved
+    /// from the API's role bindings (none when absent).
     #[arg(long)]
     pub credentials_file: Option<PathBuf>,
+    /// The session's agent as REST JSON: its prompt joins the initial prompt.
+    #[arg(long)]
+    pub agent_file: Option<PathBuf>,
 }
 
 /// A render failure: which file and what is wrong with it.
@@ -82,7 +90,18 @@ pub fn render(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError>
     };
     let credentials = match &args.credentials_file {
         Some(p) => credentials_from_json(&read_json(p)?).map_err(|r| invalid(p, r))?,
-        None => objects::resolve_credentials(&session, project.as_ref()),
+        None => BTreeMap::new(),
+    };
+    let prompt_of = |path: &Option<PathBuf>| -> Result<Option<String>, RenderError> {
+        let Some(p) = path else { return Ok(None) };
+        Ok(string_field(&read_json(p)?, "prompt")
+            .map_err(|r| invalid(p, r))?
+            .filter(|s| !s.is_empty()))
+    };
+    let prompt = PromptSources {
+        project_prompt: prompt_of(&args.project_file)?,
+        agent_prompt: prompt_of(&args.agent_file)?,
+        inbox: Vec::new(),
     };
     let objects = objects::build(
         cfg,
@@ -91,8 +110,9 @@ pub fn render(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError>
             project: project.as_ref(),
             public_key_pem: key.as_deref(),
             credentials: &credentials,
+            prompt: &prompt,
         },
-        None,
+        Some(PLACEHOLDER_UID),
     )?;
     to_yaml(&objects)
 }
@@ -104,8 +124,19 @@ pub fn to_yaml(objects: &SessionObjects) -> Result<String, RenderError> {
         docs.push(v.map_err(|e| RenderError::Yaml(e.to_string()))?);
         Ok(())
     };
+    if let Some(tn) = &objects.tenant_namespace {
+        push(serde_json::to_value(tn))?;
+    }
     if let Some(ns) = &objects.namespace {
         push(with_type(ns))?;
+    }
+    if let Some(rb) = &objects.image_puller {
+        push(with_type(rb))?;
+    }
+    if let Some(copy) = &objects.vertex_secret {
+        // The copy's data is the source's (its `copied-from` annotation),
+        // read only when applied: never known here, never shown.
+        push(with_type(&copy.secret))?;
     }
     push(with_type(&objects.network_policy))?;
     push(with_type(&objects.service_account))?;

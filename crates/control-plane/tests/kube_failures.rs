@@ -145,3 +145,73 @@ async fn two_installations_in_one_cluster_leave_each_other_alone() {
     let sa = format!("session-{}-sa", safe(&id_a));
     assert!(kube.get("serviceaccounts", &ns_a, &sa).is_some());
 }
+
+/// A Kubernetes request that never answers (a hung apply) fails after the
+/// request timeout and is retried with backoff: the session gets its pod
+/// without waiting for the reconcile deadline, and the other session is
+/// not held up meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kube_request_that_never_answers_is_retried() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-kube-hang");
+    let env = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("CP_KUBE_REQUEST_TIMEOUT", "2"),
+    ];
+    let _cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &env);
+    kube.fail_next_verb("APPLY", "pods", &[fake_kube::HANG]);
+    let ns = dev.project("proj-hang").await;
+    let hung = dev.new_session(&ns, "hung").await;
+    eventually("the pod apply hangs", Duration::from_secs(30), || async {
+        kube.requests()
+            .iter()
+            .any(|r| r.method == "APPLY" && r.plural == "pods" && r.status == fake_kube::HANG)
+    })
+    .await;
+    let other = dev.new_session(&ns, "other").await;
+    wait_phase(&dev, &other, "Creating").await;
+    wait_phase(&dev, &hung, "Creating").await;
+    assert!(kube.get("pods", &ns, &pod_name(&hung)).is_some());
+}
+
+/// SIGKILL while a reconcile is half done (namespace and service account
+/// applied, the pod apply in flight), then a restart: the reconcile is
+/// finished from where Kubernetes stands, every object created once.
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_reconcile_and_restarted_creates_nothing_twice() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-kill-mid-reconcile");
+    let mut cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    kube.fail_next_verb("APPLY", "pods", &[fake_kube::HANG]);
+    let ns = dev.project("proj-kill").await;
+    let id = dev.new_session(&ns, "half-done").await;
+    eventually(
+        "the pod apply is in flight",
+        Duration::from_secs(30),
+        || async {
+            kube.requests()
+                .iter()
+                .any(|r| r.method == "APPLY" && r.plural == "pods" && r.status == fake_kube::HANG)
+        },
+    )
+    .await;
+    cp.kill();
+    assert!(kube.get("pods", &ns, &pod_name(&id)).is_none());
+    assert_ne!(dev.phase(&id).await, "Creating");
+
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    wait_phase(&dev, &id, "Creating").await;
+    let selector = format!("ambient-code.io/session-id={id}");
+    for plural in ["pods", "serviceaccounts", "services"] {
+        assert_eq!(kube.names(plural, &selector).len(), 1, "one {plural}");
+        let creates = kube
+            .requests()
+            .iter()
+            .filter(|r| r.plural == plural && r.namespace == ns && !r.existed && r.status < 300)
+            .filter(|r| r.status != fake_kube::HANG && r.method != "GET" && r.method != "LIST")
+            .count();
+        assert_eq!(creates, 1, "{plural} created once");
+    }
+}

@@ -61,9 +61,9 @@ async fn group_access_is_reconciled_and_pruned_and_project_delete_removes_its_na
     )
     .await;
     let rb = kube
-        .get("rolebindings", &ns, "ambient-group-devs-edit")
+        .get("rolebindings", &ns, "devs-edit")
         .unwrap_or_else(|| panic!("no devs binding: {:?}", kube.names("rolebindings", "")));
-    assert_eq!(rb["roleRef"]["name"], "edit");
+    assert_eq!(rb["roleRef"]["name"], "ambient-project-edit");
     assert_eq!(rb["subjects"][0]["kind"], "Group");
     assert_eq!(rb["subjects"][0]["name"], "devs");
 
@@ -78,7 +78,7 @@ async fn group_access_is_reconciled_and_pruned_and_project_delete_removes_its_na
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     eventually("ops binding pruned", Duration::from_secs(30), || async {
-        kube.names("rolebindings", selector) == vec![format!("{ns}/ambient-group-devs-edit")]
+        kube.names("rolebindings", selector) == vec![format!("{ns}/devs-edit")]
     })
     .await;
 
@@ -158,20 +158,26 @@ fn bad_auth_settings_stop_startup_with_one_line() {
         (vec![], "AMBIENT_API_TOKEN"),
         (
             vec![("AMBIENT_API_TOKEN", "t"), ("OIDC_CLIENT_ID", "i")],
-            "contradictory",
+            "OIDC_CLIENT_SECRET",
         ),
         (vec![("OIDC_CLIENT_ID", "i")], "OIDC_CLIENT_SECRET"),
         (
             vec![
                 ("OIDC_CLIENT_ID", "i"),
                 ("OIDC_CLIENT_SECRET", "s3cr3t-value"),
+                ("OIDC_TOKEN_URL", "http://sso.example.com/token"),
             ],
             "OIDC_TOKEN_URL",
         ),
         (
-            vec![("AMBIENT_API_TOKEN", "t"), ("PLATFORM_MODE", "mpp")],
-            "MPP_CONFIG_NAMESPACE",
+            vec![("AMBIENT_API_TOKEN", "t"), ("RUNNER_MEMORY_LIMIT", "4GB")],
+            "RUNNER_MEMORY_LIMIT",
         ),
+        (
+            vec![("AMBIENT_API_TOKEN", "t"), ("USE_VERTEX", "maybe")],
+            "USE_VERTEX",
+        ),
+        (vec![("AMBIENT_API_TOKEN", "t"), ("MODE", "prod")], "prod"),
         (
             vec![
                 ("AMBIENT_API_TOKEN", "t"),
@@ -218,6 +224,17 @@ fn help_documents_env_vars_and_hides_secret_values() {
         "USE_VERTEX",
         "KUBECONFIG",
         "CP_INSTALLATION_ID",
+        "MODE",
+        "RECONCILERS",
+        "MPP_CONFIG_NAMESPACE",
+        "PROJECT_KUBE_TOKEN_FILE",
+        "RUNNER_IMAGE_NAMESPACE",
+        "GRPC_SERVICE_ACCOUNT",
+        "VERTEX_SECRET_NAME",
+        "VERTEX_SECRET_NAMESPACE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "CLOUD_ML_REGION",
+        "ANTHROPIC_VERTEX_PROJECT_ID",
     ] {
         assert!(help.contains(env), "{env} missing from --help");
     }

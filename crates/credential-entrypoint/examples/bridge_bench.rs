@@ -12,12 +12,12 @@
 //!
 //! Arguments: `--bin-dir DIR --mcp-proxy PATH --out FILE [--rotations N]`.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use integration_tests::bench::{Proc, rss_kib, start_announced};
 use serde_json::{Value, json};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -36,45 +36,10 @@ struct Args {
     rotations: usize,
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `bin` and waits for `<name> listening on <addr>` for each name.
+/// Starts `cmd` and waits for `<name> listening on <addr>` for each name.
 fn start(cmd: &mut Command, names: &[&str]) -> Result<(Proc, Vec<String>)> {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let proc = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut addrs = vec![String::new(); names.len()];
-    while addrs.iter().any(String::is_empty) {
-        let Some(Ok(line)) = lines.next() else {
-            return Err(format!("exited before announcing {names:?}").into());
-        };
-        if let Some((name, addr)) = line.split_once(" listening on ")
-            && let Some(i) = names.iter().position(|n| *n == name)
-        {
-            addrs[i] = addr.trim().to_owned();
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let (proc, addrs, _) = start_announced(cmd, names)?;
     Ok((proc, addrs))
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "no VmRSS".into())
 }
 
 fn free_port() -> Result<u16> {
@@ -207,8 +172,8 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ours_kib = rss_kib(ours.0.id())?;
-    let theirs_kib = rss_kib(theirs.0.id())?;
+    let ours_kib = rss_kib(ours.id())?;
+    let theirs_kib = rss_kib(theirs.id())?;
     let ratio = ours_kib as f64 / theirs_kib as f64;
     println!(
         "idle RSS: credential-entrypoint --serve-mcp {ours_kib} KiB, mcp-proxy {theirs_kib} KiB, ratio {ratio:.3} (target <= 0.2)"

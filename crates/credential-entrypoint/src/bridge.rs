@@ -6,25 +6,48 @@
 //!
 //! Each MCP session gets its own child, started on the session's
 //! `initialize` with the current credential and ended with the session.
+//! Everything MCP carries is forwarded both ways: requests (tools, prompts,
+//! resources, `completion/complete`, `resources/subscribe`/`unsubscribe`,
+//! `logging/setLevel` to the child; sampling, roots, elicitation to the
+//! runner) with their progress and cancellation ([`relay`]), and
+//! notifications (progress, logging, `resources/updated`, `list_changed`,
+//! `cancelled`, `roots/list_changed`) ([`downstream`]).
+//!
 //! When the credential's environment rotates, the session keeps going: its
 //! next request finds the child outdated, stops it, starts a new one with
-//! the new credential, replays the session's `initialize` to it, and goes on.
+//! the new credential, replays the session's `initialize`, log level and
+//! resource subscriptions to it, and goes on. `POST /refresh` ([`refresh`])
+//! and SIGHUP re-fetch the credential on demand.
 
+#![allow(deprecated)] // rmcp marks logging, subscribe and roots as legacy; MCP clients still use them.
+
+mod downstream;
+mod refresh;
+mod relay;
+
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
-    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, InitializeRequestParams, InitializeResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerResult, SetLevelRequest, SetLevelRequestParams,
+    SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
-use rmcp::service::{RequestContext, RoleClient, RoleServer, RunningService, ServiceError};
+use rmcp::service::{
+    NotificationContext, Peer, RequestContext, RoleClient, RoleServer, RunningService,
+};
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::{Mutex, watch};
 
 use crate::child::{BaseEnv, Child};
 use crate::mapping::Delivery;
+use downstream::Downstream;
+use relay::{Caller, Routes, relay, relay_error};
 
 /// What every session's child is started from.
 #[derive(Debug)]
@@ -40,7 +63,7 @@ pub struct Upstreams {
 
 /// One session's child and the MCP client connected to its stdio.
 struct Upstream {
-    client: RunningService<RoleClient, InitializeRequestParams>,
+    client: RunningService<RoleClient, Downstream>,
     child: Child,
     /// The delivery it was started with.
     delivery: Delivery,
@@ -59,12 +82,20 @@ impl std::fmt::Debug for Upstream {
 pub struct Bridge {
     upstreams: Arc<Upstreams>,
     state: Mutex<Session>,
+    /// Progress routes of runner → child requests (see [`relay`]).
+    to_child: Routes,
+    /// Progress routes of child → runner requests.
+    to_runner: Routes,
 }
 
+/// What a session replays to a restarted child.
 #[derive(Debug, Default)]
 struct Session {
     init: Option<InitializeRequestParams>,
+    runner: Option<Peer<RoleServer>>,
     upstream: Option<Upstream>,
+    level: Option<SetLevelRequestParams>,
+    subscriptions: BTreeSet<String>,
 }
 
 impl Bridge {
@@ -72,18 +103,30 @@ impl Bridge {
         Self {
             upstreams,
             state: Mutex::new(Session::default()),
+            to_child: Routes::default(),
+            to_runner: Routes::default(),
         }
     }
 
     /// Starts a child with the current delivery and initializes it with
     /// the session's own `initialize` parameters.
-    async fn start(&self, init: &InitializeRequestParams) -> Result<Upstream, McpError> {
+    async fn start(
+        &self,
+        init: &InitializeRequestParams,
+        runner: Peer<RoleServer>,
+    ) -> Result<Upstream, McpError> {
         let delivery = self.upstreams.delivery.borrow().clone();
         let vars = self.upstreams.base.with(&delivery);
         let (child, stdin, stdout) = Child::spawn_stdio(&self.upstreams.command, &vars)
             .map_err(|e| internal(format!("cannot start the MCP server: {e}")))?;
         tracing::info!(pid = child.id(), "MCP server started for a session");
-        let client = rmcp::service::serve_client(init.clone(), (stdout, stdin))
+        let handler = Downstream {
+            runner,
+            init: init.clone(),
+            to_child: self.to_child.clone(),
+            to_runner: self.to_runner.clone(),
+        };
+        let client = rmcp::service::serve_client(handler, (stdout, stdin))
             .await
             .map_err(|e| internal(format!("MCP server did not initialize: {e}")))?;
         Ok(Upstream {
@@ -95,12 +138,11 @@ impl Bridge {
 
     /// The session's upstream peer, restarted first when the credential
     /// rotated since it started.
-    async fn peer(&self) -> Result<rmcp::Peer<RoleClient>, McpError> {
+    async fn peer(&self) -> Result<Peer<RoleClient>, McpError> {
         let mut state = self.state.lock().await;
-        let init = state
-            .init
-            .clone()
-            .ok_or_else(|| internal("session not initialized".to_owned()))?;
+        let (Some(init), Some(runner)) = (state.init.clone(), state.runner.clone()) else {
+            return Err(internal("session not initialized".to_owned()));
+        };
         let outdated = state.upstream.as_ref().is_none_or(|u| {
             let current = self.upstreams.delivery.borrow();
             self.upstreams.restart_on_rotate && u.delivery.env_differs(&current)
@@ -114,7 +156,9 @@ impl Bridge {
                 drop(client);
                 let _ = child.stop(self.upstreams.grace_period).await;
             }
-            state.upstream = Some(self.start(&init).await?);
+            let upstream = self.start(&init, runner).await?;
+            replay(upstream.client.peer(), &state).await;
+            state.upstream = Some(upstream);
         }
         state
             .upstream
@@ -122,17 +166,45 @@ impl Bridge {
             .map(|u| u.client.peer().clone())
             .ok_or_else(|| internal("no MCP server".to_owned()))
     }
+
+    /// Relays a runner request to the child.
+    async fn forward(
+        &self,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, McpError> {
+        let peer = self.peer().await?;
+        let caller = Caller {
+            meta: &context.meta,
+            cancelled: &context.ct,
+        };
+        relay(&peer, request, caller, &self.to_child).await
+    }
+}
+
+/// Gives a restarted child the session's log level and subscriptions.
+async fn replay(child: &Peer<RoleClient>, session: &Session) {
+    if let Some(level) = &session.level
+        && let Err(error) = child.set_level(level.clone()).await
+    {
+        tracing::warn!(%error, "the restarted MCP server refused the session's log level");
+    }
+    for uri in &session.subscriptions {
+        if let Err(error) = child
+            .subscribe(SubscribeRequestParams::new(uri.clone()))
+            .await
+        {
+            tracing::warn!(%error, "the restarted MCP server refused a resource subscription");
+        }
+    }
 }
 
 fn internal(message: String) -> McpError {
     McpError::internal_error(message, None)
 }
 
-fn upstream_error(e: ServiceError) -> McpError {
-    match e {
-        ServiceError::McpError(e) => e,
-        other => internal(format!("MCP server: {other}")),
-    }
+fn unexpected() -> McpError {
+    internal("unexpected answer from the MCP server".to_owned())
 }
 
 impl ServerHandler for Bridge {
@@ -147,7 +219,7 @@ impl ServerHandler for Bridge {
     ) -> Result<InitializeResult, McpError> {
         context.peer.set_peer_info(request.clone());
         let mut answer = self.negotiate_initialize(&request)?;
-        let upstream = self.start(&request).await?;
+        let upstream = self.start(&request, context.peer.clone()).await?;
         if let Some(info) = upstream.client.peer_info() {
             answer.capabilities = info.capabilities.clone();
             answer.instructions = info.instructions.clone();
@@ -157,6 +229,7 @@ impl ServerHandler for Bridge {
         }
         let mut state = self.state.lock().await;
         state.init = Some(request);
+        state.runner = Some(context.peer);
         state.upstream = Some(upstream);
         Ok(answer)
     }
@@ -166,23 +239,22 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        self.peer()
-            .await?
-            .list_tools(request)
-            .await
-            .map_err(upstream_error)
+        let peer = self.peer().await?;
+        peer.list_tools(request).await.map_err(relay_error)
     }
 
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.peer()
-            .await?
-            .call_tool_once(request)
-            .await
-            .map_err(upstream_error)
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(request));
+        match self.forward(request, &context).await? {
+            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn list_prompts(
@@ -190,23 +262,21 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        self.peer()
-            .await?
-            .list_prompts(request)
-            .await
-            .map_err(upstream_error)
+        let peer = self.peer().await?;
+        peer.list_prompts(request).await.map_err(relay_error)
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        self.peer()
-            .await?
-            .get_prompt_once(request)
-            .await
-            .map_err(upstream_error)
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
+        match self.forward(request, &context).await? {
+            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn list_resources(
@@ -214,11 +284,8 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        self.peer()
-            .await?
-            .list_resources(request)
-            .await
-            .map_err(upstream_error)
+        let peer = self.peer().await?;
+        peer.list_resources(request).await.map_err(relay_error)
     }
 
     async fn list_resource_templates(
@@ -226,29 +293,98 @@ impl ServerHandler for Bridge {
         request: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        self.peer()
-            .await?
-            .list_resource_templates(request)
+        let peer = self.peer().await?;
+        peer.list_resource_templates(request)
             .await
-            .map_err(upstream_error)
+            .map_err(relay_error)
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        self.peer()
-            .await?
-            .read_resource_once(request)
-            .await
-            .map_err(upstream_error)
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
+        match self.forward(request, &context).await? {
+            ServerResult::ReadResourceResult(r) => Ok(ReadResourceResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(request));
+        match self.forward(request, &context).await? {
+            ServerResult::CompleteResult(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let forwarded = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
+        self.forward(forwarded, &context).await?;
+        self.state.lock().await.level = Some(request);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let uri = request.uri.clone();
+        let forwarded = ClientRequest::SubscribeRequest(SubscribeRequest::new(request));
+        self.forward(forwarded, &context).await?;
+        self.state.lock().await.subscriptions.insert(uri);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let uri = request.uri.clone();
+        let forwarded = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
+        self.forward(forwarded, &context).await?;
+        self.state.lock().await.subscriptions.remove(&uri);
+        Ok(())
+    }
+
+    async fn on_progress(
+        &self,
+        mut notification: ProgressNotificationParam,
+        _: NotificationContext<RoleServer>,
+    ) {
+        // Progress of a child → runner request still in flight, under the child's token.
+        let Some(token) = self.to_runner.caller_token(&notification.progress_token) else {
+            return;
+        };
+        notification.progress_token = token;
+        if let Ok(peer) = self.peer().await {
+            let _ = peer.notify_progress(notification).await;
+        }
+    }
+
+    async fn on_roots_list_changed(&self, _: NotificationContext<RoleServer>) {
+        if let Ok(peer) = self.peer().await {
+            let _ = peer.notify_roots_list_changed().await;
+        }
     }
 }
 
 /// Serves the bridge on `listener` until SIGTERM/SIGINT, refreshing the
 /// credential meanwhile: files are rewritten at once, an environment change
-/// restarts each session's child at its next request.
+/// restarts each session's child at its next request. SIGHUP and `POST
+/// /refresh` refresh now, at most once per [`crate::rotate::ON_DEMAND_WINDOW`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     upstreams: Upstreams,
@@ -257,56 +393,69 @@ pub async fn serve(
     refresh_interval: std::time::Duration,
     mut incoming: tokio::sync::mpsc::UnboundedReceiver<crate::supervise::Incoming>,
 ) -> std::io::Result<i32> {
+    use crate::rotate::{ON_DEMAND_WINDOW, OnDemand};
     use crate::supervise::Incoming;
     use tokio::time::Instant;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let upstreams = Arc::new(upstreams);
+    let config = ambient_mcp_http::HttpConfig::default();
+    let (asks_tx, mut asks) = tokio::sync::mpsc::channel::<refresh::Ask>(8);
     let router = ambient_mcp_http::router(
         move || Bridge::new(upstreams.clone()),
-        &ambient_mcp_http::HttpConfig::default(),
+        &config,
         shutdown.clone(),
-    );
+    )
+    .merge(refresh::router(asks_tx, config.allowed_hosts.clone()));
     ambient_daemon::announce_listening("mcp", listener.local_addr()?);
     let server = tokio::spawn(ambient_mcp_http::serve(listener, router, shutdown.clone()));
     let mut backoff = ambient_protocol::backoff::Backoff::new(
         std::time::Duration::from_secs(1),
         refresh_interval.max(std::time::Duration::from_secs(1)),
     );
+    let mut on_demand = OnDemand::new(ON_DEMAND_WINDOW);
     let mut next = Instant::now() + refresh_interval;
     'serving: loop {
+        let mut reply: Option<refresh::Ask> = None;
         tokio::select! {
             Some(sig) = incoming.recv() => match sig {
                 Incoming::Stop(_) => break 'serving,
-                Incoming::Refresh => next = Instant::now(),
+                Incoming::Refresh => match on_demand.admit(Instant::now()) {
+                    Ok(()) => next = Instant::now(),
+                    Err(wait) => tracing::info!(retry_in_s = wait.as_secs(), "SIGHUP: a refresh ran recently; not refreshing again yet"),
+                },
             },
-            () = tokio::time::sleep_until(next) => {
-                let fetched = tokio::select! {
-                    r = rotation.fetch() => r,
-                    Some(Incoming::Stop(_)) = incoming.recv() => break 'serving,
-                };
-                let current = publish.borrow().clone();
-                let applied = fetched.map_err(|e| e.to_string()).and_then(|fresh| {
-                    crate::rotate::write_files(&rotation.paths, Some(&current), &fresh)
-                        .map_err(|e| e.to_string())
-                        .map(|()| fresh)
-                });
-                match applied {
-                    Ok(fresh) => {
-                        backoff.reset();
-                        if fresh != current {
-                            tracing::info!("credential rotated");
-                            publish.send_replace(fresh);
-                        }
-                        next = Instant::now() + refresh_interval;
-                    }
-                    Err(error) => {
-                        let wait = backoff.next_delay();
-                        tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "credential refresh failed; keeping the last good credential");
-                        next = Instant::now() + wait;
-                    }
+            Some(ask) = asks.recv() => match on_demand.admit(Instant::now()) {
+                Ok(()) => reply = Some(ask),
+                Err(wait) => {
+                    let _ = ask.send(refresh::Outcome::TooSoon(wait));
+                    continue 'serving;
                 }
+            },
+            () = tokio::time::sleep_until(next) => {}
+        }
+        if reply.is_none() && Instant::now() < next {
+            continue;
+        }
+        let applied = tokio::select! {
+            r = apply(&rotation, &publish) => r,
+            Some(Incoming::Stop(_)) = incoming.recv() => break 'serving,
+        };
+        let outcome = match applied {
+            Ok(changed) => {
+                backoff.reset();
+                next = Instant::now() + refresh_interval;
+                refresh::Outcome::Done { changed }
             }
+            Err(error) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "credential refresh failed; keeping the last good credential");
+                next = Instant::now() + wait;
+                refresh::Outcome::Failed(error)
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
         }
     }
     tracing::info!("stopping the MCP bridge");
@@ -316,4 +465,22 @@ pub async fn serve(
         Ok(result) => result.map(|()| 0),
         Err(e) => Err(std::io::Error::other(e.to_string())),
     }
+}
+
+/// One refresh: fetch, write changed files, publish a changed delivery
+/// (children restart at their next request). `Ok(true)` when it changed.
+async fn apply(
+    rotation: &crate::rotate::Rotation,
+    publish: &watch::Sender<Delivery>,
+) -> Result<bool, String> {
+    let fresh = rotation.fetch().await.map_err(|e| e.to_string())?;
+    let current = publish.borrow().clone();
+    crate::rotate::write_files(&rotation.paths, Some(&current), &fresh)
+        .map_err(|e| e.to_string())?;
+    if fresh == current {
+        return Ok(false);
+    }
+    tracing::info!("credential rotated");
+    publish.send_replace(fresh);
+    Ok(true)
 }

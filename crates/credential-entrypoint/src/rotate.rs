@@ -74,3 +74,57 @@ pub fn write_files(
     }
     Ok(())
 }
+
+/// Shortest time between two refreshes asked for on demand (SIGHUP,
+/// `POST /refresh`).
+pub const ON_DEMAND_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The on-demand refresh limit: at most one per window.
+#[derive(Debug, Clone)]
+pub struct OnDemand {
+    window: std::time::Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl OnDemand {
+    pub fn new(window: std::time::Duration) -> Self {
+        Self { window, last: None }
+    }
+
+    /// Admits a refresh at `now` (and counts it), or says how long until
+    /// the next one may run.
+    pub fn admit(&mut self, now: tokio::time::Instant) -> Result<(), std::time::Duration> {
+        if let Some(last) = self.last {
+            let next = last + self.window;
+            if now < next {
+                return Err(next - now);
+            }
+        }
+        self.last = Some(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_on_demand_refresh_per_window() {
+        let mut gate = OnDemand::new(Duration::from_secs(30));
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(gate.admit(t0), Ok(()));
+        assert_eq!(
+            gate.admit(t0 + Duration::from_secs(10)),
+            Err(Duration::from_secs(20))
+        );
+        // A refused ask does not move the window.
+        assert_eq!(
+            gate.admit(t0 + Duration::from_secs(29)),
+            Err(Duration::from_secs(1))
+        );
+        assert_eq!(gate.admit(t0 + Duration::from_secs(30)), Ok(()));
+        assert!(gate.admit(t0 + Duration::from_secs(31)).is_err());
+    }
+}

@@ -1,6 +1,7 @@
 //! The supervision loop: one child at a time; SIGTERM/SIGINT forwarded to
 //! its process group (every one of them); the credential refreshed every
-//! interval (or on SIGHUP) in the background; a change rewrites files and,
+//! interval (or on SIGHUP, at most once per
+//! `rotate::ON_DEMAND_WINDOW`) in the background; a change rewrites files and,
 //! for an environment credential, restarts the child gracefully; a failed
 //! refresh keeps the last good credential and retries with backoff; the
 //! child's exit ends the loop with its code (128+signal when signalled).
@@ -100,6 +101,7 @@ impl Supervisor {
         let mut backoff =
             Backoff::new(Duration::from_secs(1), interval.max(Duration::from_secs(1)));
         let mut next_refresh = Instant::now() + interval;
+        let mut on_demand = rotate::OnDemand::new(rotate::ON_DEMAND_WINDOW);
         let mut st = State::default();
         loop {
             let kill_at = st.restart.as_ref().filter(|r| !r.killed).map(|r| r.kill_at);
@@ -119,7 +121,10 @@ impl Supervisor {
                         st.stopping = true;
                         self.child.signal(sig);
                     }
-                    Incoming::Refresh => next_refresh = Instant::now(),
+                    Incoming::Refresh => match on_demand.admit(Instant::now()) {
+                        Ok(()) => next_refresh = Instant::now(),
+                        Err(wait) => tracing::info!(retry_in_s = wait.as_secs(), "SIGHUP: a refresh ran recently; not refreshing again yet"),
+                    },
                 },
                 () = sleep_until(kill_at) => {
                     tracing::warn!("child did not stop within the grace period; killing it");

@@ -128,7 +128,11 @@ async fn python_client_over_sse_and_streamable_http_with_rotation() {
             json!("credential-test-mcp-server"),
             "{first}"
         );
-        assert_eq!(first["tools"], json!(["report"]), "{first}");
+        assert_eq!(
+            first["tools"],
+            json!(["report", "notify", "wait", "ask_roots", "ask_then_cancel"]),
+            "{first}"
+        );
         assert_eq!(first["report"]["token"], json!("ghp_bridge_one"), "{first}");
     }
     assert_ne!(

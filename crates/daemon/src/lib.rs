@@ -2,14 +2,17 @@
 //! or JSON ([`logging`]), graceful stop on SIGTERM/SIGINT ([`signal`]), and
 //! the `<name> listening on <addr>` line on stdout that tests and scripts
 //! wait for ([`announce`]), and the one-line refusal of a command line that
-//! does not parse ([`usage`]).
+//! does not parse ([`usage`]), and a panic report that never shows a
+//! secret from the environment ([`panic`]).
 
 pub mod announce;
 pub mod logging;
+pub mod panic;
 pub mod signal;
 pub mod usage;
 
 pub use announce::announce_listening;
 pub use logging::{LogFormat, LoggingError, init_tracing};
+pub use panic::install_panic_hook;
 pub use signal::shutdown_signal;
-pub use usage::exit_on_parse_error;
+pub use usage::{exit_on_parse_error, parse_refusing_secret_args};

@@ -24,8 +24,10 @@ pub enum LoggingError {
 
 /// Installs the global subscriber: `level` is an env-filter expression
 /// (`info`, `debug`, `ambient_mcp=trace,info`, ...). ANSI colours only
-/// when stderr is a terminal.
+/// when stderr is a terminal. Installs the redacting panic hook too
+/// ([`crate::panic`]): a panic is output like a log line.
 pub fn init_tracing(format: LogFormat, level: &str) -> Result<(), LoggingError> {
+    crate::panic::install_panic_hook();
     let filter =
         tracing_subscriber::EnvFilter::try_new(level).map_err(|e| LoggingError::Filter {
             level: level.to_owned(),

@@ -128,6 +128,7 @@ async fn fresh_oidc_token(rest: &Rest) -> String {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
+    integration_tests::register_secret(s(&body, "access_token"));
     s(&body, "access_token").to_owned()
 }
 

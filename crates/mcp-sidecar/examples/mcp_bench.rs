@@ -6,17 +6,20 @@
 //!   target ≤ 100 ms;
 //! - idle RSS after the first token; target ≤ 8 MiB;
 //! - tool-call overhead: `get_session` through MCP (Streamable HTTP) vs
-//!   the same REST GET made directly, interleaved in one run; target ≤ 1.5×.
+//!   the same REST GET made directly, interleaved in one run; target ≤ 1.5×;
+//!   with an MCP `ping` on the same session (the MCP hop alone) so that the
+//!   floor of any tool call that makes one API call (ping + direct GET) is
+//!   printed beside it.
 //!
 //! Arguments: `--bin-dir DIR --out FILE [--starts N] [--calls N]`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use integration_tests::bench::{Proc, percentile, rss_kib, start_announced, threads};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "mcp-bench-api-token";
@@ -33,66 +36,22 @@ struct Args {
     calls: usize,
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `bin` and waits for `<name> listening on <addr>` lines; returns
-/// the process, the addresses and the time to the last line.
+/// Starts `bin` and waits for its `<name> listening on <addr>` lines;
+/// returns the process, the addresses and the time to the last line.
 fn start(
     bin: &Path,
     args: &[&str],
     envs: &[(&str, &str)],
     names: &[&str],
 ) -> Result<(Proc, Vec<String>, Duration)> {
-    let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let proc = Proc(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let mut addrs = vec![String::new(); names.len()];
-    while addrs.iter().any(String::is_empty) {
-        let Some(Ok(line)) = lines.next() else {
-            bail!("{} exited before announcing {names:?}", bin.display());
-        };
-        if let Some((name, addr)) = line.split_once(" listening on ")
-            && let Some(i) = names.iter().position(|n| *n == name)
-        {
-            addrs[i] = addr.trim().to_owned();
-        }
-    }
-    let elapsed = t0.elapsed();
-    // Keep draining stdout so the child never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    Ok((proc, addrs, elapsed))
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len().saturating_sub(1))]
+    start_announced(
+        Command::new(bin)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null()),
+        names,
+    )
+    .with_context(|| format!("starting {}", bin.display()))
 }
 
 /// The JSON-RPC response to request `id` in an SSE or JSON body.
@@ -153,6 +112,20 @@ impl Mcp {
             .await?
             .text()
             .await?)
+    }
+
+    /// An MCP `ping`: the MCP hop alone, no API call behind it.
+    async fn ping(&mut self) -> Result<()> {
+        let rid = self.next;
+        self.next += 1;
+        let body = self
+            .post(json!({"jsonrpc":"2.0","id":rid,"method":"ping"}))
+            .await?;
+        let resp = response_of(&body, rid).context("no response")?;
+        if resp.get("error").is_some() {
+            bail!("ping failed: {resp}");
+        }
+        Ok(())
     }
 
     async fn get_session(&mut self, id: &str) -> Result<()> {
@@ -254,11 +227,13 @@ async fn main() -> Result<()> {
     // Cold start, and idle RSS after the first token.
     let mut starts = Vec::new();
     let mut rss = Vec::new();
+    let mut thread_count = 0;
     for _ in 0..args.starts {
         let (proc, _, elapsed) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
         starts.push(elapsed);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        rss.push(rss_kib(proc.0.id())?);
+        rss.push(rss_kib(proc.id())?);
+        thread_count = threads(proc.id())?;
     }
     starts.sort();
     rss.sort();
@@ -272,7 +247,7 @@ async fn main() -> Result<()> {
         starts.len()
     );
     println!(
-        "mcp-sidecar idle RSS after first token: {:.2} MiB (median of {}; target ≤ 8 MiB)",
+        "mcp-sidecar idle RSS after first token: {:.2} MiB (median of {}; {thread_count} threads; target ≤ 8 MiB)",
         rss_p50 as f64 / 1024.0,
         rss.len()
     );
@@ -283,6 +258,7 @@ async fn main() -> Result<()> {
     let direct_url = format!("{api}/sessions/{sid}");
     let mut via_mcp = Vec::with_capacity(args.calls);
     let mut direct = Vec::with_capacity(args.calls);
+    let mut pings = Vec::with_capacity(args.calls);
     for _ in 0..20 {
         mcp.get_session(&sid).await?;
         http.get(&direct_url)
@@ -308,9 +284,14 @@ async fn main() -> Result<()> {
         let t = Instant::now();
         mcp.get_session(&sid).await?;
         via_mcp.push(t.elapsed());
+        let t = Instant::now();
+        mcp.ping().await?;
+        pings.push(t.elapsed());
     }
     via_mcp.sort();
     direct.sort();
+    pings.sort();
+    let p50 = percentile(&pings, 0.5);
     let (m50, d50) = (percentile(&via_mcp, 0.5), percentile(&direct, 0.5));
     let (m99, d99) = (percentile(&via_mcp, 0.99), percentile(&direct, 0.99));
     let ratio = m50.as_secs_f64() / d50.as_secs_f64();
@@ -321,7 +302,14 @@ async fn main() -> Result<()> {
         d50.as_secs_f64() * 1e3,
         d99.as_secs_f64() * 1e3,
     );
-    let busy_rss = rss_kib(sidecar.0.id())?;
+    println!(
+        "mcp-sidecar MCP hop alone: ping p50 {:.3} ms; ping + direct GET = {:.3} ms is the floor of a tool call that makes one API call ({:.2}× direct); get_session spends {:.3} ms beyond it",
+        p50.as_secs_f64() * 1e3,
+        (p50 + d50).as_secs_f64() * 1e3,
+        (p50 + d50).as_secs_f64() / d50.as_secs_f64(),
+        m50.as_secs_f64() * 1e3 - (p50 + d50).as_secs_f64() * 1e3,
+    );
+    let busy_rss = rss_kib(sidecar.id())?;
     println!(
         "mcp-sidecar RSS after {} tool calls: {:.2} MiB",
         args.calls + 20,
@@ -332,10 +320,11 @@ async fn main() -> Result<()> {
         "cold_start_ms": {"p50": start_p50.as_secs_f64() * 1e3, "min": starts[0].as_secs_f64() * 1e3,
                           "max": starts[starts.len() - 1].as_secs_f64() * 1e3, "runs": starts.len()},
         "idle_rss_mib": rss_p50 as f64 / 1024.0,
+        "idle_threads": thread_count,
         "rss_after_calls_mib": busy_rss as f64 / 1024.0,
         "get_session_ms": {"mcp_p50": m50.as_secs_f64() * 1e3, "mcp_p99": m99.as_secs_f64() * 1e3,
                            "direct_p50": d50.as_secs_f64() * 1e3, "direct_p99": d99.as_secs_f64() * 1e3,
-                           "ratio_p50": ratio, "calls": args.calls},
+                           "ratio_p50": ratio, "calls": args.calls, "mcp_ping_p50": p50.as_secs_f64() * 1e3},
         // The figures `cargo xtask bench all` reports.
         "figures": [
             {"name": "cold start p50", "value": start_p50.as_secs_f64() * 1e3, "unit": "ms", "target": 100.0, "better": "lower"},

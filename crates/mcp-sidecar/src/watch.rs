@@ -165,28 +165,6 @@ fn seq_of(message: &Value) -> Option<i64> {
     }
 }
 
-/// Splits complete SSE events off `buffer`, returning their `data` payloads.
-fn sse_events(buffer: &mut String) -> Vec<String> {
-    let mut out = Vec::new();
-    loop {
-        let normalized = buffer.replace("\r\n", "\n");
-        let Some(end) = normalized.find("\n\n") else {
-            *buffer = normalized;
-            return out;
-        };
-        let block = &normalized[..end];
-        let data: Vec<&str> = block
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        if !data.is_empty() {
-            out.push(data.join("\n"));
-        }
-        *buffer = normalized[end + 2..].to_owned();
-    }
-}
-
 /// The terminal phase of a session, if it has ended (deleted counts).
 async fn ended(api: &Api, session_id: &str) -> Option<String> {
     match api
@@ -240,13 +218,13 @@ async fn follow(
     let mut poll = tokio::time::interval(PHASE_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stream: Option<reqwest::Response> = None;
-    let mut buffer = String::new();
+    let mut frames = crate::sse::SseFrames::default();
     loop {
         if stream.is_none() {
             match api.message_stream(session_id, last).await {
                 Ok(r) => {
                     stream = Some(r);
-                    buffer.clear();
+                    frames.clear();
                 }
                 Err(e) => tracing::debug!(error = %e, "message stream unavailable; retrying"),
             }
@@ -273,8 +251,7 @@ async fn follow(
                 }
             } => match chunk {
                 Ok(Some(bytes)) => {
-                    buffer.push_str(&String::from_utf8_lossy(&bytes));
-                    for data in sse_events(&mut buffer) {
+                    for data in frames.push(&bytes) {
                         let Ok(message) = serde_json::from_str::<Value>(&data) else { continue };
                         match seq_of(&message) {
                             Some(seq) if seq > last => {
@@ -382,19 +359,6 @@ pub fn unwatch(subscriptions: &Subscriptions, args: &Args) -> ToolResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sse_blocks_split_and_partial_kept() {
-        let mut b = String::from(
-            "id: 1\ndata: {\"seq\":1}\n\n: ping\n\nid: 2\r\ndata: {\"seq\":2}\r\n\r\ndata: {\"se",
-        );
-        let events = sse_events(&mut b);
-        assert_eq!(
-            events,
-            vec![r#"{"seq":1}"#.to_owned(), r#"{"seq":2}"#.to_owned()]
-        );
-        assert_eq!(b, "data: {\"se");
-    }
 
     #[test]
     fn subscriptions_are_bounded_and_cancelled_with_their_owner() {

@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{API_TOKEN, Rest, assert_merged, devserver, s, sidecar_static};
+use support::{API_TOKEN, Rest, assert_object, devserver, s, sidecar_static};
 
 const PY: &str = r#"
 import asyncio, json, sys
@@ -54,7 +54,6 @@ async fn python_client(kind: &str) {
     let dev = devserver(&[API_TOKEN], None, None);
     let rest = Rest::new(dev.addr("http"), API_TOKEN);
     let project = rest.project(&format!("py-{kind}")).await;
-    let replaces = rest.patch_replaces_labels(&project).await;
     let mcp = sidecar_static(&format!("http://{}", dev.addr("http")), API_TOKEN);
     let base = format!("http://{}", mcp.addr("mcp"));
     let out = Command::new(python())
@@ -82,15 +81,11 @@ async fn python_client(kind: &str) {
     assert_eq!(v["created"]["value"]["phase"], "Pending");
     let sid = s(&v["created"]["value"]["id"]);
     assert_eq!(v["got"]["value"]["id"], sid.as_str());
-    assert_merged(
-        replaces,
-        &v["labels"]["value"]["labels"],
-        json!({"lang": "py"}),
-    );
+    assert_object(&v["labels"]["value"]["labels"], json!({"lang": "py"}));
     assert_eq!(v["missing"]["error"], true);
     assert_eq!(v["missing"]["value"]["code"], "SESSION_NOT_FOUND");
     let stored = rest.get(&format!("/sessions/{sid}")).await;
-    assert_merged(replaces, &stored["labels"], json!({"lang": "py"}));
+    assert_object(&stored["labels"], json!({"lang": "py"}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

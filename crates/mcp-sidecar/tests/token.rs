@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use integration_tests::{Daemon, Spec, TempDir, bin_path};
 use serde_json::json;
-use support::mcp::{Kind, McpClient};
+use support::mcp::{Kind, Tools as _, connect};
 use support::{Rest, assert_no_secret, devserver, s};
 
 const OLD: &str = "mcp-it-old-token-0a1b2c";
@@ -74,7 +74,7 @@ async fn token_rotation_mid_run_is_handled_by_one_refresh_and_retry() {
             .env("SESSION_ID", &sid)
             .listener("mcp"),
     );
-    let client = McpClient::connect(Kind::LegacySse, mcp.addr("mcp")).await;
+    let client = connect(Kind::LegacySse, mcp.addr("mcp")).await;
     let got = client
         .call("get_session", json!({"session_id": sid}))
         .await

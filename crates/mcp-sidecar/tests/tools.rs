@@ -8,9 +8,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::mcp::{Kind, McpClient};
+use support::mcp::{Kind, Tools as _, connect};
 use support::{
-    API_TOKEN, Rest, assert_merged, assert_no_secret, devserver, object_field, s, sidecar_static,
+    API_TOKEN, Rest, assert_no_secret, assert_object, devserver, object_field, s, sidecar_static,
 };
 
 async fn tools_roundtrip(kind: Kind) {
@@ -18,7 +18,7 @@ async fn tools_roundtrip(kind: Kind) {
     let http = dev.addr("http");
     let rest = Rest::new(http, API_TOKEN);
     let mut mcp = sidecar_static(&format!("http://{http}"), API_TOKEN);
-    let client = McpClient::connect(kind, mcp.addr("mcp")).await;
+    let client = connect(kind, mcp.addr("mcp")).await;
 
     // tools/list: the 16 tools.
     let list = client.request("tools/list", json!({})).await;
@@ -30,7 +30,6 @@ async fn tools_roundtrip(kind: Kind) {
 
     // Projects.
     let project = rest.project("mcp-tools").await;
-    let replaces = rest.patch_replaces_labels(&project).await;
     let listed = client.ok("list_projects", json!({})).await;
     assert!(
         listed["items"]
@@ -65,7 +64,7 @@ async fn tools_roundtrip(kind: Kind) {
         )
         .await;
     let stored = rest.get(&format!("/projects/{project}")).await;
-    assert_merged(replaces, &stored["annotations"], json!({"a.io/y": "2"}));
+    assert_object(&stored["annotations"], json!({"a.io/y": "2"}));
 
     // Agents.
     let agent = client
@@ -146,8 +145,8 @@ async fn tools_roundtrip(kind: Kind) {
     let stored = rest
         .get(&format!("/projects/{project}/agents/{agent_id}"))
         .await;
-    assert_merged(replaces, &stored["labels"], json!({"team": "core"}));
-    assert_merged(replaces, &stored["annotations"], json!({"k": "v"}));
+    assert_object(&stored["labels"], json!({"team": "core"}));
+    assert_object(&stored["annotations"], json!({"k": "v"}));
 
     // Sessions: create without a name (one is made from the prompt) and start.
     let created = client
@@ -204,17 +203,9 @@ async fn tools_roundtrip(kind: Kind) {
             json!({"session_id": sid, "labels": {"owner": "", "tier": "gold"}}),
         )
         .await;
-    assert_merged(
-        replaces,
-        &l["labels"],
-        json!({"env": "dev", "tier": "gold"}),
-    );
+    assert_object(&l["labels"], json!({"env": "dev", "tier": "gold"}));
     let stored = rest.get(&format!("/sessions/{sid}")).await;
-    assert_merged(
-        replaces,
-        &stored["labels"],
-        json!({"env": "dev", "tier": "gold"}),
-    );
+    assert_object(&stored["labels"], json!({"env": "dev", "tier": "gold"}));
     client
         .ok(
             "patch_session_annotations",
@@ -228,7 +219,7 @@ async fn tools_roundtrip(kind: Kind) {
         )
         .await;
     let stored = rest.get(&format!("/sessions/{sid}")).await;
-    assert_merged(replaces, &stored["annotations"], json!({"x.io/b": "2"}));
+    assert_object(&stored["annotations"], json!({"x.io/b": "2"}));
     assert_eq!(
         client
             .err_code(

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::mcp::{Kind, McpClient};
+use support::mcp::{Kind, McpClient, Tools as _, connect};
 use support::{API_TOKEN, Rest, devserver, s, sidecar_static};
 
 /// The first `n` notifications that `pick` accepts (each waited for up to 15 s).
@@ -57,7 +57,7 @@ async fn watch_with_progress(kind: Kind) {
     let dev = devserver(&[API_TOKEN], None, None);
     let rest = Rest::new(dev.addr("http"), API_TOKEN);
     let mcp = sidecar_static(&format!("http://{}", dev.addr("http")), API_TOKEN);
-    let client = McpClient::connect(kind, mcp.addr("mcp")).await;
+    let client = connect(kind, mcp.addr("mcp")).await;
     let project = rest.project("watchers").await;
     let sid = rest.session(&project, "watched").await;
     let first = rest.push(&sid, "before the watch").await;
@@ -126,8 +126,8 @@ async fn watch_without_progress_unwatch_and_isolation() {
     let dev = devserver(&[API_TOKEN], None, None);
     let rest = Rest::new(dev.addr("http"), API_TOKEN);
     let mcp = sidecar_static(&format!("http://{}", dev.addr("http")), API_TOKEN);
-    let a = McpClient::connect(Kind::LegacySse, mcp.addr("mcp")).await;
-    let b = McpClient::connect(Kind::Streamable, mcp.addr("mcp")).await;
+    let a = connect(Kind::LegacySse, mcp.addr("mcp")).await;
+    let b = connect(Kind::Streamable, mcp.addr("mcp")).await;
     let project = rest.project("logs").await;
     let s1 = rest.session(&project, "one").await;
     let s2 = rest.session(&project, "two").await;

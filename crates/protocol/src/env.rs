@@ -61,6 +61,13 @@ pub const REPOS_JSON: &str = "REPOS_JSON";
 pub const IS_RESUME: &str = "IS_RESUME";
 pub const BOT_TOKEN: &str = "BOT_TOKEN";
 pub const RESUME_AFTER_SEQ: &str = "RESUME_AFTER_SEQ";
+pub const ARTIFACTS_DIR: &str = "ARTIFACTS_DIR";
+pub const USE_AGUI: &str = "USE_AGUI";
+pub const CLAUDE_CODE_USE_VERTEX: &str = "CLAUDE_CODE_USE_VERTEX";
+pub const ANTHROPIC_VERTEX_PROJECT_ID: &str = "ANTHROPIC_VERTEX_PROJECT_ID";
+pub const CLOUD_ML_REGION: &str = "CLOUD_ML_REGION";
+pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
+pub const GCE_METADATA_TIMEOUT: &str = "GCE_METADATA_TIMEOUT";
 
 // --- ambient-mcp sidecar ------------------------------------------------------------
 pub const MCP_TRANSPORT: &str = "MCP_TRANSPORT";

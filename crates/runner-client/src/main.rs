@@ -8,6 +8,7 @@ use ambient_runner_client::config::LogFormat;
 use clap::Parser as _;
 
 fn init_tracing(level: &str, format: LogFormat) {
+    ambient_daemon::install_panic_hook();
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -53,8 +53,9 @@ struct Cli {
     #[arg(long, value_name = "F", env = "AMBIENT_API_TOKEN_FILE")]
     api_token_file: Option<PathBuf>,
 
-    /// The static API token itself. Prefer --api-token-file: a value on the
-    /// command line is visible to every local user in the process list.
+    /// The static API token itself, from the environment only: a value given
+    /// as --api-token is refused (any local user can read the process list).
+    /// Prefer --api-token-file.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -87,8 +88,9 @@ struct Cli {
     )]
     oidc_client_secret_file: Option<PathBuf>,
 
-    /// The OIDC client secret itself. Prefer --oidc-client-secret-file: a
-    /// value on the command line is visible in the process list.
+    /// The OIDC client secret itself, from the environment only: a value
+    /// given as --oidc-client-secret is refused (any local user can read the
+    /// process list). Prefer --oidc-client-secret-file.
     #[arg(
         long,
         value_name = "S",
@@ -199,10 +201,8 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => ambient_daemon::exit_on_parse_error("", &e),
-    };
+    let cli: Cli =
+        ambient_daemon::parse_refusing_secret_args("", &["api_token", "oidc_client_secret"]);
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -208,7 +208,16 @@ fn bad_configurations_fail_with_one_line() {
                 "--api-token",
                 "inline-token",
             ],
-            "both set",
+            "takes no value on the command line",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--no-session-check",
+                "--oidc-client-secret=inline-token",
+            ],
+            "set OIDC_CLIENT_SECRET instead",
         ),
         (
             vec![
@@ -237,6 +246,16 @@ fn bad_configurations_fail_with_one_line() {
             assert!(!stderr.contains(secret), "{args:?}: {stderr:?}");
         }
     }
+    // A token from the environment and a token file contradict each other.
+    let (code, _, stderr) = output(
+        cmd()
+            .env("AMBIENT_API_TOKEN", "inline-token")
+            .args(["--key-file", &key, "--no-session-check"])
+            .args(["--api-token-file", &token]),
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("both set"), "{stderr}");
+    assert!(!stderr.contains("inline-token"), "{stderr}");
 }
 
 #[test]
@@ -281,10 +300,13 @@ fn help_names_every_env_var_and_hides_secret_values() {
     );
 }
 
-/// Starts the binary with `args`; returns it and its address.
+/// Starts the binary with `args` (and the static API token in its
+/// environment: a value on the command line is refused); returns it and its
+/// address.
 fn spawn(args: &[&str]) -> (std::process::Child, String) {
     let mut child = cmd()
         .args(args)
+        .env("AMBIENT_API_TOKEN", "inline-api-token-v2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -333,8 +355,6 @@ fn require_v2_and_readyz_through_the_binary() {
         "--key-file",
         &key,
         "--generate-key",
-        "--api-token",
-        "inline-api-token-v2",
         "--no-session-check",
         "--require-v2",
         "--listen",
@@ -363,8 +383,6 @@ fn require_v2_and_readyz_through_the_binary() {
     let (mut child, addr) = spawn(&[
         "--key-file",
         &key,
-        "--api-token",
-        "inline-api-token-v2",
         "--api-server-grpc",
         "127.0.0.1:1",
         "--listen",

@@ -1,5 +1,11 @@
+//! Builder tests; [`reference`] holds the facts taken from the reference's
+//! pods (wire.md §4–§5).
+
+mod reference;
+
 use super::*;
 use ambient_protocol::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 pub(crate) fn config() -> PodConfig {
     PodConfig {
@@ -8,6 +14,7 @@ pub(crate) fn config() -> PodConfig {
         control_plane_namespace: "ambient-code".into(),
         installation: "ambient-code".into(),
         runner_image: "runner:1".into(),
+        runner_image_namespace: None,
         backend_api_url: "http://api.ambient-code.svc:8000".into(),
         sidecar_api_url: "http://api.ambient-code.svc:8000".into(),
         grpc_url: "api.ambient-code.svc:9000".into(),
@@ -27,21 +34,10 @@ pub(crate) fn config() -> PodConfig {
         no_proxy: None,
         image_pull_secret: Some("pull".into()),
         anthropic_api_key: Some(Secret::new("sk-ant-SECRET-VALUE")),
-        use_vertex: false,
-        vertex_region: None,
-        vertex_project_id: None,
-        runner_resources: Resources {
-            cpu_request: "500m".into(),
-            memory_request: "512Mi".into(),
-            cpu_limit: Some("2".into()),
-            memory_limit: "4Gi".into(),
-        },
-        sidecar_resources: Resources {
-            cpu_request: "50m".into(),
-            memory_request: "64Mi".into(),
-            cpu_limit: None,
-            memory_limit: "256Mi".into(),
-        },
+        vertex: None,
+        runner_resources: Resources::runner(),
+        mcp_resources: Resources::mcp(),
+        credential_resources: Resources::credential(),
     }
 }
 
@@ -68,35 +64,45 @@ pub(crate) fn session() -> Session {
     }
 }
 
-const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n";
+pub(crate) const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n";
 
-fn all_credentials() -> BTreeMap<Provider, String> {
+pub(crate) fn all_credentials() -> BTreeMap<Provider, String> {
     Provider::ALL
         .iter()
         .map(|p| (*p, format!("cred-{p}")))
         .collect()
 }
 
-fn build_with(
+pub(crate) fn build_with(
     cfg: &PodConfig,
     key: Option<&str>,
     creds: &BTreeMap<Provider, String>,
 ) -> SessionObjects {
-    let s = session();
+    build_session(cfg, &session(), key, creds, &PromptSources::default())
+}
+
+pub(crate) fn build_session(
+    cfg: &PodConfig,
+    s: &Session,
+    key: Option<&str>,
+    creds: &BTreeMap<Provider, String>,
+    prompt: &PromptSources,
+) -> SessionObjects {
     build(
         cfg,
         SessionInput {
-            session: &s,
+            session: s,
             project: None,
             public_key_pem: key,
             credentials: creds,
+            prompt,
         },
         Some("uid-sa-1"),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn containers(o: &SessionObjects) -> &[Container] {
+pub(crate) fn containers(o: &SessionObjects) -> &[Container] {
     o.pod
         .spec
         .as_ref()
@@ -104,11 +110,11 @@ fn containers(o: &SessionObjects) -> &[Container] {
         .unwrap_or_default()
 }
 
-fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+pub(crate) fn env_of<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
     c.env.as_ref()?.iter().find(|e| e.name == name)
 }
 
-fn value_of<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+pub(crate) fn value_of<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
     env_of(c, name)?.value.as_deref()
 }
 
@@ -261,7 +267,23 @@ fn runner_env_follows_the_wire() {
         ("PROJECT_NAME", "Proj1"),
         ("AGENT_ID", "agent-7"),
         ("WORKSPACE_PATH", "/workspace"),
+        ("ARTIFACTS_DIR", "artifacts"),
         ("AGUI_PORT", "8001"),
+        ("USE_AGUI", "true"),
+        ("USE_VERTEX", "0"),
+        ("CLAUDE_CODE_USE_VERTEX", "0"),
+        (
+            "AMBIENT_GRPC_CA_CERT_FILE",
+            "/etc/pki/ca-trust/extracted/pem/service-ca.crt",
+        ),
+        (
+            "SSL_CERT_FILE",
+            "/etc/pki/ca-trust/extracted/pem/service-ca.crt",
+        ),
+        (
+            "REQUESTS_CA_BUNDLE",
+            "/etc/pki/ca-trust/extracted/pem/service-ca.crt",
+        ),
         ("LOG_LEVEL", "debug"),
         ("BACKEND_API_URL", "http://api.ambient-code.svc:8000"),
         (
@@ -280,7 +302,6 @@ fn runner_env_follows_the_wire() {
         ("LLM_MAX_TOKENS", "1000"),
         ("TIMEOUT", "300"),
         ("REPOS_JSON", r#"[{"url":"https://example.com/r.git"}]"#),
-        ("IS_RESUME", "false"),
         ("HTTPS_PROXY", "http://proxy:3128"),
         ("FOO", "bar"),
     ];
@@ -295,31 +316,33 @@ fn runner_env_follows_the_wire() {
         .map(|e| e.name.as_str())
         .collect();
     assert_eq!(names.iter().filter(|n| **n == "SESSION_ID").count(), 1);
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{names:?}");
+    // IS_RESUME only when resuming; no CREDENTIAL_IDS when sidecars run.
+    assert!(value_of(runner, "IS_RESUME").is_none());
+    assert!(value_of(runner, "CREDENTIAL_IDS").is_none());
     let urls: serde_json::Value =
         serde_json::from_str(value_of(runner, "CREDENTIAL_MCP_URLS").unwrap_or("{}"))
             .unwrap_or_default();
-    assert_eq!(urls["github"], "http://localhost:8091/mcp");
-    assert_eq!(urls["gitlab"], "http://localhost:8095/mcp");
+    // No path: the runner appends `/sse`.
+    assert_eq!(urls["github"], "http://localhost:8091");
+    assert_eq!(urls["gitlab"], "http://localhost:8095");
     assert!(urls.get("vertex").is_none());
 }
 
 #[test]
-fn grpc_tls_points_at_the_service_ca() {
+fn grpc_tls_is_told_and_the_service_ca_is_always_named() {
     let mut cfg = config();
     cfg.grpc_use_tls = true;
     let o = build_with(&cfg, Some(KEY), &BTreeMap::new());
     let runner = &containers(&o)[0];
-    for name in [
-        "AMBIENT_GRPC_CA_CERT_FILE",
-        "SSL_CERT_FILE",
-        "REQUESTS_CA_BUNDLE",
-    ] {
-        assert_eq!(
-            value_of(runner, name),
-            Some("/etc/pki/ca-trust/extracted/pem/service-ca.crt")
-        );
-    }
     assert_eq!(value_of(runner, "AMBIENT_GRPC_USE_TLS"), Some("true"));
+    assert_eq!(
+        value_of(runner, "AMBIENT_GRPC_CA_CERT_FILE"),
+        Some("/etc/pki/ca-trust/extracted/pem/service-ca.crt")
+    );
 }
 
 #[test]
@@ -511,6 +534,7 @@ fn bad_sessions_are_build_errors() {
     let creds = BTreeMap::new();
     let mut s = session();
     s.project_id = None;
+    let prompt = PromptSources::default();
     let input = |s: &Session| {
         build(
             &config(),
@@ -519,6 +543,7 @@ fn bad_sessions_are_build_errors() {
                 project: None,
                 public_key_pem: None,
                 credentials: &creds,
+                prompt: &prompt,
             },
             None,
         )
@@ -528,22 +553,4 @@ fn bad_sessions_are_build_errors() {
     let mut s = session();
     s.environment_variables = Some("[1,2]".into());
     assert!(matches!(input(&s), Some(BuildError::BadEnvironment(_))));
-}
-
-#[test]
-fn credentials_resolve_from_annotations_session_wins() {
-    let mut s = session();
-    s.annotations = Some(serde_json::json!({"ambient-code.io/credentials": r#"{"github":"gh-session","bogus":"x"}"#}).to_string());
-    let p = Project {
-        annotations: Some(serde_json::json!({"ambient-code.io/credentials": r#"{"github":"gh-project","jira":"jira-project"}"#}).to_string()),
-        ..Project::default()
-    };
-    let creds = resolve_credentials(&s, Some(&p));
-    assert_eq!(
-        creds,
-        BTreeMap::from([
-            (Provider::Github, "gh-session".to_owned()),
-            (Provider::Jira, "jira-project".to_owned())
-        ])
-    );
 }

@@ -5,6 +5,7 @@
 //! sees, and acts. Errors requeue the key with its own backoff; nothing is
 //! ever dropped.
 
+mod context;
 mod project;
 mod session;
 
@@ -15,10 +16,12 @@ use ambient_protocol::v1::{Project, ProjectSettings, Session};
 use tokio::sync::watch;
 
 use crate::api::{Api, ApiError};
+use crate::credentials::CredentialError;
 use crate::informer::Store;
 use crate::metrics::Metrics;
 use crate::objects::PodConfig;
 use crate::queue::WorkQueue;
+use crate::rest::{Rest, RestError};
 use crate::runtime::{RuntimeError, SessionRuntime};
 
 pub use project::group_bindings;
@@ -52,6 +55,10 @@ pub enum ReconcileError {
     Runtime(#[from] RuntimeError),
     #[error("api: {0}")]
     Api(#[from] ApiError),
+    #[error("api (REST): {0}")]
+    Rest(#[from] RestError),
+    #[error("credentials: {0}")]
+    Credentials(#[from] CredentialError),
     #[error("no result within {0:?}")]
     Deadline(Duration),
 }
@@ -76,6 +83,15 @@ pub struct Controller {
     pub public_key_pem: Option<String>,
     pub queue: WorkQueue<Key>,
     pub metrics: Metrics,
+    /// The REST side of the API: credentials, role bindings, prompts. Without
+    /// it sessions get no credentials and only their own prompt.
+    pub rest: Option<Rest>,
+    /// The control plane's user ID in the API (`GRPC_SERVICE_ACCOUNT`):
+    /// sessions' token-reader grants are made for it.
+    pub service_identity: Option<String>,
+    /// Sessions whose grants were revoked since this process started (a
+    /// terminal session's resync then asks the API nothing).
+    revoked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -118,7 +134,18 @@ impl Controller {
             public_key_pem,
             queue,
             metrics,
+            rest: None,
+            service_identity: None,
+            revoked: std::sync::Mutex::default(),
         }
+    }
+
+    /// With the REST side of the API (credentials, role bindings, prompts)
+    /// and the service identity the session grants are made for.
+    pub fn with_rest(mut self, rest: Rest, service_identity: Option<String>) -> Self {
+        self.rest = Some(rest);
+        self.service_identity = service_identity;
+        self
     }
 
     /// Runs `workers` reconcile workers until `stop` turns true.

@@ -91,15 +91,16 @@ pub fn group_bindings(group_access: &str) -> Vec<GroupBinding> {
     let mut out: Vec<GroupBinding> = items
         .iter()
         .filter_map(|item| {
-            let group = item.get("groupName")?.as_str()?.to_owned();
-            let role = Role::parse(item.get("role")?.as_str()?);
-            match role {
-                Some(role) if !group.is_empty() => Some(GroupBinding { group, role }),
-                _ => {
-                    tracing::warn!(group = %group, "skipping group access entry with an unknown role");
-                    None
-                }
+            let group = item.get("groupName")?.as_str()?.trim();
+            if group.is_empty() {
+                tracing::warn!("skipping a group access entry without groupName");
+                return None;
             }
+            let role = item.get("role").and_then(|r| r.as_str()).unwrap_or("");
+            Some(GroupBinding {
+                group: group.to_owned(),
+                role: Role::parse(role),
+            })
         })
         .collect();
     out.sort();
@@ -114,20 +115,22 @@ mod tests {
     #[test]
     fn group_access_parsing() {
         let b = group_bindings(
-            r#"[{"groupName":"devs","role":"edit"},{"groupName":"ops","role":"admin"},
-                {"groupName":"x","role":"root"},{"role":"view"},{"groupName":"devs","role":"edit"}]"#,
+            r#"[{"groupName":"devs","role":"Edit"},{"groupName":"ops","role":"ADMIN"},
+                {"groupName":"x","role":"root"},{"role":"view"},{"groupName":"devs","role":"edit"},
+                {"groupName":"y"}]"#,
         );
+        let want = |group: &str, role| GroupBinding {
+            group: group.into(),
+            role,
+        };
         assert_eq!(
             b,
             vec![
-                GroupBinding {
-                    group: "devs".into(),
-                    role: Role::Edit
-                },
-                GroupBinding {
-                    group: "ops".into(),
-                    role: Role::Admin
-                },
+                want("devs", Role::Edit),
+                want("ops", Role::Admin),
+                // Unknown or missing roles get view, as the reference.
+                want("x", Role::View),
+                want("y", Role::View),
             ]
         );
         assert!(group_bindings("not json").is_empty());

@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use ambient_protocol::phase::Phase;
+use ambient_protocol::provider::Provider;
 use ambient_protocol::v1::{Project, Session, UpdateSessionStatusRequest};
 
 use super::{Controller, Done, Key, POD_EVENT_FALLBACK, ReconcileError};
@@ -38,8 +39,9 @@ fn id_of(session: &Session) -> &str {
 impl Controller {
     pub(super) async fn reconcile_session(&self, id: &str) -> Result<Done, ReconcileError> {
         let Some(session) = self.sessions.get(id) else {
-            // Deleted: remove its objects, never the namespace.
+            // Deleted: remove its objects and grants, never the namespace.
             self.runtime.cleanup(id).await?;
+            self.revoke(id).await?;
             self.sessions.forget_tombstone(id);
             return Ok(Done::Converged);
         };
@@ -82,6 +84,7 @@ impl Controller {
             // otherwise run forever. The namespace stays.
             Phase::Stopped | Phase::Completed | Phase::Failed => {
                 if self.runtime.stop(id, &ns).await? {
+                    self.revoke(id).await?;
                     Ok(Done::Converged)
                 } else {
                     Ok(Done::After(POD_EVENT_FALLBACK))
@@ -107,10 +110,11 @@ impl Controller {
             }
             (Phase::Pending, Observation::Absent) => {
                 // A (re)started session: its re-provision count starts at 0.
-                if !self.provision(session, ns, 0).await? {
+                let Some(undelivered) = self.provision(session, ns, 0).await? else {
                     return Ok(Done::Converged);
-                }
-                self.write_phase(session, Phase::Creating, None, Some(ns))
+                };
+                let conditions = undelivered_condition(&undelivered);
+                self.write_status(session, Phase::Creating, conditions, Some(ns))
                     .await?;
                 Ok(Done::Converged)
             }
@@ -184,35 +188,39 @@ impl Controller {
     }
 
     /// Builds and applies the session's objects in `ns`, its ServiceAccount
-    /// remembering `reprovisions`; `Ok(false)` when the session cannot run
+    /// remembering `reprovisions`: the credentials resolved but not
+    /// delivered (no sidecar image), or `None` when the session cannot run
     /// there (it is marked Failed).
     async fn provision(
         &self,
         session: &Session,
         ns: &str,
         reprovisions: u32,
-    ) -> Result<bool, ReconcileError> {
+    ) -> Result<Option<Vec<Provider>>, ReconcileError> {
         if let Some(why) = names::reserved_namespace(ns, &self.pod_config.control_plane_namespace) {
             let why = format!("namespace {ns} is {why}: refusing to run a session there");
             self.write_phase(session, Phase::Failed, Some(&why), None)
                 .await?;
-            return Ok(false);
+            return Ok(None);
         }
         let project_id = session.project_id.as_deref().unwrap_or_default();
         let Some(project) = self.known_project(project_id).await? else {
             let why = format!("project {project_id} does not exist");
             self.write_phase(session, Phase::Failed, Some(&why), None)
                 .await?;
-            return Ok(false);
+            return Ok(None);
         };
-        let credentials = objects::resolve_credentials(session, Some(&project));
+        // Resolved once, here: the pod keeps what it was built with.
+        let (credentials, prompt) = self.session_context(session).await?;
+        let key = self.public_key_pem.as_deref();
         let built = objects::build(
             &self.pod_config,
             SessionInput {
                 session,
                 project: Some(&project),
-                public_key_pem: self.public_key_pem.as_deref(),
+                public_key_pem: key,
                 credentials: &credentials,
+                prompt: &prompt,
             },
             None,
         );
@@ -221,7 +229,7 @@ impl Controller {
             Err(e) => {
                 self.write_phase(session, Phase::Failed, Some(&e.to_string()), None)
                     .await?;
-                return Ok(false);
+                return Ok(None);
             }
         };
         objects
@@ -233,12 +241,24 @@ impl Controller {
                 names::ANNOTATION_REPROVISIONS.into(),
                 reprovisions.to_string(),
             );
+        let delivered = objects::delivered_credentials(&self.pod_config, key, &credentials);
+        let undelivered: Vec<Provider> = credentials
+            .keys()
+            .filter(|p| !delivered.contains_key(p))
+            .copied()
+            .collect();
+        for provider in &undelivered {
+            tracing::warn!(session = %id_of(session), provider = %provider,
+                "credential resolved but not delivered: no sidecar image for its provider");
+        }
+        // Before the pod exists: its sidecars read the tokens at once.
+        self.grant(id_of(session), &delivered).await?;
         match self.runtime.provision(&objects).await {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(Some(undelivered)),
             Err(RuntimeError::Permanent(why)) => {
                 self.write_phase(session, Phase::Failed, Some(&why), None)
                     .await?;
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }
@@ -255,6 +275,22 @@ impl Controller {
         session: &Session,
         phase: Phase,
         failure: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<bool, ReconcileError> {
+        let conditions = failure.map(|why| {
+            serde_json::json!([{"type": "Ready", "status": "False", "reason": phase.as_str(), "message": why}])
+                .to_string()
+        });
+        self.write_status(session, phase, conditions, namespace)
+            .await
+    }
+
+    /// [`Controller::write_phase`] with the session's `conditions` (JSON) given.
+    async fn write_status(
+        &self,
+        session: &Session,
+        phase: Phase,
+        conditions: Option<String>,
         namespace: Option<&str>,
     ) -> Result<bool, ReconcileError> {
         let id = id_of(session).to_owned();
@@ -287,14 +323,10 @@ impl Controller {
         if phase.is_terminal() && fresh.completion_time.is_none() {
             req.completion_time = Some(now);
         }
-        if let Some(why) = failure {
-            req.conditions = Some(
-                serde_json::json!([{"type": "Ready", "status": "False", "reason": phase.as_str(), "message": why}])
-                    .to_string(),
-            );
-        }
+        req.conditions = conditions;
+        let req_conditions = req.conditions.clone();
         let updated = self.api.update_session_status(req).await?;
-        tracing::info!(session = %id, phase = %phase, reason = failure.unwrap_or(""), "phase written");
+        tracing::info!(session = %id, phase = %phase, conditions = req_conditions.as_deref().unwrap_or(""), "phase written");
         self.metrics.phase_written(phase.as_str());
         // Cached here, so the informer's event for this write changes
         // nothing and enqueues nothing: look again at the new phase (a
@@ -303,6 +335,23 @@ impl Controller {
         self.queue.add(Key::Session(id));
         Ok(true)
     }
+}
+
+/// The `conditions` of a session whose credentials were not all delivered.
+fn undelivered_condition(undelivered: &[Provider]) -> Option<String> {
+    if undelivered.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = undelivered.iter().map(|p| p.as_str()).collect();
+    let message = format!(
+        "credentials resolved but not delivered (no sidecar image): {}",
+        names.join(", ")
+    );
+    Some(
+        serde_json::json!([{"type": "CredentialsDelivered", "status": "False",
+            "reason": "NoSidecarImage", "message": message}])
+        .to_string(),
+    )
 }
 
 #[cfg(test)]

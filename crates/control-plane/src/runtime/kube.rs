@@ -7,15 +7,23 @@
 //! GET, so a pod just created is never taken for a vanished one), and a pod
 //! that vanished while the watch was down (a 410 Gone relist) is reported
 //! at once; deletes by label, never a namespace we do not manage.
+//! Group access ([`access`]), MPP TenantNamespaces ([`tenant`]) and the
+//! image-puller grant and Vertex key copy ([`platform`]) live in submodules.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+mod access;
+mod platform;
+mod tenant;
+
+pub use access::{LABEL_GROUP_ACCESS, group_role_binding, role_binding_name};
+pub use tenant::ACTIVE_WAIT;
+
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
@@ -37,8 +45,6 @@ pub const FAILING_WAIT_REASONS: [&str; 4] = [
     "CreateContainerConfigError",
 ];
 
-const LABEL_GROUP_ACCESS: &str = "ambient-code.io/group-access";
-
 /// Sessions as pods.
 #[derive(Clone)]
 pub struct KubeRuntime {
@@ -46,6 +52,10 @@ pub struct KubeRuntime {
     mode: PlatformMode,
     /// Every list, watch and delete is scoped to this installation's label.
     installation: String,
+    /// Where MPP TenantNamespaces are (mpp mode).
+    mpp_config_namespace: Option<String>,
+    /// The Vertex key Secret whose copies are kept in sync: (namespace, name).
+    vertex_source: Option<(String, String)>,
     /// The managed pods, once the reflector of [`SessionRuntime::watch`]
     /// has listed them.
     pods: Arc<Mutex<Option<reflector::Store<Pod>>>>,
@@ -99,8 +109,21 @@ impl KubeRuntime {
             client,
             mode,
             installation: installation.to_owned(),
+            mpp_config_namespace: None,
+            vertex_source: None,
             pods: Arc::default(),
         }
+    }
+
+    /// With what it needs of the pod configuration: the MPP config
+    /// namespace and the Vertex key Secret to keep copies of in sync.
+    pub fn configured(mut self, cfg: &crate::objects::PodConfig) -> Self {
+        self.mpp_config_namespace = cfg.mpp_config_namespace.clone();
+        self.vertex_source = cfg
+            .vertex
+            .as_ref()
+            .map(|v| (v.secret_namespace.clone(), v.secret_name.clone()));
+        self
     }
 
     fn pod_store(&self) -> Option<reflector::Store<Pod>> {
@@ -196,6 +219,11 @@ impl KubeRuntime {
     }
 
     async fn ensure_namespace(&self, objects: &SessionObjects) -> Result<(), RuntimeError> {
+        if let Some(tn) = &objects.tenant_namespace {
+            return self
+                .ensure_tenant_namespace(tn, &objects.namespace_name)
+                .await;
+        }
         match &objects.namespace {
             Some(ns) => self.ensure_owned_namespace(ns).await,
             None => {
@@ -283,17 +311,6 @@ pub fn observe_pod(pod: &Pod) -> Observation {
     }
 }
 
-/// Name of the RoleBinding giving `b.group` its role.
-pub fn role_binding_name(b: &GroupBinding) -> String {
-    let mut group = names::dns_label(&b.group);
-    group.truncate(40);
-    format!(
-        "ambient-group-{}-{}",
-        group.trim_end_matches('-'),
-        b.role.as_str()
-    )
-}
-
 impl SessionRuntime for KubeRuntime {
     fn provision<'a>(
         &'a self,
@@ -303,11 +320,17 @@ impl SessionRuntime for KubeRuntime {
             let ns = objects.namespace_name.as_str();
             let c = &self.client;
             self.ensure_namespace(objects).await?;
+            if let Some(rb) = &objects.image_puller {
+                self.apply_image_puller(rb).await?;
+            }
             self.apply(
                 &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
                 &objects.network_policy,
             )
             .await?;
+            if let Some(copy) = &objects.vertex_secret {
+                self.apply_secret_copy(copy).await?;
+            }
             let sa = self
                 .apply(
                     &Api::<ServiceAccount>::namespaced(c.clone(), ns),
@@ -422,6 +445,9 @@ impl SessionRuntime for KubeRuntime {
             let mut ids = self.project_ids::<Namespace>(&managed).await?;
             let access = format!("{managed},{LABEL_GROUP_ACCESS}=true");
             ids.extend(self.project_ids::<RoleBinding>(&access).await?);
+            if self.mode == PlatformMode::Mpp {
+                ids.extend(self.tenant_projects().await?);
+            }
             Ok(ids.into_iter().collect())
         })
     }
@@ -431,9 +457,10 @@ impl SessionRuntime for KubeRuntime {
         project_id: &'a str,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
+            self.remove_image_pullers(project_id).await?;
             if self.mode == PlatformMode::Mpp {
-                // MPP namespaces belong to the platform's provisioner.
-                return Ok(());
+                // The platform removes the namespace with its TenantNamespace.
+                return self.remove_tenant_namespace(project_id).await;
             }
             let name = names::namespace(self.mode, project_id);
             let api: Api<Namespace> = Api::all(self.client.clone());
@@ -454,93 +481,52 @@ impl SessionRuntime for KubeRuntime {
         project_id: &'a str,
         bindings: &'a [GroupBinding],
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            let ns = names::namespace(self.mode, project_id);
-            let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &ns);
-            let mut labels: BTreeMap<String, String> =
-                names::namespace_labels(project_id, &self.installation);
-            labels.insert(LABEL_GROUP_ACCESS.into(), "true".into());
-            let mut wanted = BTreeSet::new();
-            if !bindings.is_empty() && self.mode == PlatformMode::Standard {
-                let wanted = crate::objects::namespace_object(&ns, project_id, &self.installation);
-                self.ensure_owned_namespace(&wanted).await?;
-            }
-            for b in bindings {
-                let name = role_binding_name(b);
-                let rb = RoleBinding {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(ns.clone()),
-                        labels: Some(labels.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    role_ref: RoleRef {
-                        api_group: "rbac.authorization.k8s.io".into(),
-                        kind: "ClusterRole".into(),
-                        name: b.role.as_str().into(),
-                    },
-                    subjects: Some(vec![Subject {
-                        api_group: Some("rbac.authorization.k8s.io".into()),
-                        kind: "Group".into(),
-                        name: b.group.clone(),
-                        namespace: None,
-                    }]),
-                };
-                self.apply(&api, &rb).await?;
-                wanted.insert(name);
-            }
-            let selector = format!(
-                "{},{LABEL_GROUP_ACCESS}=true",
-                names::managed_selector(&self.installation)
-            );
-            let existing = match api.list(&ListParams::default().labels(&selector)).await {
-                Ok(l) => l.items,
-                Err(e) if is_not_found(&e) => Vec::new(),
-                Err(e) => return Err(classify(e)),
-            };
-            for rb in existing {
-                let name = rb.name_any();
-                if !wanted.contains(&name) {
-                    delete_if_present(&api, &name, &DeleteParams::default()).await?;
-                }
-            }
-            Ok(())
-        })
+        Box::pin(self.sync_access(project_id, bindings))
     }
 
     fn watch(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let pods: Api<Pod> = Api::all(self.client.clone());
-            let selector = names::managed_selector(&self.installation);
-            let config = watcher::Config::default().labels(&selector);
-            let writer: Writer<Pod> = Writer::default();
-            let reader = writer.as_reader();
-            let stream =
-                reflector::reflector(writer, watcher::watcher(pods, config).default_backoff());
-            let mut stream = std::pin::pin!(stream);
-            let mut seen = PodSessions::default();
-            while let Some(event) = stream.next().await {
-                let ids = match event {
-                    Ok(event) => {
-                        if matches!(event, Event::InitDone) {
-                            self.set_pod_store(Some(reader.clone()));
-                        }
-                        seen.apply(&event)
+            tokio::select! {
+                () = self.watch_pods(changed) => {}
+                () = self.sync_vertex_copies() => {}
+            }
+        })
+    }
+}
+
+impl KubeRuntime {
+    /// Follows the managed pods (the reflector [`SessionRuntime::observe`]
+    /// reads), sending the session ID of every change.
+    async fn watch_pods(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let selector = names::managed_selector(&self.installation);
+        let config = watcher::Config::default().labels(&selector);
+        let writer: Writer<Pod> = Writer::default();
+        let reader = writer.as_reader();
+        let stream = reflector::reflector(writer, watcher::watcher(pods, config).default_backoff());
+        let mut stream = std::pin::pin!(stream);
+        let mut seen = PodSessions::default();
+        while let Some(event) = stream.next().await {
+            let ids = match event {
+                Ok(event) => {
+                    if matches!(event, Event::InitDone) {
+                        self.set_pod_store(Some(reader.clone()));
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pod watch error");
-                        continue;
-                    }
-                };
-                for id in ids {
-                    if changed.send(id).is_err() {
-                        self.set_pod_store(None);
-                        return;
-                    }
+                    seen.apply(&event)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pod watch error");
+                    continue;
+                }
+            };
+            for id in ids {
+                if changed.send(id).is_err() {
+                    self.set_pod_store(None);
+                    return;
                 }
             }
-            self.set_pod_store(None);
-        })
+        }
+        self.set_pod_store(None);
     }
 }
 
@@ -600,6 +586,7 @@ mod tests {
         ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
         ContainerStatus, PodStatus,
     };
+    use std::collections::BTreeMap;
 
     fn pod_with(state: ContainerState, phase: &str) -> Pod {
         Pod {
@@ -716,14 +703,5 @@ mod tests {
         assert_eq!(seen.apply(&Event::Delete(session_pod("a"))), vec!["a"]);
         seen.apply(&Event::Init);
         assert!(seen.apply(&Event::InitDone).is_empty());
-    }
-
-    #[test]
-    fn role_binding_names_are_dns_labels() {
-        let b = GroupBinding {
-            group: "Team A/Admins".into(),
-            role: crate::runtime::Role::Admin,
-        };
-        assert_eq!(role_binding_name(&b), "ambient-group-team-a-admins-admin");
     }
 }

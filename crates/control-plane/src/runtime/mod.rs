@@ -1,7 +1,11 @@
 //! `SessionRuntime`: what the reconciler needs from wherever sessions run.
-//! [`kube::KubeRuntime`] is production (pods on Kubernetes).
+//! [`kube::KubeRuntime`] is production (pods on Kubernetes);
+//! [`log::LogRuntime`] (test mode) only logs what it would do;
+//! [`process::ProcessRuntime`] runs a session's containers as local processes.
 
 pub mod kube;
+pub mod log;
+pub mod process;
 
 use std::pin::Pin;
 
@@ -47,22 +51,30 @@ pub enum Role {
 }
 
 impl Role {
-    /// Parses `admin`, `edit` or `view`.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "edit" => Some(Role::Edit),
-            "view" => Some(Role::View),
-            _ => None,
+    /// `admin` or `edit` (any case); anything else is `view`, as the reference.
+    pub fn parse(s: &str) -> Role {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" => Role::Admin,
+            "edit" => Role::Edit,
+            _ => Role::View,
         }
     }
 
-    /// The ClusterRole bound.
+    /// The role's name (in the RoleBinding's name).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Edit => "edit",
             Role::View => "view",
+        }
+    }
+
+    /// The ClusterRole bound (wire.md §4).
+    pub fn cluster_role(self) -> &'static str {
+        match self {
+            Role::Admin => "ambient-project-admin",
+            Role::Edit => "ambient-project-edit",
+            Role::View => "ambient-project-view",
         }
     }
 }

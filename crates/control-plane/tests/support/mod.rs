@@ -65,6 +65,11 @@ impl DevServer {
         }
     }
 
+    /// Base URL of the REST side.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.daemon.addr("http"))
+    }
+
     pub fn grpc(&self) -> String {
         self.daemon.addr("grpc").to_string()
     }
@@ -151,26 +156,27 @@ pub fn control_plane_with(
     auth: &[(&str, &str)],
 ) -> Daemon {
     let kubeconfig = kube.kubeconfig(dir.path());
-    let mut spec = Spec::new("ambient-control-plane");
+    let token_url = "http://ambient-control-plane.ambient-code.svc:8080/token";
+    let mut spec = Spec::new("ambient-control-plane")
+        .env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
+        .env("AMBIENT_API_SERVER_URL", dev.http_url())
+        .env("KUBECONFIG", kubeconfig.display().to_string())
+        .env("CP_RUNTIME_NAMESPACE", "ambient-code")
+        .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
+        .env("CP_HEALTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("CP_TOKEN_URL", token_url)
+        .env("MCP_IMAGE", "mcp:test")
+        .env("ANTHROPIC_API_KEY", "sk-ant-NEVER-PRINTED")
+        .env("POD_NAME", identity)
+        .env("CP_LEADER_ELECTION", leader_election.to_string())
+        .env("LOG_LEVEL", "info,ambient_control_plane=debug")
+        .listener("token server")
+        .listener("health");
+    // Last, so a test can override any default above (e.g. `LOG_LEVEL`).
     for (k, v) in auth {
         spec = spec.env(*k, *v);
     }
-    let token_url = "http://ambient-control-plane.ambient-code.svc:8080/token";
-    Daemon::start(
-        spec.env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
-            .env("KUBECONFIG", kubeconfig.display().to_string())
-            .env("CP_RUNTIME_NAMESPACE", "ambient-code")
-            .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
-            .env("CP_HEALTH_LISTEN_ADDR", "127.0.0.1:0")
-            .env("CP_TOKEN_URL", token_url)
-            .env("MCP_IMAGE", "mcp:test")
-            .env("ANTHROPIC_API_KEY", "sk-ant-NEVER-PRINTED")
-            .env("POD_NAME", identity)
-            .env("CP_LEADER_ELECTION", leader_election.to_string())
-            .env("LOG_LEVEL", "info,ambient_control_plane=debug")
-            .listener("token server")
-            .listener("health"),
-    )
+    Daemon::start(spec)
 }
 
 /// Polls `check` until it is true or `limit` passes; panics with `what`.

@@ -113,6 +113,9 @@ impl World {
 
     /// Creates a credential; returns its ID.
     pub async fn credential(&self, body: Value) -> String {
+        if let Some(token) = body["token"].as_str() {
+            integration_tests::register_secret(token);
+        }
         let (status, created) = self
             .call(reqwest::Method::POST, "/credentials", Some(body))
             .await;
@@ -122,6 +125,7 @@ impl World {
 
     /// Replaces a credential's token.
     pub async fn rotate(&self, id: &str, token: &str) {
+        integration_tests::register_secret(token);
         let (status, body) = self
             .call(
                 reqwest::Method::PATCH,

@@ -159,45 +159,11 @@ impl Rest {
     }
 }
 
-impl Rest {
-    /// True when the API's PATCH replaces `labels` (wire.md §2), probed on a
-    /// scratch session of `project`. The devserver merged them before it
-    /// followed wire.md; against such a server a whole-object PATCH cannot
-    /// delete a key.
-    pub async fn patch_replaces_labels(&self, project: &str) -> bool {
-        let sid = self.session(project, "patch-probe").await;
-        let path = format!("/sessions/{sid}");
-        self.ok(
-            reqwest::Method::PATCH,
-            &path,
-            Some(json!({"labels": r#"{"a":"1"}"#})),
-        )
-        .await;
-        let v = self
-            .ok(
-                reqwest::Method::PATCH,
-                &path,
-                Some(json!({"labels": r#"{"b":"2"}"#})),
-            )
-            .await;
-        let _ = self.call(reqwest::Method::DELETE, &path, None).await;
-        object_field(&v["labels"]) == json!({"b": "2"})
-    }
-}
-
-/// Checks a labels/annotations field after a merge that deleted keys: equal
-/// to `want` when the API replaces on PATCH; otherwise (see
-/// [`Rest::patch_replaces_labels`]) at least every key of `want` is there.
-pub fn assert_merged(replaces: bool, field: &Value, want: Value) {
-    let got = object_field(field);
-    if replaces {
-        assert_eq!(got, want, "after the client-side merge");
-        return;
-    }
-    eprintln!("the API merges PATCHes: checking kept keys only");
-    for (k, v) in want.as_object().into_iter().flatten() {
-        assert_eq!(got.get(k), Some(v), "{k} after the merge: {got}");
-    }
+/// Checks a labels/annotations field after a client-side merge: exactly
+/// `want`, since the API replaces the whole object on PATCH (wire.md §2), so
+/// a key deleted by the merge must be gone.
+pub fn assert_object(field: &Value, want: Value) {
+    assert_eq!(object_field(field), want, "after the client-side merge");
 }
 
 /// A JSON string value.

@@ -64,6 +64,8 @@ pub struct Request {
 }
 
 struct StoreState {
+    /// (plural, bearer token or "") of every request, in order.
+    bearers: Vec<(String, String)>,
     objects: BTreeMap<ObjKey, Value>,
     /// Field owners per object (leaf path → manager), for apply conflicts.
     owners: HashMap<ObjKey, HashMap<String, String>>,
@@ -79,6 +81,10 @@ struct StoreState {
     /// How long a deleted pod stays Terminating.
     pod_grace: std::time::Duration,
 }
+
+/// A fault "code" for [`FakeKube::fail_next_verb`]: the request is read and
+/// recorded (with status 0) but never answered; the connection stays open.
+pub const HANG: u16 = 0;
 
 #[derive(Clone)]
 pub struct FakeKube {
@@ -100,6 +106,7 @@ fn kind_of(plural: &str) -> (&'static str, &'static str) {
         "networkpolicies" => ("NetworkPolicy", "networking.k8s.io/v1"),
         "rolebindings" => ("RoleBinding", "rbac.authorization.k8s.io/v1"),
         "leases" => ("Lease", "coordination.k8s.io/v1"),
+        "tenantnamespaces" => ("TenantNamespace", "tenant.paas.redhat.com/v1alpha1"),
         _ => ("Unknown", "v1"),
     }
 }
@@ -203,6 +210,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A field selector: only `metadata.name=<name>` (or empty) is supported.
+pub fn matches_fields(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let (k, v) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .unwrap_or((term, ""));
+        k == "metadata.name" && obj.pointer("/metadata/name").and_then(Value::as_str) == Some(v)
+    })
+}
+
 /// `k=v,k2=v2` (also `k==v`); other forms are not supported by this fake.
 pub fn matches_selector(obj: &Value, selector: &str) -> bool {
     let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
@@ -267,6 +285,7 @@ fn owned_leaves(patch: &Value) -> Vec<(String, Value)> {
 impl FakeKube {
     pub async fn start() -> FakeKube {
         let state = Arc::new(Mutex::new(StoreState {
+            bearers: Vec::new(),
             objects: BTreeMap::new(),
             owners: HashMap::new(),
             rv: 0,
@@ -317,6 +336,11 @@ impl FakeKube {
         path
     }
 
+    /// (plural, bearer token or "") of every request so far.
+    pub fn bearers(&self) -> Vec<(String, String)> {
+        self.lock().bearers.clone()
+    }
+
     pub fn get(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
         self.lock()
             .objects
@@ -363,7 +387,8 @@ impl FakeKube {
     }
 
     /// The next `verb` requests (`GET`, `LIST`, `WATCH`, `POST`, `PUT`,
-    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout).
+    /// `APPLY`, `PATCH`, `DELETE`) on `plural` answer `codes` (504 = a timeout
+    /// the server reports; [`HANG`] = no answer at all, ever).
     pub fn fail_next_verb(&self, verb: &str, plural: &str, codes: &[u16]) {
         self.lock()
             .verb_faults
@@ -594,6 +619,13 @@ async fn handle(
         );
     };
     let q = query(&uri);
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned();
+    fake.lock().bearers.push((t.plural.clone(), bearer));
     let ns = t.namespace.clone().unwrap_or_default();
     let verb = match (&method, &t.name) {
         (&Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => "WATCH",
@@ -618,6 +650,9 @@ async fn handle(
             existed: false,
             status: code,
         });
+        if code == HANG {
+            std::future::pending::<()>().await;
+        }
         return status(code, reason_for(code), "injected failure");
     }
     if let Some(name) = &t.name
@@ -842,6 +877,7 @@ fn patch(
 
 fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
     let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let fields = q.get("fieldSelector").cloned().unwrap_or_default();
     let s = fake.lock();
     let items: Vec<Value> = s
         .objects
@@ -850,6 +886,7 @@ fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
             p == &t.plural
                 && t.namespace.as_ref().is_none_or(|want| want == ns)
                 && matches_selector(o, &selector)
+                && matches_fields(o, &fields)
         })
         .map(|(_, o)| o.clone())
         .collect();

@@ -28,6 +28,7 @@ fn respond(body: Body) -> Response {
 
 pub(super) fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
     let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let fields = q.get("fieldSelector").cloned().unwrap_or_default();
     let since: u64 = q
         .get("resourceVersion")
         .and_then(|r| r.parse().ok())
@@ -56,6 +57,7 @@ pub(super) fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) ->
                     == Some(want)
             })
             && matches_selector(&e.object, &selector)
+            && super::matches_fields(&e.object, &fields)
     };
     let keep2 = keep.clone();
     let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {

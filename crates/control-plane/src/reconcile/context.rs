@@ -1,0 +1,108 @@
+//! What a session's objects are built from besides the session itself,
+//! read from the API's REST side when it is provisioned: its credentials
+//! (wire.md §2) and the parts of its initial prompt (wire.md §5). Also the
+//! session's token-reader grants: made before its pod exists, revoked when
+//! it ends or is deleted.
+
+use std::collections::BTreeMap;
+
+use ambient_protocol::provider::Provider;
+use ambient_protocol::v1::Session;
+use serde_json::Value;
+
+use super::{Controller, ReconcileError};
+use crate::credentials;
+use crate::objects::PromptSources;
+use crate::rest::Rest;
+
+/// A string field of a REST object.
+fn field(v: &Value, name: &str) -> Option<String> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The project prompt, the agent prompt and the agent's unread inbox
+/// messages. An agent that no longer exists contributes nothing; any other
+/// failure is an error (the session is retried, never started short).
+pub async fn prompt_sources(
+    rest: &Rest,
+    session: &Session,
+) -> Result<PromptSources, ReconcileError> {
+    let project_id = session.project_id.as_deref().unwrap_or_default();
+    let project = rest.get(&["projects", project_id]).await?;
+    let mut sources = PromptSources {
+        project_prompt: field(&project, "prompt"),
+        ..PromptSources::default()
+    };
+    let Some(agent_id) = session.agent_id.as_deref().filter(|a| !a.is_empty()) else {
+        return Ok(sources);
+    };
+    let agent = match rest
+        .get(&["projects", project_id, "agents", agent_id])
+        .await
+    {
+        Ok(a) => a,
+        Err(e) if e.is_not_found() => return Ok(sources),
+        Err(e) => return Err(e.into()),
+    };
+    sources.agent_prompt = field(&agent, "prompt");
+    let items = rest
+        .list_all(&["projects", project_id, "agents", agent_id, "inbox"], "")
+        .await?;
+    sources.inbox = items
+        .iter()
+        .filter(|m| !m.get("read").and_then(Value::as_bool).unwrap_or(false))
+        .filter_map(|m| field(m, "body"))
+        .collect();
+    Ok(sources)
+}
+
+impl Controller {
+    /// The credentials and prompt parts of `session` (none without REST).
+    pub(super) async fn session_context(
+        &self,
+        session: &Session,
+    ) -> Result<(BTreeMap<Provider, String>, PromptSources), ReconcileError> {
+        let Some(rest) = &self.rest else {
+            return Ok((BTreeMap::new(), PromptSources::default()));
+        };
+        let project_id = session.project_id.as_deref().unwrap_or_default();
+        let creds = credentials::resolve(rest, project_id, session.agent_id.as_deref()).await?;
+        let prompt = prompt_sources(rest, session).await?;
+        Ok((creds, prompt))
+    }
+
+    /// Grants the service identity read access to `delivered` for the
+    /// session (no-op without a service identity).
+    pub(super) async fn grant(
+        &self,
+        session_id: &str,
+        delivered: &BTreeMap<Provider, String>,
+    ) -> Result<(), ReconcileError> {
+        if let (Some(rest), Some(identity)) = (&self.rest, &self.service_identity) {
+            self.revoked_set().remove(session_id);
+            credentials::grant(rest, identity, session_id, delivered).await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes the session's credential bindings once (no-op without a
+    /// service identity: nothing was granted then).
+    pub(super) async fn revoke(&self, session_id: &str) -> Result<(), ReconcileError> {
+        let (Some(rest), Some(_)) = (&self.rest, &self.service_identity) else {
+            return Ok(());
+        };
+        if self.revoked_set().contains(session_id) {
+            return Ok(());
+        }
+        credentials::revoke(rest, session_id).await?;
+        self.revoked_set().insert(session_id.to_owned());
+        Ok(())
+    }
+
+    fn revoked_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.revoked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

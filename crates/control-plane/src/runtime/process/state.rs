@@ -1,0 +1,305 @@
+//! The process runtime's state directory, the one source of truth about
+//! what runs (so a restarted control plane knows exactly what its
+//! predecessor started):
+//!
+//! ```text
+//! <state>/lock                                held by the running control plane
+//! <state>/keypair.pem                         the token-exchange key (0600)
+//! <state>/sessions/<id>/session.json          namespace, re-provision count ("the ServiceAccount")
+//! <state>/sessions/<id>/logs/<container>.log  container output, kept after the pod ends
+//! <state>/sessions/<id>/pod/pod.json          the "pod": its containers and local ports
+//! <state>/sessions/<id>/pod/<container>.pid   written by the shim: its pid and start time
+//! <state>/sessions/<id>/pod/<container>.exit  written by the shim: the container's exit
+//! <state>/sessions/<id>/pod/volumes/<name>/   the pod's volumes (the workspace among them)
+//! ```
+//!
+//! A process is ours only when its pid *and* its start time (field 22 of
+//! `/proc/<pid>/stat`) match the record: a recycled pid is never signalled.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What the shim records about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidRecord {
+    pub pid: i32,
+    /// Start time in clock ticks after boot (`/proc/<pid>/stat` field 22).
+    pub start: u64,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit code (128 + signal when killed by one).
+    pub code: i32,
+}
+
+/// One container of the "pod".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    /// Pod port → local port.
+    pub ports: BTreeMap<u16, u16>,
+}
+
+/// The "pod" of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub containers: Vec<ContainerRecord>,
+    /// Seconds between SIGTERM and SIGKILL.
+    pub grace_seconds: u64,
+    /// Unix milliseconds of the stop request, once stopping.
+    #[serde(default)]
+    pub stopping_since_ms: Option<u64>,
+}
+
+/// What outlives the pod ("the ServiceAccount").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub namespace: String,
+    pub reprovisions: u32,
+}
+
+/// Writes `bytes` to `path` atomically (a private 0600 temporary file
+/// beside it, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates `dir` and its missing parents, private (0700).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Reads a JSON record; `Ok(None)` when absent.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a JSON record atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
+/// True when `id` is safe as a directory name (API IDs are).
+pub fn valid_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Paths of the state directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    pub fn keypair(&self) -> PathBuf {
+        self.root.join("keypair.pem")
+    }
+    pub fn sessions(&self) -> PathBuf {
+        self.root.join("sessions")
+    }
+    pub fn session(&self, id: &str) -> PathBuf {
+        self.sessions().join(id)
+    }
+    pub fn session_record(&self, id: &str) -> PathBuf {
+        self.session(id).join("session.json")
+    }
+    pub fn logs(&self, id: &str) -> PathBuf {
+        self.session(id).join("logs")
+    }
+    pub fn log(&self, id: &str, container: &str) -> PathBuf {
+        self.logs(id).join(format!("{container}.log"))
+    }
+    pub fn pod(&self, id: &str) -> PathBuf {
+        self.session(id).join("pod")
+    }
+    pub fn pod_record(&self, id: &str) -> PathBuf {
+        self.pod(id).join("pod.json")
+    }
+    pub fn pid(&self, id: &str, container: &str) -> PathBuf {
+        self.pod(id).join(format!("{container}.pid"))
+    }
+    pub fn exit(&self, id: &str, container: &str) -> PathBuf {
+        self.pod(id).join(format!("{container}.exit"))
+    }
+    pub fn volume(&self, id: &str, volume: &str) -> PathBuf {
+        self.pod(id).join("volumes").join(volume)
+    }
+
+    /// IDs of the sessions that have a directory.
+    pub fn session_ids(&self) -> std::io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(self.sessions()) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_str().filter(|id| valid_session_id(id)) {
+                out.push(id.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub session: i32,
+    pub start: u64,
+}
+
+/// Parses `/proc/<pid>/stat` (the command name may hold spaces and parentheses).
+pub fn parse_stat(raw: &str) -> Option<ProcStat> {
+    let rest = &raw[raw.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state); field n is fields[n - 3].
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        session: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The stat of a live process (zombies count as gone).
+pub fn stat(pid: i32) -> Option<ProcStat> {
+    let raw = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&raw).filter(|s| s.state != 'Z' && s.state != 'X')
+}
+
+impl PidRecord {
+    /// The record of a running process, if it runs.
+    pub fn of(pid: i32) -> Option<PidRecord> {
+        stat(pid).map(|s| PidRecord {
+            pid,
+            start: s.start,
+        })
+    }
+
+    /// True while the recorded process runs (same pid, same start time).
+    pub fn alive(&self) -> bool {
+        stat(self.pid).is_some_and(|s| s.start == self.start)
+    }
+
+    /// Every live process in the recorded process's session (the shim
+    /// calls `setsid`, so its session holds the container and everything
+    /// it started, process groups of their own included). Empty when the
+    /// pid now belongs to someone else: a session ID only stays in use
+    /// while its leader's pid cannot be recycled, so a different start
+    /// time at that pid means the session is not ours.
+    pub fn session_members(&self) -> Vec<i32> {
+        if let Some(s) = stat(self.pid)
+            && s.start != self.start
+        {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| stat(*pid).is_some_and(|s| s.session == self.pid))
+            .collect()
+    }
+
+    /// Sends `signal` to every process of the recorded session; how many got it.
+    pub fn signal_session(&self, signal: rustix::process::Signal) -> usize {
+        self.session_members()
+            .into_iter()
+            .filter_map(rustix::process::Pid::from_raw)
+            .filter(|pid| rustix::process::kill_process(*pid, signal).is_ok())
+            .count()
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_odd_command_names() {
+        let raw = "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(
+            parse_stat(raw),
+            Some(ProcStat {
+                state: 'S',
+                session: 1234,
+                start: 98765
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_changed_start_time_is_not() {
+        let me = PidRecord::of(std::process::id() as i32);
+        assert!(me.is_some_and(|r| r.alive()));
+        let recycled = me.map(|r| PidRecord {
+            start: r.start + 1,
+            ..r
+        });
+        assert!(recycled.is_some_and(|r| !r.alive()));
+        assert_eq!(recycled.map(|r| r.session_members()), Some(Vec::new()));
+    }
+
+    #[test]
+    fn session_ids_are_plain_names() {
+        assert!(valid_session_id("2abcDEF_-9"));
+        for bad in ["", "..", "a/b", "a b", &"x".repeat(129)] {
+            assert!(!valid_session_id(bad), "{bad}");
+        }
+    }
+}
