@@ -14,9 +14,12 @@
 //!   overhead vs a direct REST GET. `credential-bridge`: idle RSS of
 //!   `credential-entrypoint --serve-mcp` vs PyPI `mcp-proxy`, and the time
 //!   from a credential change in the API to the child seeing it.
+//!   `all`: every one of them plus the image sizes, PASS/MISS per figure,
+//!   a summary and charts (`bench`).
 //! - `build-images`, `test-images`: OCI images without a container engine
 //!   (`images`); `check-chart`: the Helm chart checked by real Helm (`chart`).
 
+mod bench;
 mod chart;
 mod demo;
 mod images;
@@ -44,6 +47,10 @@ commands:
                   runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead),
                   credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency),
                   reconcile (SECONDS is the session count: REST create → runner process started)
+  bench all [--record]
+                  every benchmark and the image sizes: PASS/MISS per figure,
+                  target/bench/summary.json and an SVG chart per benchmark
+                  (--record: also BENCHMARKS.md and docs/bench/)
   build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT]
                   release-build each daemon and write one OCI image per daemon
                   (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images)
@@ -59,6 +66,7 @@ fn main() -> Result<()> {
         "demo" => demo::demo(&rest),
         "lint" => suite::lint(),
         "fuzz" => fuzz(&rest),
+        "bench" if rest.first().is_some_and(|n| n == "all") => bench::all(&rest[1..]),
         "bench" => bench(&rest),
         "build-images" => images::build_images(&rest),
         "test-images" => images::test_images(&rest),

@@ -274,15 +274,24 @@ async fn run(args: &Args, grpc: &str) -> Result<()> {
     }
     let took = t0.elapsed().as_secs_f64();
     let rss = peak_rss_mib();
+    // quality.md sets 10 000 sessions: ≤ 5 s, ≤ 96 MiB; at 100 000, ≤ 10 s
+    // and ≤ 256 MiB (issue 17).
+    let (took_target, rss_target) = if args.sessions > 10_000 {
+        (10.0, 256.0)
+    } else {
+        (5.0, 96.0)
+    };
     println!(
-        "relist: {} sessions listed and reconciled (no-op runtime) in {took:.2} s (target <= 5 s)",
+        "relist: {} sessions listed and reconciled (no-op runtime) in {took:.2} s (target <= {took_target} s)",
         args.sessions
     );
     println!(
         "relist: provision calls {}",
         runtime.count.load(Ordering::Relaxed)
     );
-    println!("relist: peak RSS of the control-plane process {rss:.1} MiB (target <= 96 MiB)");
+    println!(
+        "relist: peak RSS of the control-plane process {rss:.1} MiB (target <= {rss_target} MiB)"
+    );
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
@@ -292,6 +301,11 @@ async fn run(args: &Args, grpc: &str) -> Result<()> {
             "seconds_to_reconciled": took,
             "peak_rss_mib": rss,
             "provision_calls": runtime.count.load(Ordering::Relaxed),
+            // The figures `cargo xtask bench all` reports.
+            "figures": [
+                {"name": format!("{} sessions reconciled", args.sessions), "value": took, "unit": "s", "target": took_target, "better": "lower"},
+                {"name": "control-plane peak RSS", "value": rss, "unit": "MiB", "target": rss_target, "better": "lower"},
+            ],
         });
         std::fs::write(out, serde_json::to_string_pretty(&json)?)?;
         println!("wrote {}", out.display());

@@ -325,6 +325,12 @@ async fn main() -> Result<()> {
         "get_session_ms": {"mcp_p50": m50.as_secs_f64() * 1e3, "mcp_p99": m99.as_secs_f64() * 1e3,
                            "direct_p50": d50.as_secs_f64() * 1e3, "direct_p99": d99.as_secs_f64() * 1e3,
                            "ratio_p50": ratio, "calls": args.calls, "mcp_ping_p50": p50.as_secs_f64() * 1e3},
+        // The figures `cargo xtask bench all` reports.
+        "figures": [
+            {"name": "cold start p50", "value": start_p50.as_secs_f64() * 1e3, "unit": "ms", "target": 100.0, "better": "lower"},
+            {"name": "idle RSS", "value": rss_p50 as f64 / 1024.0, "unit": "MiB", "target": 8.0, "better": "lower"},
+            {"name": "tool call vs direct GET", "value": ratio, "unit": "x", "target": 1.5, "better": "lower"},
+        ],
     });
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent() {

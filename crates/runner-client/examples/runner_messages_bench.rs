@@ -176,7 +176,7 @@ async fn main() -> Result<()> {
     let (delivery, rtt, last) = latency(&messages, args.seconds / 2).await?;
     let (received, rate) = throughput(&messages, last, args.seconds / 2).await?;
 
-    let report = json!({
+    let mut report = json!({
         "bench": "runner-messages",
         "delivery_latency": summary(delivery),
         "push_round_trip": summary(rtt),
@@ -187,6 +187,12 @@ async fn main() -> Result<()> {
         },
         "target_p50_ms": 5.0,
     });
+    // The figures `cargo xtask bench all` reports.
+    report["figures"] = json!([
+        {"name": "push -> watch p50", "value": report["delivery_latency"]["p50_ms"], "unit": "ms", "target": 5.0, "better": "lower"},
+        {"name": "push -> watch p99", "value": report["delivery_latency"]["p99_ms"], "unit": "ms", "target": null, "better": "lower"},
+        {"name": "messages/s, one session", "value": rate, "unit": "/s", "target": null, "better": "higher"},
+    ]);
     let d = &report["delivery_latency"];
     println!(
         "push → watch delivery: p50 {:.3} ms, p99 {:.3} ms ({} samples; target p50 ≤ 5 ms)",

@@ -126,6 +126,14 @@ fn main() -> anyhow::Result<()> {
             "samples": lat.samples,
             "p99_target_ms": 25.0,
         },
+        // The figures `cargo xtask bench all` reports: {name, value, unit, target, better}.
+        "figures": [
+            {"name": "exchanges/raw decrypts", "value": ratio, "unit": "x", "target": 0.85, "better": "higher"},
+            {"name": "latency p99", "value": lat.p99_ms, "unit": "ms", "target": 25.0, "better": "lower"},
+            {"name": "flood: valid throughput kept", "value": flood.loaded / flood.unloaded.max(f64::MIN_POSITIVE), "unit": "x", "target": 0.8, "better": "higher"},
+            {"name": "latency p50", "value": lat.p50_ms, "unit": "ms", "target": null, "better": "lower"},
+            {"name": "exchanges/s", "value": exchanges, "unit": "/s", "target": null, "better": "higher"},
+        ],
     });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
