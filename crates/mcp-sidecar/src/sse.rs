@@ -1,6 +1,6 @@
 //! Server-sent events framing for the devserver's message stream: bytes
 //! in, as the network delivers them, and the `data` of every complete event
-//! out. Events end at a blank line (`\n\n`, CRLF accepted); `data:` lines
+//! out. Lines end at CRLF, LF or a lone CR; events end at a blank line; `data:` lines
 //! are joined with `\n`; other fields and comments are ignored. Bytes are
 //! kept until their event is complete, so a chunk boundary inside a
 //! multi-byte character (or inside a CRLF) changes nothing.
@@ -15,14 +15,7 @@ impl SseFrames {
     /// Adds `chunk`; returns the `data` of every event it completed, in order.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
         self.buffer.extend_from_slice(chunk);
-        // CRLF → LF; a CR last in the buffer waits for its LF.
-        let mut normalized = Vec::with_capacity(self.buffer.len());
-        for (i, &b) in self.buffer.iter().enumerate() {
-            if b != b'\r' || self.buffer.get(i + 1) != Some(&b'\n') {
-                normalized.push(b);
-            }
-        }
-        self.buffer = normalized;
+        self.buffer = normalize_line_ends(&self.buffer);
         let mut out = Vec::new();
         let mut start = 0;
         while let Some(len) = self.buffer[start..].windows(2).position(|w| w == b"\n\n") {
@@ -39,6 +32,26 @@ impl SseFrames {
     pub fn clear(&mut self) {
         self.buffer.clear();
     }
+}
+
+/// CRLF, LF and a lone CR all end a line (the SSE rule): each becomes LF.
+/// A CR last in the buffer stays as it is, since the LF of a CRLF may come
+/// in the next chunk; the next call decides.
+fn normalize_line_ends(buffer: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(buffer.len());
+    let mut bytes = buffer.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if b != b'\r' {
+            out.push(b);
+            continue;
+        }
+        match bytes.peek() {
+            None => out.push(b'\r'),
+            Some(b'\n') => {}
+            Some(_) => out.push(b'\n'),
+        }
+    }
+    out
 }
 
 /// The joined `data:` lines of one event, if it has any.
@@ -65,6 +78,31 @@ mod tests {
         assert_eq!(f.push(b"q\":3}\r"), Vec::<String>::new());
         assert_eq!(f.push(b"\n\r\n"), [r#"{"seq":3}"#]);
         assert_eq!(f.push(b"data: a\ndata:b\n\n"), ["a\nb"]);
+    }
+
+    #[test]
+    fn a_lone_cr_ends_a_line_however_the_bytes_arrive() {
+        let stream = b"data: x\r\rdata: y\n\r\r\ndata: z\r\n\r\n";
+        let mut whole = SseFrames::default();
+        assert_eq!(whole.push(stream), ["x", "y", "z"]);
+        let mut bytewise = SseFrames::default();
+        let got: Vec<String> = stream.iter().flat_map(|b| bytewise.push(&[*b])).collect();
+        assert_eq!(got, ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn the_fuzzers_lone_cr_input_frames_alike_whole_cut_and_bytewise() {
+        let stream: &[u8] = include_bytes!("../../../fuzz/seeds/sse_frames/regression-lone-cr");
+        let whole = SseFrames::default().push(stream);
+        for cut in 0..=stream.len() {
+            let mut f = SseFrames::default();
+            let mut split = f.push(&stream[..cut]);
+            split.extend(f.push(&stream[cut..]));
+            assert_eq!(split, whole, "cut at {cut}");
+        }
+        let mut f = SseFrames::default();
+        let bytewise: Vec<String> = stream.iter().flat_map(|b| f.push(&[*b])).collect();
+        assert_eq!(bytewise, whole);
     }
 
     #[test]
