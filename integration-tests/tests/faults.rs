@@ -88,6 +88,16 @@ async fn create_session(dev: &Daemon, name: &str) -> (u16, Value) {
     .await
 }
 
+/// Creates project `disk` and session `name` in it; the session's ID.
+async fn session_in_new_project(dev: &Daemon, name: &str) -> String {
+    let project = Some(json!({"name": "disk"}));
+    let (status, _) = rest(dev, reqwest::Method::POST, "/projects", project).await;
+    assert_eq!(status, 201);
+    let (status, session) = create_session(dev, name).await;
+    assert_eq!(status, 201, "{session}");
+    session["id"].as_str().unwrap_or_default().to_owned()
+}
+
 /// The names of every session, sorted.
 async fn session_names(dev: &Daemon) -> Vec<String> {
     let (status, list) = rest(dev, reqwest::Method::GET, "/sessions?size=100", None).await;
@@ -305,16 +315,7 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
             .args(["--oidc-client-secret", OIDC_SECRET])
             .args(["--oidc-token-ttl", &TTL.as_secs().to_string()]),
     );
-    let (status, _) = rest(
-        &dev,
-        reqwest::Method::POST,
-        "/projects",
-        Some(json!({"name": "disk"})),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (_, session) = create_session(&dev, "watched").await;
-    let sid = session["id"].as_str().unwrap_or_default().to_owned();
+    let sid = session_in_new_project(&dev, "watched").await;
     let key = tmp.path().join("key.pem");
     let secret_file = tmp.path().join("oidc-secret");
     std::fs::write(&secret_file, OIDC_SECRET).unwrap_or_else(|e| panic!("{e}"));
@@ -388,16 +389,7 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
 async fn a_missing_service_ca_file_is_ignored_with_a_warning() {
     let tmp = TempDir::new("faults-missing-ca");
     let dev = Daemon::start(devserver(&tmp.path().join("data"), &[]));
-    let (status, _) = rest(
-        &dev,
-        reqwest::Method::POST,
-        "/projects",
-        Some(json!({"name": "ca"})),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (_, session) = create_session(&dev, "no-ca").await;
-    let sid = session["id"].as_str().unwrap_or_default().to_owned();
+    let sid = session_in_new_project(&dev, "no-ca").await;
     let missing = tmp.path().join("service-ca.crt");
     let sidecar = Daemon::start(
         Spec::new("ambient-mcp")
