@@ -7,27 +7,27 @@
 //! GET, so a pod just created is never taken for a vanished one), and a pod
 //! that vanished while the watch was down (a 410 Gone relist) is reported
 //! at once; deletes by label, never a namespace we do not manage.
-//! Group access ([`access`]), MPP TenantNamespaces ([`tenant`]) and the
-//! image-puller grant and Vertex key copy ([`platform`]) live in submodules.
+//! The pod watch and what a pod says ([`pods`]), group access ([`access`]),
+//! MPP TenantNamespaces ([`tenant`]) and the image-puller grant and Vertex
+//! key copy ([`platform`]) live in submodules.
 
 mod access;
 mod platform;
+mod pods;
 mod tenant;
 
 pub use access::{LABEL_GROUP_ACCESS, group_role_binding, role_binding_name};
+pub use pods::{FAILING_WAIT_REASONS, PodSessions, observe_pod};
 pub use tenant::ACTIVE_WAIT;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, reflector::store::Writer};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,14 +36,6 @@ use super::{BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime};
 use crate::config::PlatformMode;
 use crate::names;
 use crate::objects::SessionObjects;
-
-/// Waiting reasons that mean the runner will not start.
-pub const FAILING_WAIT_REASONS: [&str; 4] = [
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "CreateContainerConfigError",
-];
 
 /// Sessions as pods.
 #[derive(Clone)]
@@ -270,47 +262,6 @@ impl KubeRuntime {
     }
 }
 
-/// What a pod says about its runner.
-pub fn observe_pod(pod: &Pod) -> Observation {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return Observation::Terminating;
-    }
-    let Some(status) = &pod.status else {
-        return Observation::Starting;
-    };
-    let runner = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .find(|c| c.name == names::RUNNER_CONTAINER);
-    if let Some(state) = runner.and_then(|c| c.state.as_ref()) {
-        if let Some(t) = &state.terminated {
-            if t.reason.as_deref() == Some("OOMKilled") {
-                return Observation::Failed("OOMKilled".into());
-            }
-            return Observation::Exited(t.exit_code);
-        }
-        if let Some(w) = &state.waiting
-            && let Some(reason) = w
-                .reason
-                .as_deref()
-                .filter(|r| FAILING_WAIT_REASONS.contains(r))
-        {
-            return Observation::Failed(reason.into());
-        }
-        if state.running.is_some() {
-            return Observation::Running;
-        }
-    }
-    match status.phase.as_deref() {
-        Some("Failed") => {
-            Observation::Failed(status.reason.clone().unwrap_or_else(|| "pod failed".into()))
-        }
-        Some("Succeeded") => Observation::Exited(0),
-        _ => Observation::Starting,
-    }
-}
-
 impl SessionRuntime for KubeRuntime {
     fn provision<'a>(
         &'a self,
@@ -491,217 +442,5 @@ impl SessionRuntime for KubeRuntime {
                 () = self.sync_vertex_copies() => {}
             }
         })
-    }
-}
-
-impl KubeRuntime {
-    /// Follows the managed pods (the reflector [`SessionRuntime::observe`]
-    /// reads), sending the session ID of every change.
-    async fn watch_pods(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) {
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        let selector = names::managed_selector(&self.installation);
-        let config = watcher::Config::default().labels(&selector);
-        let writer: Writer<Pod> = Writer::default();
-        let reader = writer.as_reader();
-        let stream = reflector::reflector(writer, watcher::watcher(pods, config).default_backoff());
-        let mut stream = std::pin::pin!(stream);
-        let mut seen = PodSessions::default();
-        while let Some(event) = stream.next().await {
-            let ids = match event {
-                Ok(event) => {
-                    if matches!(event, Event::InitDone) {
-                        self.set_pod_store(Some(reader.clone()));
-                    }
-                    seen.apply(&event)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "pod watch error");
-                    continue;
-                }
-            };
-            for id in ids {
-                if changed.send(id).is_err() {
-                    self.set_pod_store(None);
-                    return;
-                }
-            }
-        }
-        self.set_pod_store(None);
-    }
-}
-
-/// The sessions whose pods the watch has seen, to report the ones whose
-/// pod is missing from a relist (it vanished while the watch was down, and
-/// no delete event will ever say so).
-#[derive(Debug, Default)]
-pub struct PodSessions {
-    known: HashSet<String>,
-    relisting: Option<HashSet<String>>,
-}
-
-impl PodSessions {
-    /// The session IDs `event` concerns.
-    pub fn apply(&mut self, event: &Event<Pod>) -> Vec<String> {
-        let id = |p: &Pod| p.labels().get(names::LABEL_SESSION_ID).cloned();
-        match event {
-            Event::Init => {
-                self.relisting = Some(HashSet::new());
-                Vec::new()
-            }
-            Event::InitApply(p) => {
-                let id = id(p);
-                if let Some(id) = &id {
-                    self.relisting.get_or_insert_default().insert(id.clone());
-                }
-                id.into_iter().collect()
-            }
-            Event::InitDone => {
-                let fresh = self.relisting.take().unwrap_or_default();
-                let vanished = self.known.difference(&fresh).cloned().collect();
-                self.known = fresh;
-                vanished
-            }
-            Event::Apply(p) => {
-                let id = id(p);
-                if let Some(id) = &id {
-                    self.known.insert(id.clone());
-                }
-                id.into_iter().collect()
-            }
-            Event::Delete(p) => {
-                let id = id(p);
-                if let Some(id) = &id {
-                    self.known.remove(id);
-                }
-                id.into_iter().collect()
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-        ContainerStatus, PodStatus,
-    };
-    use std::collections::BTreeMap;
-
-    fn pod_with(state: ContainerState, phase: &str) -> Pod {
-        Pod {
-            status: Some(PodStatus {
-                phase: Some(phase.into()),
-                container_statuses: Some(vec![
-                    ContainerStatus {
-                        name: "ambient-mcp".into(),
-                        state: Some(ContainerState {
-                            running: Some(ContainerStateRunning::default()),
-                            ..ContainerState::default()
-                        }),
-                        ..ContainerStatus::default()
-                    },
-                    ContainerStatus {
-                        name: names::RUNNER_CONTAINER.into(),
-                        state: Some(state),
-                        ..ContainerStatus::default()
-                    },
-                ]),
-                ..PodStatus::default()
-            }),
-            ..Pod::default()
-        }
-    }
-
-    #[test]
-    fn pod_status_mapping() {
-        let running = ContainerState {
-            running: Some(ContainerStateRunning::default()),
-            ..ContainerState::default()
-        };
-        assert_eq!(
-            observe_pod(&pod_with(running, "Running")),
-            Observation::Running
-        );
-        let exited = |code, reason: Option<&str>| ContainerState {
-            terminated: Some(ContainerStateTerminated {
-                exit_code: code,
-                reason: reason.map(Into::into),
-                ..ContainerStateTerminated::default()
-            }),
-            ..ContainerState::default()
-        };
-        // The runner decides even while sidecars still run.
-        assert_eq!(
-            observe_pod(&pod_with(exited(0, None), "Running")),
-            Observation::Exited(0)
-        );
-        assert_eq!(
-            observe_pod(&pod_with(exited(3, Some("Error")), "Running")),
-            Observation::Exited(3)
-        );
-        assert_eq!(
-            observe_pod(&pod_with(exited(137, Some("OOMKilled")), "Running")),
-            Observation::Failed("OOMKilled".into())
-        );
-        for reason in FAILING_WAIT_REASONS {
-            let waiting = ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some(reason.into()),
-                    message: None,
-                }),
-                ..ContainerState::default()
-            };
-            assert_eq!(
-                observe_pod(&pod_with(waiting, "Pending")),
-                Observation::Failed(reason.into())
-            );
-        }
-        let creating = ContainerState {
-            waiting: Some(ContainerStateWaiting {
-                reason: Some("ContainerCreating".into()),
-                message: None,
-            }),
-            ..ContainerState::default()
-        };
-        assert_eq!(
-            observe_pod(&pod_with(creating, "Pending")),
-            Observation::Starting
-        );
-        assert_eq!(observe_pod(&Pod::default()), Observation::Starting);
-        let mut deleting = Pod::default();
-        deleting.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ));
-        assert_eq!(observe_pod(&deleting), Observation::Terminating);
-    }
-
-    fn session_pod(id: &str) -> Pod {
-        let mut p = Pod::default();
-        p.metadata.labels = Some(BTreeMap::from([(
-            names::LABEL_SESSION_ID.to_owned(),
-            id.to_owned(),
-        )]));
-        p
-    }
-
-    #[test]
-    fn a_pod_missing_from_a_relist_is_reported() {
-        let mut seen = PodSessions::default();
-        assert!(seen.apply(&Event::Init).is_empty());
-        assert_eq!(seen.apply(&Event::InitApply(session_pod("a"))), vec!["a"]);
-        assert_eq!(seen.apply(&Event::InitApply(session_pod("b"))), vec!["b"]);
-        assert!(seen.apply(&Event::InitDone).is_empty());
-        assert_eq!(seen.apply(&Event::Apply(session_pod("c"))), vec!["c"]);
-        // The watch broke (410 Gone); b and c vanished meanwhile.
-        seen.apply(&Event::Init);
-        seen.apply(&Event::InitApply(session_pod("a")));
-        let mut vanished = seen.apply(&Event::InitDone);
-        vanished.sort();
-        assert_eq!(vanished, vec!["b", "c"]);
-        assert_eq!(seen.apply(&Event::Delete(session_pod("a"))), vec!["a"]);
-        seen.apply(&Event::Init);
-        assert!(seen.apply(&Event::InitDone).is_empty());
     }
 }
