@@ -53,7 +53,6 @@ impl ApiError {
 pub struct Api {
     base: Url,
     http: reqwest::Client,
-    stream_http: reqwest::Client,
     credentials: Credentials,
 }
 
@@ -69,9 +68,12 @@ fn transport(e: &reqwest::Error) -> ApiError {
     ApiError::Transport(msg)
 }
 
-/// Builds the HTTP clients: system roots plus `ca_file`, the process's
-/// proxy settings (`*_PROXY`).
-fn clients(ca_file: Option<&Path>) -> Result<(reqwest::Client, reqwest::Client), String> {
+/// Builds the HTTP client: system roots plus `ca_file`, the process's
+/// proxy settings (`*_PROXY`). One client serves calls and message streams:
+/// one connection pool, and the system root store loaded and held once (it
+/// is parsed per client). A stream is cut after [`STREAM_IDLE`] of silence;
+/// a call carries its own [`CALL_TIMEOUT`].
+fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
     let extra = match ca_file {
         Some(path) => {
             let pem = std::fs::read(path)
@@ -81,26 +83,21 @@ fn clients(ca_file: Option<&Path>) -> Result<(reqwest::Client, reqwest::Client),
         }
         None => Vec::new(),
     };
-    let build = |b: reqwest::ClientBuilder| {
-        b.tls_certs_merge(extra.clone())
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))
-    };
-    let calls = build(reqwest::Client::builder().timeout(CALL_TIMEOUT))?;
-    let streams = build(reqwest::Client::builder().read_timeout(STREAM_IDLE))?;
-    Ok((calls, streams))
+    reqwest::Client::builder()
+        .tls_certs_merge(extra)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(STREAM_IDLE)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 impl Api {
     /// A client of the REST API at `base` (`…/api/ambient/v1/`).
     pub fn new(base: Url, credentials: Credentials, ca_file: Option<&Path>) -> Result<Api, String> {
-        let (http, stream_http) = clients(ca_file)?;
         Ok(Api {
             base,
-            http,
-            stream_http,
+            http: client(ca_file)?,
             credentials,
         })
     }
@@ -151,6 +148,7 @@ impl Api {
             .send_authorized(&self.http, |c| {
                 let mut req = c
                     .request(method.clone(), url.clone())
+                    .timeout(CALL_TIMEOUT)
                     .header(header::ACCEPT, "application/json");
                 if let Some(body) = body {
                     req = req.json(body);
@@ -183,7 +181,7 @@ impl Api {
             &[("after_seq", after_seq.to_string())],
         )?;
         let response = self
-            .send_authorized(&self.stream_http, |c| {
+            .send_authorized(&self.http, |c| {
                 c.get(url.clone())
                     .header(header::ACCEPT, "text/event-stream")
                     .header("Last-Event-ID", after_seq.to_string())

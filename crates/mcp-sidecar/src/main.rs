@@ -16,8 +16,11 @@ fn main() -> std::process::ExitCode {
         eprintln!("ambient-mcp: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the sidecar serves one agent, and its work (HTTP
+    // forwarding, JSON) never blocks. A current-thread runtime wakes tasks
+    // without cross-thread hand-offs (the tool-call path crosses several
+    // tasks) and costs no worker stacks or malloc arenas.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
