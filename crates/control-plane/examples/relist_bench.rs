@@ -262,7 +262,9 @@ async fn seed(args: &Args, grpc: &str) -> Result<()> {
 /// Starts the control plane's machinery against the filled devserver at
 /// `grpc` and times it until every session is reconciled.
 async fn measure(args: &Args, grpc: &str) -> Result<()> {
-    let pod_config = Defaults::parse_from(["relist-bench"]).config.pod_config()?;
+    // The daemon's defaults (and its environment: CP_WORKERS, ...).
+    let config = Defaults::parse_from(["relist-bench"]).config;
+    let pod_config = config.pod_config()?;
     let provider = Arc::new(StaticToken::new(Secret::new(TOKEN)));
     let t0 = Instant::now();
     let api = Api::new(grpc, false, None, provider)?;
@@ -290,7 +292,7 @@ async fn measure(args: &Args, grpc: &str) -> Result<()> {
         metrics.clone(),
     ));
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(controller.run(8, stop_rx));
+    tokio::spawn(controller.run(config.workers, stop_rx));
     let deadline = Instant::now() + Duration::from_secs(300);
     let creating = |s: &Session| s.phase.as_deref() == Some("Creating");
     let mut last_report = Instant::now();
