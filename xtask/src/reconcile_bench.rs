@@ -37,22 +37,11 @@ pub fn run(out: &Path, sessions: Option<&String>) -> Result<()> {
             .with_context(|| format!("SESSIONS must be a number, got {s:?}"))?,
         None => 200,
     };
-    let mut build = super::cargo();
-    build.args(["build", "--release", "--quiet", "--bins"]);
-    for p in [
-        "ambient-devserver",
-        "ambient-control-plane",
-        "ambient-mcp",
-        "credential-entrypoint",
-        "ambient-demo",
-    ] {
-        build.args(["-p", p]);
-    }
-    super::run(&mut build)?;
+    let release = crate::bench::release_build()?;
     let marks = std::env::temp_dir().join(format!("reconcile-bench-{}", std::process::id()));
     let _ = std::fs::remove_file(&marks);
     let options = Options {
-        bin_dir: Some(super::demo::target_dir().join("release")),
+        bin_dir: Some(release),
         runner_command: Some(format!(
             "echo \"$SESSION_ID $(date +%s%N)\" >> '{}'",
             marks.display()
