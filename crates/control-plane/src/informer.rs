@@ -6,6 +6,7 @@
 //! resync re-enqueues every object. The watch backoff resets after a stream
 //! that stayed healthy for a while.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -258,13 +259,12 @@ impl<K: Kind> Store<K> {
         self.write().remove(id)
     }
 
-    /// IDs cached but absent from `items`: deletes a relist would synthesise.
-    pub fn missing_from(&self, items: &[K]) -> Vec<String> {
-        let listed: HashSet<&str> = items.iter().map(Kind::id).collect();
+    /// IDs cached but absent from `listed`: deletes a relist would synthesise.
+    fn missing_from(&self, listed: &HashMap<String, K>) -> Vec<String> {
         self.read()
             .objects
             .keys()
-            .filter(|id| !listed.contains(id.as_str()))
+            .filter(|id| !listed.contains_key(id.as_str()))
             .cloned()
             .collect()
     }
@@ -272,8 +272,24 @@ impl<K: Kind> Store<K> {
     /// Replaces the whole cache by a fresh list; returns the IDs that were
     /// created, changed or deleted meanwhile. Deleted IDs stay deleted.
     pub fn replace_all(&self, items: Vec<K>) -> Vec<String> {
-        let fresh: HashMap<String, K> = items.into_iter().map(|o| (o.id().to_owned(), o)).collect();
+        self.replace_with(items.into_iter().map(|o| (o.id().to_owned(), o)).collect())
+    }
+
+    /// [`Store::replace_all`] with the list keyed by ID. The first list of
+    /// an empty cache becomes the cache as it is: at 100 000 sessions a
+    /// second copy of every object would double the peak memory.
+    fn replace_with(&self, mut fresh: HashMap<String, K>) -> Vec<String> {
         let mut inner = self.write();
+        if inner.objects.is_empty() {
+            if !inner.deleted.is_empty() {
+                fresh.retain(|id, _| !inner.deleted.contains(id));
+            }
+            let changed = fresh.keys().cloned().collect();
+            inner.objects = fresh;
+            drop(inner);
+            self.synced.store(true, Ordering::Release);
+            return changed;
+        }
         let gone: Vec<String> = inner
             .objects
             .keys()
@@ -301,18 +317,17 @@ impl<K: Kind> Store<K> {
     }
 }
 
-/// One pass over every page, and whether it was consistent: every page
-/// reported the same total and the pass saw exactly that many objects.
-/// Offset paging skips or repeats an object when something is created or
-/// deleted between two pages; such a pass is not consistent.
+/// One pass over every page, keyed by ID, and whether it was consistent:
+/// every page reported the same total and the pass saw exactly that many
+/// objects. Offset paging skips or repeats an object when something is
+/// created or deleted between two pages; such a pass is not consistent.
 struct Listing<K> {
-    items: Vec<K>,
+    items: HashMap<String, K>,
     consistent: bool,
 }
 
 async fn list_pass<K: Kind>(api: &Api, page_size: i32) -> Result<Listing<K>, ApiError> {
-    let mut items: Vec<K> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut items: HashMap<String, K> = HashMap::new();
     let mut totals = HashSet::new();
     let mut repeated = false;
     let mut page = 1;
@@ -320,14 +335,17 @@ async fn list_pass<K: Kind>(api: &Api, page_size: i32) -> Result<Listing<K>, Api
         let p = K::list(api, page, page_size).await?;
         let n = p.items.len();
         let total = usize::try_from(p.total).unwrap_or(0);
-        totals.insert(total);
+        if totals.insert(total) {
+            items.reserve(total.saturating_sub(items.len()));
+        }
         let mut fresh = 0;
         for item in p.items {
-            if seen.insert(item.id().to_owned()) {
-                items.push(item);
-                fresh += 1;
-            } else {
-                repeated = true;
+            match items.entry(item.id().to_owned()) {
+                Entry::Vacant(v) => {
+                    v.insert(item);
+                    fresh += 1;
+                }
+                Entry::Occupied(_) => repeated = true,
             }
         }
         // A short page only ends the list when the server gives no total: a
@@ -347,7 +365,11 @@ async fn list_pass<K: Kind>(api: &Api, page_size: i32) -> Result<Listing<K>, Api
 
 /// Lists every page of `page_size` objects (one pass).
 pub async fn list_all<K: Kind>(api: &Api, page_size: i32) -> Result<Vec<K>, ApiError> {
-    Ok(list_pass(api, page_size).await?.items)
+    Ok(list_pass(api, page_size)
+        .await?
+        .items
+        .into_values()
+        .collect())
 }
 
 /// Passes tried before a relist settles for an inconsistent one (whose
@@ -386,13 +408,13 @@ pub async fn relist<K: Kind>(
         match answer {
             Ok(obj) => {
                 tracing::info!(kind = K::NAME, id = %id, "missing from the list but not deleted; kept");
-                items.push(obj);
+                items.insert(id, obj);
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(store.replace_all(items))
+    Ok(store.replace_with(items))
 }
 
 /// Keeps `store` true forever; calls `notify(id)` for every changed object
@@ -533,6 +555,24 @@ mod tests {
         );
         // unchanged relist changes nothing
         assert!(store.replace_all(store.list()).is_empty());
+    }
+
+    #[test]
+    fn the_first_list_of_an_emptied_cache_does_not_bring_back_deleted_ids() {
+        let store = Store::<Session>::default();
+        assert!(store.upsert(session("gone", 1, "Running")));
+        assert!(store.remove("gone"));
+        assert!(store.is_empty());
+        // The cache is empty again: a list still answering the deleted ID
+        // (older than its delete event) must not resurrect it.
+        let changed = store.replace_all(vec![
+            session("gone", 1, "Running"),
+            session("b", 1, "Pending"),
+        ]);
+        assert_eq!(changed, vec!["b"]);
+        assert!(store.get("gone").is_none());
+        assert_eq!(store.len(), 1);
+        assert!(store.is_synced());
     }
 
     #[test]
