@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use ambient_protocol::sse::{SseEvent, SseFrames};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -49,31 +50,6 @@ impl Drop for McpClient {
     }
 }
 
-/// Splits complete SSE events off `buffer`: (event name, data).
-pub fn sse_events(buffer: &mut String) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    loop {
-        let normalized = buffer.replace("\r\n", "\n");
-        let Some(end) = normalized.find("\n\n") else {
-            *buffer = normalized;
-            return out;
-        };
-        let mut event = "message".to_owned();
-        let mut data = Vec::new();
-        for line in normalized[..end].lines() {
-            if let Some(e) = line.strip_prefix("event:") {
-                event = e.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                data.push(d.strip_prefix(' ').unwrap_or(d).to_owned());
-            }
-        }
-        if !data.is_empty() {
-            out.push((event, data.join("\n")));
-        }
-        *buffer = normalized[end + 2..].to_owned();
-    }
-}
-
 /// Routes one JSON-RPC message from the server: a response to its waiter,
 /// anything else to the notifications.
 fn route(pending: &Pending, notes: &mpsc::UnboundedSender<Value>, msg: Value) {
@@ -95,10 +71,9 @@ async fn read_stream(
     notes: mpsc::UnboundedSender<Value>,
     mut endpoint: Option<oneshot::Sender<String>>,
 ) {
-    let mut buffer = String::new();
+    let mut frames = SseFrames::default();
     while let Ok(Some(chunk)) = resp.chunk().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        for (event, data) in sse_events(&mut buffer) {
+        for SseEvent { event, data } in frames.push(&chunk) {
             if event == "endpoint" {
                 if let Some(tx) = endpoint.take() {
                     let _ = tx.send(data);

@@ -112,11 +112,11 @@ pub fn run(out: &Path, args: &[String]) -> Result<()> {
         None => DEFAULT_RATE,
     };
     // The workspace's one release build (one feature set: nothing rebuilt twice).
-    super::run(super::cargo().args(["build", "--release", "--workspace", "--bins", "--examples"]))?;
+    let release = crate::bench::release_build()?;
     let marks = std::env::temp_dir().join(format!("reconcile-bench-{}", std::process::id()));
     let _ = std::fs::remove_file(&marks);
     let options = Options {
-        bin_dir: Some(super::demo::target_dir().join("release")),
+        bin_dir: Some(release),
         runner_command: Some(format!(
             "echo \"$SESSION_ID $(date +%s%N)\" >> '{}'",
             marks.display()

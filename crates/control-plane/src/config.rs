@@ -64,7 +64,9 @@ pub struct Config {
     #[arg(long, env = env::AMBIENT_API_SERVER_URL, default_value = "http://localhost:8000")]
     pub api_server_url: String,
 
-    /// Static bearer token for the API server (or use the OIDC settings).
+    /// Static bearer token for the API server (or use the OIDC settings),
+    /// from the environment only: a value on the command line is refused
+    /// (any local user can read the process list). Or --api-token-file.
     #[arg(long, env = env::AMBIENT_API_TOKEN, hide_env_values = true)]
     pub api_token: Option<Secret>,
 
@@ -86,8 +88,9 @@ pub struct Config {
     #[arg(long, env = env::OIDC_CLIENT_ID)]
     pub oidc_client_id: Option<String>,
 
-    /// OIDC client secret. Prefer --oidc-client-secret-file: a value on the
-    /// command line is visible in the process list.
+    /// OIDC client secret, from the environment only: a value on the command
+    /// line is refused (any local user can read the process list). Or
+    /// --oidc-client-secret-file.
     #[arg(long, env = env::OIDC_CLIENT_SECRET, hide_env_values = true)]
     pub oidc_client_secret: Option<Secret>,
 
@@ -241,7 +244,9 @@ pub struct Config {
     #[arg(long, env = env::IMAGE_PULL_SECRET)]
     pub image_pull_secret: Option<String>,
 
-    /// Anthropic API key; reaches runners only through a per-session Secret (secretKeyRef).
+    /// Anthropic API key, from the environment only (a value on the command
+    /// line is refused); reaches runners only through a per-session Secret
+    /// (secretKeyRef).
     #[arg(long, env = env::ANTHROPIC_API_KEY, hide_env_values = true)]
     pub anthropic_api_key: Option<Secret>,
 

@@ -32,8 +32,11 @@ fn main() -> ExitCode {
     if let Some(code) = ambient_control_plane::runtime::process::shim::dispatch() {
         return code;
     }
-    let cli = Cli::try_parse()
-        .unwrap_or_else(|e| ambient_daemon::exit_on_parse_error("ambient-control-plane", &e));
+    // Secrets come from the environment or a file: any local user can read argv.
+    let cli: Cli = ambient_daemon::parse_refusing_secret_args(
+        "ambient-control-plane",
+        &["api_token", "oidc_client_secret", "anthropic_api_key"],
+    );
     if let Some(Command::Logs(args)) = &cli.command {
         let printed = cli
             .config

@@ -196,6 +196,26 @@ fn bad_auth_settings_stop_startup_with_one_line() {
 }
 
 #[test]
+fn a_secret_value_on_the_command_line_is_refused_without_being_printed() {
+    for (flag, env) in [
+        ("--api-token", "AMBIENT_API_TOKEN"),
+        ("--oidc-client-secret", "OIDC_CLIENT_SECRET"),
+        ("--anthropic-api-key", "ANTHROPIC_API_KEY"),
+    ] {
+        let out = run_cp(&[flag, "argv-SECRET-value"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(env), "{stderr}");
+        assert!(!stderr.contains("argv-SECRET-value"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    // From the environment the same value is accepted as before.
+    let out = run_cp(&["render", "--help"], &[("AMBIENT_API_TOKEN", "t")]);
+    assert!(out.status.success());
+}
+
+#[test]
 fn help_documents_env_vars_and_hides_secret_values() {
     let out = run_cp(
         &["--help"],

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ambient_protocol::sse::{SseEvent, SseFrames};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -27,27 +28,6 @@ impl Drop for McpSession {
     fn drop(&mut self) {
         self.reader.abort();
     }
-}
-
-/// Splits complete events off `buffer`: (event name, data).
-pub fn take_events(buffer: &mut String) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    while let Some(end) = buffer.find("\n\n") {
-        let block: String = buffer.drain(..end + 2).collect();
-        let mut event = "message".to_owned();
-        let mut data = Vec::new();
-        for line in block.lines() {
-            if let Some(e) = line.strip_prefix("event:") {
-                event = e.trim().to_owned();
-            } else if let Some(d) = line.strip_prefix("data:") {
-                data.push(d.strip_prefix(' ').unwrap_or(d).to_owned());
-            }
-        }
-        if !data.is_empty() {
-            out.push((event, data.join("\n")));
-        }
-    }
-    out
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -173,10 +153,9 @@ impl McpSession {
 
 async fn read(mut resp: reqwest::Response, waiters: Waiters, endpoint: oneshot::Sender<String>) {
     let mut endpoint = Some(endpoint);
-    let mut buffer = String::new();
+    let mut frames = SseFrames::default();
     while let Ok(Some(chunk)) = resp.chunk().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
-        for (event, data) in take_events(&mut buffer) {
+        for SseEvent { event, data } in frames.push(&chunk) {
             if event == "endpoint" {
                 if let Some(tx) = endpoint.take() {
                     let _ = tx.send(data);
@@ -199,19 +178,98 @@ async fn read(mut resp: reqwest::Response, waiters: Waiters, endpoint: oneshot::
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
     use super::*;
 
-    #[test]
-    fn events_split_on_blank_lines_and_keep_partial_ones() {
-        let mut buf =
-            "event: endpoint\ndata: /message?sessionId=1\n\ndata: {\"a\":1}\n\nda".to_owned();
-        assert_eq!(
-            take_events(&mut buf),
-            vec![
-                ("endpoint".to_owned(), "/message?sessionId=1".to_owned()),
-                ("message".to_owned(), "{\"a\":1}".to_owned())
-            ]
-        );
-        assert_eq!(buf, "da");
+    /// Reads one HTTP/1.1 request: its first line and its body.
+    async fn request(conn: &mut TcpStream) -> (String, Vec<u8>) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let length = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        let _ = conn.read_exact(&mut body).await;
+        (head.lines().next().unwrap_or_default().to_owned(), body)
+    }
+
+    /// Writes `bytes` one per TCP segment, as a slow network delivers them.
+    async fn dribble(conn: &mut TcpStream, bytes: &[u8]) {
+        for b in bytes {
+            let _ = conn.write_all(&[*b]).await;
+            let _ = conn.flush().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A legacy-SSE MCP server that answers every request with `text` as a
+    /// tool result, writing its stream byte by byte.
+    async fn dribbling_server(text: &'static str) -> Result<String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (ids_tx, ids_rx) = mpsc::unbounded_channel::<Value>();
+        let mut ids_rx = Some(ids_rx);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let _ = conn.set_nodelay(true);
+                let (line, body) = request(&mut conn).await;
+                if line.starts_with("GET /sse") {
+                    let Some(mut ids) = ids_rx.take() else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                        let _ = conn.write_all(head.as_bytes()).await;
+                        dribble(
+                            &mut conn,
+                            b"event: endpoint\r\ndata: /message?sessionId=1\r\n\r\n",
+                        )
+                        .await;
+                        while let Some(id) = ids.recv().await {
+                            let answer = json!({"jsonrpc": "2.0", "id": id,
+                                "result": {"content": [{"type": "text", "text": text}]}});
+                            dribble(&mut conn, format!("data: {answer}\r\n\r\n").as_bytes()).await;
+                        }
+                    });
+                    continue;
+                }
+                if let Ok(msg) = serde_json::from_slice::<Value>(&body)
+                    && let Some(id) = msg.get("id")
+                {
+                    let _ = ids_tx.send(id.clone());
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            }
+        });
+        Ok(format!("http://{addr}"))
+    }
+
+    #[tokio::test]
+    async fn a_character_cut_by_the_network_arrives_whole() -> Result<()> {
+        let text = "café ✓ — 🚀";
+        let base = dribbling_server(text).await?;
+        let session = McpSession::connect(&base, Duration::from_secs(5)).await?;
+        let got = session.call_tool("get_session", json!({})).await?;
+        assert_eq!(got, text);
+        Ok(())
     }
 }

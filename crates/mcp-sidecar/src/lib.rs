@@ -15,7 +15,6 @@
 //! | [`mention`] | `@agent` mentions in pushed messages |
 //! | [`tools`] | the 16 tools: catalog, arguments, errors, and each call |
 //! | [`watch`] | `watch_session_messages`: the message stream and phase, per subscription |
-//! | [`sse`] | the message stream's SSE framing, bytes in, complete events out |
 //! | [`server`] | the rmcp handler, one per MCP session |
 //! | [`daemon`] | wiring: token first, then stdio or the HTTP listener |
 
@@ -28,6 +27,5 @@ pub mod merge;
 pub mod projection;
 pub mod search;
 pub mod server;
-pub mod sse;
 pub mod tools;
 pub mod watch;

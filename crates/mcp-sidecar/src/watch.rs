@@ -218,7 +218,7 @@ async fn follow(
     let mut poll = tokio::time::interval(PHASE_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stream: Option<reqwest::Response> = None;
-    let mut frames = crate::sse::SseFrames::default();
+    let mut frames = ambient_protocol::sse::SseFrames::default();
     loop {
         if stream.is_none() {
             match api.message_stream(session_id, last).await {
@@ -251,8 +251,8 @@ async fn follow(
                 }
             } => match chunk {
                 Ok(Some(bytes)) => {
-                    for data in frames.push(&bytes) {
-                        let Ok(message) = serde_json::from_str::<Value>(&data) else { continue };
+                    for event in frames.push(&bytes) {
+                        let Ok(message) = serde_json::from_str::<Value>(&event.data) else { continue };
                         match seq_of(&message) {
                             Some(seq) if seq > last => {
                                 if !delivery.message(&message).await {

@@ -10,6 +10,7 @@
 //! - [`phase`]: session phases;
 //! - [`provider`]: credential providers and their sidecars;
 //! - [`backoff`]: capped exponential backoff with jitter;
+//! - [`sse`]: server-sent events framing, for every SSE consumer;
 //! - [`secret`]: [`Secret`], a string that never prints itself.
 
 pub mod backoff;
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod phase;
 pub mod provider;
 pub mod secret;
+pub mod sse;
 pub mod url_policy;
 
 /// Generated code of the `ambient.v1` package (wire.md §1).

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Figure, number};
+use super::figure::{Figure, number};
 
 const BAR: f64 = 56.0;
 const SLOT: f64 = 150.0;
@@ -115,8 +115,8 @@ pub fn svg(bench: &str, figures: &[Figure]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Better;
     use super::*;
+    use crate::bench::figure::Better;
 
     fn fig(name: &str, value: f64, unit: &str, target: Option<f64>) -> Figure {
         Figure {
