@@ -324,6 +324,20 @@ impl LocalSystem {
         .unwrap_or_default()
     }
 
+    /// When the process runtime received the create request of the
+    /// session's pod (`pod_requested_at` in the session's `session.json`),
+    /// once it has.
+    pub fn pod_requested_at(&self, id: &str) -> Option<std::time::SystemTime> {
+        let path = self
+            .state_dir()
+            .join("sessions")
+            .join(id)
+            .join("session.json");
+        let record: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let at: prost_types::Timestamp = record.get("pod_requested_at")?.as_str()?.parse().ok()?;
+        std::time::SystemTime::try_from(at).ok()
+    }
+
     /// Pids of every process whose command line or environment mentions
     /// our temporary directory (every daemon, shim and container of this
     /// system does).

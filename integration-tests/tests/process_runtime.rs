@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ambient_demo::proof::fingerprint;
 use integration_tests::local_system::{LocalSystem, Options, random_hex};
-use integration_tests::register_secret;
+use integration_tests::{bin_path, register_secret};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "e2e";
@@ -102,8 +102,15 @@ fn a_session_runs_its_containers_as_processes_and_completes() {
     ok(sys.create_project(PROJECT));
     let token = format!("ghp_e2e{}", random_hex());
     ok(sys.bind_credential(PROJECT, "github", &token));
+    let before = std::time::SystemTime::now();
     let id = ok(sys.start_session(PROJECT, "demo", json!({"prompt": "hi"})));
     ok(sys.wait_phase(&id, &["Completed"], LIMIT));
+    // The runtime recorded when the pod's create request reached it.
+    let requested = sys.pod_requested_at(&id);
+    assert!(
+        requested.is_some_and(|at| at >= before),
+        "pod_requested_at {requested:?}, created after {before:?}"
+    );
     let texts = payloads(&sys, &id);
     let proof = format!(
         "credential github arrived: its MCP server got GITHUB_PERSONAL_ACCESS_TOKEN = {}",
@@ -137,6 +144,65 @@ fn a_session_runs_its_containers_as_processes_and_completes() {
             .as_ref()
             .is_some_and(|d| d.logs().contains("session processes gone")))
     }));
+}
+
+/// A child process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn logs_follow_prints_what_a_running_session_writes_until_it_ends() {
+    use std::io::BufRead as _;
+    let sys = system();
+    ok(sys.create_project(PROJECT));
+    let id = holding_session(&sys, "follow-me");
+    // `--state-dir` after the subcommand, as the README and the demo write it.
+    let mut child = std::process::Command::new(bin_path("ambient-control-plane"))
+        .args(["logs", "--state-dir"])
+        .arg(sys.state_dir())
+        .args(["--follow", &id, "ambient-code-runner"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("logs --follow: {e}"));
+    let stdout = child.stdout.take();
+    let mut follow = Killed(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout
+            .map(std::io::BufReader::new)
+            .into_iter()
+            .flat_map(|r| r.lines())
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |needle: &str| {
+        while !seen.iter().any(|l: &String| l.contains(needle)) {
+            match lines.recv_timeout(LIMIT) {
+                Ok(l) => seen.push(l),
+                Err(e) => panic!("no {needle:?} from logs --follow ({e}): {seen:#?}"),
+            }
+        }
+    };
+    // What was written before it started, then what the runner writes after.
+    wait_for("holding until");
+    send_user_message(&sys, &id, "exit");
+    wait_for("Done: every step worked.");
+    // The runner exited: it ends by itself.
+    ok(sys.wait_until(LIMIT, "logs --follow to end", || {
+        Ok(follow.0.try_wait().ok().flatten().is_some())
+    }));
+    let status = follow.0.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "logs --follow exited {status}");
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub fn bench(extra: &[String]) -> Result<()> {
                 .arg("--out")
                 .arg(&out))
         }
-        "reconcile" => crate::reconcile_bench::run(&out, extra.get(1)),
+        "reconcile" => crate::reconcile_bench::run(&out, &extra[1..]),
         "runner-messages" => {
             let seconds = number("10", "SECONDS")?;
             let release = release_build()?;

@@ -6,7 +6,10 @@
 //! `Completed`, shows its messages (the MCP tool results among them), then
 //! stops everything and checks nothing is left. A failing step says why,
 //! with the relevant log lines (secrets redacted), and exits non-zero.
-//! `--keep` leaves the system running until Ctrl-C.
+//! `--keep` leaves the system running until Ctrl-C (SIGINT or SIGTERM),
+//! printing its addresses, the API token file and commands to try, then
+//! cleans up the same way. `--bin-dir DIR` runs the binaries in DIR and
+//! builds nothing (the test of `--keep` uses the suite's build).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,23 +66,48 @@ fn interrupted_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// `cargo xtask demo` arguments.
+#[derive(Debug, Default)]
+struct Args {
+    keep: bool,
+    bin_dir: Option<std::path::PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let usage = "usage: cargo xtask demo [--keep] [--bin-dir DIR]";
+    let mut parsed = Args::default();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--keep" => parsed.keep = true,
+            "--bin-dir" => match rest.next() {
+                Some(dir) => parsed.bin_dir = Some(dir.into()),
+                None => bail!("--bin-dir needs a directory\n{usage}"),
+            },
+            other => bail!("unknown argument {other:?}\n{usage}"),
+        }
+    }
+    Ok(parsed)
+}
+
 /// Runs the demo.
 pub fn demo(args: &[String]) -> Result<()> {
-    let keep = match args {
-        [] => false,
-        [k] if k == "--keep" => true,
-        other => bail!("usage: cargo xtask demo [--keep] (got {other:?})"),
-    };
+    let Args { keep, bin_dir } = parse(args)?;
     let clock = Clock(Instant::now());
     let stop = interrupted_flag();
-    clock.step("building the binaries (cargo build)…");
-    let mut build = super::cargo();
-    build.args(["build", "--quiet", "--bins"]);
-    for p in PACKAGES {
-        build.args(["-p", p]);
-    }
-    super::run(&mut build)?;
-    let bin_dir = target_dir().join("debug");
+    let bin_dir = match bin_dir {
+        Some(dir) => dir,
+        None => {
+            clock.step("building the binaries (cargo build)…");
+            let mut build = super::cargo();
+            build.args(["build", "--quiet", "--bins"]);
+            for p in PACKAGES {
+                build.args(["-p", p]);
+            }
+            super::run(&mut build)?;
+            target_dir().join("debug")
+        }
+    };
     let options = Options {
         bin_dir: Some(bin_dir.clone()),
         credential_refresh_seconds: Some(5),
@@ -302,11 +330,15 @@ fn keep_running(system: &LocalSystem, session: &str, bin_dir: &std::path::Path, 
         "-H \"Authorization: Bearer $(cat {})\"",
         token_file.display()
     );
+    let cp = system.control_plane.as_ref();
+    let cp_addr = |name: &str| cp.map_or("?".to_owned(), |d| d.addr(name).to_string());
     println!("demo: the system keeps running; Ctrl-C stops it and cleans up.");
-    println!("  REST API    {api}");
-    println!("  gRPC        {}", system.grpc);
-    println!("  token file  {}", token_file.display());
-    println!("  state dir   {}", system.state_dir().display());
+    println!("  REST API      {api}");
+    println!("  gRPC          {}", system.grpc);
+    println!("  token server  http://{}/token", cp_addr("token server"));
+    println!("  health        http://{}/readyz", cp_addr("health"));
+    println!("  token file    {}", token_file.display());
+    println!("  state dir     {}", system.state_dir().display());
     println!("  try:");
     println!("    curl -s {auth} {api}/sessions");
     println!("    curl -s {auth} {api}/sessions/{session}/messages");

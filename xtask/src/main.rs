@@ -46,7 +46,8 @@ commands:
                   names: token-exchange, relist (SECONDS is the session count there),
                   runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead),
                   credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency),
-                  reconcile (SECONDS is the session count: REST create → runner process started)
+                  reconcile [SESSIONS] [RATE]: REST create → pod create request seen by the
+                  process runtime, at RATE sessions/s (default 200 at 5/s; 0: one at a time)
   bench all [--record]
                   every benchmark and the image sizes: PASS/MISS per figure,
                   target/bench/summary.json and an SVG chart per benchmark

@@ -173,44 +173,51 @@ pub async fn resolve(
         .filter(|a| !a.is_empty())
         .map(search_value)
         .transpose()?;
-    let mut excluded: Vec<String> = vec![ROLE_OWNER.into(), ROLE_TOKEN_READER.into()];
-    excluded.extend(
-        role_ids(rest, &[ROLE_OWNER, ROLE_TOKEN_READER])
-            .await?
-            .into_iter()
-            .map(|(id, _)| id),
+    // The excluded roles' IDs and every credential binding at once (the
+    // three tiers are cut from it), concurrently.
+    let (roles, all) = tokio::join!(
+        role_ids(rest, &[ROLE_OWNER, ROLE_TOKEN_READER]),
+        bindings(rest, "scope = 'credential'")
     );
-    // Every credential binding at once: the three tiers are cut from it.
-    let all = bindings(rest, "scope = 'credential'").await?;
-    let tiers = tiers(&all, project, agent, &excluded);
-    let mut provider_of = HashMap::new();
-    for cred in tiers
+    let mut excluded: Vec<String> = vec![ROLE_OWNER.into(), ROLE_TOKEN_READER.into()];
+    excluded.extend(roles?.into_iter().map(|(id, _)| id));
+    let tiers = tiers(&all?, project, agent, &excluded);
+    let mut wanted: Vec<String> = tiers
         .iter()
         .flatten()
         .filter_map(|b| b.credential_id.clone())
-    {
-        if provider_of.contains_key(&cred) {
-            continue;
-        }
-        let meta = match rest.get(&["credentials", &cred]).await {
-            Ok(v) => v,
-            Err(e) if e.is_not_found() => {
-                tracing::warn!(credential = %cred, "a credential binding names a credential that does not exist; skipping it");
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let provider = meta.get("provider").and_then(Value::as_str).unwrap_or("");
-        match Provider::parse(provider) {
-            Ok(p) => {
-                provider_of.insert(cred, p);
-            }
-            Err(_) => {
-                tracing::warn!(credential = %cred, provider, "credential of an unknown provider; skipping it");
-            }
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let found = futures::future::join_all(wanted.iter().map(|cred| provider(rest, cred))).await;
+    let mut provider_of = HashMap::new();
+    for (cred, found) in wanted.into_iter().zip(found) {
+        if let Some(p) = found? {
+            provider_of.insert(cred, p);
         }
     }
     Ok(layer(&tiers, &provider_of))
+}
+
+/// The provider of credential `cred`; `None` (with a warning) when it does
+/// not exist or names an unknown provider.
+async fn provider(rest: &Rest, cred: &str) -> Result<Option<Provider>, CredentialError> {
+    let meta = match rest.get(&["credentials", cred]).await {
+        Ok(v) => v,
+        Err(e) if e.is_not_found() => {
+            tracing::warn!(credential = %cred, "a credential binding names a credential that does not exist; skipping it");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let provider = meta.get("provider").and_then(Value::as_str).unwrap_or("");
+    match Provider::parse(provider) {
+        Ok(p) => Ok(Some(p)),
+        Err(_) => {
+            tracing::warn!(credential = %cred, provider, "credential of an unknown provider; skipping it");
+            Ok(None)
+        }
+    }
 }
 
 /// Grants `identity` (the control plane's service identity) a
@@ -225,18 +232,18 @@ pub async fn grant(
     if credentials.is_empty() {
         return Ok(());
     }
-    let role = role_ids(rest, &[ROLE_TOKEN_READER])
-        .await?
+    let session = search_value(session_id)?;
+    let existing = format!("scope = 'credential' and session_id = '{session}'");
+    let (roles, existing) = tokio::join!(
+        role_ids(rest, &[ROLE_TOKEN_READER]),
+        bindings(rest, &existing)
+    );
+    let role = roles?
         .into_iter()
         .next()
         .map(|(id, _)| id)
         .ok_or(CredentialError::NoRole(ROLE_TOKEN_READER))?;
-    let session = search_value(session_id)?;
-    let existing = bindings(
-        rest,
-        &format!("scope = 'credential' and session_id = '{session}'"),
-    )
-    .await?;
+    let existing = existing?;
     for cred in credentials.values() {
         let held = existing.iter().any(|b| {
             b.credential_id.as_deref() == Some(cred.as_str())

@@ -255,6 +255,14 @@ fn help_documents_env_vars_and_hides_secret_values() {
         "GOOGLE_APPLICATION_CREDENTIALS",
         "CLOUD_ML_REGION",
         "ANTHROPIC_VERTEX_PROJECT_ID",
+        "CP_RUNTIME",
+        "CP_STATE_DIR",
+        "CP_RUNNER_COMMAND",
+        "CP_MCP_COMMAND",
+        "CP_CREDENTIAL_ENTRYPOINT",
+        "CP_CREDENTIAL_COMMANDS",
+        "CP_CREDENTIAL_REFRESH_SECONDS",
+        "CP_STOP_SESSIONS_ON_EXIT",
     ] {
         assert!(help.contains(env), "{env} missing from --help");
     }
@@ -262,4 +270,55 @@ fn help_documents_env_vars_and_hides_secret_values() {
         !help.contains("VISIBLE"),
         "a secret value is printed by --help"
     );
+    let options = help_options(&help);
+    assert!(options.len() > 60, "too few options parsed: {options:?}");
+    let without: Vec<&str> = options
+        .iter()
+        .filter(|(flag, _)| !matches!(flag.as_str(), "--help" | "--version"))
+        .filter(|(_, text)| !text.contains("[env: "))
+        .map(|(flag, _)| flag.as_str())
+        .collect();
+    assert_eq!(
+        without,
+        Vec::<&str>::new(),
+        "flags without their env var in --help"
+    );
+}
+
+/// The options `--help` lists: each long flag with the text below it.
+fn help_options(help: &str) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    let mut open = false;
+    for line in help.lines() {
+        let text = line.trim_start();
+        let indent = line.len() - text.len();
+        if text.is_empty() {
+            continue;
+        }
+        if indent == 0 {
+            // A section heading ("Options:", "Commands:") ends the entry.
+            open = false;
+        } else if indent <= 6 && text.starts_with('-') {
+            let flag = text
+                .split([',', ' '])
+                .find(|w| w.starts_with("--"))
+                .unwrap_or(text);
+            options.push((flag.to_owned(), String::new()));
+            open = true;
+        } else if open && let Some((_, body)) = options.last_mut() {
+            body.push_str(text);
+            body.push('\n');
+        }
+    }
+    options
+}
+
+#[test]
+fn the_help_parser_sees_a_flag_without_its_env_var() {
+    let help = "Usage: x\n\nOptions:\n      --a <A>\n          A.\n          \n          [env: A=]\n\n  -b, --bee\n          Bee.\n\n  -h, --help\n          Print help\n";
+    let options = help_options(help);
+    let flags: Vec<&str> = options.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(flags, ["--a", "--bee", "--help"]);
+    assert!(options[0].1.contains("[env: A=]"));
+    assert!(!options[1].1.contains("[env: "));
 }

@@ -69,9 +69,13 @@ impl Controller {
             return Ok((BTreeMap::new(), PromptSources::default()));
         };
         let project_id = session.project_id.as_deref().unwrap_or_default();
-        let creds = credentials::resolve(rest, project_id, session.agent_id.as_deref()).await?;
-        let prompt = prompt_sources(rest, session).await?;
-        Ok((creds, prompt))
+        // Independent reads: concurrently, so provisioning waits for the
+        // slowest, not for their sum.
+        let (creds, prompt) = tokio::join!(
+            credentials::resolve(rest, project_id, session.agent_id.as_deref()),
+            prompt_sources(rest, session)
+        );
+        Ok((creds?, prompt?))
     }
 
     /// Grants the service identity read access to `delivered` for the

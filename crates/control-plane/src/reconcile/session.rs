@@ -211,7 +211,10 @@ impl Controller {
             return Ok(None);
         };
         // Resolved once, here: the pod keeps what it was built with.
+        let started = std::time::Instant::now();
+        let waited = since_created_ms(session);
         let (credentials, prompt) = self.session_context(session).await?;
+        let context = started.elapsed();
         let key = self.public_key_pem.as_deref();
         let built = objects::build(
             &self.pod_config,
@@ -253,7 +256,17 @@ impl Controller {
         }
         // Before the pod exists: its sidecars read the tokens at once.
         self.grant(id_of(session), &delivered).await?;
-        match self.runtime.provision(&objects).await {
+        let granted = started.elapsed();
+        let provisioned = self.runtime.provision(&objects).await;
+        tracing::debug!(
+            session = %id_of(session),
+            since_created_ms = waited,
+            context_ms = ms(context),
+            grant_ms = ms(granted - context),
+            runtime_ms = ms(started.elapsed() - granted),
+            "provisioned"
+        );
+        match provisioned {
             Ok(()) => Ok(Some(undelivered)),
             Err(RuntimeError::Permanent(why)) => {
                 self.write_phase(session, Phase::Failed, Some(&why), None)
@@ -335,6 +348,18 @@ impl Controller {
         self.queue.add(Key::Session(id));
         Ok(true)
     }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Milliseconds since the API created `session` (its clock, ours: one
+/// machine in the process runtime), for the provisioning log line.
+fn since_created_ms(session: &Session) -> Option<f64> {
+    let created = session.metadata.as_ref()?.created_at?;
+    let created = SystemTime::try_from(created).ok()?;
+    SystemTime::now().duration_since(created).ok().map(ms)
 }
 
 /// The `conditions` of a session whose credentials were not all delivered.

@@ -4,42 +4,44 @@
 //! It interprets the [`SessionObjects`] the Kubernetes runtime would apply
 //! ([`plan`]): each container becomes a process with the environment the
 //! pod would give it, on free loopback ports, the pod's volumes as
-//! directories. Each process runs under a [`shim`] (this binary) that
-//! records its pid, start time and exit in the [`state`] directory, which
-//! is the only truth about what runs: a control plane restarted, even
-//! after `kill -9`, adopts what its predecessor started (or cleans it up
-//! for deleted sessions) and never signals a recycled pid. The runner's
-//! exit is reported as an [`Observation`] like a pod's container status,
-//! so phase sync is the reconciler's one code path. Stop and delete send
-//! SIGTERM to everything the containers started, then SIGKILL after the
-//! pod's grace period. Namespaces and group access do not exist here.
+//! directories ([`start`]). Each process runs under a [`shim`] (this
+//! binary) that records its pid, start time and exit in the [`state`]
+//! directory, which is the only truth about what runs: a control plane
+//! restarted, even after `kill -9`, adopts what its predecessor started (or
+//! cleans it up for deleted sessions) and never signals a recycled pid
+//! ([`exits`]). The runner's exit is reported as an [`Observation`] like a
+//! pod's container status ([`observe`]), so phase sync is the reconciler's
+//! one code path. Stop and delete send SIGTERM to everything the
+//! containers started, then SIGKILL after the pod's grace period
+//! ([`stop`]). Namespaces and group access do not exist here.
+//!
+//! The file system and `/proc` are read and written on the blocking pool,
+//! never on the async workers; the time a pod's create request arrived is
+//! recorded in the session's record (`pod_requested_at`).
 
+mod exits;
 pub mod logs;
+mod observe;
 pub mod plan;
 pub mod settings;
 pub mod shim;
+mod start;
 pub mod state;
+mod stop;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use ambient_protocol::keys::PrivateKey;
-use rustix::process::Signal;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime};
 use crate::names;
 use crate::objects::SessionObjects;
 pub use settings::{ProcessSettings, RuntimeArgs, RuntimeKind};
-use state::{ExitRecord, Layout, PidRecord, PodRecord, SessionRecord, now_ms};
+use state::{Durability, Layout, PodRecord, SessionRecord};
 
-/// How often an adopted process (not our child) is checked for its exit.
-const ADOPTED_POLL: Duration = Duration::from_millis(200);
-/// A runner without a pid record this long after its pod was written never started.
-const START_TIMEOUT_MS: u64 = 30_000;
 /// How long a delete waits at most for SIGTERM to work before SIGKILL.
 const DELETE_GRACE: Duration = Duration::from_secs(10);
 
@@ -103,6 +105,12 @@ fn session_id_of(objects: &SessionObjects) -> Result<String, RuntimeError> {
     Ok(id)
 }
 
+impl Inner {
+    fn pod(&self, id: &str) -> Result<Option<PodRecord>, RuntimeError> {
+        state::read_json(&self.layout.pod_record(id)).map_err(|e| io("pod record", e))
+    }
+}
+
 impl ProcessRuntime {
     /// Opens (creating) the state directory, takes its lock and adopts the
     /// processes a previous control plane left running. Call inside a Tokio
@@ -160,7 +168,7 @@ impl ProcessRuntime {
             .await
             .context("key generation")?
             .context("key generation")?;
-        state::write_atomic(&path, key.to_pkcs8_pem().as_bytes())
+        state::write_atomic(&path, key.to_pkcs8_pem().as_bytes(), Durability::Disk)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(key)
     }
@@ -173,7 +181,7 @@ impl ProcessRuntime {
         if self.inner.settings.stop_sessions_on_exit {
             let ids = self.inner.layout.session_ids().unwrap_or_default();
             for id in &ids {
-                self.inner.terminate(id, DELETE_GRACE).await;
+                self.terminate(id, DELETE_GRACE).await;
                 let _ = std::fs::remove_dir_all(self.inner.layout.pod(id));
             }
         }
@@ -185,343 +193,79 @@ impl ProcessRuntime {
         self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Watches every live process of every pod in the state directory and
-    /// resumes the stop of pods that were stopping.
-    fn adopt(&self) -> anyhow::Result<()> {
-        let layout = &self.inner.layout;
-        for id in layout.session_ids()? {
-            let Ok(Some(pod)) = state::read_json::<PodRecord>(&layout.pod_record(&id)) else {
-                continue;
-            };
-            let mut adopted = 0;
-            for c in &pod.containers {
-                if let Ok(Some(pid)) = state::read_json::<PidRecord>(&layout.pid(&id, &c.name))
-                    && pid.alive()
-                {
-                    self.watch_adopted(&id, &c.name, pid);
-                    adopted += 1;
-                }
-            }
-            if adopted > 0 {
-                tracing::info!(session = %id, processes = adopted, "adopted running session processes");
-            }
-            if let Some(since) = pod.stopping_since_ms {
-                let elapsed = Duration::from_millis(now_ms().saturating_sub(since));
-                let left = Duration::from_secs(pod.grace_seconds).saturating_sub(elapsed);
-                self.escalate_after(&id, left);
-            }
-        }
-        Ok(())
-    }
-
     fn spawn_task(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.lock_tasks().spawn(task);
     }
 
-    /// Claims the watch of (session, container); false when already watched.
-    fn claim(&self, id: &str, container: &str) -> bool {
-        self.inner
-            .watched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((id.to_owned(), container.to_owned()))
-    }
-
-    fn watch_adopted(&self, id: &str, container: &str, pid: PidRecord) {
-        if !self.claim(id, container) {
-            return;
+    /// Records the session (its "ServiceAccount") and starts its pod unless
+    /// it has one; `received` is when the request arrived.
+    fn provision_now(
+        &self,
+        objects: &SessionObjects,
+        received: (SystemTime, Instant),
+    ) -> Result<(), RuntimeError> {
+        let id = session_id_of(objects)?;
+        let inner = &self.inner;
+        let layout = &inner.layout;
+        state::private_dir(&layout.session(&id)).map_err(|e| io("mkdir", e))?;
+        let reprovisions = objects
+            .service_account
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::ANNOTATION_REPROVISIONS))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        // A pod is immutable: start one only when there is none.
+        let has_pod = inner.pod(&id)?.is_some();
+        let closing = inner.closing.load(std::sync::atomic::Ordering::SeqCst);
+        let pod_requested_at = if has_pod || closing {
+            state::read_json::<SessionRecord>(&layout.session_record(&id))
+                .ok()
+                .flatten()
+                .and_then(|r| r.pod_requested_at)
+        } else {
+            Some(prost_types::Timestamp::from(received.0).to_string())
+        };
+        let record = SessionRecord {
+            namespace: objects.namespace_name.clone(),
+            reprovisions,
+            pod_requested_at,
+        };
+        state::write_json(&layout.session_record(&id), &record)
+            .map_err(|e| io("cannot write the session record", e))?;
+        if has_pod {
+            return Ok(());
         }
-        let (inner, id, container) = (self.inner.clone(), id.to_owned(), container.to_owned());
-        self.spawn_task(async move {
-            while pid.alive() {
-                tokio::time::sleep(ADOPTED_POLL).await;
-            }
-            inner.exited(&id, &container);
-        });
+        if closing {
+            return Err(RuntimeError::Transient(
+                "the control plane is stopping".into(),
+            ));
+        }
+        self.start_pod(&id, objects, received.1)
     }
 
-    fn watch_child(&self, id: &str, container: &str, mut child: tokio::process::Child) {
-        self.claim(id, container);
-        let (inner, id, container) = (self.inner.clone(), id.to_owned(), container.to_owned());
-        self.spawn_task(async move {
-            let status = child.wait().await;
-            let exit_file = inner.layout.exit(&id, &container);
-            // A shim killed by a signal recorded nothing: record that.
-            if let Ok(s) = status
-                && !exit_file.exists()
-                && inner.layout.pod(&id).exists()
+    /// Removes the session's processes and files (a deleted session).
+    async fn cleanup_now(&self, id: String) -> Result<(), RuntimeError> {
+        let dir = self.inner.layout.session(&id);
+        if !dir.exists() {
+            return Ok(());
+        }
+        self.terminate(&id, DELETE_GRACE).await;
+        self.blocking(move |rt| {
+            if let Some(pod) = rt.inner.pod(&id)?
+                && rt.inner.live_processes(&id, &pod) > 0
             {
-                use std::os::unix::process::ExitStatusExt as _;
-                let code = s.code().or(s.signal().map(|sig| 128 + sig)).unwrap_or(1);
-                let _ = state::write_json(&exit_file, &ExitRecord { code });
+                return Err(RuntimeError::Transient(
+                    "session processes survived SIGKILL".into(),
+                ));
             }
-            inner.exited(&id, &container);
-        });
-    }
-
-    /// SIGKILL for whatever still runs in `id`'s pod after `delay`.
-    fn escalate_after(&self, id: &str, delay: Duration) {
-        let (inner, id) = (self.inner.clone(), id.to_owned());
-        self.spawn_task(async move {
-            tokio::time::sleep(delay).await;
-            let killed = inner.signal_pod(&id, Signal::KILL);
-            if killed > 0 {
-                tracing::warn!(session = %id, processes = killed, "grace period over: killed");
-            }
-            inner.notify(&id);
-        });
-    }
-
-    /// Starts every container of the pod.
-    fn start_pod(&self, id: &str, objects: &SessionObjects) -> Result<(), RuntimeError> {
-        let layout = &self.inner.layout;
-        let planned = plan::plan(
-            &self.inner.settings,
-            objects,
-            |v| layout.volume(id, v),
-            plan::free_port,
-        )
-        .map_err(|e| RuntimeError::Permanent(e.to_string()))?;
-        for dir in planned
-            .iter()
-            .flat_map(|p| p.dirs.iter().chain([&p.cwd]))
-            .chain([&layout.logs(id)])
-        {
-            state::private_dir(dir).map_err(|e| io(&format!("mkdir {}", dir.display()), e))?;
-        }
-        let grace = objects
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .and_then(|g| u64::try_from(g).ok())
-            .unwrap_or(30);
-        let record = PodRecord {
-            containers: planned
-                .iter()
-                .map(|p| state::ContainerRecord {
-                    name: p.name.clone(),
-                    ports: p.ports.clone(),
-                })
-                .collect(),
-            grace_seconds: grace,
-            stopping_since_ms: None,
-        };
-        state::write_json(&layout.pod_record(id), &record)
-            .map_err(|e| io("cannot write the pod record", e))?;
-        for p in planned {
-            self.start_container(id, &p);
-        }
-        tracing::info!(session = %id, "session processes started");
-        Ok(())
-    }
-
-    fn start_container(&self, id: &str, p: &plan::Planned) {
-        let layout = &self.inner.layout;
-        let log_path = layout.log(id, &p.name);
-        let exit_file = layout.exit(id, &p.name);
-        let pid_file = layout.pid(id, &p.name);
-        let spawned = open_log(&log_path).and_then(|log| {
-            let err = log.try_clone()?;
-            tokio::process::Command::new(&self.inner.settings.shim)
-                .arg(shim::SHIM_ARG)
-                .arg(&pid_file)
-                .arg(&exit_file)
-                .arg("--")
-                .args(&p.argv)
-                .env_clear()
-                .envs(&p.env)
-                .current_dir(&p.cwd)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err)
-                .kill_on_drop(false)
-                .spawn()
-        });
-        match spawned {
-            Ok(child) => {
-                // The shim records itself too; this closes the window
-                // before it does, so a restart never misses it.
-                if let Some(record) = child
-                    .id()
-                    .and_then(|pid| i32::try_from(pid).ok())
-                    .and_then(PidRecord::of)
-                {
-                    let _ = state::write_json(&pid_file, &record);
-                }
-                self.watch_child(id, &p.name, child);
-            }
-            Err(e) => {
-                tracing::warn!(session = %id, container = %p.name, error = %e, "cannot start the container");
-                let _ = state::write_json(&exit_file, &ExitRecord { code: 127 });
-                self.inner.notify(id);
-            }
-        }
-    }
-}
-
-fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// A container's state from its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    NotStarted,
-    Running(PidRecord),
-    Exited(i32),
-    /// Its shim is gone without a record.
-    Lost,
-}
-
-impl Inner {
-    fn notify(&self, id: &str) {
-        if let Some(tx) = self
-            .changed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            let _ = tx.send(id.to_owned());
-        }
-    }
-
-    fn exited(&self, id: &str, container: &str) {
-        self.watched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(id.to_owned(), container.to_owned()));
-        self.notify(id);
-    }
-
-    fn pod(&self, id: &str) -> Result<Option<PodRecord>, RuntimeError> {
-        state::read_json(&self.layout.pod_record(id)).map_err(|e| io("pod record", e))
-    }
-
-    fn status(&self, id: &str, container: &str) -> Status {
-        if let Ok(Some(exit)) = state::read_json::<ExitRecord>(&self.layout.exit(id, container)) {
-            return Status::Exited(exit.code);
-        }
-        match state::read_json::<PidRecord>(&self.layout.pid(id, container)) {
-            Ok(Some(pid)) if pid.alive() => Status::Running(pid),
-            Ok(Some(_)) => {
-                // It may have recorded its exit since we looked.
-                match state::read_json::<ExitRecord>(&self.layout.exit(id, container)) {
-                    Ok(Some(exit)) => Status::Exited(exit.code),
-                    _ => Status::Lost,
-                }
-            }
-            _ => Status::NotStarted,
-        }
-    }
-
-    /// Every live process of the pod (containers and what they started).
-    fn live_processes(&self, id: &str, pod: &PodRecord) -> usize {
-        pod.containers
-            .iter()
-            .filter_map(|c| state::read_json::<PidRecord>(&self.layout.pid(id, &c.name)).ok()?)
-            .map(|pid| pid.session_members().len())
-            .sum()
-    }
-
-    fn signal_pod(&self, id: &str, signal: Signal) -> usize {
-        let Ok(Some(pod)) = self.pod(id) else {
-            return 0;
-        };
-        pod.containers
-            .iter()
-            .filter_map(|c| state::read_json::<PidRecord>(&self.layout.pid(id, &c.name)).ok()?)
-            .map(|pid| pid.signal_session(signal))
-            .sum()
-    }
-
-    /// SIGTERM, up to `grace` for everything to exit, then SIGKILL.
-    async fn terminate(&self, id: &str, grace: Duration) {
-        let Ok(Some(pod)) = self.pod(id) else {
-            return;
-        };
-        self.signal_pod(id, Signal::TERM);
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.live_processes(id, &pod) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if self.signal_pod(id, Signal::KILL) > 0 {
-            tracing::warn!(session = %id, "processes outlived SIGTERM: killed");
-            let until = tokio::time::Instant::now() + Duration::from_secs(2);
-            while self.live_processes(id, &pod) > 0 && tokio::time::Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-impl ProcessRuntime {
-    fn observe_now(&self, id: &str) -> Result<Observation, RuntimeError> {
-        let inner = &self.inner;
-        let Some(pod) = inner.pod(id)? else {
-            return Ok(Observation::Absent);
-        };
-        if pod.stopping_since_ms.is_some() {
-            return Ok(Observation::Terminating);
-        }
-        Ok(match inner.status(id, names::RUNNER_CONTAINER) {
-            Status::Running(_) => Observation::Running,
-            Status::Exited(code) => Observation::Exited(code),
-            Status::Lost => Observation::Failed(
-                "the runner process ended without an exit status (killed with its shim)".into(),
-            ),
-            Status::NotStarted => {
-                let written = std::fs::metadata(inner.layout.pod_record(id))
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .map_or(0, |d| d.as_millis() as u64);
-                if written > START_TIMEOUT_MS {
-                    Observation::Failed("the runner process never started".into())
-                } else {
-                    Observation::Starting
-                }
-            }
-        })
-    }
-
-    /// Stops the pod: `Ok(true)` once nothing of it runs and it is gone.
-    fn stop_now(&self, id: &str) -> Result<bool, RuntimeError> {
-        let inner = &self.inner;
-        let Some(mut pod) = inner.pod(id)? else {
-            return Ok(true);
-        };
-        if inner.live_processes(id, &pod) == 0 {
-            let dir = inner.layout.pod(id);
             std::fs::remove_dir_all(&dir)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => Ok(()),
-                    _ => Err(e),
-                })
                 .map_err(|e| io(&format!("cannot remove {}", dir.display()), e))?;
-            tracing::info!(session = %id, "session processes gone");
-            return Ok(true);
-        }
-        match pod.stopping_since_ms {
-            None => {
-                pod.stopping_since_ms = Some(now_ms());
-                state::write_json(&inner.layout.pod_record(id), &pod)
-                    .map_err(|e| io("cannot write the pod record", e))?;
-                let signalled = inner.signal_pod(id, Signal::TERM);
-                tracing::info!(session = %id, processes = signalled, "stopping session processes");
-                self.escalate_after(id, Duration::from_secs(pod.grace_seconds));
-            }
-            Some(since) if now_ms().saturating_sub(since) > pod.grace_seconds * 1000 => {
-                inner.signal_pod(id, Signal::KILL);
-            }
-            Some(_) => {}
-        }
-        Ok(false)
+            tracing::info!(session = %id, "session processes and files removed");
+            Ok(())
+        })
+        .await?
     }
 }
 
@@ -530,34 +274,11 @@ impl SessionRuntime for ProcessRuntime {
         &'a self,
         objects: &'a SessionObjects,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        let received = (SystemTime::now(), Instant::now());
         Box::pin(async move {
-            let id = session_id_of(objects)?;
-            let layout = &self.inner.layout;
-            state::private_dir(&layout.session(&id)).map_err(|e| io("mkdir", e))?;
-            let reprovisions = objects
-                .service_account
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(names::ANNOTATION_REPROVISIONS))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            let record = SessionRecord {
-                namespace: objects.namespace_name.clone(),
-                reprovisions,
-            };
-            state::write_json(&layout.session_record(&id), &record)
-                .map_err(|e| io("cannot write the session record", e))?;
-            // A pod is immutable: start one only when there is none.
-            if self.inner.pod(&id)?.is_some() {
-                return Ok(());
-            }
-            if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(RuntimeError::Transient(
-                    "the control plane is stopping".into(),
-                ));
-            }
-            self.start_pod(&id, objects)
+            let objects = objects.clone();
+            self.blocking(move |rt| rt.provision_now(&objects, received))
+                .await?
         })
     }
 
@@ -570,7 +291,8 @@ impl SessionRuntime for ProcessRuntime {
             if !state::valid_session_id(session_id) {
                 return Ok(Observation::Absent);
             }
-            self.observe_now(session_id)
+            let id = session_id.to_owned();
+            self.blocking(move |rt| rt.inner.observe(&id)).await?
         })
     }
 
@@ -599,7 +321,8 @@ impl SessionRuntime for ProcessRuntime {
             if !state::valid_session_id(session_id) {
                 return Ok(true);
             }
-            self.stop_now(session_id)
+            let id = session_id.to_owned();
+            self.blocking(move |rt| rt.stop_now(&id)).await?
         })
     }
 
@@ -608,22 +331,7 @@ impl SessionRuntime for ProcessRuntime {
             if !state::valid_session_id(session_id) {
                 return Ok(());
             }
-            let dir = self.inner.layout.session(session_id);
-            if !dir.exists() {
-                return Ok(());
-            }
-            self.inner.terminate(session_id, DELETE_GRACE).await;
-            if let Some(pod) = self.inner.pod(session_id)?
-                && self.inner.live_processes(session_id, &pod) > 0
-            {
-                return Err(RuntimeError::Transient(
-                    "session processes survived SIGKILL".into(),
-                ));
-            }
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| io(&format!("cannot remove {}", dir.display()), e))?;
-            tracing::info!(session = %session_id, "session processes and files removed");
-            Ok(())
+            self.cleanup_now(session_id.to_owned()).await
         })
     }
 

@@ -29,7 +29,8 @@ pub struct RuntimeArgs {
     /// Process runtime: directory of its state (keypair, per-session work
     /// directories, container logs and records). Default:
     /// $XDG_STATE_HOME/ambient-control-plane, else ~/.local/state/ambient-control-plane.
-    #[arg(long, env = "CP_STATE_DIR", value_name = "DIR")]
+    /// Also read by `logs`, before or after it.
+    #[arg(long, env = "CP_STATE_DIR", value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
 
     /// Process runtime: the runner's command line, run by `/bin/sh -c` in the

@@ -5,7 +5,8 @@
 //! ```text
 //! <state>/lock                                held by the running control plane
 //! <state>/keypair.pem                         the token-exchange key (0600)
-//! <state>/sessions/<id>/session.json          namespace, re-provision count ("the ServiceAccount")
+//! <state>/sessions/<id>/session.json          namespace, re-provision count ("the ServiceAccount"),
+//!                                             when the runtime received its pod's create request
 //! <state>/sessions/<id>/logs/<container>.log  container output, kept after the pod ends
 //! <state>/sessions/<id>/pod/pod.json          the "pod": its containers and local ports
 //! <state>/sessions/<id>/pod/<container>.pid   written by the shim: its pid and start time
@@ -15,6 +16,12 @@
 //!
 //! A process is ours only when its pid *and* its start time (field 22 of
 //! `/proc/<pid>/stat`) match the record: a recycled pid is never signalled.
+//!
+//! Records are replaced atomically (rename) but not synced to disk: they
+//! describe processes, which a machine crash ends too, and a control plane
+//! killed mid-write leaves the old record or the new one, never a mix. An
+//! empty record — what a power loss can leave of an unsynced new file —
+//! reads as absent. Only the keypair, which must outlive a reboot, is synced.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -61,11 +68,25 @@ pub struct PodRecord {
 pub struct SessionRecord {
     pub namespace: String,
     pub reprovisions: u32,
+    /// When the runtime received the create request of the session's
+    /// current pod (RFC 3339, UTC): what the reconcile latency of
+    /// quality.md measures up to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_requested_at: Option<String>,
+}
+
+/// Whether a write is synced to disk before it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives the writer's death (rename), not necessarily a power loss.
+    Process,
+    /// Synced: survives a power loss too.
+    Disk,
 }
 
 /// Writes `bytes` to `path` atomically (a private 0600 temporary file
 /// beside it, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
@@ -76,7 +97,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durability == Durability::Disk {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)
 }
@@ -90,9 +113,10 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Reads a JSON record; `Ok(None)` when absent.
+/// Reads a JSON record; `Ok(None)` when absent or empty.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
     match std::fs::read(path) {
+        Ok(bytes) if bytes.is_empty() => Ok(None),
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
@@ -101,10 +125,10 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result
     }
 }
 
-/// Writes a JSON record atomically.
+/// Writes a JSON record atomically (not synced: see the module docs).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes, Durability::Process)
 }
 
 /// True when `id` is safe as a directory name (API IDs are).
@@ -225,36 +249,49 @@ impl PidRecord {
         stat(self.pid).is_some_and(|s| s.start == self.start)
     }
 
-    /// Every live process in the recorded process's session (the shim
-    /// calls `setsid`, so its session holds the container and everything
-    /// it started, process groups of their own included). Empty when the
-    /// pid now belongs to someone else: a session ID only stays in use
-    /// while its leader's pid cannot be recycled, so a different start
-    /// time at that pid means the session is not ours.
-    pub fn session_members(&self) -> Vec<i32> {
-        if let Some(s) = stat(self.pid)
-            && s.start != self.start
-        {
-            return Vec::new();
-        }
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| stat(*pid).is_some_and(|s| s.session == self.pid))
-            .collect()
+    /// False when the pid now belongs to a process started at another
+    /// time: a session ID only stays in use while its leader's pid cannot
+    /// be recycled, so the session at that pid is not ours.
+    fn leads_our_session(&self) -> bool {
+        stat(self.pid).is_none_or(|s| s.start == self.start)
     }
+}
 
-    /// Sends `signal` to every process of the recorded session; how many got it.
-    pub fn signal_session(&self, signal: rustix::process::Signal) -> usize {
-        self.session_members()
-            .into_iter()
-            .filter_map(rustix::process::Pid::from_raw)
-            .filter(|pid| rustix::process::kill_process(*pid, signal).is_ok())
-            .count()
+/// Every live process in the sessions the recorded processes lead (each
+/// shim calls `setsid`, so its session holds the container and everything
+/// it started, process groups of their own included), in one pass over
+/// `/proc`. A recorded pid that now belongs to someone else leads nothing
+/// of ours.
+pub fn session_members(leaders: &[PidRecord]) -> Vec<i32> {
+    let ours: Vec<i32> = leaders
+        .iter()
+        .filter(|l| l.leads_our_session())
+        .map(|l| l.pid)
+        .collect();
+    if ours.is_empty() {
+        return Vec::new();
     }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| stat(*pid).is_some_and(|s| ours.contains(&s.session)))
+        .collect()
+}
+
+/// Sends `signal` to every process of the sessions `leaders` lead; how many got it.
+pub fn signal_sessions(leaders: &[PidRecord], signal: rustix::process::Signal) -> usize {
+    self::signal(&session_members(leaders), signal)
+}
+
+/// Sends `signal` to each of `pids`; how many got it.
+pub fn signal(pids: &[i32], signal: rustix::process::Signal) -> usize {
+    pids.iter()
+        .filter_map(|pid| rustix::process::Pid::from_raw(*pid))
+        .filter(|pid| rustix::process::kill_process(*pid, signal).is_ok())
+        .count()
 }
 
 /// Unix time in milliseconds.
@@ -292,7 +329,22 @@ mod tests {
             ..r
         });
         assert!(recycled.is_some_and(|r| !r.alive()));
-        assert_eq!(recycled.map(|r| r.session_members()), Some(Vec::new()));
+        assert_eq!(recycled.map(|r| session_members(&[r])), Some(Vec::new()));
+    }
+
+    #[test]
+    fn an_empty_record_reads_as_absent_and_a_garbled_one_is_an_error() {
+        let dir =
+            std::env::temp_dir().join(format!("state-read-{}-{}", std::process::id(), now_ms()));
+        private_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("r.json");
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_json::<ExitRecord>(&path).ok(), Some(None));
+        std::fs::write(&path, "{\"co").unwrap_or_else(|e| panic!("{e}"));
+        assert!(read_json::<ExitRecord>(&path).is_err());
+        write_json(&path, &ExitRecord { code: 3 }).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_json(&path).ok(), Some(Some(ExitRecord { code: 3 })));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

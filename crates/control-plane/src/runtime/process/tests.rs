@@ -4,6 +4,7 @@
 
 use super::*;
 use clap::Parser;
+use state::{ExitRecord, PidRecord, now_ms};
 
 #[derive(Parser, Debug)]
 struct Probe {

@@ -1,0 +1,121 @@
+//! Stopping a session's pod: SIGTERM to every process of its containers'
+//! sessions, SIGKILL after the grace period, the pod's directory removed
+//! once nothing of it runs; a delete (cleanup) waits for that itself.
+
+use std::time::Duration;
+
+use rustix::process::Signal;
+
+use super::state::{self, PidRecord, PodRecord, now_ms};
+use super::{Inner, ProcessRuntime, RuntimeError, io};
+
+/// The pid records of the pod's containers (those that started).
+fn leaders(inner: &Inner, id: &str, pod: &PodRecord) -> Vec<PidRecord> {
+    pod.containers
+        .iter()
+        .filter_map(|c| state::read_json::<PidRecord>(&inner.layout.pid(id, &c.name)).ok()?)
+        .collect()
+}
+
+impl Inner {
+    /// Every live process of the pod (containers and what they started).
+    pub(super) fn live_processes(&self, id: &str, pod: &PodRecord) -> usize {
+        state::session_members(&leaders(self, id, pod)).len()
+    }
+
+    /// Sends `signal` to every process of the pod; how many got it.
+    pub(super) fn signal_pod(&self, id: &str, signal: Signal) -> usize {
+        let Ok(Some(pod)) = self.pod(id) else {
+            return 0;
+        };
+        state::signal_sessions(&leaders(self, id, &pod), signal)
+    }
+}
+
+impl ProcessRuntime {
+    /// Runs `f` on the blocking pool (it reads `/proc` or the state directory).
+    pub(super) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ProcessRuntime) -> T + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| io("a blocking task of the process runtime", e))
+    }
+
+    /// SIGTERM, up to `grace` for everything to exit, then SIGKILL.
+    pub(super) async fn terminate(&self, id: &str, grace: Duration) {
+        let owned = id.to_owned();
+        let live = |id: String| {
+            self.blocking(move |rt| {
+                rt.inner
+                    .pod(&id)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |pod| rt.inner.live_processes(&id, &pod))
+            })
+        };
+        let send = |id: String, signal| self.blocking(move |rt| rt.inner.signal_pod(&id, signal));
+        if send(owned.clone(), Signal::TERM).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while live(owned.clone()).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if send(owned.clone(), Signal::KILL).await.unwrap_or(0) > 0 {
+            tracing::warn!(session = %id, "processes outlived SIGTERM: killed");
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            while live(owned.clone()).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Stops the pod: `Ok(true)` once nothing of it runs and it is gone.
+    /// `/proc` is scanned only when a shim is gone or a signal is due: a
+    /// stop costs two scans, not one per look.
+    pub(super) fn stop_now(&self, id: &str) -> Result<bool, RuntimeError> {
+        let inner = &self.inner;
+        let Some(mut pod) = inner.pod(id)? else {
+            return Ok(true);
+        };
+        let leaders = leaders(inner, id, &pod);
+        let grace_over = pod
+            .stopping_since_ms
+            .is_some_and(|since| now_ms().saturating_sub(since) > pod.grace_seconds * 1000);
+        // Signalled already and a shim still runs: nothing to do until it exits.
+        if pod.stopping_since_ms.is_some() && !grace_over && leaders.iter().any(PidRecord::alive) {
+            return Ok(false);
+        }
+        let members = state::session_members(&leaders);
+        if members.is_empty() {
+            let dir = inner.layout.pod(id);
+            std::fs::remove_dir_all(&dir)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(|e| io(&format!("cannot remove {}", dir.display()), e))?;
+            tracing::info!(session = %id, "session processes gone");
+            return Ok(true);
+        }
+        match pod.stopping_since_ms {
+            None => {
+                pod.stopping_since_ms = Some(now_ms());
+                state::write_json(&inner.layout.pod_record(id), &pod)
+                    .map_err(|e| io("cannot write the pod record", e))?;
+                let signalled = state::signal(&members, Signal::TERM);
+                tracing::info!(session = %id, processes = signalled, "stopping session processes");
+                self.escalate_after(id, Duration::from_secs(pod.grace_seconds));
+            }
+            Some(_) if grace_over => {
+                state::signal(&members, Signal::KILL);
+            }
+            Some(_) => {}
+        }
+        Ok(false)
+    }
+}
