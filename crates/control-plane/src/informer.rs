@@ -317,6 +317,9 @@ impl<K: Kind> Store<K> {
     }
 }
 
+/// The most entries a list reserves ahead of receiving them.
+const MAX_RESERVE: usize = 1 << 17;
+
 /// One pass over every page, keyed by ID, and whether it was consistent:
 /// every page reported the same total and the pass saw exactly that many
 /// objects. Offset paging skips or repeats an object when something is
@@ -335,8 +338,11 @@ async fn list_pass<K: Kind>(api: &Api, page_size: i32) -> Result<Listing<K>, Api
         let p = K::list(api, page, page_size).await?;
         let n = p.items.len();
         let total = usize::try_from(p.total).unwrap_or(0);
+        // Room for the whole list at once (no rehash copies at 100 000
+        // objects), but never more than a bounded guess: `total` is the
+        // server's word, and a wrong one must not abort the process.
         if totals.insert(total) {
-            items.reserve(total.saturating_sub(items.len()));
+            items.reserve(total.saturating_sub(items.len()).min(MAX_RESERVE));
         }
         let mut fresh = 0;
         for item in p.items {

@@ -9,6 +9,7 @@ use ambient_control_plane::informer::list_all;
 use ambient_protocol::Secret;
 use ambient_protocol::v1::Session;
 use ambient_token_server::StaticToken;
+use support::fake_api::FakeApi;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -32,4 +33,28 @@ async fn list_walks_every_page_once() {
         want.sort();
         assert_eq!(got, want, "page size {page_size}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_total_from_the_server_reserves_nothing_huge() {
+    let api_server = FakeApi::start().await;
+    api_server.add_project("p");
+    let id = |s: &Session| {
+        s.metadata
+            .as_ref()
+            .map(|m| m.id.clone())
+            .unwrap_or_default()
+    };
+    let want: Vec<String> = (0..3)
+        .map(|i| id(&api_server.add_session(&format!("s{i}"), "p", "Pending")))
+        .collect();
+    // A server that claims two billion sessions: the list must neither
+    // abort on a reservation that size nor lose the sessions it has.
+    api_server.set_sessions_total(i32::MAX);
+    let provider = Arc::new(StaticToken::new(Secret::new(TOKEN)));
+    let api = Api::new(&api_server.grpc(), false, None, provider).unwrap_or_else(|e| panic!("{e}"));
+    let items: Vec<Session> = list_all(&api, 500).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut got: Vec<String> = items.iter().map(id).collect();
+    got.sort();
+    assert_eq!(got, want);
 }

@@ -34,6 +34,8 @@ struct State {
     settings: Vec<ProjectSettings>,
     clock: i64,
     page_cap: usize,
+    /// A session list's `total`, whatever the list holds (a lying server).
+    sessions_total: Option<i32>,
     /// (kind, page) → run after that page is served.
     after_page: Vec<(&'static str, i32, Hook)>,
     /// method → how many of the next calls hang.
@@ -106,6 +108,7 @@ impl FakeApi {
             addr,
             state: Arc::new(Mutex::new(State {
                 page_cap: 500,
+                sessions_total: None,
                 ..State::default()
             })),
             sessions_tx: broadcast::channel(1024).0,
@@ -135,6 +138,11 @@ impl FakeApi {
     /// Pages never hold more than `cap` objects.
     pub fn set_page_cap(&self, cap: usize) {
         self.lock().page_cap = cap;
+    }
+
+    /// Every session list page reports `total`, whatever the list holds.
+    pub fn set_sessions_total(&self, total: i32) {
+        self.lock().sessions_total = Some(total);
     }
 
     /// Runs `hook` right after page `page` of `kind` (`session`, `project`,
@@ -390,7 +398,8 @@ impl SessionService for FakeApi {
         let req = r.into_inner();
         let (items, total) = {
             let s = self.lock();
-            page_of(&s.sessions, req.page, req.size, s.page_cap)
+            let (items, total) = page_of(&s.sessions, req.page, req.size, s.page_cap);
+            (items, s.sessions_total.unwrap_or(total))
         };
         self.run_hooks("session", req.page);
         Ok(Response::new(ListSessionsResponse {
