@@ -64,6 +64,7 @@ pub fn all(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
     let date = utc_now();
+    let load_at_start = load_average();
     let mut outcomes = Vec::new();
     for (i, (bench, about)) in ALL.iter().enumerate() {
         println!("bench all: [{}/{}] {bench}: {about}", i + 1, ALL.len());
@@ -107,7 +108,12 @@ pub fn all(args: &[String]) -> Result<()> {
     }
     write_summary(&dir, &date, total, &outcomes)?;
     let charts = draw_charts(&dir, &outcomes)?;
-    let markdown = summary_markdown(&date, total, &outcomes, &charts);
+    let machine = format!(
+        "{}; load average {load_at_start} at the start, {} at the end",
+        machine(),
+        load_average()
+    );
+    let markdown = summary_markdown(&date, &machine, total, &outcomes, &charts);
     std::fs::write(dir.join("summary.md"), &markdown)?;
     println!(
         "wrote target/bench/summary.json, summary.md and {} charts",
@@ -233,12 +239,45 @@ fn draw_charts(dir: &Path, outcomes: &[Outcome]) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn summary_markdown(date: &str, total: f64, outcomes: &[Outcome], charts: &[String]) -> String {
+/// The machine a run measured: cores and memory.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    format!("{cores} cores, {:.0} GiB", mem_kib as f64 / 1024.0 / 1024.0)
+}
+
+/// The 1-minute load average (`/proc/loadavg`), `?` where there is none:
+/// other work on the machine shows in every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn summary_markdown(
+    date: &str,
+    machine: &str,
+    total: f64,
+    outcomes: &[Outcome],
+    charts: &[String],
+) -> String {
     let mut md = String::from("# Benchmarks\n\n");
     let _ = writeln!(
         md,
         "Latest run: {date}, `cargo xtask bench all --record` on this project's \
-         development machine (2 cores shared with other builds, 24 GiB), {total:.0} s in all. \
+         development machine ({machine}), {total:.0} s in all. \
          Targets are quality.md's; ratios are measured side by side in one run. \
          `target/bench/summary.json` has the same figures; each benchmark's own JSON \
          (`target/bench/<name>.json`) has the detail.\n"
@@ -356,5 +395,24 @@ mod tests {
         assert_eq!(civil(0), "1970-01-01 00:00 UTC");
         assert_eq!(civil(951_827_696), "2000-02-29 12:34 UTC");
         assert_eq!(civil(1_798_761_599), "2026-12-31 23:59 UTC");
+    }
+
+    #[test]
+    fn the_summary_says_what_machine_and_load_it_measured_on() {
+        let load = load_average();
+        assert!(load.parse::<f64>().is_ok(), "{load}");
+        let machine = machine();
+        assert!(
+            machine.contains(" cores, ") && !machine.starts_with("0 "),
+            "{machine}"
+        );
+        let md = summary_markdown(
+            "2026-01-01 00:00 UTC",
+            "2 cores, 24 GiB; load average 0.5",
+            60.0,
+            &[],
+            &[],
+        );
+        assert!(md.contains("(2 cores, 24 GiB; load average 0.5)"), "{md}");
     }
 }
