@@ -84,10 +84,7 @@ fn main() -> ExitCode {
         eprintln!("ambient-control-plane: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match ambient_daemon::async_runtime(ambient_daemon::Threads::PerCore) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ambient-control-plane: cannot start the async runtime: {e}");

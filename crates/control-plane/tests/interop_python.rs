@@ -8,18 +8,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
+mod support;
+
+use support::render::{kinds, public_key_file, render, write, yaml_docs};
 
 fn python() -> String {
     std::env::var("AMBIENT_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("AMBIENT_TEST_PYTHON is not set: run the interop tests through `cargo xtask test`")
     })
-}
-
-fn write(dir: &std::path::Path, name: &str, content: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, content).unwrap_or_else(|e| panic!("{e}"));
-    path.display().to_string()
 }
 
 /// Validates every document of stdin strictly; custom kinds only by shape.
@@ -60,19 +56,19 @@ fn rendered_objects_pass_strict_kubernetes_schemas_and_share_no_sidecar_volume()
         r#"{"id":"team-z","name":"team-z","prompt":"rules"}"#,
     );
     let creds = write(&dir, "c.json", r#"{"github":"cred-1","jira":"cred-2"}"#);
-    let key = ambient_protocol::keys::PrivateKey::generate().unwrap_or_else(|e| panic!("{e}"));
-    let key_file = write(&dir, "k.pem", &key.public_key().to_pem());
-    let out = Command::new(env!("CARGO_BIN_EXE_ambient-control-plane"))
-        .env_clear()
-        .args([
-            "render",
+    let key_file = public_key_file(&dir);
+    let out = render(
+        &[
             "--session-file",
             &session,
             "--project-file",
             &project,
-        ])
-        .args(["--public-key-file", &key_file, "--credentials-file", &creds])
-        .envs([
+            "--public-key-file",
+            &key_file,
+            "--credentials-file",
+            &creds,
+        ],
+        &[
             ("PLATFORM_MODE", "mpp"),
             ("USE_VERTEX", "1"),
             ("ANTHROPIC_VERTEX_PROJECT_ID", "gcp-1"),
@@ -83,9 +79,8 @@ fn rendered_objects_pass_strict_kubernetes_schemas_and_share_no_sidecar_volume()
             ("JIRA_MCP_IMAGE", "localhost/jira:dev"),
             ("ANTHROPIC_API_KEY", "sk-ant-TOPSECRET"),
             ("HTTPS_PROXY", "http://proxy:3128"),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        ],
+    );
     let yaml = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -94,15 +89,9 @@ fn rendered_objects_pass_strict_kubernetes_schemas_and_share_no_sidecar_volume()
     );
     assert!(!yaml.contains("TOPSECRET"));
 
-    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
-        .map(|d| serde_json::Value::deserialize(d).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
-    let kinds: Vec<&str> = docs
-        .iter()
-        .map(|d| d["kind"].as_str().unwrap_or(""))
-        .collect();
+    let docs = yaml_docs(&yaml);
     assert_eq!(
-        kinds,
+        kinds(&docs),
         [
             "TenantNamespace",
             "RoleBinding",

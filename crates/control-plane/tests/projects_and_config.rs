@@ -210,9 +210,23 @@ fn a_secret_value_on_the_command_line_is_refused_without_being_printed() {
         assert!(!stderr.contains("argv-SECRET-value"), "{stderr}");
         assert!(out.stdout.is_empty());
     }
-    // From the environment the same value is accepted as before.
-    let out = run_cp(&["render", "--help"], &[("AMBIENT_API_TOKEN", "t")]);
-    assert!(out.status.success());
+    // From the environment the same values pass the refusal: startup goes
+    // on to the next check (here a bad listen address) and stops there.
+    let out = run_cp(
+        &[],
+        &[
+            ("AMBIENT_API_TOKEN", "env-SECRET-value"),
+            ("OIDC_CLIENT_ID", "cp"),
+            ("OIDC_CLIENT_SECRET", "env-SECRET-value"),
+            ("ANTHROPIC_API_KEY", "env-SECRET-value"),
+            ("CP_TOKEN_LISTEN_ADDR", "nonsense"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("CP_TOKEN_LISTEN_ADDR"), "{stderr}");
+    assert!(!stderr.contains("command line"), "{stderr}");
+    assert!(!stderr.contains("env-SECRET-value"), "{stderr}");
 }
 
 #[test]

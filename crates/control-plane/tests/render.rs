@@ -2,26 +2,11 @@
 //! as Kubernetes objects, round-trips through the k8s-openapi types, and never
 //! prints a secret.
 
-use std::process::Command;
+mod support;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use serde::Deserialize;
-
-fn write(dir: &std::path::Path, name: &str, content: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, content).unwrap_or_else(|e| panic!("{e}"));
-    path.display().to_string()
-}
-
-fn render(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ambient-control-plane"));
-    cmd.env_clear().arg("render").args(args);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap_or_else(|e| panic!("{e}"))
-}
+use support::render::{kinds, public_key_file, render, write, yaml_docs};
 
 fn roundtrip<K: serde::de::DeserializeOwned + serde::Serialize>(doc: &serde_json::Value) {
     let typed: K = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}: {doc}"));
@@ -46,8 +31,7 @@ fn render_prints_parseable_kubernetes_yaml() {
     );
     let project = write(&dir, "p.json", r#"{"id":"ProjX","name":"project-x"}"#);
     let creds = write(&dir, "c.json", r#"{"github":"cred-1","jira":"cred-2"}"#);
-    let key = ambient_protocol::keys::PrivateKey::generate().unwrap_or_else(|e| panic!("{e}"));
-    let key_file = write(&dir, "k.pem", &key.public_key().to_pem());
+    let key_file = public_key_file(&dir);
 
     let out = render(
         &[
@@ -76,15 +60,9 @@ fn render_prints_parseable_kubernetes_yaml() {
     );
     assert!(!stdout.contains("TOPSECRET"), "secret printed");
 
-    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&stdout)
-        .map(|d| serde_json::Value::deserialize(d).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
-    let kinds: Vec<&str> = docs
-        .iter()
-        .map(|d| d["kind"].as_str().unwrap_or(""))
-        .collect();
+    let docs = yaml_docs(&stdout);
     assert_eq!(
-        kinds,
+        kinds(&docs),
         vec![
             "Namespace",
             "NetworkPolicy",

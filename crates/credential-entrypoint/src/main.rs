@@ -22,10 +22,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match ambient_daemon::async_runtime(ambient_daemon::Threads::One) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("credential-entrypoint: cannot start the runtime: {e}");

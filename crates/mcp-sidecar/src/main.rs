@@ -20,10 +20,7 @@ fn main() -> std::process::ExitCode {
     // forwarding, JSON) never blocks. A current-thread runtime wakes tasks
     // without cross-thread hand-offs (the tool-call path crosses several
     // tasks) and costs no worker stacks or malloc arenas.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match ambient_daemon::async_runtime(ambient_daemon::Threads::One) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ambient-mcp: cannot start the async runtime: {e}");

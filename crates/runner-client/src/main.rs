@@ -46,11 +46,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&cli.config.log_level, cli.config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match ambient_daemon::async_runtime(ambient_daemon::Threads::Workers(2)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ambient-runner-client: cannot start the async runtime: {e}");

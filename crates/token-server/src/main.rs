@@ -240,9 +240,7 @@ fn run(cli: Cli) -> Result<()> {
     for path in cli.key_files.iter().filter(|p| too_open(p)) {
         warn!(path = %path.display(), "key file is readable by group or others (chmod 600 it)");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let rt = ambient_daemon::async_runtime(ambient_daemon::Threads::PerCore)
         .context("starting the runtime")?;
     rt.block_on(serve(cli, keys, provider, session_check))
 }

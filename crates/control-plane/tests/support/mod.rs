@@ -4,6 +4,7 @@
 
 pub mod fake_api;
 pub mod fake_kube;
+pub mod render;
 pub mod test_runtime;
 
 use std::time::{Duration, Instant};

@@ -28,11 +28,7 @@ fn main() -> ExitCode {
         eprintln!("ambient-demo-runner: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match ambient_daemon::async_runtime(ambient_daemon::Threads::Workers(2)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ambient-demo-runner: {e}");

@@ -46,10 +46,7 @@ fn run(pid_file: PathBuf, exit_file: PathBuf, argv: &[OsString]) -> i32 {
     {
         eprintln!("container shim: cannot write {}: {e}", pid_file.display());
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match ambient_daemon::async_runtime(ambient_daemon::Threads::One) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("container shim: {e}");
