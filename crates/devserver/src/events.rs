@@ -3,8 +3,8 @@
 //! Bounded `tokio::sync::broadcast` channels: a slow watcher never blocks a
 //! writer; one that falls more than [`CAPACITY`] events behind is told so
 //! (`Lagged`) and its watch is closed with an error instead of silently
-//! skipping events. Publishing happens while the store's lock is held, so the
-//! order on the hub is the commit order.
+//! skipping events. Only the store's thread publishes, after each commit and
+//! before the next, so the order on the hub is the commit order.
 
 use ambient_protocol::v1::{
     EventType, InboxMessage, Project, ProjectSettings, Session, SessionMessage,

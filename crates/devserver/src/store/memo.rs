@@ -55,6 +55,19 @@ struct Entry {
     value: i64,
 }
 
+/// Keeps `value` under `key`, forgetting the whole map first when full.
+fn remember<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Entry>,
+    key: K,
+    stamp: Writes,
+    value: i64,
+) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, Entry { stamp, value });
+}
+
 /// The listing memo of one store.
 #[derive(Debug, Default)]
 pub(crate) struct Memo {
@@ -127,17 +140,8 @@ impl Memo {
         query: String,
         total: i64,
     ) {
-        if self.totals.len() >= MAX_ENTRIES {
-            self.totals.clear();
-        }
         let stamp = self.stamp(kind, depends);
-        self.totals.insert(
-            query,
-            Entry {
-                stamp,
-                value: total,
-            },
-        );
+        remember(&mut self.totals, query, stamp, total);
     }
 
     /// The `ord` of the row just before `offset` in `query` over `kind`
@@ -163,12 +167,8 @@ impl Memo {
         offset: i64,
         ord: i64,
     ) {
-        if self.ends.len() >= MAX_ENTRIES {
-            self.ends.clear();
-        }
         let stamp = self.stamp(kind, depends);
-        self.ends
-            .insert((query, offset), Entry { stamp, value: ord });
+        remember(&mut self.ends, (query, offset), stamp, ord);
     }
 }
 
@@ -204,6 +204,24 @@ mod tests {
         memo.remember_end("Session", Depends::Positions, q(), 500, 812);
         memo.deleted("Session");
         assert_eq!(memo.take_end("Session", Depends::Positions, q(), 500), None);
+    }
+
+    #[test]
+    fn the_memo_stays_bounded_and_keeps_the_latest() {
+        let mut memo = Memo::default();
+        for i in 0..3 * MAX_ENTRIES {
+            let q = format!("query {i}");
+            memo.remember_total("Session", Depends::Everything, q.clone(), 1);
+            memo.remember_end("Session", Depends::Everything, q, 7, 9);
+        }
+        assert!(memo.totals.len() <= MAX_ENTRIES);
+        assert!(memo.ends.len() <= MAX_ENTRIES);
+        let last = format!("query {}", 3 * MAX_ENTRIES - 1);
+        assert_eq!(memo.total("Session", Depends::Everything, &last), Some(1));
+        assert_eq!(
+            memo.take_end("Session", Depends::Everything, last, 7),
+            Some(9)
+        );
     }
 
     #[test]
