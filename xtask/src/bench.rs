@@ -3,7 +3,9 @@
 //! binaries and examples in release, built once by [`release_build`], then
 //! started from `target/release/` directly. Building per package (or
 //! `cargo run -p`) would resolve the dependency features anew each time and
-//! rebuild half the tree between two benchmarks.
+//! rebuild half the tree between two benchmarks. The per-session sidecars
+//! (ambient-mcp, credential-entrypoint) are measured as their images ship
+//! them: built in the sidecar profile ([`crate::images::profile`]).
 
 mod all;
 mod chart;
@@ -83,19 +85,25 @@ pub fn bench(extra: &[String]) -> Result<()> {
         }
         "mcp-sidecar" | "mcp" => {
             let release = release_build()?;
+            let sidecars = crate::images::build_sidecars()?;
             let out = root().join("target/bench/mcp-sidecar.json");
             run(example(&release, "mcp_bench")
                 .arg("--bin-dir")
                 .arg(&release)
+                .arg("--sidecar")
+                .arg(sidecars.join("ambient-mcp"))
                 .arg("--out")
                 .arg(&out))
         }
         "credential-bridge" => {
             let release = release_build()?;
+            let sidecars = crate::images::build_sidecars()?;
             let mcp_proxy = bench_mcp_proxy()?;
             run(example(&release, "bridge_bench")
                 .arg("--bin-dir")
                 .arg(&release)
+                .arg("--sidecar")
+                .arg(sidecars.join("credential-entrypoint"))
                 .arg("--mcp-proxy")
                 .arg(&mcp_proxy)
                 .arg("--out")

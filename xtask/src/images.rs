@@ -10,6 +10,7 @@ mod http;
 mod layer;
 mod oci;
 mod podman;
+pub mod profile;
 mod push;
 mod registry;
 mod serve;
@@ -20,9 +21,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, root, run};
+use crate::{cargo, root};
 use layer::NONROOT;
 use oci::{Image, Spec};
+use profile::Profile;
 
 pub use podman::test_images;
 
@@ -37,6 +39,8 @@ pub struct Daemon {
     pub env: &'static [&'static str],
     /// Layered onto the third-party image given with `--base`.
     pub wraps_base: bool,
+    /// How its binary is built: once per cluster or once per session.
+    pub profile: &'static Profile,
 }
 
 /// Every daemon image (wire.md §4 for the ports).
@@ -48,6 +52,7 @@ pub const DAEMONS: &[Daemon] = &[
         ports: &[8080, 8081],
         env: &[],
         wraps_base: false,
+        profile: &profile::DAEMON,
     },
     Daemon {
         name: "ambient-token-server",
@@ -56,6 +61,7 @@ pub const DAEMONS: &[Daemon] = &[
         ports: &[8080],
         env: &["TOKEN_SERVER_LISTEN=0.0.0.0:8080"],
         wraps_base: false,
+        profile: &profile::DAEMON,
     },
     Daemon {
         name: "ambient-mcp",
@@ -64,6 +70,7 @@ pub const DAEMONS: &[Daemon] = &[
         ports: &[8090],
         env: &[],
         wraps_base: false,
+        profile: &profile::SIDECAR,
     },
     Daemon {
         name: "credential-entrypoint",
@@ -72,6 +79,7 @@ pub const DAEMONS: &[Daemon] = &[
         ports: &[],
         env: &[],
         wraps_base: true,
+        profile: &profile::SIDECAR,
     },
     Daemon {
         name: "ambient-runner-client",
@@ -80,6 +88,7 @@ pub const DAEMONS: &[Daemon] = &[
         ports: &[],
         env: &[],
         wraps_base: false,
+        profile: &profile::DAEMON,
     },
     Daemon {
         name: "ambient-devserver",
@@ -91,6 +100,7 @@ pub const DAEMONS: &[Daemon] = &[
             "AMBIENT_DEVSERVER_GRPC_LISTEN=0.0.0.0:9000",
         ],
         wraps_base: false,
+        profile: &profile::DAEMON,
     },
 ];
 
@@ -188,20 +198,9 @@ pub fn build(opts: &Options) -> Result<Vec<Built>> {
     if selected.is_empty() {
         return Ok(Vec::new());
     }
-    let mut build = cargo();
-    build
-        .args(["build", "--locked", "--bins"])
-        .args(IMAGE_PROFILE);
-    // Every daemon in one build, whatever is selected: features are unified
-    // over the packages built together, so building fewer could change the
-    // shared libraries' code, and so a binary and its image digest.
-    for d in DAEMONS
-        .iter()
-        .filter(|d| ws.binaries.contains_key(d.package))
-    {
-        build.args(["-p", d.package]);
+    for profile in [&profile::DAEMON, &profile::SIDECAR] {
+        build_profile(profile, &ws)?;
     }
-    run(&mut build)?;
     let base = match &opts.base {
         Some(dir) => Some(
             Image::read_layout(dir)
@@ -212,7 +211,7 @@ pub fn build(opts: &Options) -> Result<Vec<Built>> {
     let labels = labels(&ws);
     let mut built = Vec::new();
     for d in selected {
-        let binary = ws.target_dir.join(PROFILE_DIR).join(d.binary);
+        let binary = d.profile.dir(&ws.target_dir).join(d.binary);
         let mut spec = Spec {
             env: d.env.iter().map(|e| e.to_string()).collect(),
             ports: d.ports.to_vec(),
@@ -238,6 +237,26 @@ pub fn build(opts: &Options) -> Result<Vec<Built>> {
         built.push(write(d, &image, &out, &tag)?);
     }
     Ok(built)
+}
+
+/// Builds every daemon of `profile` in one build, whatever is selected:
+/// features are unified over the packages built together, so building
+/// fewer could change the code they share, and so a binary and its digest.
+/// Returns the directory of the binaries.
+fn build_profile(profile: &Profile, ws: &Workspace) -> Result<PathBuf> {
+    profile.build(
+        DAEMONS
+            .iter()
+            .filter(|d| d.profile.name == profile.name && ws.binaries.contains_key(d.package))
+            .map(|d| d.package),
+    )?;
+    Ok(profile.dir(&ws.target_dir))
+}
+
+/// The per-session sidecars exactly as their images ship them (for the
+/// benchmarks that measure them); returns the directory of the binaries.
+pub fn build_sidecars() -> Result<PathBuf> {
+    build_profile(&profile::SIDECAR, &workspace()?)
 }
 
 /// The daemons to build: those asked for whose package is in the workspace.
@@ -307,22 +326,6 @@ fn write(d: &'static Daemon, image: &Image, out: &Path, tag: &str) -> Result<Bui
         compressed_bytes: total,
     })
 }
-
-/// Release settings without debug info: smaller binaries, faster build; its
-/// own profile (`target/image/`), so other release builds are not disturbed.
-const IMAGE_PROFILE: [&str; 8] = [
-    "--config",
-    "profile.image.inherits=\"release\"",
-    "--config",
-    "profile.image.debug=false",
-    "--config",
-    "profile.image.strip=\"debuginfo\"",
-    "--profile",
-    "image",
-];
-
-/// Where the image profile puts binaries, below the target directory.
-const PROFILE_DIR: &str = "image";
 
 fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))

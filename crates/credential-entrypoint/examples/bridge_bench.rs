@@ -10,7 +10,11 @@
 //!   (restarted, env provider) reports the new token, with
 //!   `--refresh-interval 1` (so the figure is bounded by that interval).
 //!
-//! Arguments: `--bin-dir DIR --mcp-proxy PATH --out FILE [--rotations N]`.
+//! The credential-entrypoint measured is `--sidecar PATH` (xtask passes the
+//! binary its image ships: the sidecar build profile), else the one in
+//! `--bin-dir`.
+//!
+//! Arguments: `--bin-dir DIR [--sidecar PATH] --mcp-proxy PATH --out FILE [--rotations N]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +32,8 @@ const TOKEN: &str = "bridge-bench-api-token";
 struct Args {
     #[arg(long)]
     bin_dir: PathBuf,
+    #[arg(long)]
+    sidecar: Option<PathBuf>,
     #[arg(long)]
     mcp_proxy: PathBuf,
     #[arg(long)]
@@ -83,6 +89,15 @@ fn report_with(dir: &Path, token: &str) -> Option<Value> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let bin = |n: &str| args.bin_dir.join(n);
+    let entrypoint = args
+        .sidecar
+        .clone()
+        .unwrap_or_else(|| bin("credential-entrypoint"));
+    println!(
+        "credential-entrypoint measured: {} ({:.1} MiB on disk)",
+        entrypoint.display(),
+        std::fs::metadata(&entrypoint)?.len() as f64 / (1024.0 * 1024.0)
+    );
     let tmp = std::env::temp_dir().join(format!("bridge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let (_dev, dev) = start(
@@ -148,7 +163,7 @@ async fn main() -> Result<()> {
 
     // Idle RSS, side by side.
     let (ours, _) = start(
-        Command::new(bin("credential-entrypoint"))
+        Command::new(&entrypoint)
             .args(["--serve-mcp", "127.0.0.1:0"])
             .arg(&server)
             .envs(sidecar_env)
@@ -183,7 +198,7 @@ async fn main() -> Result<()> {
     // Rotation latency: env provider, child restarted.
     let reports = tmp.join("reports");
     std::fs::create_dir_all(&reports)?;
-    let mut child_cmd = Command::new(bin("credential-entrypoint"));
+    let mut child_cmd = Command::new(&entrypoint);
     child_cmd
         .args(["--refresh-interval", "1"])
         .arg(&server)

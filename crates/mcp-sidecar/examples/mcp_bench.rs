@@ -19,7 +19,10 @@
 //! the extra loopback HTTP exchange (ping) that the direct GET does not make.
 //! The load average is printed and recorded: the machine is shared.
 //!
-//! Arguments: `--bin-dir DIR --out FILE [--starts N] [--calls N]`.
+//! The ambient-mcp measured is `--sidecar PATH` (xtask passes the binary
+//! its image ships: the sidecar build profile), else the one in `--bin-dir`.
+//!
+//! Arguments: `--bin-dir DIR [--sidecar PATH] --out FILE [--starts N] [--calls N]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,6 +41,8 @@ const TOKEN: &str = "mcp-bench-api-token";
 struct Args {
     #[arg(long)]
     bin_dir: PathBuf,
+    #[arg(long)]
+    sidecar: Option<PathBuf>,
     #[arg(long)]
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 15)]
@@ -300,14 +305,20 @@ async fn main() -> Result<()> {
         api_url.as_str(),
     ];
 
-    let parts = cold_start_parts(&bin("ambient-mcp"), &public, &token_url, &sid, 9).await?;
+    let mcp_bin = args.sidecar.clone().unwrap_or_else(|| bin("ambient-mcp"));
+    println!(
+        "ambient-mcp measured: {} ({:.1} MiB on disk)",
+        mcp_bin.display(),
+        std::fs::metadata(&mcp_bin)?.len() as f64 / (1024.0 * 1024.0)
+    );
+    let parts = cold_start_parts(&mcp_bin, &public, &token_url, &sid, 9).await?;
 
     // Cold start, and idle RSS after the first token.
     let mut starts = Vec::new();
     let mut rss = Vec::new();
     let mut thread_count = 0;
     for _ in 0..args.starts {
-        let (proc, _, elapsed) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
+        let (proc, _, elapsed) = start(&mcp_bin, &sidecar_args, &envs, &["mcp"])?;
         starts.push(elapsed);
         tokio::time::sleep(Duration::from_millis(300)).await;
         rss.push(rss_kib(proc.id())?);
@@ -337,7 +348,7 @@ async fn main() -> Result<()> {
     );
 
     // Tool-call overhead: interleaved MCP get_session vs direct REST GET.
-    let (sidecar, addrs, _) = start(&bin("ambient-mcp"), &sidecar_args, &envs, &["mcp"])?;
+    let (sidecar, addrs, _) = start(&mcp_bin, &sidecar_args, &envs, &["mcp"])?;
     let mut mcp = Mcp::connect(http.clone(), &addrs[0]).await?;
     let direct_url = format!("{api}/sessions/{sid}");
     let mut via_mcp = Vec::with_capacity(args.calls);
