@@ -33,7 +33,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Auth;
-use crate::events::Resource;
+use crate::events::{Kind, Resource};
 use crate::service::{Api, Caller, ListQuery, Page, Speaker};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -183,19 +183,22 @@ impl SessionService for Services {
         &self,
         _r: Request<WatchSessionsRequest>,
     ) -> Result<Response<Self::WatchSessionsStream>, Status> {
-        let stream = self.api.watch_resources().filter_map(|e| async move {
-            match e {
-                Err(e) => Some(Err(Status::from(e))),
-                Ok(ev) => match ev.resource {
-                    Resource::Session(s) => Some(Ok(SessionWatchEvent {
-                        r#type: ev.event_type.into(),
-                        resource_id: id_of(s.metadata.as_ref()),
-                        session: unless_deleted(ev.event_type, *s),
-                    })),
-                    _ => None,
-                },
-            }
-        });
+        let stream = self
+            .api
+            .watch_resources(Kind::Session)
+            .filter_map(|e| async move {
+                match e {
+                    Err(e) => Some(Err(Status::from(e))),
+                    Ok(ev) => match ev.resource {
+                        Resource::Session(s) => Some(Ok(SessionWatchEvent {
+                            r#type: ev.event_type.into(),
+                            resource_id: id_of(s.metadata.as_ref()),
+                            session: unless_deleted(ev.event_type, *s),
+                        })),
+                        _ => None,
+                    },
+                }
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -295,19 +298,22 @@ impl ProjectService for Services {
         &self,
         _r: Request<WatchProjectsRequest>,
     ) -> Result<Response<Self::WatchProjectsStream>, Status> {
-        let stream = self.api.watch_resources().filter_map(|e| async move {
-            match e {
-                Err(e) => Some(Err(Status::from(e))),
-                Ok(ev) => match ev.resource {
-                    Resource::Project(p) => Some(Ok(ProjectWatchEvent {
-                        r#type: ev.event_type.into(),
-                        resource_id: id_of(p.metadata.as_ref()),
-                        project: unless_deleted(ev.event_type, *p),
-                    })),
-                    _ => None,
-                },
-            }
-        });
+        let stream = self
+            .api
+            .watch_resources(Kind::Project)
+            .filter_map(|e| async move {
+                match e {
+                    Err(e) => Some(Err(Status::from(e))),
+                    Ok(ev) => match ev.resource {
+                        Resource::Project(p) => Some(Ok(ProjectWatchEvent {
+                            r#type: ev.event_type.into(),
+                            resource_id: id_of(p.metadata.as_ref()),
+                            project: unless_deleted(ev.event_type, *p),
+                        })),
+                        _ => None,
+                    },
+                }
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -370,19 +376,22 @@ impl ProjectSettingsService for Services {
         &self,
         _r: Request<WatchProjectSettingsRequest>,
     ) -> Result<Response<Self::WatchProjectSettingsStream>, Status> {
-        let stream = self.api.watch_resources().filter_map(|e| async move {
-            match e {
-                Err(e) => Some(Err(Status::from(e))),
-                Ok(ev) => match ev.resource {
-                    Resource::ProjectSettings(s) => Some(Ok(ProjectSettingsWatchEvent {
-                        r#type: ev.event_type.into(),
-                        resource_id: id_of(s.metadata.as_ref()),
-                        project_settings: unless_deleted(ev.event_type, *s),
-                    })),
-                    _ => None,
-                },
-            }
-        });
+        let stream = self
+            .api
+            .watch_resources(Kind::ProjectSettings)
+            .filter_map(|e| async move {
+                match e {
+                    Err(e) => Some(Err(Status::from(e))),
+                    Ok(ev) => match ev.resource {
+                        Resource::ProjectSettings(s) => Some(Ok(ProjectSettingsWatchEvent {
+                            r#type: ev.event_type.into(),
+                            resource_id: id_of(s.metadata.as_ref()),
+                            project_settings: unless_deleted(ev.event_type, *s),
+                        })),
+                        _ => None,
+                    },
+                }
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }

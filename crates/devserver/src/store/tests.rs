@@ -149,7 +149,9 @@ async fn pages_and_totals_stay_those_of_offset_paging_while_sessions_change() ->
 async fn a_failed_operation_in_a_batch_changes_nothing_and_the_others_commit()
 -> Result<(), ApiError> {
     let store = Store::open(None, Hub::new())?;
-    let mut events = store.hub().subscribe_resources();
+    let mut events = store
+        .hub()
+        .subscribe_resources(crate::events::Kind::Session);
     let mut writes = Vec::new();
     for i in 0..200 {
         let store = store.clone();
