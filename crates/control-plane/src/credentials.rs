@@ -159,6 +159,27 @@ async fn role_ids(rest: &Rest, names: &[&str]) -> Result<Vec<(String, String)>, 
         .collect())
 }
 
+/// The search for the credential bindings that may inject: the server
+/// leaves out those of the `excluded` roles (owner and token-reader: one
+/// grant per running session and credential, so listing them made every
+/// session start read a list as long as the number of sessions). A value
+/// the search language cannot carry is left to [`tiers`], which excludes
+/// the same roles again.
+fn injection_search(excluded: &[String]) -> String {
+    let quoted: Vec<String> = excluded
+        .iter()
+        .filter_map(|r| search_value(r).ok())
+        .map(|r| format!("'{r}'"))
+        .collect();
+    if quoted.is_empty() {
+        return format!("scope = '{SCOPE}'");
+    }
+    format!(
+        "scope = '{SCOPE}' and not (role_id in ({}))",
+        quoted.join(",")
+    )
+}
+
 /// The credentials of a session of `project_id` (and `agent_id`):
 /// provider → credential ID. A binding whose credential is gone (404) or
 /// names an unknown provider is skipped with a warning; any other failure
@@ -173,15 +194,13 @@ pub async fn resolve(
         .filter(|a| !a.is_empty())
         .map(search_value)
         .transpose()?;
-    // The excluded roles' IDs and every credential binding at once (the
-    // three tiers are cut from it), concurrently.
-    let (roles, all) = tokio::join!(
-        role_ids(rest, &[ROLE_OWNER, ROLE_TOKEN_READER]),
-        bindings(rest, "scope = 'credential'")
-    );
+    // The excluded roles' IDs, then the injection bindings (the three tiers
+    // are cut from them).
+    let roles = role_ids(rest, &[ROLE_OWNER, ROLE_TOKEN_READER]).await?;
     let mut excluded: Vec<String> = vec![ROLE_OWNER.into(), ROLE_TOKEN_READER.into()];
-    excluded.extend(roles?.into_iter().map(|(id, _)| id));
-    let tiers = tiers(&all?, project, agent, &excluded);
+    excluded.extend(roles.into_iter().map(|(id, _)| id));
+    let all = bindings(rest, &injection_search(&excluded)).await?;
+    let tiers = tiers(&all, project, agent, &excluded);
     let mut wanted: Vec<String> = tiers
         .iter()
         .flatten()
@@ -353,6 +372,16 @@ mod tests {
         // Without the agent, its binding does not count.
         let got = layer(&tiers(&bindings, "p", None, &[]), &providers);
         assert!(!got.contains_key(&Provider::Google));
+    }
+
+    #[test]
+    fn the_injection_search_leaves_out_grant_and_owner_roles() {
+        let excluded = [ROLE_OWNER, ROLE_TOKEN_READER, "2abcXYZ", "odd id'"].map(String::from);
+        assert_eq!(
+            injection_search(&excluded),
+            "scope = 'credential' and not (role_id in ('credential:owner','credential:token-reader','2abcXYZ'))"
+        );
+        assert_eq!(injection_search(&[]), "scope = 'credential'");
     }
 
     #[test]

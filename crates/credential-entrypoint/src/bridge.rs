@@ -365,13 +365,14 @@ impl ServerHandler for Bridge {
         _: NotificationContext<RoleServer>,
     ) {
         // Progress of a child → runner request still in flight, under the child's token.
-        let Some(token) = self.to_runner.caller_token(&notification.progress_token) else {
+        let Some(forward) = self.to_runner.forward(&notification.progress_token) else {
             return;
         };
-        notification.progress_token = token;
+        notification.progress_token = forward.caller_token.clone();
         if let Ok(peer) = self.peer().await {
             let _ = peer.notify_progress(notification).await;
         }
+        drop(forward);
     }
 
     async fn on_roots_list_changed(&self, _: NotificationContext<RoleServer>) {

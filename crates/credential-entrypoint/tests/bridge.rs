@@ -255,6 +255,57 @@ async fn forwards_both_ways_over_streamable_http() {
     forwards_both_ways(Kind::Streamable).await;
 }
 
+/// Progress the child sends before its answer reaches the runner before
+/// the answer, all of it and in order: rmcp hands the answer to the
+/// transport by another channel than notifications, so without the bridge
+/// holding the answer back the last progress could arrive after it (on
+/// Streamable HTTP on the session's other stream, so out of order too).
+async fn progress_arrives_before_the_answer(kind: Kind) {
+    const N: u64 = 200;
+    let (_w, mut ep, addr, _) = bridge("ce-bridge-order", &[]).await;
+    let client = McpClient::connect(kind, addr).await;
+    for round in 0..3 {
+        let token = format!("order-{round}");
+        let answer = client
+            .request(
+                "tools/call",
+                json!({"name": "notify", "arguments": {"progress": N}, "_meta": {"progressToken": token}}),
+            )
+            .await;
+        assert!(tool_json(&answer)["sent"].as_u64() > Some(N), "{answer}");
+        // Whatever arrived by the time the answer did.
+        let notes = notes_until(&client, Duration::ZERO, |_| false).await;
+        let progress: Vec<f64> = of(&notes, "notifications/progress")
+            .iter()
+            .filter(|p| p["params"]["progressToken"] == json!(token))
+            .filter_map(|p| p["params"]["progress"].as_f64())
+            .collect();
+        let expected: Vec<f64> = (1..=N).map(|n| n as f64).collect();
+        let first_wrong = progress.iter().zip(&expected).position(|(a, b)| a != b);
+        let around =
+            first_wrong.map(|i| &progress[i.saturating_sub(3)..(i + 5).min(progress.len())]);
+        assert_eq!(
+            progress,
+            expected,
+            "round {round}: {} of {N}, first out of order at {first_wrong:?}: {around:?}",
+            progress.len()
+        );
+    }
+    client.close().await;
+    ep.signal("TERM");
+    assert_eq!(ep.exit().await.code(), Some(0), "{}", ep.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_arrives_before_the_answer_over_legacy_sse() {
+    progress_arrives_before_the_answer(Kind::LegacySse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_arrives_before_the_answer_over_streamable_http() {
+    progress_arrives_before_the_answer(Kind::Streamable).await;
+}
+
 async fn post_refresh(addr: std::net::SocketAddr) -> (u16, Option<u64>, Value) {
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}/refresh"))

@@ -32,6 +32,8 @@ use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backlog::Backlog;
+
 /// Messages buffered per direction per session.
 const CHANNEL: usize = 64;
 
@@ -42,9 +44,17 @@ pub struct StreamClosed;
 
 /// rmcp's view of one legacy SSE session: what the client POSTs comes in,
 /// what the server sends goes out on the event stream.
+///
+/// A message is queued when rmcp calls `send`, not when rmcp's send task
+/// first runs: rmcp calls `send` in the order it means, but runs each send
+/// in a task of its own, and sends waiting for room in a full queue were
+/// seen overtaking each other (progress 184 before 122). The future
+/// returned waits while more than [`CHANNEL`] are queued: the
+/// back-pressure that a bounded queue gave, with the order kept.
 #[derive(Debug)]
 struct ChannelTransport {
-    outgoing: mpsc::Sender<ServerJsonRpcMessage>,
+    outgoing: mpsc::UnboundedSender<ServerJsonRpcMessage>,
+    queued: Arc<Backlog>,
     incoming: mpsc::Receiver<ClientJsonRpcMessage>,
 }
 
@@ -55,8 +65,18 @@ impl Transport<RoleServer> for ChannelTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let outgoing = self.outgoing.clone();
-        async move { outgoing.send(item).await.map_err(|_| StreamClosed) }
+        let sent = self.outgoing.send(item);
+        if sent.is_ok() {
+            self.queued.add();
+        }
+        let (queued, outgoing) = (self.queued.clone(), self.outgoing.clone());
+        async move {
+            sent.map_err(|_| StreamClosed)?;
+            tokio::select! {
+                () = queued.at_most(CHANNEL) => Ok(()),
+                () = outgoing.closed() => Err(StreamClosed),
+            }
+        }
     }
 
     fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleServer>>> + Send {
@@ -178,7 +198,8 @@ where
 {
     let id = random_id();
     let (to_server, incoming) = mpsc::channel(CHANNEL);
-    let (outgoing, mut to_client) = mpsc::channel(CHANNEL);
+    let (outgoing, mut to_client) = mpsc::unbounded_channel();
+    let queued = Arc::new(Backlog::default());
     {
         let mut sessions = lock(&sse.sessions);
         if sessions.len() >= sse.max_sessions {
@@ -193,7 +214,11 @@ where
         stop: stop.clone(),
     };
     let handler = (sse.factory)();
-    let transport = ChannelTransport { outgoing, incoming };
+    let transport = ChannelTransport {
+        outgoing,
+        queued: queued.clone(),
+        incoming,
+    };
     let service_stop = stop.clone();
     let session = id.clone();
     tokio::spawn(async move {
@@ -222,6 +247,7 @@ where
                 () = stop.cancelled() => None,
             };
             let Some(message) = message else { break };
+            queued.done();
             match serde_json::to_string(&message) {
                 Ok(json) => yield Ok(Event::default().event("message").data(json)),
                 Err(e) => tracing::warn!(error = %e, "cannot encode an MCP message"),

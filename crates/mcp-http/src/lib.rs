@@ -14,6 +14,7 @@
 //! Each MCP session gets its own handler from the factory; it is dropped
 //! when the session ends (stream closed, `DELETE /mcp`, or shutdown).
 
+pub mod backlog;
 pub mod guard;
 pub mod legacy_sse;
 

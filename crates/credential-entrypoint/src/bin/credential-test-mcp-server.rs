@@ -100,7 +100,7 @@ const TOOLS: [(&str, &str); 5] = [
     ),
     (
         "notify",
-        "Sends progress (for the call's progressToken), a log message, resources/updated and the list_changed notifications, then answers.",
+        "Sends progress (for the call's progressToken; `progress` notifications, 2 by default), a log message, resources/updated and the list_changed notifications, then answers.",
     ),
     (
         "wait",
@@ -212,11 +212,15 @@ fn call_tool(msg: &Value, id: Value, counts: &Counts, mcp: &mut Mcp) -> Vec<Valu
         }
         Some("notify") => {
             let mut out = Vec::new();
+            let total = msg
+                .pointer("/params/arguments/progress")
+                .and_then(Value::as_u64)
+                .unwrap_or(2);
             if let Some(token) = msg.pointer("/params/_meta/progressToken") {
-                for n in 1..=2 {
+                for n in 1..=total {
                     out.push(notification(
                         "notifications/progress",
-                        json!({"progressToken": token, "progress": n, "total": 2}),
+                        json!({"progressToken": token, "progress": n, "total": total}),
                     ));
                 }
             }

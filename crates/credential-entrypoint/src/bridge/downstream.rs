@@ -98,9 +98,10 @@ impl ClientHandler for Downstream {
         _: NotificationContext<RoleClient>,
     ) {
         // Only for a runner request still in flight, under the runner's token.
-        if let Some(token) = self.to_child.caller_token(&params.progress_token) {
-            params.progress_token = token;
+        if let Some(forward) = self.to_child.forward(&params.progress_token) {
+            params.progress_token = forward.caller_token.clone();
             let _ = self.runner.notify_progress(params).await;
+            drop(forward);
         }
     }
 
