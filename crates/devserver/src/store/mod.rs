@@ -215,12 +215,12 @@ impl Store {
         if version != crate::schema::VERSION {
             let txn = conn.transaction()?;
             let memo = RefCell::new(Memo::default());
-            let tx = Tx {
+            let mut tx = Tx {
                 conn: &txn,
                 events: Vec::new(),
                 memo: &memo,
             };
-            crate::schema::upgrade(&tx, version)?;
+            crate::schema::upgrade(&mut tx, version)?;
             txn.pragma_update(None, "user_version", crate::schema::VERSION)?;
             txn.commit()?;
         }
@@ -243,8 +243,29 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     {
+        self.submit(f, false).await
+    }
+
+    /// Runs `f` with read access (consistent: nothing is written meanwhile).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        self.submit(move |tx: &mut Tx<'_>| f(tx), true).await
+    }
+
+    async fn submit<T, F>(&self, f: F, read_only: bool) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Call { f, reply });
+        let job: Box<dyn Job> = Box::new(Call {
+            f,
+            reply,
+            read_only,
+        });
         if self.jobs.send(job).is_err() {
             return Err(StoreError::Task("the storage thread has stopped".into()).into());
         }
@@ -254,21 +275,15 @@ impl Store {
             ))
         })?
     }
-
-    /// Runs `f` with read access (consistent: nothing is written meanwhile).
-    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> Result<T, ApiError> + Send + 'static,
-    {
-        self.write(move |tx| f(tx)).await
-    }
 }
 
 /// An operation and where its answer goes.
 struct Call<F, T> {
     f: F,
     reply: tokio::sync::oneshot::Sender<Result<T, ApiError>>,
+    /// Set only by [`Store::read`], whose `f` gets a `&Tx` (every write
+    /// needs a `&mut Tx`).
+    read_only: bool,
 }
 
 impl<F, T> Job for Call<F, T>
@@ -276,8 +291,12 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
 {
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn run(self: Box<Self>, tx: &mut Tx<'_>) -> Option<Reply> {
-        let Call { f, reply } = *self;
+        let Call { f, reply, .. } = *self;
         match f(tx) {
             Ok(out) => Some(Box::new(move |committed: Result<(), &StoreError>| {
                 let answer = match committed {
@@ -325,7 +344,7 @@ impl Tx<'_> {
     }
 
     /// Inserts or replaces (keeping its list position) an object.
-    pub fn put<R: Stored>(&self, r: &R) -> Result<(), StoreError> {
+    pub fn put<R: Stored>(&mut self, r: &R) -> Result<(), StoreError> {
         let body = r.encode()?;
         let idx = index_json(r);
         let replaced = self
@@ -344,7 +363,7 @@ impl Tx<'_> {
     }
 
     /// Deletes an object; false if there was none.
-    pub fn delete<R: Stored>(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn delete<R: Stored>(&mut self, id: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .prepare_cached("DELETE FROM resources WHERE kind = ?1 AND id = ?2")?
@@ -450,7 +469,7 @@ impl Tx<'_> {
     }
 
     /// Rewrites the index of every stored `R` (after the columns changed).
-    pub fn reindex<R: Stored>(&self) -> Result<(), StoreError> {
+    pub fn reindex<R: Stored>(&mut self) -> Result<(), StoreError> {
         for r in self.all::<R>(None)? {
             self.put(&r)?;
         }
@@ -525,7 +544,7 @@ impl Tx<'_> {
     }
 
     /// Deletes every message of a session.
-    pub fn delete_messages(&self, session_id: &str) -> Result<(), StoreError> {
+    pub fn delete_messages(&mut self, session_id: &str) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM messages WHERE session_id = ?1")?
             .execute([session_id])?;

@@ -89,7 +89,7 @@ fn fresh_page(
 async fn page_while_changing(
     store: &Store,
     filter: Option<Expr>,
-    change: impl Fn(&Tx<'_>, i64) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
+    change: impl Fn(&mut Tx<'_>, i64) -> Result<(), StoreError> + Send + Sync + Clone + 'static,
 ) -> Result<usize, ApiError> {
     let mut offset = 0;
     let mut pages = 0;
@@ -129,7 +129,7 @@ async fn pages_and_totals_stay_those_of_offset_paging_while_sessions_change() ->
         .await?;
     // Between two pages: a new session, a phase change, and every third
     // page a delete before the current offset.
-    let change = |tx: &Tx<'_>, offset: i64| {
+    let change = |tx: &mut Tx<'_>, offset: i64| {
         let step = offset / 7;
         tx.put(&session(&format!("new{step:03}"), "Running"))?;
         tx.put(&session(&format!("s{:03}", (step * 13) % 100), "Running"))?;

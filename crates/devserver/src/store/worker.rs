@@ -1,8 +1,12 @@
 //! The store's own thread: the only user of the connection. Operations are
 //! queued to it; it takes every one waiting (up to [`MAX_BATCH`]), runs
-//! them in one transaction, each inside its own savepoint (a failed one is
-//! rolled back alone), commits once, publishes the events in the order the
-//! operations ran, and only then answers them.
+//! them in one transaction, and commits once. The reads run first and are
+//! answered at once: they see only committed data, and the operations of a
+//! batch were all in flight together, so any order among them is one a
+//! caller could have seen. The writes then run each inside its own
+//! savepoint (a failed one is rolled back alone); after the commit their
+//! events are published in the order they ran, and only then are they
+//! answered.
 //!
 //! One thread wake-up and one commit per batch instead of a blocking-pool
 //! hand-off, a contended mutex and a commit per operation: under load the
@@ -29,6 +33,8 @@ pub(super) type Reply = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
 /// An operation queued to the store thread.
 pub(super) trait Job: Send {
+    /// True when the job only reads (it is handed no way to write).
+    fn read_only(&self) -> bool;
     /// Runs against the batch's transaction: its answer for after the
     /// commit, or `None` when it failed (it answered already, and what it
     /// wrote is rolled back).
@@ -80,9 +86,18 @@ fn run_batch(conn: &mut Connection, hub: &Hub, memo: &RefCell<Memo>, batch: Vec<
         events: Vec::new(),
         memo,
     };
-    let mut replies = Vec::with_capacity(batch.len());
+    let (reads, writes): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.read_only());
+    for job in reads {
+        // A panic drops the job's answer channel: the caller gets an error.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))) {
+            Ok(Some(reply)) => reply(Ok(())),
+            Ok(None) => {}
+            Err(_) => memo.borrow_mut().clear(),
+        }
+    }
+    let mut replies = Vec::with_capacity(writes.len());
     let mut failed = None;
-    let mut jobs = batch.into_iter();
+    let mut jobs = writes.into_iter();
     for job in jobs.by_ref() {
         if let Err(e) = step(tx.conn, "SAVEPOINT job") {
             job.abort(&e);
