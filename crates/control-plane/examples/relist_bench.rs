@@ -343,8 +343,9 @@ async fn measure(args: &Args, grpc: &str) -> Result<()> {
         args.sessions
     );
     println!(
-        "relist: provision calls {}",
-        runtime.count.load(Ordering::Relaxed)
+        "relist: provision calls {}, reconcile workers {}",
+        runtime.count.load(Ordering::Relaxed),
+        config.workers
     );
     println!(
         "relist: peak RSS of the control-plane process {rss:.1} MiB (target <= {rss_target} MiB)"
@@ -359,6 +360,7 @@ async fn measure(args: &Args, grpc: &str) -> Result<()> {
             "seconds_to_listed": synced_at,
             "peak_rss_mib": rss,
             "provision_calls": runtime.count.load(Ordering::Relaxed),
+            "workers": config.workers,
             // The figures `cargo xtask bench all` reports.
             "figures": [
                 {"name": format!("{} sessions reconciled", args.sessions), "value": took, "unit": "s", "target": took_target, "better": "lower"},

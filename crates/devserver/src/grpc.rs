@@ -33,7 +33,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Auth;
-use crate::events::Resource;
+use crate::events::{Kind, Resource, ResourceEvent};
 use crate::service::{Api, Caller, ListQuery, Page, Speaker};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -94,6 +94,21 @@ fn caller<T>(r: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("missing or invalid bearer token"))
+}
+
+/// The watch of one `kind` as gRPC events: `event` turns a change into
+/// the kind's watch event.
+fn watch<T: Send + 'static>(
+    api: &Api,
+    kind: Kind,
+    event: fn(ResourceEvent) -> Option<T>,
+) -> BoxStream<T> {
+    Box::pin(api.watch_resources(kind).filter_map(move |e| {
+        std::future::ready(match e {
+            Err(e) => Some(Err(Status::from(e))),
+            Ok(ev) => event(ev).map(Ok),
+        })
+    }))
 }
 
 /// A watch event's object: absent on DELETED, as on the reference.
@@ -183,20 +198,18 @@ impl SessionService for Services {
         &self,
         _r: Request<WatchSessionsRequest>,
     ) -> Result<Response<Self::WatchSessionsStream>, Status> {
-        let stream = self.api.watch_resources().filter_map(|e| async move {
-            match e {
-                Err(e) => Some(Err(Status::from(e))),
-                Ok(ev) => match ev.resource {
-                    Resource::Session(s) => Some(Ok(SessionWatchEvent {
-                        r#type: ev.event_type.into(),
-                        resource_id: id_of(s.metadata.as_ref()),
-                        session: unless_deleted(ev.event_type, *s),
-                    })),
-                    _ => None,
-                },
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch(
+            &self.api,
+            Kind::Session,
+            |ev| match ev.resource {
+                Resource::Session(s) => Some(SessionWatchEvent {
+                    r#type: ev.event_type.into(),
+                    resource_id: id_of(s.metadata.as_ref()),
+                    session: unless_deleted(ev.event_type, *s),
+                }),
+                _ => None,
+            },
+        )))
     }
 
     async fn push_session_message(
@@ -295,20 +308,18 @@ impl ProjectService for Services {
         &self,
         _r: Request<WatchProjectsRequest>,
     ) -> Result<Response<Self::WatchProjectsStream>, Status> {
-        let stream = self.api.watch_resources().filter_map(|e| async move {
-            match e {
-                Err(e) => Some(Err(Status::from(e))),
-                Ok(ev) => match ev.resource {
-                    Resource::Project(p) => Some(Ok(ProjectWatchEvent {
-                        r#type: ev.event_type.into(),
-                        resource_id: id_of(p.metadata.as_ref()),
-                        project: unless_deleted(ev.event_type, *p),
-                    })),
-                    _ => None,
-                },
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch(
+            &self.api,
+            Kind::Project,
+            |ev| match ev.resource {
+                Resource::Project(p) => Some(ProjectWatchEvent {
+                    r#type: ev.event_type.into(),
+                    resource_id: id_of(p.metadata.as_ref()),
+                    project: unless_deleted(ev.event_type, *p),
+                }),
+                _ => None,
+            },
+        )))
     }
 }
 
@@ -370,20 +381,18 @@ impl ProjectSettingsService for Services {
         &self,
         _r: Request<WatchProjectSettingsRequest>,
     ) -> Result<Response<Self::WatchProjectSettingsStream>, Status> {
-        let stream = self.api.watch_resources().filter_map(|e| async move {
-            match e {
-                Err(e) => Some(Err(Status::from(e))),
-                Ok(ev) => match ev.resource {
-                    Resource::ProjectSettings(s) => Some(Ok(ProjectSettingsWatchEvent {
-                        r#type: ev.event_type.into(),
-                        resource_id: id_of(s.metadata.as_ref()),
-                        project_settings: unless_deleted(ev.event_type, *s),
-                    })),
-                    _ => None,
-                },
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch(
+            &self.api,
+            Kind::ProjectSettings,
+            |ev| match ev.resource {
+                Resource::ProjectSettings(s) => Some(ProjectSettingsWatchEvent {
+                    r#type: ev.event_type.into(),
+                    resource_id: id_of(s.metadata.as_ref()),
+                    project_settings: unless_deleted(ev.event_type, *s),
+                }),
+                _ => None,
+            },
+        )))
     }
 }
 

@@ -19,7 +19,7 @@ use crate::store::{StoreError, Stored, Tx};
 pub const VERSION: i64 = 2;
 
 /// Brings a database at version `from` to [`VERSION`], or refuses.
-pub(crate) fn upgrade(tx: &Tx<'_>, from: i64) -> Result<(), StoreError> {
+pub(crate) fn upgrade(tx: &mut Tx<'_>, from: i64) -> Result<(), StoreError> {
     if from > VERSION {
         return Err(StoreError::Incompatible(format!(
             "the database was written by a newer ambient-devserver (data version {from}, this one reads up to {VERSION})"

@@ -8,7 +8,7 @@ use super::{
     Api, Caller, ListQuery, Page, rename, replace_json_object, required, resource_event, set,
 };
 use crate::error::ApiError;
-use crate::events::Resource;
+use crate::events::{Kind, Resource};
 use crate::ids::new_id;
 use crate::labels;
 use crate::model::{Agent, AgentFields, InboxFields};
@@ -225,7 +225,7 @@ impl Api {
         agent_id: &str,
     ) -> impl Stream<Item = Result<InboxMessage, ApiError>> + Send + 'static {
         let agent_id = agent_id.to_owned();
-        self.watch_resources().filter_map(move |e| {
+        self.watch_resources(Kind::Inbox).filter_map(move |e| {
             let mine = match e {
                 Err(e) => Some(Err(e)),
                 Ok(ev) => match ev.resource {

@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 
 use super::{Api, required, stopped};
 use crate::error::ApiError;
-use crate::events::{Resource, ResourceEvent};
+use crate::events::{Kind, Resource, ResourceEvent};
 use crate::store::Stored;
 
 /// Messages read from the database per replay batch.
@@ -100,7 +100,7 @@ impl Api {
         }
         let hub = self.store.hub().clone();
         let mut live = hub.subscribe_messages();
-        let mut changes = hub.subscribe_resources();
+        let mut changes = hub.subscribe_resources(Kind::Session);
         self.get_session(session_id).await?;
         let api = self.clone();
         let session_id = session_id.to_owned();
@@ -163,7 +163,7 @@ impl Api {
                             }
                         }
                         Next::Change(Err(broadcast::error::RecvError::Lagged(_))) => {
-                            changes = hub.subscribe_resources();
+                            changes = hub.subscribe_resources(Kind::Session);
                             let sid = session_id.clone();
                             let exists = api
                                 .store
@@ -184,8 +184,9 @@ impl Api {
     /// stream also ends on shutdown. Subscribes before returning.
     pub fn watch_resources(
         &self,
+        kind: Kind,
     ) -> impl Stream<Item = Result<ResourceEvent, ApiError>> + Send + 'static {
-        let mut rx = self.store.hub().subscribe_resources();
+        let mut rx = self.store.hub().subscribe_resources(kind);
         let mut shutdown = self.shutdown.clone();
         async_stream::try_stream! {
             loop {

@@ -47,7 +47,7 @@ fn check_scope(scope: &str) -> Result<(), ApiError> {
     }
 }
 
-fn put_binding(tx: &Tx<'_>, f: RoleBindingFields) -> Result<RoleBinding, ApiError> {
+fn put_binding(tx: &mut Tx<'_>, f: RoleBindingFields) -> Result<RoleBinding, ApiError> {
     let role_id = required("role_id", f.role_id)?;
     let scope = required("scope", f.scope)?;
     check_scope(&scope)?;
@@ -72,7 +72,7 @@ fn put_binding(tx: &Tx<'_>, f: RoleBindingFields) -> Result<RoleBinding, ApiErro
 /// target in `target`, as the reference does for whoever creates a project
 /// or a credential.
 pub(super) fn owner_binding(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     role: &str,
     user: &str,
     target: RoleBindingFields,

@@ -2,7 +2,7 @@ use ambient_protocol::v1::{CreateSessionRequest, UpdateSessionStatusRequest};
 use futures::StreamExt;
 
 use super::*;
-use crate::events::Hub;
+use crate::events::{Hub, Kind};
 
 fn api(capacity: usize) -> (Api, watch::Sender<bool>) {
     let store = Store::open(None, Hub::with_capacity(capacity)).unwrap_or_else(|e| panic!("{e}"));
@@ -68,7 +68,7 @@ async fn a_lagging_message_watcher_recovers_from_the_database() {
 #[tokio::test]
 async fn a_lagging_resource_watcher_is_told_and_cut_off() {
     let (api, _stop) = api(2);
-    let stream = api.watch_resources();
+    let stream = api.watch_resources(Kind::Session);
     for _ in 0..5 {
         session(&api).await;
     }

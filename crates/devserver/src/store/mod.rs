@@ -1,18 +1,26 @@
 //! SQLite persistence (`rusqlite`, bundled SQLite).
 //!
-//! One connection behind a mutex, used from `spawn_blocking`, so the async
-//! runtime never waits on disk. Every write runs in a transaction; the events
-//! it produced are published to the [`Hub`] after the commit *while the lock
-//! is still held*, so watchers see changes in commit order and a reader that
-//! subscribed before reading can never miss one.
+//! One connection, owned by the store's own thread ([`worker`]), so the
+//! async runtime never waits on disk. Operations are queued to it and run
+//! one at a time, in batches sharing a transaction (each operation in its
+//! own savepoint: one that fails changes nothing); the events a batch
+//! produced are published to the [`Hub`] after its commit, before the next
+//! batch runs, so watchers see changes in commit order and a reader that
+//! subscribed before reading can never miss one. Answers are sent after
+//! the commit: nothing is reported written that was not.
 //!
 //! Schema: one `resources` table for every kind (`kind`, `id`, the encoded
 //! object in `body`, and the searchable fields as a JSON object in `idx`,
 //! queried with `json_extract`), and a `messages` table keyed by
 //! `(session_id, seq)`.
 
+mod memo;
+mod query;
+mod worker;
+
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::Sender;
 
 use ambient_protocol::v1::SessionMessage;
 use prost_types::Timestamp;
@@ -21,7 +29,10 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::error::ApiError;
 use crate::events::{Event, Hub};
-use crate::search::{Expr, Op, Order, like_to_glob};
+use crate::search::{Expr, Order};
+use memo::{Depends, Memo};
+use query::{OF_KIND, after_sql, filter_sql, index_json, page_sql};
+use worker::{Job, Reply};
 
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "devserver.sqlite3";
@@ -57,9 +68,13 @@ pub enum StoreError {
     /// The system random generator failed.
     #[error("system random generator failed")]
     Random,
-    /// The blocking storage task failed.
+    /// The storage thread failed (or the operation panicked).
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The transaction holding the operation failed to commit: nothing of
+    /// it was written.
+    #[error("commit failed: {0}")]
+    Commit(String),
 }
 
 /// An object kept in the `resources` table.
@@ -151,7 +166,7 @@ fn private_db_file(dir: &Path) -> Result<PathBuf, StoreError> {
 /// The store: the database plus the hub its commits are published to.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    jobs: Sender<Box<dyn Job>>,
     hub: Hub,
 }
 
@@ -199,16 +214,18 @@ impl Store {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version != crate::schema::VERSION {
             let txn = conn.transaction()?;
-            let tx = Tx {
+            let memo = RefCell::new(Memo::default());
+            let mut tx = Tx {
                 conn: &txn,
                 events: Vec::new(),
+                memo: &memo,
             };
-            crate::schema::upgrade(&tx, version)?;
+            crate::schema::upgrade(&mut tx, version)?;
             txn.pragma_update(None, "user_version", crate::schema::VERSION)?;
             txn.commit()?;
         }
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            jobs: worker::spawn(conn, hub.clone())?,
             hub,
         })
     }
@@ -218,59 +235,87 @@ impl Store {
         &self.hub
     }
 
-    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-        // A panic inside a closure aborted its transaction; the connection is fine.
-        conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Runs `f` in a write transaction. On success the transaction commits and
-    /// the events `f` recorded are published (under the lock); on error
-    /// nothing is written and nothing is published.
+    /// the events `f` recorded are published; on error nothing is written
+    /// and nothing is published. The answer comes after the commit.
     pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        let hub = self.hub.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = Self::lock(&conn);
-            let txn = guard.transaction().map_err(StoreError::from)?;
-            let (out, events) = {
-                let mut tx = Tx {
-                    conn: &txn,
-                    events: Vec::new(),
-                };
-                let out = f(&mut tx)?;
-                (out, tx.events)
-            };
-            txn.commit().map_err(StoreError::from)?;
-            for event in events {
-                hub.publish(event);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?
+        self.submit(f, false).await
     }
 
-    /// Runs `f` with read access (consistent: writers are excluded meanwhile).
+    /// Runs `f` with read access (consistent: nothing is written meanwhile).
     pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = Self::lock(&conn);
-            let tx = Tx {
-                conn: &guard,
-                events: Vec::new(),
-            };
-            f(&tx)
-        })
-        .await
-        .map_err(|e| ApiError::Store(StoreError::Task(e.to_string())))?
+        self.submit(move |tx: &mut Tx<'_>| f(tx), true).await
+    }
+
+    async fn submit<T, F>(&self, f: F, read_only: bool) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Call {
+            f,
+            reply,
+            read_only,
+        });
+        if self.jobs.send(job).is_err() {
+            return Err(StoreError::Task("the storage thread has stopped".into()).into());
+        }
+        answer.await.map_err(|_| {
+            ApiError::Store(StoreError::Task(
+                "the operation panicked or was dropped".into(),
+            ))
+        })?
+    }
+}
+
+/// An operation and where its answer goes.
+struct Call<F, T> {
+    f: F,
+    reply: tokio::sync::oneshot::Sender<Result<T, ApiError>>,
+    /// Set only by [`Store::read`], whose `f` gets a `&Tx` (every write
+    /// needs a `&mut Tx`).
+    read_only: bool,
+}
+
+impl<F, T> Job for Call<F, T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+{
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn run(self: Box<Self>, tx: &mut Tx<'_>) -> Option<Reply> {
+        let Call { f, reply, .. } = *self;
+        match f(tx) {
+            Ok(out) => Some(Box::new(move |committed: Result<(), &StoreError>| {
+                let answer = match committed {
+                    Ok(()) => Ok(out),
+                    Err(e) => Err(StoreError::Commit(e.to_string()).into()),
+                };
+                let _ = reply.send(answer);
+            })),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+        }
+    }
+
+    fn abort(self: Box<Self>, error: &StoreError) {
+        let _ = self
+            .reply
+            .send(Err(StoreError::Commit(error.to_string()).into()));
     }
 }
 
@@ -279,110 +324,7 @@ impl Store {
 pub struct Tx<'c> {
     conn: &'c Connection,
     events: Vec<Event>,
-}
-
-/// The searchable columns of `r` as a JSON object: strings and numbers as
-/// they are, booleans as `"true"`/`"false"` (so `built_in = 'true'` works),
-/// absent and null fields left out (they compare as the empty string).
-fn index_json<R: Stored>(r: &R) -> String {
-    use serde_json::Value as J;
-    let serde_json::Value::Object(all) = r.json() else {
-        return "{}".to_owned();
-    };
-    let map: serde_json::Map<String, J> = all
-        .into_iter()
-        .filter(|(k, _)| R::COLUMNS.contains(&k.as_str()))
-        .filter_map(|(k, v)| match v {
-            J::String(_) | J::Number(_) => Some((k, v)),
-            J::Bool(b) => Some((k, J::String(b.to_string()))),
-            _ => None,
-        })
-        .collect();
-    J::Object(map).to_string()
-}
-
-/// Appends the SQL of `e` to `sql`, binding every path and value in `args`.
-fn filter_sql(e: &Expr, sql: &mut String, args: &mut Vec<Value>) {
-    fn column(field: &str, sql: &mut String, args: &mut Vec<Value>) {
-        args.push(Value::Text(format!("$.{field}")));
-        sql.push_str(&format!(
-            "coalesce(CAST(json_extract(idx, ?{}) AS TEXT), '')",
-            args.len()
-        ));
-    }
-    match e {
-        Expr::Cmp { field, op, value } => {
-            column(field, sql, args);
-            let (op, value) = match op {
-                Op::Eq => ("=", value.clone()),
-                Op::Ne => ("!=", value.clone()),
-                Op::Like => ("GLOB", like_to_glob(value)),
-                Op::NotLike => ("NOT GLOB", like_to_glob(value)),
-            };
-            args.push(Value::Text(value));
-            sql.push_str(&format!(" {op} ?{}", args.len()));
-        }
-        Expr::In {
-            field,
-            values,
-            negated,
-        } => {
-            column(field, sql, args);
-            sql.push_str(if *negated { " NOT IN (" } else { " IN (" });
-            for (i, v) in values.iter().enumerate() {
-                args.push(Value::Text(v.clone()));
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("?{}", args.len()));
-            }
-            sql.push(')');
-        }
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            let op = if matches!(e, Expr::And(..)) {
-                "AND"
-            } else {
-                "OR"
-            };
-            sql.push('(');
-            filter_sql(a, sql, args);
-            sql.push_str(&format!(" {op} "));
-            filter_sql(b, sql, args);
-            sql.push(')');
-        }
-        Expr::Not(inner) => {
-            sql.push_str("NOT (");
-            filter_sql(inner, sql, args);
-            sql.push(')');
-        }
-    }
-}
-
-/// The rows of one kind (`?1`), to which a filter may be appended.
-const OF_KIND: &str = " FROM resources WHERE kind = ?1";
-
-/// The page query over `from_where`: sorted by `order`, then creation
-/// order; pushes the arguments it adds to `args`.
-fn page_sql(
-    mut from_where: String,
-    order: &[Order],
-    args: &mut Vec<Value>,
-    offset: i64,
-    limit: i64,
-) -> String {
-    from_where.push_str(" ORDER BY ");
-    for o in order {
-        args.push(Value::Text(format!("$.{}", o.field)));
-        let dir = if o.desc { "DESC" } else { "ASC" };
-        from_where.push_str(&format!("json_extract(idx, ?{}) {dir}, ", args.len()));
-    }
-    args.push(Value::Integer(limit));
-    args.push(Value::Integer(offset));
-    let n = args.len();
-    format!(
-        "SELECT id, body{from_where}ord LIMIT ?{} OFFSET ?{n}",
-        n - 1
-    )
+    memo: &'c RefCell<Memo>,
 }
 
 impl Tx<'_> {
@@ -402,29 +344,43 @@ impl Tx<'_> {
     }
 
     /// Inserts or replaces (keeping its list position) an object.
-    pub fn put<R: Stored>(&self, r: &R) -> Result<(), StoreError> {
+    pub fn put<R: Stored>(&mut self, r: &R) -> Result<(), StoreError> {
         let body = r.encode()?;
+        let idx = index_json(r);
+        let replaced = self
+            .conn
+            .prepare_cached("UPDATE resources SET idx = ?3, body = ?4 WHERE kind = ?1 AND id = ?2")?
+            .execute(params![R::KIND, r.id(), idx, body])?;
+        if replaced > 0 {
+            self.memo.borrow_mut().updated(R::KIND);
+            return Ok(());
+        }
         self.conn
-            .prepare_cached(
-                "INSERT INTO resources (kind, id, idx, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (kind, id) DO UPDATE SET idx = excluded.idx, body = excluded.body",
-            )?
-            .execute(params![R::KIND, r.id(), index_json(r), body])?;
+            .prepare_cached("INSERT INTO resources (kind, id, idx, body) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![R::KIND, r.id(), idx, body])?;
+        self.memo.borrow_mut().inserted(R::KIND);
         Ok(())
     }
 
     /// Deletes an object; false if there was none.
-    pub fn delete<R: Stored>(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn delete<R: Stored>(&mut self, id: &str) -> Result<bool, StoreError> {
         let n = self
             .conn
             .prepare_cached("DELETE FROM resources WHERE kind = ?1 AND id = ?2")?
             .execute(params![R::KIND, id])?;
+        if n > 0 {
+            self.memo.borrow_mut().deleted(R::KIND);
+        }
         Ok(n > 0)
     }
 
     /// One page of the objects of kind `R` matching `filter`, sorted by
     /// `order` then creation order, and the total number of matches. Fields
     /// must be in `R::COLUMNS` (the search parser guarantees it).
+    ///
+    /// The total, and in creation order where the previous page ended, are
+    /// remembered ([`memo`]) while no write could have changed them: paging
+    /// through a kind reads each page, not every row before it.
     pub fn list<R: Stored>(
         &self,
         filter: Option<&Expr>,
@@ -438,19 +394,54 @@ impl Tx<'_> {
             sql.push_str(" AND ");
             filter_sql(e, &mut sql, &mut args);
         }
-        let total: i64 = self
-            .conn
-            .prepare_cached(&format!("SELECT count(*){sql}"))?
-            .query_row(params_from_iter(args.iter()), |row| row.get(0))?;
-        let page = page_sql(sql, order, &mut args, offset, limit);
+        let query = format!("{sql}\u{0}{args:?}");
+        let (members, positions) = match filter {
+            None => (Depends::Members, Depends::Positions),
+            Some(_) => (Depends::Everything, Depends::Everything),
+        };
+        let remembered = self.memo.borrow().total(R::KIND, members, &query);
+        let total = match remembered {
+            Some(n) => n,
+            None => {
+                let n: i64 = self
+                    .conn
+                    .prepare_cached(&format!("SELECT count(*){sql}"))?
+                    .query_row(params_from_iter(args.iter()), |row| row.get(0))?;
+                let mut memo = self.memo.borrow_mut();
+                memo.remember_total(R::KIND, members, query.clone(), n);
+                n
+            }
+        };
+        let in_creation_order = order.is_empty();
+        let end = if in_creation_order && offset > 0 {
+            let mut memo = self.memo.borrow_mut();
+            memo.take_end(R::KIND, positions, query.clone(), offset)
+        } else {
+            None
+        };
+        let page = match end {
+            Some(ord) => after_sql(sql, &mut args, ord, limit),
+            None => page_sql(sql, order, &mut args, offset, limit),
+        };
         let mut stmt = self.conn.prepare_cached(&page)?;
         let rows = stmt.query_map(params_from_iter(args.iter()), |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
         })?;
         let mut items = Vec::new();
+        let mut last = None;
         for row in rows {
-            let (id, body) = row?;
+            let (id, body, ord) = row?;
             items.push(R::decode(&id, &body)?);
+            last = Some(ord);
+        }
+        if let (true, Some(ord)) = (in_creation_order, last) {
+            let next = offset.saturating_add(i64::try_from(items.len()).unwrap_or(i64::MAX));
+            let mut memo = self.memo.borrow_mut();
+            memo.remember_end(R::KIND, positions, query, next, ord);
         }
         Ok((items, total))
     }
@@ -478,7 +469,7 @@ impl Tx<'_> {
     }
 
     /// Rewrites the index of every stored `R` (after the columns changed).
-    pub fn reindex<R: Stored>(&self) -> Result<(), StoreError> {
+    pub fn reindex<R: Stored>(&mut self) -> Result<(), StoreError> {
         for r in self.all::<R>(None)? {
             self.put(&r)?;
         }
@@ -553,7 +544,7 @@ impl Tx<'_> {
     }
 
     /// Deletes every message of a session.
-    pub fn delete_messages(&self, session_id: &str) -> Result<(), StoreError> {
+    pub fn delete_messages(&mut self, session_id: &str) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM messages WHERE session_id = ?1")?
             .execute([session_id])?;
@@ -562,25 +553,4 @@ impl Tx<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The plan SQLite picks for `sql`, one step per line.
-    fn plan(store: &Store, sql: &str, args: &[Value]) -> Result<String, StoreError> {
-        let conn = Store::lock(&store.conn);
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-        let steps = stmt.query_map(params_from_iter(args.iter()), |row| row.get::<_, String>(3))?;
-        Ok(steps.collect::<Result<Vec<_>, _>>()?.join("\n"))
-    }
-
-    #[test]
-    fn a_page_in_creation_order_needs_no_sort_of_the_whole_kind() -> Result<(), StoreError> {
-        let store = Store::open(None, Hub::new())?;
-        let mut args = vec![Value::Text("session".into())];
-        let page = page_sql(OF_KIND.into(), &[], &mut args, 1000, 500);
-        let plan = plan(&store, &page, &args)?;
-        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
-        assert!(plan.contains("resources_kind_ord"), "{plan}");
-        Ok(())
-    }
-}
+mod tests;
