@@ -65,9 +65,11 @@ impl Transport<RoleServer> for ChannelTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        // Counted before it is queued: the stream may take it at once.
+        self.queued.add();
         let sent = self.outgoing.send(item);
-        if sent.is_ok() {
-            self.queued.add();
+        if sent.is_err() {
+            self.queued.done();
         }
         let (queued, outgoing) = (self.queued.clone(), self.outgoing.clone());
         async move {
