@@ -198,8 +198,11 @@ pub fn build(opts: &Options) -> Result<Vec<Built>> {
     if selected.is_empty() {
         return Ok(Vec::new());
     }
+    // Only the profiles of the selected daemons (a sidecar build is minutes).
     for profile in [&profile::DAEMON, &profile::SIDECAR] {
-        build_profile(profile, &ws)?;
+        if selected.iter().any(|d| d.profile.name == profile.name) {
+            build_profile(profile, &ws)?;
+        }
     }
     let base = match &opts.base {
         Some(dir) => Some(

@@ -24,6 +24,7 @@ pub const GITHUB_MCP_IMAGE: &str = "GITHUB_MCP_IMAGE";
 pub const JIRA_MCP_IMAGE: &str = "JIRA_MCP_IMAGE";
 pub const K8S_MCP_IMAGE: &str = "K8S_MCP_IMAGE";
 pub const GOOGLE_MCP_IMAGE: &str = "GOOGLE_MCP_IMAGE";
+pub const GITLAB_MCP_IMAGE: &str = "GITLAB_MCP_IMAGE";
 pub const RUNNER_LOG_LEVEL: &str = "RUNNER_LOG_LEVEL";
 pub const CP_TOKEN_LISTEN_ADDR: &str = "CP_TOKEN_LISTEN_ADDR";
 pub const CP_TOKEN_URL: &str = "CP_TOKEN_URL";

@@ -33,39 +33,18 @@ impl Config {
     /// The API credentials: a static token, or OIDC client credentials
     /// (which win when both are set).
     pub fn auth(&self) -> Result<ApiAuth, ConfigError> {
-        let file_token = match &self.api_token_file {
-            Some(path) => Some(Secret::from_file(path).map_err(|e| ConfigError::TokenFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?),
-            None => None,
-        };
-        let token = match (self.api_token.clone().filter(|t| !t.is_empty()), file_token) {
-            (Some(_), Some(_)) => return Err(ConfigError::TwoTokens),
-            (Some(t), None) | (None, Some(t)) => Some(t),
-            (None, None) => None,
-        };
+        let token = direct_or_file(&self.api_token, self.api_token_file.as_deref())?;
         if token.as_ref().is_some_and(Secret::is_empty) {
             return Err(ConfigError::Empty {
                 name: "the API token file",
             });
         }
         let id = self.oidc_client_id.clone().filter(|s| !s.is_empty());
-        let secret_file = match &self.oidc_client_secret_file {
-            Some(path) => Some(Secret::from_file(path).map_err(|e| ConfigError::TokenFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?),
-            None => None,
-        };
-        let secret = match (
-            self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
-            secret_file,
-        ) {
-            (Some(_), Some(_)) => return Err(ConfigError::TwoTokens),
-            (Some(s), None) | (None, Some(s)) => Some(s).filter(|s| !s.is_empty()),
-            (None, None) => None,
-        };
+        let secret = direct_or_file(
+            &self.oidc_client_secret,
+            self.oidc_client_secret_file.as_deref(),
+        )?
+        .filter(|s| !s.is_empty());
         match (token, id, secret) {
             (Some(t), None, None) => Ok(ApiAuth::Static(t)),
             (_, Some(_), None) => Err(ConfigError::HalfOidc(
@@ -95,5 +74,23 @@ impl Config {
                 })
             }
         }
+    }
+}
+
+/// A secret given directly (empty counts as unset) or as a file, not both.
+fn direct_or_file(
+    direct: &Option<Secret>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Secret>, ConfigError> {
+    let from_file = match file {
+        Some(path) => Some(Secret::from_file(path).map_err(|e| ConfigError::TokenFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
+    match (direct.clone().filter(|s| !s.is_empty()), from_file) {
+        (Some(_), Some(_)) => Err(ConfigError::TwoTokens),
+        (one, None) | (None, one) => Ok(one),
     }
 }

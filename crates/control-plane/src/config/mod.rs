@@ -218,7 +218,7 @@ pub struct Config {
     pub google_mcp_image: Option<String>,
 
     /// Image of the GitLab credential sidecar.
-    #[arg(long, env = "GITLAB_MCP_IMAGE")]
+    #[arg(long, env = env::GITLAB_MCP_IMAGE)]
     pub gitlab_mcp_image: Option<String>,
 
     /// Log level handed to runners.

@@ -272,3 +272,38 @@ fn vertex_mode_and_reconcilers_read_as_the_reference() {
         None
     );
 }
+
+#[test]
+fn a_secret_comes_directly_or_from_a_file_never_both() {
+    let dir = std::env::temp_dir().join(format!("cp-secret-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("secret");
+    std::fs::write(&file, "from-file\n").unwrap_or_else(|e| panic!("{e}"));
+    let file = file.to_string_lossy().into_owned();
+    for (direct, file_flag) in [
+        ("--api-token", "--api-token-file"),
+        ("--oidc-client-secret", "--oidc-client-secret-file"),
+    ] {
+        let mut args = vec![
+            "--oidc-client-id",
+            "i",
+            "--oidc-token-url",
+            "https://sso.example.com/token",
+        ];
+        if direct == "--api-token" {
+            args.clear();
+        }
+        let both = [args.clone(), vec![direct, "d", file_flag, &file]].concat();
+        assert_eq!(
+            parse(&both).auth().err(),
+            Some(ConfigError::TwoTokens),
+            "{direct}"
+        );
+        // An empty direct value counts as unset: the file is used.
+        let empty = [args.clone(), vec![direct, "", file_flag, &file]].concat();
+        assert!(parse(&empty).auth().is_ok(), "{direct}");
+        let only_file = [args, vec![file_flag, &file]].concat();
+        assert!(parse(&only_file).auth().is_ok(), "{direct}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
