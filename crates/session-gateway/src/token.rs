@@ -1,0 +1,1 @@
+//! Session tokens: minting, verification, JWKS and key rotation.
