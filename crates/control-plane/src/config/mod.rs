@@ -11,9 +11,11 @@ use ambient_protocol::env;
 use clap::{Args, ValueEnum};
 
 mod auth;
+mod identity;
 mod pod;
 
 pub use auth::ApiAuth;
+pub use identity::{IdentityArgs, IdentitySettings, SessionIdentityMode, gateway_url_beside};
 pub use pod::{is_quantity, quantity};
 
 /// Platform mode: how session namespaces are named and provisioned.
@@ -334,6 +336,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub runtime: crate::runtime::process::RuntimeArgs,
+
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// Why the configuration was refused: one line for the operator.
@@ -379,6 +384,8 @@ pub struct Settings {
     pub health_listen: SocketAddr,
     pub resync: Duration,
     pub pod: crate::objects::PodConfig,
+    /// What sessions act as, and where the session gateway listens.
+    pub identity: IdentitySettings,
 }
 
 impl Config {
@@ -423,6 +430,7 @@ impl Config {
             token_listen: parse_listen(env::CP_TOKEN_LISTEN_ADDR, &self.token_listen_addr)?,
             health_listen: parse_listen("CP_HEALTH_LISTEN_ADDR", &self.health_listen_addr)?,
             resync: Duration::from_secs(self.resync_seconds.max(1)),
+            identity: self.identity.validate(pod.token_url.as_deref())?,
             pod,
         })
     }

@@ -8,10 +8,12 @@
 //! that vanished while the watch was down (a 410 Gone relist) is reported
 //! at once; deletes by label, never a namespace we do not manage.
 //! The pod watch and what a pod says ([`pods`]), group access ([`access`]),
-//! MPP TenantNamespaces ([`tenant`]) and the image-puller grant and Vertex
-//! key copy ([`platform`]) live in submodules.
+//! MPP TenantNamespaces ([`tenant`]), the image-puller grant and Vertex
+//! key copy ([`platform`]) and which pod a connection comes from
+//! ([`caller`]) live in submodules.
 
 mod access;
+pub mod caller;
 mod platform;
 mod pods;
 mod tenant;
@@ -32,7 +34,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime};
+use super::{BoxFuture, Caller, GroupBinding, Observation, RuntimeError, SessionRuntime};
 use crate::config::PlatformMode;
 use crate::names;
 use crate::objects::SessionObjects;
@@ -433,6 +435,26 @@ impl SessionRuntime for KubeRuntime {
         bindings: &'a [GroupBinding],
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(self.sync_access(project_id, bindings))
+    }
+
+    fn caller<'a>(
+        &'a self,
+        session_id: &'a str,
+        peer: std::net::SocketAddr,
+        _local: std::net::SocketAddr,
+    ) -> BoxFuture<'a, Result<Caller, RuntimeError>> {
+        Box::pin(async move {
+            // Until the pod reflector has synced, nobody can be told apart.
+            let Some(store) = self.pod_store() else {
+                return Ok(Caller::NotYet);
+            };
+            let pods = store.state();
+            Ok(caller::pod_caller(
+                pods.iter().map(|p| p.as_ref()),
+                session_id,
+                peer.ip(),
+            ))
+        })
     }
 
     fn watch(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {

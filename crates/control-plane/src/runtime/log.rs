@@ -140,6 +140,16 @@ impl SessionRuntime for LogRuntime {
         Box::pin(async move { Ok(()) })
     }
 
+    fn caller<'a>(
+        &'a self,
+        _session_id: &'a str,
+        _peer: std::net::SocketAddr,
+        _local: std::net::SocketAddr,
+    ) -> BoxFuture<'a, Result<super::Caller, RuntimeError>> {
+        // Nothing runs, so nothing can call from a session's pod.
+        Box::pin(async { Ok(super::Caller::NotYet) })
+    }
+
     fn watch(&self, _changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {
         Box::pin(std::future::pending())
     }

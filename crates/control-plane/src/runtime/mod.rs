@@ -7,6 +7,7 @@ pub mod kube;
 pub mod log;
 pub mod process;
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 
 use crate::objects::SessionObjects;
@@ -29,6 +30,21 @@ pub enum Observation {
     Failed(String),
     /// Being deleted.
     Terminating,
+}
+
+/// Whether a connection comes from a session's current pod (wire.md §3:
+/// an exchange is bound to the caller's pod).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// From the session's current pod; `generation` names that pod (its
+    /// UID on Kubernetes, its creation time in the process runtime), so a
+    /// replaced pod's tokens can be told apart.
+    Member { generation: String },
+    /// The session has no pod that could call yet (not created, no IP yet,
+    /// or the runtime has not synced): the client retries.
+    NotYet,
+    /// Not from the session's pod.
+    Stranger,
 }
 
 /// A runtime call failed.
@@ -139,6 +155,15 @@ pub trait SessionRuntime: Send + Sync + 'static {
         project_id: &'a str,
         bindings: &'a [GroupBinding],
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// Whether the TCP connection from `peer` to our listener at `local`
+    /// comes from session `session_id`'s current pod.
+    fn caller<'a>(
+        &'a self,
+        session_id: &'a str,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> BoxFuture<'a, Result<Caller, RuntimeError>>;
 
     /// Runs until dropped, sending the ID of every session whose runtime
     /// state changed (the reconciler enqueues it).

@@ -205,6 +205,15 @@ impl SessionRuntime for TestRuntime {
         Box::pin(async { Ok(()) })
     }
 
+    fn caller<'a>(
+        &'a self,
+        _: &'a str,
+        _: std::net::SocketAddr,
+        _: std::net::SocketAddr,
+    ) -> BoxFuture<'a, Result<ambient_control_plane::runtime::Caller, RuntimeError>> {
+        Box::pin(async { Ok(ambient_control_plane::runtime::Caller::NotYet) })
+    }
+
     fn watch(&self, _changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {
         Box::pin(std::future::pending())
     }

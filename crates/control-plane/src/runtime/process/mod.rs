@@ -19,6 +19,7 @@
 //! never on the async workers; the time a pod's create request arrived is
 //! recorded in the session's record (`pod_requested_at`).
 
+pub mod caller;
 mod exits;
 pub mod logs;
 mod observe;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ambient_protocol::keys::PrivateKey;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime};
+use super::{BoxFuture, Caller, GroupBinding, Observation, RuntimeError, SessionRuntime};
 use crate::names;
 use crate::objects::SessionObjects;
 pub use settings::{ProcessSettings, RuntimeArgs, RuntimeKind};
@@ -108,6 +109,48 @@ fn session_id_of(objects: &SessionObjects) -> Result<String, RuntimeError> {
 impl Inner {
     fn pod(&self, id: &str) -> Result<Option<PodRecord>, RuntimeError> {
         state::read_json(&self.layout.pod_record(id)).map_err(|e| io("pod record", e))
+    }
+
+    /// Whether the connection `peer` → `local` comes from a process of
+    /// session `id`'s pod ([`caller`]).
+    fn caller(
+        &self,
+        id: &str,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+    ) -> Result<Caller, RuntimeError> {
+        let Some(pod) = self.pod(id)? else {
+            return Ok(Caller::NotYet);
+        };
+        let members = state::session_members(&stop::leaders(self, id, &pod));
+        if members.is_empty() {
+            return Ok(Caller::NotYet);
+        }
+        let Some(inode) = caller::client_socket_inode(std::path::Path::new("/proc/net"), peer, local)
+        else {
+            tracing::debug!(session = %id, %peer, "no local socket for the caller: not from this machine");
+            return Ok(Caller::Stranger);
+        };
+        match caller::holder(&members, inode) {
+            caller::Holder::Session => {
+                let record: Option<SessionRecord> = state::read_json(&self.layout.session_record(id))
+                    .map_err(|e| io("session record", e))?;
+                let generation = record
+                    .and_then(|r| r.pod_requested_at)
+                    .unwrap_or_else(|| "0".into());
+                Ok(Caller::Member { generation })
+            }
+            caller::Holder::Nobody => Ok(Caller::Stranger),
+            caller::Holder::Hidden => {
+                tracing::warn!(
+                    session = %id,
+                    "cannot attribute a token request: some of the session's processes hide \
+                     their open files (non-dumpable) and this control plane lacks CAP_SYS_PTRACE; \
+                     refused"
+                );
+                Ok(Caller::Stranger)
+            }
+        }
     }
 }
 
@@ -358,6 +401,22 @@ impl SessionRuntime for ProcessRuntime {
         _: &'a [GroupBinding],
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn caller<'a>(
+        &'a self,
+        session_id: &'a str,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+    ) -> BoxFuture<'a, Result<Caller, RuntimeError>> {
+        Box::pin(async move {
+            if !state::valid_session_id(session_id) {
+                return Ok(Caller::Stranger);
+            }
+            let id = session_id.to_owned();
+            self.blocking(move |rt| rt.inner.caller(&id, peer, local))
+                .await?
+        })
     }
 
     fn watch(&self, changed: UnboundedSender<String>) -> BoxFuture<'_, ()> {

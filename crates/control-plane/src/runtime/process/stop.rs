@@ -10,7 +10,7 @@ use super::state::{self, PidRecord, PodRecord, now_ms};
 use super::{Inner, ProcessRuntime, RuntimeError, io};
 
 /// The pid records of the pod's containers (those that started).
-fn leaders(inner: &Inner, id: &str, pod: &PodRecord) -> Vec<PidRecord> {
+pub(super) fn leaders(inner: &Inner, id: &str, pod: &PodRecord) -> Vec<PidRecord> {
     pod.containers
         .iter()
         .filter_map(|c| state::read_json::<PidRecord>(&inner.layout.pid(id, &c.name)).ok()?)
