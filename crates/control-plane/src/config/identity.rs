@@ -58,9 +58,7 @@ impl IdentityArgs {
     pub fn validate(&self, token_url: Option<&str>) -> Result<IdentitySettings, ConfigError> {
         let gateway_listen = parse_listen("CP_GATEWAY_LISTEN_ADDR", &self.gateway_listen_addr)?;
         let gateway_url = match self.gateway_url.as_deref().map(str::trim) {
-            Some("") | None => {
-                token_url.and_then(|t| gateway_url_beside(t, gateway_listen.port()))
-            }
+            Some("") | None => token_url.and_then(|t| gateway_url_beside(t, gateway_listen.port())),
             Some(raw) => Some(checked_url(raw)?),
         };
         Ok(IdentitySettings {
@@ -125,13 +123,21 @@ mod tests {
     #[test]
     fn the_gateway_url_defaults_to_the_token_servers_host() {
         let s = args(None)
-            .validate(Some("http://ambient-control-plane.ambient-code.svc:8080/token"))
+            .validate(Some(
+                "http://ambient-control-plane.ambient-code.svc:8080/token",
+            ))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             s.gateway_url.as_deref(),
             Some("http://ambient-control-plane.ambient-code.svc:8082")
         );
-        assert_eq!(args(Some("")).validate(None).ok().and_then(|s| s.gateway_url), None);
+        assert_eq!(
+            args(Some(""))
+                .validate(None)
+                .ok()
+                .and_then(|s| s.gateway_url),
+            None
+        );
     }
 
     #[test]
@@ -139,7 +145,10 @@ mod tests {
         let ok = args(Some("https://gw.example.svc"))
             .validate(None)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ok.gateway_url.as_deref(), Some("https://gw.example.svc:443"));
+        assert_eq!(
+            ok.gateway_url.as_deref(),
+            Some("https://gw.example.svc:443")
+        );
         for bad in [
             "gw:8082",
             "ftp://gw:1",
@@ -149,7 +158,13 @@ mod tests {
         ] {
             let err = args(Some(bad)).validate(None).err();
             assert!(
-                matches!(err, Some(ConfigError::Invalid { name: "CP_GATEWAY_URL", .. })),
+                matches!(
+                    err,
+                    Some(ConfigError::Invalid {
+                        name: "CP_GATEWAY_URL",
+                        ..
+                    })
+                ),
                 "{bad}: {err:?}"
             );
         }

@@ -338,7 +338,7 @@ pub struct Config {
     pub runtime: crate::runtime::process::RuntimeArgs,
 
     #[command(flatten)]
-    pub identity: IdentityArgs,
+    pub session: IdentityArgs,
 }
 
 /// Why the configuration was refused: one line for the operator.
@@ -430,7 +430,7 @@ impl Config {
             token_listen: parse_listen(env::CP_TOKEN_LISTEN_ADDR, &self.token_listen_addr)?,
             health_listen: parse_listen("CP_HEALTH_LISTEN_ADDR", &self.health_listen_addr)?,
             resync: Duration::from_secs(self.resync_seconds.max(1)),
-            identity: self.identity.validate(pod.token_url.as_deref())?,
+            identity: self.session.validate(pod.token_url.as_deref())?,
             pod,
         })
     }

@@ -19,15 +19,23 @@ pub fn pod_caller<'a>(
     peer: IpAddr,
 ) -> Caller {
     let peer = peer.to_canonical();
-    let mut has_pod = false;
+    // A pod of the session that could not have called yet (no IP, not
+    // running): a caller that matches nothing may be it, a moment early.
+    let mut unready = false;
     for pod in pods {
-        if pod.labels().get(names::LABEL_SESSION_ID).map(String::as_str) != Some(session_id)
+        if pod
+            .labels()
+            .get(names::LABEL_SESSION_ID)
+            .map(String::as_str)
+            != Some(session_id)
             || pod.metadata.deletion_timestamp.is_some()
         {
             continue;
         }
-        has_pod = true;
-        let Some(status) = &pod.status else { continue };
+        let Some(status) = &pod.status else {
+            unready = true;
+            continue;
+        };
         let ips = status
             .pod_ips
             .iter()
@@ -37,13 +45,19 @@ pub fn pod_caller<'a>(
         let matches = ips
             .filter_map(|ip| ip.parse::<IpAddr>().ok())
             .any(|ip| ip.to_canonical() == peer);
-        if matches && status.phase.as_deref() == Some("Running") {
+        let running = status.phase.as_deref() == Some("Running");
+        if matches && running {
             return Caller::Member {
                 generation: pod.uid().unwrap_or_default(),
             };
         }
+        unready |= !running || status.pod_ip.is_none();
     }
-    if has_pod { Caller::NotYet } else { Caller::Stranger }
+    if unready {
+        Caller::NotYet
+    } else {
+        Caller::Stranger
+    }
 }
 
 #[cfg(test)]
@@ -86,33 +100,53 @@ mod tests {
         ];
         assert_eq!(
             pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1")),
-            Caller::Member { generation: "uid-a".into() }
+            Caller::Member {
+                generation: "uid-a".into()
+            }
         );
         // Another session's pod claiming a's ID.
-        assert_eq!(pod_caller(&pods, "aaaaaaaa", ip("10.0.0.2")), Caller::Stranger);
+        assert_eq!(
+            pod_caller(&pods, "aaaaaaaa", ip("10.0.0.2")),
+            Caller::Stranger
+        );
         // An IPv4-mapped source compares as IPv4.
         assert_eq!(
             pod_caller(&pods, "aaaaaaaa", ip("::ffff:10.0.0.1")),
-            Caller::Member { generation: "uid-a".into() }
+            Caller::Member {
+                generation: "uid-a".into()
+            }
         );
         // No pod at all for the claimed session.
-        assert_eq!(pod_caller(&pods, "cccccccc", ip("10.0.0.1")), Caller::Stranger);
+        assert_eq!(
+            pod_caller(&pods, "cccccccc", ip("10.0.0.1")),
+            Caller::Stranger
+        );
     }
 
     #[test]
     fn a_pod_without_ip_or_not_running_is_not_yet() {
         let pods = [pod("aaaaaaaa", "uid-a", None, "Pending")];
-        assert_eq!(pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1")), Caller::NotYet);
+        assert_eq!(
+            pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1")),
+            Caller::NotYet
+        );
         let pods = [pod("aaaaaaaa", "uid-a", Some("10.0.0.1"), "Pending")];
-        assert_eq!(pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1")), Caller::NotYet);
+        assert_eq!(
+            pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1")),
+            Caller::NotYet
+        );
     }
 
     #[test]
     fn a_terminating_pod_does_not_count() {
         let mut gone = pod("aaaaaaaa", "uid-a", Some("10.0.0.1"), "Running");
-        gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
-        assert_eq!(pod_caller([&gone], "aaaaaaaa", ip("10.0.0.1")), Caller::Stranger);
+        gone.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_eq!(
+            pod_caller([&gone], "aaaaaaaa", ip("10.0.0.1")),
+            Caller::Stranger
+        );
     }
 }

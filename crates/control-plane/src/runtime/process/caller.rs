@@ -45,7 +45,10 @@ pub fn find_inode(table: &str, peer: SocketAddr, local: SocketAddr) -> Option<u6
     let (peer, local) = (canonical(peer), canonical(local));
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (ours, theirs) = (parse_endpoint(fields.get(1)?)?, parse_endpoint(fields.get(2)?)?);
+        let (ours, theirs) = (
+            parse_endpoint(fields.get(1)?)?,
+            parse_endpoint(fields.get(2)?)?,
+        );
         if ours != peer || theirs != local {
             return None;
         }
@@ -103,13 +106,18 @@ pub fn holder(pids: &[i32], inode: u64) -> Holder {
             }
         };
         for entry in entries.flatten() {
-            if std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == wanted.as_str())
+            if std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str() == wanted.as_str())
             {
                 return Holder::Session;
             }
         }
     }
-    if hidden { Holder::Hidden } else { Holder::Nobody }
+    if hidden {
+        Holder::Hidden
+    } else {
+        Holder::Nobody
+    }
 }
 
 /// Whether this process may read the open files of processes that made
@@ -145,7 +153,10 @@ mod tests {
         // 127.0.0.1:50000 → 127.0.0.1:8080: the client's entry is line 1.
         let inode = find_inode(TABLE, addr("127.0.0.1:50000"), addr("127.0.0.1:8080"));
         assert_eq!(inode, Some(2222));
-        assert_eq!(find_inode(TABLE, addr("127.0.0.1:50001"), addr("127.0.0.1:8080")), None);
+        assert_eq!(
+            find_inode(TABLE, addr("127.0.0.1:50001"), addr("127.0.0.1:8080")),
+            None
+        );
     }
 
     #[test]
@@ -163,18 +174,28 @@ mod tests {
         // ::1 is three zero words then 0x01000000 read natively (LE) → 00000001? The
         // kernel prints each word's native value; build the line the same way.
         let word = |b: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(b));
-        let loopback = format!("{}{}{}{}", word([0; 4]), word([0; 4]), word([0; 4]), word([0, 0, 0, 1]));
+        let loopback = format!(
+            "{}{}{}{}",
+            word([0; 4]),
+            word([0; 4]),
+            word([0; 4]),
+            word([0, 0, 0, 1])
+        );
         let table = format!(
             "header\n   0: {loopback}:C350 {loopback}:1F90 01 00000000:00000000 00:00000000 00000000 0 0 4444 1\n"
         );
-        assert_eq!(find_inode(&table, addr("[::1]:50000"), addr("[::1]:8080")), Some(4444));
+        assert_eq!(
+            find_inode(&table, addr("[::1]:50000"), addr("[::1]:8080")),
+            Some(4444)
+        );
     }
 
     #[test]
     fn a_live_connection_is_attributed_to_its_process_only() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap_or_else(|e| panic!("{e}")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
         let (_server, peer) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
         let local = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let inode = client_socket_inode(Path::new("/proc/net"), peer, local)

@@ -126,15 +126,17 @@ impl Inner {
         if members.is_empty() {
             return Ok(Caller::NotYet);
         }
-        let Some(inode) = caller::client_socket_inode(std::path::Path::new("/proc/net"), peer, local)
+        let Some(inode) =
+            caller::client_socket_inode(std::path::Path::new("/proc/net"), peer, local)
         else {
             tracing::debug!(session = %id, %peer, "no local socket for the caller: not from this machine");
             return Ok(Caller::Stranger);
         };
         match caller::holder(&members, inode) {
             caller::Holder::Session => {
-                let record: Option<SessionRecord> = state::read_json(&self.layout.session_record(id))
-                    .map_err(|e| io("session record", e))?;
+                let record: Option<SessionRecord> =
+                    state::read_json(&self.layout.session_record(id))
+                        .map_err(|e| io("session record", e))?;
                 let generation = record
                     .and_then(|r| r.pod_requested_at)
                     .unwrap_or_else(|| "0".into());
