@@ -34,7 +34,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BoxFuture, Caller, GroupBinding, Observation, RuntimeError, SessionRuntime};
+use super::{BoxFuture, Caller, GroupBinding, Observation, PodFacts, RuntimeError, SessionRuntime};
 use crate::config::PlatformMode;
 use crate::names;
 use crate::objects::SessionObjects;
@@ -118,6 +118,34 @@ impl KubeRuntime {
             .as_ref()
             .map(|v| (v.secret_namespace.clone(), v.secret_name.clone()));
         self
+    }
+
+    /// The session's pod: from the reflector's store when it has it (only
+    /// the leader runs the reflector), else read from the API.
+    async fn session_pod(
+        &self,
+        session_id: &str,
+        namespace: &str,
+    ) -> Result<Option<Pod>, RuntimeError> {
+        let name = names::pod_name(session_id);
+        if namespace.is_empty() {
+            return Ok(None);
+        }
+        if let Some(pod) = self
+            .pod_store()
+            .and_then(|s| s.get(&ObjectRef::new(&name).within(namespace)))
+        {
+            return Ok(Some(pod.as_ref().clone()));
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let pod = pods.get_opt(&name).await.map_err(classify)?;
+        // Only a pod of ours, of this installation, speaks for a session.
+        Ok(pod.filter(|p| {
+            p.labels().get(names::LABEL_SESSION_ID).map(String::as_str) == Some(session_id)
+                && p.labels().get(names::LABEL_MANAGED_BY).map(String::as_str)
+                    == Some(names::MANAGED_BY)
+                && p.labels().get(names::LABEL_INSTALLATION) == Some(&self.installation)
+        }))
     }
 
     fn pod_store(&self) -> Option<reflector::Store<Pod>> {
@@ -440,20 +468,27 @@ impl SessionRuntime for KubeRuntime {
     fn caller<'a>(
         &'a self,
         session_id: &'a str,
+        namespace: &'a str,
         peer: std::net::SocketAddr,
         _local: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<Caller, RuntimeError>> {
         Box::pin(async move {
-            // Until the pod reflector has synced, nobody can be told apart.
-            let Some(store) = self.pod_store() else {
-                return Ok(Caller::NotYet);
-            };
-            let pods = store.state();
-            Ok(caller::pod_caller(
-                pods.iter().map(|p| p.as_ref()),
-                session_id,
-                peer.ip(),
-            ))
+            let pod = self.session_pod(session_id, namespace).await?;
+            Ok(caller::pod_caller(pod.as_ref(), session_id, peer.ip()))
+        })
+    }
+
+    fn pod_facts<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>> {
+        Box::pin(async move {
+            let pod = self.session_pod(session_id, namespace).await?;
+            Ok(pod.map(|p| {
+                let generation = p.uid().unwrap_or_default();
+                PodFacts::of(&p, generation)
+            }))
         })
     }
 

@@ -143,11 +143,20 @@ impl SessionRuntime for LogRuntime {
     fn caller<'a>(
         &'a self,
         _session_id: &'a str,
+        _namespace: &'a str,
         _peer: std::net::SocketAddr,
         _local: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<super::Caller, RuntimeError>> {
         // Nothing runs, so nothing can call from a session's pod.
         Box::pin(async { Ok(super::Caller::NotYet) })
+    }
+
+    fn pod_facts<'a>(
+        &'a self,
+        _session_id: &'a str,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<super::PodFacts>, RuntimeError>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn watch(&self, _changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {

@@ -7,8 +7,12 @@ pub mod kube;
 pub mod log;
 pub mod process;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
+
+use ambient_protocol::env;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::objects::SessionObjects;
 
@@ -32,14 +36,51 @@ pub enum Observation {
     Terminating,
 }
 
+/// What the session gateway needs to know of a session's current pod.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodFacts {
+    /// Names the pod (its UID on Kubernetes, its creation time in the
+    /// process runtime), so a replaced pod's tokens can be told apart.
+    pub generation: String,
+    /// The credentials delivered to the pod (the `CREDENTIAL_IDS` of its
+    /// containers): the only ones its session may fetch.
+    pub credentials: BTreeSet<String>,
+}
+
+impl PodFacts {
+    /// The facts of `pod`, named by `generation`.
+    pub fn of(pod: &Pod, generation: String) -> PodFacts {
+        PodFacts {
+            generation,
+            credentials: delivered_credentials(pod),
+        }
+    }
+}
+
+/// The credential IDs a pod's containers were given (`CREDENTIAL_IDS`, a
+/// JSON object provider → ID, wire.md §5).
+pub fn delivered_credentials(pod: &Pod) -> BTreeSet<String> {
+    let Some(spec) = &pod.spec else {
+        return BTreeSet::new();
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.env.iter().flatten())
+        .filter(|e| e.name == env::CREDENTIAL_IDS)
+        .filter_map(|e| e.value.as_deref())
+        .filter_map(|v| serde_json::from_str::<std::collections::BTreeMap<String, String>>(v).ok())
+        .flat_map(|ids| ids.into_values())
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
 /// Whether a connection comes from a session's current pod (wire.md §3:
 /// an exchange is bound to the caller's pod).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// From the session's current pod; `generation` names that pod (its
-    /// UID on Kubernetes, its creation time in the process runtime), so a
-    /// replaced pod's tokens can be told apart.
-    Member { generation: String },
+    /// From the session's current pod.
+    Member(PodFacts),
     /// The session has no pod that could call yet (not created, no IP yet,
     /// or the runtime has not synced): the client retries.
     NotYet,
@@ -157,13 +198,21 @@ pub trait SessionRuntime: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Whether the TCP connection from `peer` to our listener at `local`
-    /// comes from session `session_id`'s current pod.
+    /// comes from session `session_id`'s current pod (in `namespace`).
     fn caller<'a>(
         &'a self,
         session_id: &'a str,
+        namespace: &'a str,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> BoxFuture<'a, Result<Caller, RuntimeError>>;
+
+    /// The facts of session `session_id`'s current pod; `None` without one.
+    fn pod_facts<'a>(
+        &'a self,
+        session_id: &'a str,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>>;
 
     /// Runs until dropped, sending the ID of every session whose runtime
     /// state changed (the reconciler enqueues it).

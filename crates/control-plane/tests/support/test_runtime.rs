@@ -208,10 +208,19 @@ impl SessionRuntime for TestRuntime {
     fn caller<'a>(
         &'a self,
         _: &'a str,
+        _: &'a str,
         _: std::net::SocketAddr,
         _: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<ambient_control_plane::runtime::Caller, RuntimeError>> {
         Box::pin(async { Ok(ambient_control_plane::runtime::Caller::NotYet) })
+    }
+
+    fn pod_facts<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ambient_control_plane::runtime::PodFacts>, RuntimeError>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn watch(&self, _changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::names;
-use crate::runtime::Caller;
+use crate::runtime::{Caller, PodFacts};
 
 /// Whether a connection from `peer` comes from session `session_id`'s pod
 /// among `pods` (the managed pods).
@@ -47,9 +47,7 @@ pub fn pod_caller<'a>(
             .any(|ip| ip.to_canonical() == peer);
         let running = status.phase.as_deref() == Some("Running");
         if matches && running {
-            return Caller::Member {
-                generation: pod.uid().unwrap_or_default(),
-            };
+            return Caller::Member(PodFacts::of(pod, pod.uid().unwrap_or_default()));
         }
         unready |= !running || status.pod_ip.is_none();
     }
@@ -94,15 +92,23 @@ mod tests {
 
     #[test]
     fn only_the_sessions_own_running_pod_ip_is_a_member() {
+        let member = |c: Caller| match c {
+            Caller::Member(f) => Caller::Member(PodFacts {
+                generation: f.generation,
+                ..PodFacts::default()
+            }),
+            other => other,
+        };
         let pods = [
             pod("aaaaaaaa", "uid-a", Some("10.0.0.1"), "Running"),
             pod("bbbbbbbb", "uid-b", Some("10.0.0.2"), "Running"),
         ];
         assert_eq!(
-            pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1")),
-            Caller::Member {
-                generation: "uid-a".into()
-            }
+            member(pod_caller(&pods, "aaaaaaaa", ip("10.0.0.1"))),
+            Caller::Member(PodFacts {
+                generation: "uid-a".into(),
+                ..PodFacts::default()
+            })
         );
         // Another session's pod claiming a's ID.
         assert_eq!(
@@ -111,10 +117,11 @@ mod tests {
         );
         // An IPv4-mapped source compares as IPv4.
         assert_eq!(
-            pod_caller(&pods, "aaaaaaaa", ip("::ffff:10.0.0.1")),
-            Caller::Member {
-                generation: "uid-a".into()
-            }
+            member(pod_caller(&pods, "aaaaaaaa", ip("::ffff:10.0.0.1"))),
+            Caller::Member(PodFacts {
+                generation: "uid-a".into(),
+                ..PodFacts::default()
+            })
         );
         // No pod at all for the claimed session.
         assert_eq!(

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ambient_protocol::keys::PrivateKey;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{BoxFuture, Caller, GroupBinding, Observation, RuntimeError, SessionRuntime};
+use super::{BoxFuture, Caller, GroupBinding, Observation, PodFacts, RuntimeError, SessionRuntime};
 use crate::names;
 use crate::objects::SessionObjects;
 pub use settings::{ProcessSettings, RuntimeArgs, RuntimeKind};
@@ -111,6 +111,20 @@ impl Inner {
         state::read_json(&self.layout.pod_record(id)).map_err(|e| io("pod record", e))
     }
 
+    /// The session's pod as the gateway needs it: named by when it was
+    /// created, with the credentials it was given.
+    fn pod_facts(&self, id: &str) -> Result<Option<PodFacts>, RuntimeError> {
+        if self.pod(id)?.is_none() {
+            return Ok(None);
+        }
+        let record: Option<SessionRecord> = state::read_json(&self.layout.session_record(id))
+            .map_err(|e| io("session record", e))?;
+        Ok(record.map(|r| PodFacts {
+            generation: r.pod_requested_at.unwrap_or_else(|| "0".into()),
+            credentials: r.credentials,
+        }))
+    }
+
     /// Whether the connection `peer` → `local` comes from a process of
     /// session `id`'s pod ([`caller`]).
     fn caller(
@@ -133,15 +147,10 @@ impl Inner {
             return Ok(Caller::Stranger);
         };
         match caller::holder(&members, inode) {
-            caller::Holder::Session => {
-                let record: Option<SessionRecord> =
-                    state::read_json(&self.layout.session_record(id))
-                        .map_err(|e| io("session record", e))?;
-                let generation = record
-                    .and_then(|r| r.pod_requested_at)
-                    .unwrap_or_else(|| "0".into());
-                Ok(Caller::Member { generation })
-            }
+            caller::Holder::Session => Ok(match self.pod_facts(id)? {
+                Some(facts) => Caller::Member(facts),
+                None => Caller::NotYet,
+            }),
             caller::Holder::Nobody => Ok(Caller::Stranger),
             caller::Holder::Hidden => {
                 tracing::warn!(
@@ -264,18 +273,28 @@ impl ProcessRuntime {
         // A pod is immutable: start one only when there is none.
         let has_pod = inner.pod(&id)?.is_some();
         let closing = inner.closing.load(std::sync::atomic::Ordering::SeqCst);
-        let pod_requested_at = if has_pod || closing {
+        let previous = || {
             state::read_json::<SessionRecord>(&layout.session_record(&id))
                 .ok()
                 .flatten()
-                .and_then(|r| r.pod_requested_at)
+        };
+        let (pod_requested_at, credentials) = if has_pod || closing {
+            let previous = previous();
+            (
+                previous.as_ref().and_then(|r| r.pod_requested_at.clone()),
+                previous.map(|r| r.credentials).unwrap_or_default(),
+            )
         } else {
-            Some(prost_types::Timestamp::from(received.0).to_string())
+            (
+                Some(prost_types::Timestamp::from(received.0).to_string()),
+                super::delivered_credentials(&objects.pod),
+            )
         };
         let record = SessionRecord {
             namespace: objects.namespace_name.clone(),
             reprovisions,
             pod_requested_at,
+            credentials,
         };
         state::write_json(&layout.session_record(&id), &record)
             .map_err(|e| io("cannot write the session record", e))?;
@@ -408,6 +427,7 @@ impl SessionRuntime for ProcessRuntime {
     fn caller<'a>(
         &'a self,
         session_id: &'a str,
+        _namespace: &'a str,
         peer: std::net::SocketAddr,
         local: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<Caller, RuntimeError>> {
@@ -418,6 +438,20 @@ impl SessionRuntime for ProcessRuntime {
             let id = session_id.to_owned();
             self.blocking(move |rt| rt.inner.caller(&id, peer, local))
                 .await?
+        })
+    }
+
+    fn pod_facts<'a>(
+        &'a self,
+        session_id: &'a str,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>> {
+        Box::pin(async move {
+            if !state::valid_session_id(session_id) {
+                return Ok(None);
+            }
+            let id = session_id.to_owned();
+            self.blocking(move |rt| rt.inner.pod_facts(&id)).await?
         })
     }
 

@@ -73,6 +73,10 @@ pub struct SessionRecord {
     /// quality.md measures up to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_requested_at: Option<String>,
+    /// The credential IDs the current pod was given (what its session may
+    /// fetch through the session gateway).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub credentials: std::collections::BTreeSet<String>,
 }
 
 /// Whether a write is synced to disk before it counts.
