@@ -13,10 +13,11 @@
 //! A cell is one of:
 //! - `{"name", "rest": [METHOD, PATH], "body"?: JSON}`: PATH is appended to
 //!   `BACKEND_API_URL`; `ok` when the answer is 2xx (a stream: its head);
-//! - `{"name", "grpc": RPC, "session"}`: one `ambient.v1` call on that
-//!   session (`GetSession`, `ListSessions`, `PushSessionMessage`,
+//! - `{"name", "grpc": RPC, "session"?}`: one `ambient.v1` call on that
+//!   session (its own without `session`) (`GetSession`, `ListSessions`, `PushSessionMessage`,
 //!   `WatchSessionMessages`, `WatchSessions`, `UpdateSessionStatus`,
-//!   `DeleteSession`, `ListProjects`); `ok` when it answered OK (a stream:
+//!   `DeleteSession`, `ListProjects`; the status update writes `Running`);
+//!   `ok` when it answered OK (a stream:
 //!   when it opened);
 //! - `{"name", "exchange_as": SESSION_ID}`: a token exchange claiming
 //!   another session, from this process.
@@ -176,6 +177,7 @@ async fn grpc_cell(api: &Api, rpc: &str, session: &str) -> Result<(bool, String)
             api.unary(
                 UpdateSessionStatusRequest {
                     id,
+                    phase: Some("Running".into()),
                     ..UpdateSessionStatusRequest::default()
                 },
                 |ch, r| async move { sessions(ch).update_session_status(r).await },

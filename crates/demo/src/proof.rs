@@ -15,6 +15,13 @@ pub fn fingerprint(secret: &str) -> String {
     format!("sha256:{hex}")
 }
 
+/// The full SHA-256 of `secret` in hex: to tell two secrets apart without
+/// showing either.
+pub fn sha256_hex(secret: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The environment variable a credential sidecar's command receives the
 /// provider's secret in (wire.md §5 mapping).
 pub fn secret_variable(provider: Provider) -> &'static str {
