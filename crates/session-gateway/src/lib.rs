@@ -11,6 +11,8 @@
 
 pub mod token;
 
+pub use token::{KeyRing, Minted, SessionTokens, SigningKey};
+
 /// Whom a verified session token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionIdentity {
