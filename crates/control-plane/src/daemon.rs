@@ -276,16 +276,27 @@ pub async fn run(
             None
         }
     };
-    let key = match (&clients, &local) {
+    let keys = match (&clients, &local) {
         (Some((_, project)), _) => {
             keypair::bootstrap(project.clone(), &settings.runtime_namespace).await?
         }
-        (None, Some(local)) => local.keypair().await?,
-        (None, None) => tokio::task::spawn_blocking(ambient_protocol::keys::PrivateKey::generate)
-            .await
-            .context("key generation")?
-            .context("key generation")?,
+        (None, Some(local)) => local.keys().await?,
+        (None, None) => tokio::task::spawn_blocking(|| {
+            Ok::<_, anyhow::Error>(keypair::Keys {
+                exchange: ambient_protocol::keys::PrivateKey::generate()?,
+                signing: ambient_session_gateway::token::KeyRing::new(
+                    ambient_session_gateway::token::SigningKey::generate()?,
+                ),
+            })
+        })
+        .await
+        .context("key generation")?
+        .context("key generation")?,
     };
+    let keypair::Keys {
+        exchange: key,
+        signing: _signing,
+    } = keys;
     let public_key_pem = key.public_key().to_pem();
     let provider = provider(&settings.auth)?;
     let rest =

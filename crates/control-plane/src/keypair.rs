@@ -1,11 +1,17 @@
-//! Keypair bootstrap (wire.md §3): the token-exchange key lives in the Secret
-//! `ambient-cp-token-keypair` of the control plane's namespace. Created if
-//! absent; on an AlreadyExists race the winner is re-read and used, so every
-//! replica ends up with the same key.
+//! Keypair bootstrap (wire.md §3): the token-exchange key and the session
+//! tokens' signing keys live in the Secret `ambient-cp-token-keypair` of the
+//! control plane's namespace. Created if absent; on an AlreadyExists race
+//! the winner is re-read and used, so every replica ends up with the same
+//! keys. A Secret written before session tokens existed gets its signing
+//! keys added in place (a conditional update: a concurrent writer wins and
+//! is re-read).
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
+use ambient_protocol::Secret as SecretValue;
 use ambient_protocol::keys::{KeyError, PrivateKey};
+use ambient_session_gateway::token::{KeyRing, SigningKey, StoreError};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -33,38 +39,130 @@ pub enum KeypairError {
     Generate(String),
     #[error("Secret {0} keeps changing under us; giving up")]
     Race(&'static str),
+    #[error("Secret {namespace}/{name} holds unusable session signing keys: {source}")]
+    BadSigningKeys {
+        namespace: String,
+        name: &'static str,
+        source: StoreError,
+    },
 }
 
-/// Loads the keypair, creating it when absent (race-safe).
-pub async fn bootstrap(client: Client, namespace: &str) -> Result<PrivateKey, KeypairError> {
+/// The keys of the keypair Secret.
+#[derive(Debug)]
+pub struct Keys {
+    /// The token-exchange key (RSA-4096).
+    pub exchange: PrivateKey,
+    /// The session tokens' signing keys (RSA-2048).
+    pub signing: KeyRing,
+}
+
+fn generate_signing() -> Result<KeyRing, KeypairError> {
+    SigningKey::generate()
+        .map(KeyRing::new)
+        .map_err(|e| KeypairError::Generate(e.to_string()))
+}
+
+/// The signing ring stored in `secret`; `None` when it holds none yet.
+fn signing_of(secret: &Secret) -> Result<Option<KeyRing>, StoreError> {
+    let data: BTreeMap<String, SecretValue> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                SecretValue::new(String::from_utf8_lossy(&v.0).into_owned()),
+            )
+        })
+        .collect();
+    match KeyRing::from_secret_data(&data, SystemTime::now()) {
+        Ok(ring) => Ok(Some(ring)),
+        Err(StoreError::NoIndex) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `secret`'s data with `ring` written into it (other keys kept).
+pub fn with_signing(mut secret: Secret, ring: &KeyRing) -> Result<Secret, KeyError> {
+    let data = secret.data.get_or_insert_default();
+    data.retain(|k, _| !k.starts_with("session-signing"));
+    for (k, v) in ring.to_secret_data()? {
+        data.insert(k, ByteString(v.expose().as_bytes().to_vec()));
+    }
+    Ok(secret)
+}
+
+/// Loads the keys, creating them when absent (race-safe).
+pub async fn bootstrap(client: Client, namespace: &str) -> Result<Keys, KeypairError> {
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let kube_err = |source| KeypairError::Kube {
         namespace: namespace.into(),
         name: names::KEYPAIR_SECRET,
         source,
     };
+    let bad_signing = |source| KeypairError::BadSigningKeys {
+        namespace: namespace.into(),
+        name: names::KEYPAIR_SECRET,
+        source,
+    };
     for _ in 0..3 {
         if let Some(secret) = api.get_opt(names::KEYPAIR_SECRET).await.map_err(kube_err)? {
-            return parse(&secret).map_err(|source| KeypairError::BadKey {
+            let exchange = parse(&secret).map_err(|source| KeypairError::BadKey {
                 namespace: namespace.into(),
                 name: names::KEYPAIR_SECRET,
                 source,
-            });
+            })?;
+            if let Some(signing) = signing_of(&secret).map_err(bad_signing)? {
+                return Ok(Keys { exchange, signing });
+            }
+            // Written before session tokens: add the signing keys, unless
+            // another replica does first (the update is conditional on the
+            // version read).
+            let signing = tokio::task::spawn_blocking(generate_signing)
+                .await
+                .map_err(|e| KeypairError::Generate(e.to_string()))??;
+            let updated = with_signing(secret, &signing)
+                .map_err(|e| KeypairError::Generate(e.to_string()))?;
+            match api
+                .replace(names::KEYPAIR_SECRET, &PostParams::default(), &updated)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(
+                        namespace,
+                        "added the session-token signing keys to the keypair Secret"
+                    );
+                    return Ok(Keys { exchange, signing });
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    tracing::info!(
+                        "another replica changed the keypair Secret first; re-reading it"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(kube_err(e)),
+            }
         }
-        let key = tokio::task::spawn_blocking(PrivateKey::generate)
-            .await
-            .map_err(|e| KeypairError::Generate(e.to_string()))?
+        let (key, signing) = tokio::task::spawn_blocking(|| {
+            let key = PrivateKey::generate().map_err(|e| KeypairError::Generate(e.to_string()))?;
+            Ok::<_, KeypairError>((key, generate_signing()?))
+        })
+        .await
+        .map_err(|e| KeypairError::Generate(e.to_string()))??;
+        let secret = secret_for(&key, namespace)
+            .and_then(|s| with_signing(s, &signing))
             .map_err(|e| KeypairError::Generate(e.to_string()))?;
-        let secret =
-            secret_for(&key, namespace).map_err(|e| KeypairError::Generate(e.to_string()))?;
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
                 tracing::info!(
                     namespace,
                     secret = names::KEYPAIR_SECRET,
-                    "created the token-exchange keypair"
+                    "created the token-exchange keypair and the session-token signing keys"
                 );
-                return Ok(key);
+                return Ok(Keys {
+                    exchange: key,
+                    signing,
+                });
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 tracing::info!("another replica created the keypair first; using theirs");

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use ambient_protocol::keys::PrivateKey;
+use ambient_session_gateway::token::{KeyRing, SigningKey};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{BoxFuture, Caller, GroupBinding, Observation, PodFacts, RuntimeError, SessionRuntime};
@@ -206,8 +207,45 @@ impl ProcessRuntime {
         &self.inner.settings
     }
 
+    /// The token-exchange key and the session-token signing keys in the
+    /// state directory, generated (0600) the first time.
+    pub async fn keys(&self) -> anyhow::Result<crate::keypair::Keys> {
+        use anyhow::Context as _;
+        let exchange = self.exchange_key().await?;
+        let path = self.inner.layout.signing_keys();
+        let signing = match std::fs::read(&path) {
+            Ok(raw) => {
+                let data: std::collections::BTreeMap<String, String> = serde_json::from_slice(&raw)
+                    .with_context(|| format!("{} is not the expected JSON", path.display()))?;
+                let data = data
+                    .into_iter()
+                    .map(|(k, v)| (k, ambient_protocol::Secret::new(v)))
+                    .collect();
+                KeyRing::from_secret_data(&data, SystemTime::now())
+                    .with_context(|| format!("{} holds no usable signing keys", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let ring = tokio::task::spawn_blocking(SigningKey::generate)
+                    .await
+                    .context("key generation")?
+                    .context("key generation")?;
+                let ring = KeyRing::new(ring);
+                let data: std::collections::BTreeMap<String, String> = ring
+                    .to_secret_data()?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.expose().to_owned()))
+                    .collect();
+                state::write_atomic(&path, &serde_json::to_vec(&data)?, Durability::Disk)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                ring
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Ok(crate::keypair::Keys { exchange, signing })
+    }
+
     /// The token-exchange key in the state directory, generated (0600) the first time.
-    pub async fn keypair(&self) -> anyhow::Result<PrivateKey> {
+    async fn exchange_key(&self) -> anyhow::Result<PrivateKey> {
         use anyhow::Context as _;
         let path = self.inner.layout.keypair();
         match std::fs::read_to_string(&path) {

@@ -160,6 +160,9 @@ impl Layout {
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }
+    pub fn signing_keys(&self) -> PathBuf {
+        self.root.join("signing-keys.json")
+    }
     pub fn keypair(&self) -> PathBuf {
         self.root.join("keypair.pem")
     }
