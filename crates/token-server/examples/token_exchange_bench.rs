@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use ambient_protocol::Secret;
 use ambient_protocol::exchange::{KeySet, encrypt_v2};
 use ambient_protocol::keys::PrivateKey;
-use ambient_token_server::{Config, RateLimit, StaticDirectory, StaticToken, TokenServer};
+use ambient_session_gateway::token::{DEFAULT_LIFETIME, KeyRing, SigningKey};
+use ambient_token_server::{
+    Config, Identity, RateLimit, SessionTokens, StaticDirectory, TokenServer,
+};
 
 const CLIENTS: usize = 16;
 /// Raw and exchange measurements alternate this many times, so that both see
@@ -522,15 +524,19 @@ async fn flood_phase(key: &PrivateKey, window: Duration) -> anyhow::Result<Flood
     })
 }
 
-/// A token server with one key and one live session, handing out a static token.
+/// A token server with one key and one live session, handing out session
+/// tokens (the default identity; the session's token comes from the cache
+/// after the first exchange, as a client's refresh does).
 fn bench_server(key: &PrivateKey, config: Config) -> anyhow::Result<TokenServer> {
     let keys = KeySet::new(vec![key.clone()]).ok_or_else(|| anyhow::anyhow!("no key"))?;
     let dir = StaticDirectory::new();
-    dir.set(SESSION, "Running");
+    dir.set(SESSION, "bench-project", "Running");
+    let ring = KeyRing::new(SigningKey::generate()?);
+    let tokens = SessionTokens::new(ring, DEFAULT_LIFETIME)?;
     Ok(TokenServer::new(
         keys,
         Arc::new(dir),
-        Arc::new(StaticToken::new(Secret::new("bench-api-token"))),
+        Identity::SessionTokens(Arc::new(tokens)),
         config,
     ))
 }

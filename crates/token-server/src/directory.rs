@@ -1,4 +1,5 @@
-//! Rule 5 of the exchange: is the session known and live?
+//! Rule 5 of the exchange: is the session known and live, and in which
+//! project?
 //!
 //! The server asks a [`SessionDirectory`]. The control plane plugs in its
 //! informer cache; the standalone binary uses [`GrpcDirectory`] (asks the API
@@ -30,18 +31,37 @@ pub enum DirectoryError {
     Auth(String),
 }
 
-/// Answers whether a session may hold a token.
+/// What the directory knows of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session's project (empty when the directory does not know it:
+    /// [`NoSessionCheck`]; session tokens then cannot be minted).
+    pub project: String,
+    /// Whether it may hold a token (not in a terminal phase).
+    pub live: bool,
+}
+
+/// Answers whether a session may hold a token, and its project.
 ///
-/// `is_live` is called only for session IDs that passed rules 2–4 (the
+/// `lookup` is called only for session IDs that passed rules 2–4 (the
 /// bearer decrypted and the ID is well-formed), at most once per request.
-/// It returns `Ok(false)` for an unknown session and for a session in a
-/// terminal phase (`Stopped`, `Completed`, `Failed`: [`Phase::is_terminal`]);
-/// a `Stopping` session still gets its token (wire.md §3 refuses only
-/// terminal phases: its containers are shutting down and may still call
-/// the API).
+/// It returns `Ok(None)` for an unknown session, and a record with `live:
+/// false` for a session in a terminal phase (`Stopped`, `Completed`,
+/// `Failed`: [`Phase::is_terminal`]); a `Stopping` session still gets its
+/// token (wire.md §3 refuses only terminal phases: its containers are
+/// shutting down and may still call the API).
 pub trait SessionDirectory: Send + Sync + 'static {
+    /// The session `session_id`, if known.
+    fn lookup<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>>;
+
     /// Whether `session_id` names a live session.
-    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>>;
+    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        let record = self.lookup(session_id);
+        Box::pin(async move { record.await.map(|r| r.is_some_and(|r| r.live)) })
+    }
 
     /// Whether the directory has loaded what it needs to answer (for
     /// `/readyz`): e.g. the informer cache has synced.
@@ -57,21 +77,30 @@ pub fn phase_is_live(phase: Option<&str>) -> bool {
     Phase::of_session(phase).is_ok_and(|p| !p.is_terminal())
 }
 
-/// No session check at all: every well-formed session ID is live. Only for
-/// `--no-session-check`.
+/// No session check at all: every well-formed session ID is live, in an
+/// unknown project (so it cannot serve session tokens). Only for
+/// `--no-session-check` with the platform identity.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoSessionCheck;
 
 impl SessionDirectory for NoSessionCheck {
-    fn is_live<'a>(&'a self, _session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
-        Box::pin(async { Ok(true) })
+    fn lookup<'a>(
+        &'a self,
+        _session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
+        Box::pin(async {
+            Ok(Some(SessionRecord {
+                project: String::new(),
+                live: true,
+            }))
+        })
     }
 }
 
-/// An in-memory directory: session ID → phase string.
+/// An in-memory directory: session ID → (project, phase string).
 #[derive(Debug, Default)]
 pub struct StaticDirectory {
-    sessions: RwLock<HashMap<String, String>>,
+    sessions: RwLock<HashMap<String, (String, String)>>,
 }
 
 impl StaticDirectory {
@@ -80,10 +109,16 @@ impl StaticDirectory {
         Self::default()
     }
 
-    /// Records (or replaces) a session with its phase string (`""` = Pending).
-    pub fn set(&self, session_id: impl Into<String>, phase: impl Into<String>) {
+    /// Records (or replaces) a session of `project` with its phase string
+    /// (`""` = Pending).
+    pub fn set(
+        &self,
+        session_id: impl Into<String>,
+        project: impl Into<String>,
+        phase: impl Into<String>,
+    ) {
         let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(session_id.into(), phase.into());
+        map.insert(session_id.into(), (project.into(), phase.into()));
     }
 
     /// Forgets a session.
@@ -94,12 +129,16 @@ impl StaticDirectory {
 }
 
 impl SessionDirectory for StaticDirectory {
-    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+    fn lookup<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        let live = map
-            .get(session_id)
-            .is_some_and(|phase| phase_is_live(Some(phase)));
-        Box::pin(async move { Ok(live) })
+        let record = map.get(session_id).map(|(project, phase)| SessionRecord {
+            project: project.clone(),
+            live: phase_is_live(Some(phase)),
+        });
+        Box::pin(async move { Ok(record) })
     }
 }
 
@@ -108,7 +147,7 @@ impl SessionDirectory for StaticDirectory {
 pub struct AnswerCache {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<String, (bool, Instant)>>,
+    entries: Mutex<HashMap<String, (Option<SessionRecord>, Instant)>>,
 }
 
 impl AnswerCache {
@@ -122,16 +161,16 @@ impl AnswerCache {
     }
 
     /// The cached answer for `session_id`, if still fresh.
-    pub fn get(&self, session_id: &str, now: Instant) -> Option<bool> {
+    pub fn get(&self, session_id: &str, now: Instant) -> Option<Option<SessionRecord>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(session_id)
             .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(live, _)| *live)
+            .map(|(record, _)| record.clone())
     }
 
     /// Remembers an answer.
-    pub fn put(&self, session_id: &str, live: bool, now: Instant) {
+    pub fn put(&self, session_id: &str, record: Option<SessionRecord>, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
@@ -143,7 +182,7 @@ impl AnswerCache {
                 entries.clear();
             }
         }
-        entries.insert(session_id.to_owned(), (live, now));
+        entries.insert(session_id.to_owned(), (record, now));
     }
 
     /// Number of remembered answers (fresh or not).
@@ -159,7 +198,8 @@ impl AnswerCache {
 
 /// Asks the API server's gRPC `SessionService.GetSession`, authenticated with
 /// the bearer the [`TokenProvider`] gives, and caches answers for a few
-/// seconds. `NOT_FOUND` means not live; `UNAUTHENTICATED` invalidates the
+/// seconds. The project is the session's `project_id`. `NOT_FOUND` means
+/// unknown; `UNAUTHENTICATED` invalidates the
 /// provider's token and retries once.
 pub struct GrpcDirectory {
     client: SessionServiceClient<Channel>,
@@ -212,7 +252,7 @@ impl GrpcDirectory {
             .map(|_| ())
     }
 
-    async fn ask(&self, session_id: &str) -> Result<bool, DirectoryError> {
+    async fn ask(&self, session_id: &str) -> Result<Option<SessionRecord>, DirectoryError> {
         let mut retried = false;
         loop {
             let token = self
@@ -231,11 +271,15 @@ impl GrpcDirectory {
             match client.get_session(request).await {
                 Ok(resp) => {
                     self.ready.store(true, Ordering::Relaxed);
-                    return Ok(phase_is_live(resp.get_ref().phase.as_deref()));
+                    let session = resp.get_ref();
+                    return Ok(Some(SessionRecord {
+                        project: session.project_id.clone().unwrap_or_default(),
+                        live: phase_is_live(session.phase.as_deref()),
+                    }));
                 }
                 Err(status) if status.code() == tonic::Code::NotFound => {
                     self.ready.store(true, Ordering::Relaxed);
-                    return Ok(false);
+                    return Ok(None);
                 }
                 Err(status) if status.code() == tonic::Code::Unauthenticated && !retried => {
                     retried = true;
@@ -256,14 +300,17 @@ impl GrpcDirectory {
 }
 
 impl SessionDirectory for GrpcDirectory {
-    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+    fn lookup<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
         Box::pin(async move {
-            if let Some(live) = self.cache.get(session_id, Instant::now()) {
-                return Ok(live);
+            if let Some(record) = self.cache.get(session_id, Instant::now()) {
+                return Ok(record);
             }
-            let live = self.ask(session_id).await?;
-            self.cache.put(session_id, live, Instant::now());
-            Ok(live)
+            let record = self.ask(session_id).await?;
+            self.cache.put(session_id, record.clone(), Instant::now());
+            Ok(record)
         })
     }
 
@@ -298,9 +345,21 @@ mod tests {
     #[tokio::test]
     async fn static_directory_answers() {
         let dir = StaticDirectory::new();
-        dir.set("session-a1", "Running");
-        dir.set("session-b2", "Stopped");
-        dir.set("session-c3", "");
+        dir.set("session-a1", "proj-a", "Running");
+        dir.set("session-b2", "proj-a", "Stopped");
+        dir.set("session-c3", "proj-c", "");
+        assert_eq!(
+            dir.lookup("session-a1").await,
+            Ok(Some(SessionRecord {
+                project: "proj-a".into(),
+                live: true
+            }))
+        );
+        assert_eq!(
+            dir.lookup("session-b2").await.map(|r| r.map(|r| r.live)),
+            Ok(Some(false))
+        );
+        assert_eq!(dir.lookup("session-zz").await, Ok(None));
         assert_eq!(dir.is_live("session-a1").await, Ok(true));
         assert_eq!(dir.is_live("session-b2").await, Ok(false));
         assert_eq!(dir.is_live("session-c3").await, Ok(true));
@@ -308,31 +367,42 @@ mod tests {
         dir.remove("session-a1");
         assert_eq!(dir.is_live("session-a1").await, Ok(false));
         assert_eq!(NoSessionCheck.is_live("anything").await, Ok(true));
+        let unknown_project = NoSessionCheck.lookup("anything").await;
+        assert_eq!(
+            unknown_project.map(|r| r.map(|r| r.project)),
+            Ok(Some(String::new()))
+        );
     }
 
     #[test]
     fn cache_expires_and_stays_bounded() {
         let cache = AnswerCache::new(Duration::from_secs(2), 3);
         let t0 = Instant::now();
-        cache.put("a", true, t0);
-        assert_eq!(cache.get("a", t0 + Duration::from_secs(1)), Some(true));
+        let rec = |live| {
+            Some(SessionRecord {
+                project: "p".into(),
+                live,
+            })
+        };
+        cache.put("a", rec(true), t0);
+        assert_eq!(cache.get("a", t0 + Duration::from_secs(1)), Some(rec(true)));
         assert_eq!(cache.get("a", t0 + Duration::from_secs(2)), None);
-        cache.put("b", false, t0);
-        cache.put("c", true, t0);
+        cache.put("b", None, t0);
+        cache.put("c", rec(true), t0);
         // Full of expired answers: they are swept.
         let t5 = t0 + Duration::from_secs(5);
-        cache.put("d", true, t5);
+        cache.put("d", rec(true), t5);
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.get("d", t5), Some(true));
+        assert_eq!(cache.get("d", t5), Some(rec(true)));
         // Full of fresh answers: cleared rather than grown.
-        cache.put("e", true, t5);
-        cache.put("f", true, t5);
-        cache.put("g", true, t5);
+        cache.put("e", rec(true), t5);
+        cache.put("f", rec(true), t5);
+        cache.put("g", rec(true), t5);
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.get("g", t5), Some(true));
+        assert_eq!(cache.get("g", t5), Some(rec(true)));
 
         let off = AnswerCache::new(Duration::ZERO, 3);
-        off.put("a", true, t0);
+        off.put("a", rec(true), t0);
         assert_eq!(off.get("a", t0), None);
     }
 }

@@ -13,7 +13,16 @@
 //!    an unseen nonce (else 401), whose `sid` then passes the same rule;
 //! 5. the [`SessionDirectory`] knows the session and it is not in a terminal
 //!    phase — `Stopping` still gets its token (else 403);
-//! 6. the [`TokenProvider`] gives a token (else 500).
+//! 6. the [`CallerBinding`] says the connection is the session's pod (or
+//!    process) and gives its generation (else 403, also while the pod is
+//!    not ready: the client retries);
+//! 7. the [`Identity`] gives the token (else 500): by default a **session
+//!    token** ([`SessionTokens`]: an RS256 JWT naming the session, its
+//!    project and generation, ≤ 10 min, cached per session for most of its
+//!    lifetime, signed on the blocking pool like a decryption; the signing
+//!    keys' JWKS is served at `/.well-known/jwks.json`); or, as the
+//!    escape hatch [`Identity::Platform`], the [`TokenProvider`]'s own API
+//!    token (every session then acts as the platform).
 //!
 //! The decoding and checks are `ambient_protocol::exchange`; this crate adds
 //! the session check, the token, and the serving hardening: an 8 KiB head
@@ -30,14 +39,17 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use ambient_protocol::{Secret, exchange::KeySet, keys::PrivateKey};
-//! use ambient_token_server::{Config, StaticDirectory, StaticToken, TokenServer};
+//! use ambient_protocol::{exchange::KeySet, keys::PrivateKey};
+//! use ambient_session_gateway::token::{DEFAULT_LIFETIME, KeyRing, SigningKey};
+//! use ambient_token_server::{Config, Identity, SessionTokens, StaticDirectory, TokenServer};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let keys = KeySet::new(vec![PrivateKey::generate()?]).ok_or("no key")?;
 //! let directory = Arc::new(StaticDirectory::new()); // the informer cache, in the control plane
-//! let provider = Arc::new(StaticToken::new(Secret::new("api-token")));
-//! let server = TokenServer::new(keys, directory, provider, Config::default());
+//! let ring = KeyRing::new(SigningKey::generate()?);
+//! let tokens = Arc::new(SessionTokens::new(ring, DEFAULT_LIFETIME)?);
+//! let identity = Identity::SessionTokens(tokens);
+//! let server = TokenServer::new(keys, directory, identity, Config::default());
 //! let running = server.bind("127.0.0.1:0".parse()?).await?;
 //! println!("token server listening on {}", running.local_addr());
 //! // ...
@@ -65,8 +77,10 @@
 //! replica inside the 60 s window is not detected. Run replicas behind a
 //! session-affine balancer, or accept that bound.
 
+pub mod binding;
 pub mod connections;
 pub mod directory;
+pub mod identity;
 pub mod limit;
 pub mod metrics;
 pub mod provider;
@@ -77,13 +91,16 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use ambient_protocol::exchange::KeySet;
+pub use ambient_session_gateway::SessionTokens;
+pub use binding::{Addresses, Binding, CallerBinding, Unbound};
 pub use directory::{
-    DirectoryError, GrpcDirectory, NoSessionCheck, SessionDirectory, StaticDirectory,
+    DirectoryError, GrpcDirectory, NoSessionCheck, SessionDirectory, SessionRecord, StaticDirectory,
 };
+pub use identity::Identity;
 pub use limit::RateLimit;
 pub use metrics::{Metrics, Outcome};
 pub use provider::{IssuedToken, OidcClientCredentials, ProviderError, StaticToken, TokenProvider};
-pub use server::{Clock, Config, ConfigError, RunningServer, ServeError, TokenServer};
+pub use server::{Clock, Config, ConfigError, Hooks, RunningServer, ServeError, TokenServer};
 
 /// A boxed, `Send` future: what the object-safe [`SessionDirectory`] and
 /// [`TokenProvider`] methods return.

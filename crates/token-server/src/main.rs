@@ -1,5 +1,7 @@
 //! `ambient-token-server`: the standalone token exchange.
 
+mod key_files;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,19 +12,21 @@ use ambient_daemon::LogFormat;
 use ambient_protocol::Secret;
 use ambient_protocol::backoff::Backoff;
 use ambient_protocol::exchange::KeySet;
-use ambient_protocol::keys::PrivateKey;
 use ambient_protocol::url_policy;
+use ambient_session_gateway::token::MAX_LIFETIME;
 use ambient_token_server::{
-    Config, GrpcDirectory, NoSessionCheck, OidcClientCredentials, RateLimit, SessionDirectory,
-    StaticToken, TokenProvider, TokenServer,
+    Config, GrpcDirectory, Identity, NoSessionCheck, OidcClientCredentials, RateLimit,
+    SessionDirectory, SessionTokens, StaticToken, TokenProvider, TokenServer,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use tracing::{info, warn};
 
 /// The hardened token exchange: session containers trade an RSA-OAEP
-/// encrypted session ID (v1) or a replay-resistant v2 request for the API
-/// token, after a live-session check.
+/// encrypted session ID (v1) or a replay-resistant v2 request, after a
+/// live-session check, for a session token (a short-lived JWT naming the
+/// session and its project; JWKS at /.well-known/jwks.json) or, with
+/// --session-identity platform, for this server's own API token.
 #[derive(Debug, Parser)]
 #[command(name = "ambient-token-server", version)]
 struct Cli {
@@ -47,6 +51,48 @@ struct Cli {
     /// Print the current public key (SPKI PEM) to stdout and exit.
     #[arg(long, env = "TOKEN_SERVER_PRINT_PUBLIC_KEY")]
     print_public_key: bool,
+
+    /// What a session gets: `session-tokens` (a JWT bound to the session,
+    /// its project and pod generation) or `platform` (this server's own API
+    /// token, with which every session can act as the platform: read every
+    /// project and credential; only where session pods cannot be given a
+    /// session gateway).
+    #[arg(
+        long,
+        value_enum,
+        env = "TOKEN_SERVER_SESSION_IDENTITY",
+        default_value = "session-tokens"
+    )]
+    session_identity: SessionIdentityFlag,
+
+    /// Session-token signing key PEM (RSA, 2048 to 4096 bits; PKCS#8 or
+    /// PKCS#1). The first signs; a second is only published in the JWKS.
+    /// To rotate: add the new key second and wait for verifiers to refresh
+    /// the JWKS; swap the two; drop the old one once its last token expired
+    /// (--session-token-ttl plus 30 s).
+    #[arg(
+        long = "signing-key-file",
+        value_name = "PEM",
+        env = "TOKEN_SERVER_SIGNING_KEY_FILES",
+        value_delimiter = ','
+    )]
+    signing_key_files: Vec<PathBuf>,
+
+    /// Create the first --signing-key-file (RSA-2048, mode 0600) if it does
+    /// not exist.
+    #[arg(long, env = "TOKEN_SERVER_GENERATE_SIGNING_KEY")]
+    generate_signing_key: bool,
+
+    /// Lifetime of a session token, in seconds (at most 600). A session's
+    /// token is reused while a third of it remains.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "TOKEN_SERVER_SESSION_TOKEN_TTL",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_LIFETIME.as_secs())
+    )]
+    session_token_ttl: u64,
 
     /// File holding the static API token handed out (recommended over
     /// --api-token).
@@ -131,7 +177,9 @@ struct Cli {
     session_cache_ms: u64,
 
     /// Hand a token to every well-formed session ID without checking the
-    /// session (unsafe; for development only).
+    /// session (unsafe; for development only; with --session-identity
+    /// platform only: a session token names the session's project, which
+    /// only the session check knows).
     #[arg(long, env = "TOKEN_SERVER_NO_SESSION_CHECK")]
     no_session_check: bool,
 
@@ -188,6 +236,13 @@ struct Cli {
     log_level: String,
 }
 
+/// The `--session-identity` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SessionIdentityFlag {
+    SessionTokens,
+    Platform,
+}
+
 /// A rate the limiter can compute with (refused at parse time otherwise).
 fn parse_rate(s: &str) -> Result<f64, String> {
     let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
@@ -216,12 +271,12 @@ fn run(cli: Cli) -> Result<()> {
         .ok_or_else(|| anyhow!("--key-file is required"))?
         .clone();
     if cli.generate_key {
-        generate_if_absent(&first)?;
+        key_files::generate_exchange_key(&first)?;
     }
     let keys = cli
         .key_files
         .iter()
-        .map(|p| load_key(p))
+        .map(|p| key_files::load_exchange_key(p))
         .collect::<Result<Vec<_>>>()?;
     let keys = KeySet::new(keys).ok_or_else(|| anyhow!("--key-file is required"))?;
     if cli.print_public_key {
@@ -236,13 +291,51 @@ fn run(cli: Cli) -> Result<()> {
         (None, false) => bail!("one of --api-server-grpc or --no-session-check is required"),
         (addr, _) => addr.clone(),
     };
+    let identity = identity(&cli, &provider)?;
     ambient_daemon::init_tracing(cli.log_format, &cli.log_level)?;
-    for path in cli.key_files.iter().filter(|p| too_open(p)) {
+    let key_paths = cli.key_files.iter().chain(&cli.signing_key_files);
+    for path in key_paths.filter(|p| key_files::too_open(p)) {
         warn!(path = %path.display(), "key file is readable by group or others (chmod 600 it)");
+    }
+    if let Identity::Platform(_) = identity {
+        warn!(
+            "SESSION IDENTITY IS THE PLATFORM'S (--session-identity platform): every session container receives this server's own API token and can act as the platform, reading every project's sessions and every credential it may read; use only where session pods cannot be given a session gateway"
+        );
     }
     let rt = ambient_daemon::async_runtime(ambient_daemon::Threads::PerCore)
         .context("starting the runtime")?;
-    rt.block_on(serve(cli, keys, provider, session_check))
+    rt.block_on(serve(cli, keys, provider, identity, session_check))
+}
+
+/// The identity of `--session-identity`, its flags checked.
+fn identity(cli: &Cli, provider: &Arc<dyn TokenProvider>) -> Result<Identity> {
+    match cli.session_identity {
+        SessionIdentityFlag::Platform => {
+            if !cli.signing_key_files.is_empty() || cli.generate_signing_key {
+                bail!(
+                    "--signing-key-file is for session tokens; --session-identity platform does not sign any"
+                );
+            }
+            Ok(Identity::Platform(provider.clone()))
+        }
+        SessionIdentityFlag::SessionTokens => {
+            if cli.no_session_check {
+                bail!(
+                    "--no-session-check cannot serve session tokens (a session token names the session's project, which only the session check knows): use --api-server-grpc, or --session-identity platform"
+                );
+            }
+            if cli.generate_signing_key
+                && let Some(first) = cli.signing_key_files.first()
+            {
+                key_files::generate_signing_key(first)?;
+            }
+            let ring = key_files::load_signing_ring(&cli.signing_key_files)?;
+            let ttl = Duration::from_secs(cli.session_token_ttl);
+            Ok(Identity::SessionTokens(Arc::new(SessionTokens::new(
+                ring, ttl,
+            )?)))
+        }
+    }
 }
 
 /// A secret given directly or as a file (not both); `None` when neither.
@@ -302,6 +395,7 @@ async fn serve(
     cli: Cli,
     keys: KeySet,
     provider: Arc<dyn TokenProvider>,
+    identity: Identity,
     grpc: Option<String>,
 ) -> Result<()> {
     let directory: Arc<dyn SessionDirectory> = match grpc {
@@ -335,13 +429,14 @@ async fn serve(
         ..Config::default()
     };
     config.validate()?;
-    let server = TokenServer::new(keys, directory, provider, config);
+    let identity_name = identity.name();
+    let server = TokenServer::new(keys, directory, identity, config);
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     let addr = listener.local_addr()?;
     ambient_daemon::announce_listening("token server", addr);
-    info!(%addr, require_v2 = cli.require_v2, "token server started");
+    info!(%addr, require_v2 = cli.require_v2, identity = identity_name, "token server started");
     let shutdown = ambient_daemon::shutdown_signal().context("installing the signal handlers")?;
     server
         .serve(listener, async move {
@@ -367,43 +462,5 @@ async fn probe_until_ready(dir: Arc<GrpcDirectory>) {
                 tokio::time::sleep(wait).await;
             }
         }
-    }
-}
-
-fn load_key(path: &Path) -> Result<PrivateKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading --key-file {}", path.display()))?;
-    PrivateKey::from_pem(&pem).with_context(|| format!("--key-file {}", path.display()))
-}
-
-/// True when a key file can be read by group or others.
-fn too_open(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
-}
-
-fn generate_if_absent(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    let key = PrivateKey::generate().context("generating an RSA-4096 key")?;
-    let pem = key.to_pkcs1_pem()?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(pem.as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("generated a new RSA-4096 key in {}", path.display());
-            Ok(())
-        }
-        // Someone else created it meanwhile: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
     }
 }

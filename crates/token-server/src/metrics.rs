@@ -1,6 +1,7 @@
 //! Prometheus metrics of one token server instance (no global registry: the
 //! control plane may run several things in its process).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -58,6 +59,11 @@ pub struct Metrics {
     in_flight: Gauge,
     key_queue: Gauge,
     refused_connections: Family<LimitLabels, Counter>,
+    session_tokens_signed: Counter,
+    session_token_cache_hits: Counter,
+    /// Serialises [`Metrics::sync_session_tokens`] (two scrapes at once
+    /// would add the same difference twice).
+    sync: Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -102,6 +108,18 @@ impl Metrics {
             "Connections closed at accept by a limit (global, per_ip)",
             refused_connections.clone(),
         );
+        let session_tokens_signed = Counter::default();
+        let session_token_cache_hits = Counter::default();
+        registry.register(
+            "session_tokens_signed",
+            "Session tokens signed (one RSA signature each)",
+            session_tokens_signed.clone(),
+        );
+        registry.register(
+            "session_token_cache_hits",
+            "Session tokens served from the per-session cache, without a signature",
+            session_token_cache_hits.clone(),
+        );
         for limit in ["global", "per_ip"] {
             let _ = refused_connections.get_or_create(&LimitLabels { limit });
         }
@@ -124,6 +142,20 @@ impl Metrics {
             in_flight,
             key_queue,
             refused_connections,
+            session_tokens_signed,
+            session_token_cache_hits,
+            sync: Mutex::new(()),
+        }
+    }
+
+    /// Brings the session-token counters up to the minter's totals.
+    pub fn sync_session_tokens(&self, signed: u64, cache_hits: u64) {
+        let _one_at_a_time = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        for (counter, total) in [
+            (&self.session_tokens_signed, signed),
+            (&self.session_token_cache_hits, cache_hits),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 

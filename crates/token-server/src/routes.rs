@@ -1,9 +1,9 @@
 //! The HTTP handlers: `/token` (wire.md §3, checks in the wire's order),
-//! `/readyz` and `/metrics`.
+//! `/.well-known/jwks.json`, `/readyz` and `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ambient_protocol::exchange::{
     Rejection, SessionClaim, TokenResponse, check_plaintext, decode_bearer,
@@ -15,6 +15,9 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 use tracing::{debug, error, info, warn};
 
+use crate::binding::{Addresses, Binding};
+use crate::directory::SessionRecord;
+use crate::identity::Identity;
 use crate::limit::retry_after_secs;
 use crate::metrics::Outcome;
 use crate::server::Inner;
@@ -47,6 +50,11 @@ pub(crate) async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
 }
 
 pub(crate) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
+    if let Some(tokens) = inner.identity.session_tokens() {
+        inner
+            .metrics
+            .sync_session_tokens(tokens.signatures(), tokens.cache_hits());
+    }
     let mut resp = Response::new(Body::from(inner.metrics.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -55,13 +63,44 @@ pub(crate) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     resp
 }
 
+/// The JWKS of the session-token signing keys; 404 with the platform
+/// identity (there is nothing to verify).
+pub(crate) async fn jwks(State(inner): State<Arc<Inner>>) -> Response {
+    let Some(tokens) = inner.identity.session_tokens() else {
+        return text(StatusCode::NOT_FOUND, "no session tokens here");
+    };
+    let mut resp = Response::new(Body::from(tokens.jwks()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// Why a request that got past the method check and rate limit failed.
 pub(crate) enum Failure {
     Rejected(Rejection),
+    /// The caller is not the session's pod (403; the reason was logged).
+    NotBound,
+    /// The session's pod is not there yet (403; the client retries).
+    NotYet,
     Busy,
     DirectoryDown,
     ProviderFailed,
     Internal,
+}
+
+/// The connection's addresses, as the serving side recorded them.
+fn addresses(req: &Request) -> Option<Addresses> {
+    let ext = req.extensions();
+    ext.get::<ConnectInfo<Addresses>>()
+        .map(|c| c.0)
+        .or_else(|| {
+            ext.get::<ConnectInfo<SocketAddr>>().map(|c| Addresses {
+                peer: c.0,
+                local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            })
+        })
 }
 
 pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Response {
@@ -74,10 +113,8 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
             .insert(header::ALLOW, HeaderValue::from_static("GET"));
         return resp;
     }
-    let peer: Option<IpAddr> = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let addrs = addresses(&req);
+    let peer: Option<IpAddr> = addrs.map(|a| a.peer.ip());
     if let Some(ip) = peer
         && let Err(wait) = inner.limiter.check(ip, Instant::now())
     {
@@ -90,9 +127,14 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
     }
     // The body is never read: only the head is looked at.
     let (parts, _body) = req.into_parts();
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    let addrs = addrs.unwrap_or(Addresses {
+        peer: unknown,
+        local: unknown,
+    });
     let outcome = tokio::time::timeout(
         inner.config.request_timeout,
-        exchange(&inner, &parts.headers),
+        exchange(&inner, &parts.headers, addrs),
     )
     .await;
     let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
@@ -102,6 +144,7 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
             info!(
                 session_id = %claim.session_id,
                 protocol = %claim.protocol,
+                identity = inner.identity.name(),
                 peer = %peer_text,
                 expires_at = body.expires_at.as_deref().unwrap_or(""),
                 "token issued"
@@ -123,6 +166,17 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
             } else {
                 resp
             }
+        }
+        Ok(Err(Failure::NotBound)) => {
+            inner.metrics.record(Outcome::Forbidden);
+            text(StatusCode::FORBIDDEN, "caller is not bound to this session")
+        }
+        Ok(Err(Failure::NotYet)) => {
+            inner.metrics.record(Outcome::Forbidden);
+            text(
+                StatusCode::FORBIDDEN,
+                "the session's pod is not ready yet; retry",
+            )
         }
         Ok(Err(Failure::Busy)) => {
             inner.metrics.record(Outcome::RateLimited);
@@ -155,10 +209,11 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
     }
 }
 
-/// Rules 2–7 of wire.md §3.
+/// Rules 2–7 of wire.md §3, the caller binding, and the identity.
 async fn exchange(
     inner: &Arc<Inner>,
     headers: &http::HeaderMap,
+    addrs: Addresses,
 ) -> Result<(SessionClaim, TokenResponse), Failure> {
     // Rules 2–3: header form and base64. Two Authorization headers are
     // ambiguous (which one would a proxy have checked?): refused.
@@ -178,27 +233,10 @@ async fn exchange(
     {
         return Err(Failure::Rejected(Rejection::Decrypt));
     }
-    // Rule 3: decryption, bounded and off the reactor. The place in the
-    // queue is a permit held by this future: a request dropped while it
-    // waits (timeout, client gone) gives it back.
-    let plaintext = {
-        let waiting = inner.key_queue.try_acquire().map_err(|_| Failure::Busy)?;
-        let gauge = inner.metrics.waiting_for_key();
-        let permit = inner.key_ops.clone().acquire_owned().await;
-        drop((gauge, waiting));
-        let permit = permit.map_err(|_| Failure::Internal)?;
-        let worker = inner.clone();
-        let (result, took) = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let started = Instant::now();
-            let result = worker.keys.decrypt(&ciphertext);
-            (result, started.elapsed())
-        })
-        .await
-        .map_err(|_| Failure::Internal)?;
-        inner.metrics.observe_decrypt(took);
-        result.map_err(Failure::Rejected)?
-    };
+    // Rule 3: decryption, bounded and off the reactor.
+    let (plaintext, took) = key_op(inner, move |i| i.keys.decrypt(&ciphertext)).await?;
+    inner.metrics.observe_decrypt(took);
+    let plaintext = plaintext.map_err(Failure::Rejected)?;
     // Rule 4 and the v2 rules.
     let claim = check_plaintext(
         plaintext.as_bytes(),
@@ -209,24 +247,110 @@ async fn exchange(
     .map_err(Failure::Rejected)?;
     drop(plaintext);
     // Rule 5: a session that is not in a terminal phase.
-    match inner.directory.is_live(&claim.session_id).await {
-        Ok(true) => {}
-        Ok(false) => return Err(Failure::Rejected(Rejection::SessionNotLive)),
+    let record = match inner.directory.lookup(&claim.session_id).await {
+        Ok(Some(record)) if record.live => record,
+        Ok(_) => return Err(Failure::Rejected(Rejection::SessionNotLive)),
         Err(e) => {
             error!(error = %e, "session check failed");
             return Err(Failure::DirectoryDown);
         }
-    }
+    };
+    // The caller must be the session's pod (or process).
+    let generation = match inner
+        .binding
+        .bind(&claim.session_id, addrs.peer, addrs.local)
+        .await
+    {
+        Ok(Binding::Bound { generation }) => generation,
+        Ok(Binding::Refused { reason }) => {
+            warn!(session_id = %claim.session_id, peer = %addrs.peer, reason = %reason, "token request from a caller not bound to the session");
+            return Err(Failure::NotBound);
+        }
+        Ok(Binding::NotYet) => {
+            debug!(session_id = %claim.session_id, peer = %addrs.peer, "session's pod not ready for a token yet");
+            return Err(Failure::NotYet);
+        }
+        Err(e) => {
+            error!(error = %e, "caller binding failed");
+            return Err(Failure::DirectoryDown);
+        }
+    };
     // Rules 6–7: the token.
-    let issued = inner.provider.token().await.map_err(|e| {
-        error!(error = %e, "token provider failed");
-        Failure::ProviderFailed
-    })?;
-    Ok((
-        claim,
-        TokenResponse {
-            token: issued.token,
-            expires_at: issued.expires_at.map(format_rfc3339),
-        },
-    ))
+    let body = match &inner.identity {
+        Identity::Platform(provider) => {
+            let issued = provider.token().await.map_err(|e| {
+                error!(error = %e, "token provider failed");
+                Failure::ProviderFailed
+            })?;
+            TokenResponse {
+                token: issued.token,
+                expires_at: issued.expires_at.map(format_rfc3339),
+            }
+        }
+        Identity::SessionTokens(_) => {
+            session_token(inner, &claim.session_id, record, generation).await?
+        }
+    };
+    Ok((claim, body))
+}
+
+/// The session token for a live, bound session: from the cache when it is
+/// fresh enough, else signed on the blocking pool.
+async fn session_token(
+    inner: &Arc<Inner>,
+    session_id: &str,
+    record: SessionRecord,
+    generation: String,
+) -> Result<TokenResponse, Failure> {
+    let Some(tokens) = inner.identity.session_tokens() else {
+        return Err(Failure::Internal);
+    };
+    if record.project.is_empty() {
+        error!(%session_id, "the session directory gives no project; session tokens need one");
+        return Err(Failure::Internal);
+    }
+    let now = (inner.clock)();
+    let minted = match tokens.cached(session_id, &record.project, &generation, now) {
+        Some(hit) => hit,
+        None => {
+            let tokens = tokens.clone();
+            let sid = session_id.to_owned();
+            let (minted, _took) = key_op(inner, move |_| {
+                tokens.mint(&sid, &record.project, &generation, now)
+            })
+            .await?;
+            minted.map_err(|e| {
+                error!(error = %e, "minting a session token failed");
+                Failure::Internal
+            })?
+        }
+    };
+    Ok(TokenResponse {
+        token: minted.token,
+        expires_at: Some(format_rfc3339(minted.expires_at)),
+    })
+}
+
+/// Runs one private-key operation on the blocking pool, bounded by the key
+/// operation slots and their queue. The place in the queue is a permit held
+/// by this future: a request dropped while it waits (timeout, client gone)
+/// gives it back.
+async fn key_op<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    op: impl FnOnce(&Inner) -> T + Send + 'static,
+) -> Result<(T, Duration), Failure> {
+    let waiting = inner.key_queue.try_acquire().map_err(|_| Failure::Busy)?;
+    let gauge = inner.metrics.waiting_for_key();
+    let permit = inner.key_ops.clone().acquire_owned().await;
+    drop((gauge, waiting));
+    let permit = permit.map_err(|_| Failure::Internal)?;
+    let worker = inner.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let started = Instant::now();
+        let result = op(&worker);
+        (result, started.elapsed())
+    })
+    .await
+    .map_err(|_| Failure::Internal)
 }

@@ -16,16 +16,40 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::binding::{Addresses, CallerBinding, Unbound};
 use crate::connections::ConnectionTable;
 use crate::directory::SessionDirectory;
+use crate::identity::Identity;
 use crate::limit::{RateLimit, RateLimiter};
 use crate::metrics::Metrics;
-use crate::provider::TokenProvider;
 use crate::routes;
 
 /// The server's idea of the current time (injectable for tests of the v2
 /// `iat` window).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The injectable behaviours of a [`TokenServer`]: the clock and the caller
+/// binding. [`Hooks::default`]: the system clock, [`Unbound`].
+#[derive(Clone)]
+pub struct Hooks {
+    pub clock: Clock,
+    pub binding: Arc<dyn CallerBinding>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemTime::now),
+            binding: Arc::new(Unbound),
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").finish_non_exhaustive()
+    }
+}
 
 /// Settings of a [`TokenServer`]. [`Config::default`] is the hardened default.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +164,8 @@ pub(crate) struct Inner {
     pub(crate) keys: KeySet,
     pub(crate) nonces: NonceCache,
     pub(crate) directory: Arc<dyn SessionDirectory>,
-    pub(crate) provider: Arc<dyn TokenProvider>,
+    pub(crate) identity: Identity,
+    pub(crate) binding: Arc<dyn CallerBinding>,
     pub(crate) limiter: RateLimiter,
     /// Concurrent private-key operations.
     pub(crate) key_ops: Arc<Semaphore>,
@@ -170,32 +195,51 @@ impl std::fmt::Debug for TokenServer {
 
 impl TokenServer {
     /// A server decrypting with `keys` (current first), checking sessions
-    /// with `directory` and handing out `provider`'s token. Zero caps in
+    /// with `directory` and handing out `identity` (a session token, or the
+    /// platform's token). Every caller is bound ([`Unbound`]). Zero caps in
     /// `config` count as 1 (see [`Config::validate`]).
     pub fn new(
         keys: KeySet,
         directory: Arc<dyn SessionDirectory>,
-        provider: Arc<dyn TokenProvider>,
+        identity: Identity,
         config: Config,
     ) -> Self {
-        Self::with_clock(keys, directory, provider, config, Arc::new(SystemTime::now))
+        Self::with_hooks(keys, directory, identity, config, Hooks::default())
     }
 
     /// [`TokenServer::new`] with the time taken from `clock` (tests of the
-    /// v2 window).
+    /// v2 window and token lifetimes).
     pub fn with_clock(
         keys: KeySet,
         directory: Arc<dyn SessionDirectory>,
-        provider: Arc<dyn TokenProvider>,
+        identity: Identity,
         config: Config,
         clock: Clock,
     ) -> Self {
+        let hooks = Hooks {
+            clock,
+            ..Hooks::default()
+        };
+        Self::with_hooks(keys, directory, identity, config, hooks)
+    }
+
+    /// [`TokenServer::new`] with a clock and a caller binding of the
+    /// embedder's.
+    pub fn with_hooks(
+        keys: KeySet,
+        directory: Arc<dyn SessionDirectory>,
+        identity: Identity,
+        config: Config,
+        hooks: Hooks,
+    ) -> Self {
+        let Hooks { clock, binding } = hooks;
         Self {
             inner: Arc::new(Inner {
                 keys,
                 nonces: NonceCache::new(config.nonce_capacity, V2_SKEW),
                 directory,
-                provider,
+                identity,
+                binding,
                 limiter: RateLimiter::new(config.rate_limit),
                 key_ops: Arc::new(Semaphore::new(config.max_key_ops.max(1))),
                 key_queue: Semaphore::new(config.max_key_queue.max(1)),
@@ -211,6 +255,11 @@ impl TokenServer {
         &self.inner.metrics
     }
 
+    /// What the exchange hands out.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
     /// Private-key operations running (or handed to the blocking pool) now.
     pub fn key_ops_in_use(&self) -> usize {
         self.inner
@@ -221,14 +270,17 @@ impl TokenServer {
     }
 
     /// The routes as an axum [`Router`], for embedding in another server.
-    /// The per-IP limit needs the peer address as a
-    /// [`ConnectInfo<SocketAddr>`] request extension (as
-    /// `into_make_service_with_connect_info` provides); without it requests
-    /// are not rate limited. Header limits and timeouts are the serving
-    /// side's: prefer [`TokenServer::serve`].
+    /// The per-IP limit and the caller binding need the connection's
+    /// addresses as a [`ConnectInfo<Addresses>`] request extension (as
+    /// `into_make_service_with_connect_info::<Addresses>` provides; a
+    /// `ConnectInfo<SocketAddr>` gives the peer only). Without the peer,
+    /// requests are not rate limited and the binding sees `0.0.0.0:0`.
+    /// Header limits and timeouts are the serving side's: prefer
+    /// [`TokenServer::serve`].
     pub fn router(&self) -> Router {
         Router::new()
             .route("/token", any(routes::token))
+            .route("/.well-known/jwks.json", get(routes::jwks))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(routes::readyz))
             .route("/metrics", get(routes::metrics))
@@ -307,9 +359,14 @@ impl TokenServer {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else {
+                debug!(%peer, "connection gone before it was served");
+                continue;
+            };
             let router = router.clone();
+            let addresses = Addresses { peer, local };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(ConnectInfo(addresses));
                 tower::ServiceExt::oneshot(router.clone(), req)
             });
             let conn = http.serve_connection(TokioIo::new(stream), service);

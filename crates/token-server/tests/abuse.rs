@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ambient_protocol::exchange::encrypt_v2;
 use ambient_token_server::{
-    BoxFuture, Config, DirectoryError, RunningServer, SessionDirectory, TokenServer,
+    BoxFuture, Config, DirectoryError, RunningServer, SessionDirectory, SessionRecord, TokenServer,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -114,7 +114,7 @@ async fn start_with(
     config: Config,
     dir: Arc<dyn SessionDirectory>,
 ) -> (TokenServer, RunningServer) {
-    start(key_set(&[&keys().0]), dir, static_provider(), config).await
+    start(key_set(&[&keys().0]), dir, platform(), config).await
 }
 
 async fn metrics_text(addr: SocketAddr) -> String {
@@ -362,7 +362,10 @@ fn a_slow_head_is_cut_by_the_header_read_timeout() {
 struct Silent;
 
 impl SessionDirectory for Silent {
-    fn is_live<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+    fn lookup<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
         Box::pin(std::future::pending())
     }
 }
@@ -410,7 +413,7 @@ fn the_v2_window_is_exactly_60_s_each_way() {
         let server = TokenServer::with_clock(
             key_set(&[&keys().0]),
             directory(),
-            static_provider(),
+            platform(),
             config(),
             Arc::new(move || now),
         );

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ambient_protocol::exchange::encrypt_v1;
 use ambient_protocol::keys::PublicKey;
+use ambient_session_gateway::token::SigningKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ambient-token-server");
 
@@ -57,6 +58,10 @@ fn cmd() -> Command {
         "AMBIENT_GRPC_SERVER_ADDR",
         "AMBIENT_GRPC_USE_TLS",
         "TOKEN_SERVER_RATE_PER_IP",
+        "TOKEN_SERVER_SESSION_IDENTITY",
+        "TOKEN_SERVER_SIGNING_KEY_FILES",
+        "TOKEN_SERVER_GENERATE_SIGNING_KEY",
+        "TOKEN_SERVER_SESSION_TOKEN_TTL",
         "LOG_LEVEL",
         "LOG_FORMAT",
     ] {
@@ -119,9 +124,85 @@ fn bad_configurations_fail_with_one_line() {
             .args(["--generate-key", "--print-public-key"]),
     );
     assert_eq!(code, 0);
+    let signing = tmp.join("signing.pem");
+    let signing_pem = SigningKey::generate()
+        .and_then(|k| k.to_pem())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&signing, signing_pem).unwrap_or_else(|e| panic!("{e}"));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&signing, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let key = key.to_string_lossy().into_owned();
     let token = token.to_string_lossy().into_owned();
+    let signing = signing.to_string_lossy().into_owned();
+    let three_signing_keys = format!("{signing},{signing},{signing}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--no-session-check",
+            ],
+            "--no-session-check cannot serve session tokens",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--api-server-grpc",
+                "127.0.0.1:1",
+            ],
+            "--signing-key-file is required",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--api-server-grpc",
+                "127.0.0.1:1",
+                "--signing-key-file",
+                &three_signing_keys,
+            ],
+            "at most two",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--api-server-grpc",
+                "127.0.0.1:1",
+                "--signing-key-file",
+                &token,
+            ],
+            "--signing-key-file",
+        ),
+        (
+            vec![
+                "--key-file",
+                &key,
+                "--api-token-file",
+                &token,
+                "--no-session-check",
+                "--session-identity",
+                "platform",
+                "--signing-key-file",
+                &signing,
+            ],
+            "does not sign",
+        ),
+        (vec!["--session-token-ttl", "601"], "--session-token-ttl"),
+        (vec!["--session-token-ttl", "0"], "--session-token-ttl"),
+        (vec!["--session-identity", "agent"], "--session-identity"),
         (
             vec!["--no-session-check", "--api-token-file", &token],
             "--key-file",
@@ -228,6 +309,8 @@ fn bad_configurations_fail_with_one_line() {
                 "--api-server-grpc",
                 "http://user:grpc-pw-77@127.0.0.1:1",
                 "--api-server-grpc-tls",
+                "--signing-key-file",
+                &signing,
             ],
             "without TLS",
         ),
@@ -285,6 +368,10 @@ fn help_names_every_env_var_and_hides_secret_values() {
         "TOKEN_SERVER_REQUIRE_V2",
         "TOKEN_SERVER_MAX_CONNECTIONS",
         "TOKEN_SERVER_MAX_CONNECTIONS_PER_IP",
+        "TOKEN_SERVER_SESSION_IDENTITY",
+        "TOKEN_SERVER_SIGNING_KEY_FILES",
+        "TOKEN_SERVER_GENERATE_SIGNING_KEY",
+        "TOKEN_SERVER_SESSION_TOKEN_TTL",
         "LOG_FORMAT",
     ] {
         assert!(stdout.contains(var), "--help lacks {var}");
@@ -324,6 +411,25 @@ fn spawn(args: &[&str]) -> (std::process::Child, String) {
     (child, addr)
 }
 
+fn get_body(addr: &str, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    })
+}
+
 fn get(addr: &str, path: &str, bearer: Option<&str>) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -356,6 +462,8 @@ fn require_v2_and_readyz_through_the_binary() {
         &key,
         "--generate-key",
         "--no-session-check",
+        "--session-identity",
+        "platform",
         "--require-v2",
         "--listen",
         "127.0.0.1:0",
@@ -379,23 +487,45 @@ fn require_v2_and_readyz_through_the_binary() {
     let _ = child.kill();
     let _ = child.wait();
 
-    // A session directory that cannot be reached: alive, not ready.
+    // A session directory that cannot be reached: alive, not ready; the
+    // session-token signing key is generated (0600, PKCS#8) and its JWKS
+    // served.
+    let signing = tmp.join("signing.pem");
+    let signing = signing.to_string_lossy().into_owned();
     let (mut child, addr) = spawn(&[
         "--key-file",
         &key,
         "--api-server-grpc",
         "127.0.0.1:1",
+        "--signing-key-file",
+        &signing,
+        "--generate-signing-key",
         "--listen",
         "127.0.0.1:0",
     ]);
     assert_eq!(get(&addr, "/healthz", None), 200);
     assert_eq!(get(&addr, "/readyz", None), 503);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&signing)
+        .map(|m| m.permissions().mode())
+        .unwrap_or_default();
+    assert_eq!(mode & 0o777, 0o600);
+    let pem = std::fs::read_to_string(&signing).unwrap_or_default();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let kid = SigningKey::from_pem(&pem)
+        .map(|k| k.kid().to_owned())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, jwks) = get_body(&addr, "/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap_or_default();
+    assert_eq!(jwks["keys"][0]["kid"].as_str(), Some(kid.as_str()));
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
     let _ = child.kill();
     let _ = child.wait();
 }
 
 #[test]
-fn serves_on_a_free_port_warns_without_session_check_and_stops_on_sigterm() {
+fn platform_identity_serves_the_api_token_warns_and_stops_on_sigterm() {
     let tmp = Tmp::new("run");
     let key = tmp.join("key.pem");
     let token = tmp.join("token");
@@ -408,6 +538,8 @@ fn serves_on_a_free_port_warns_without_session_check_and_stops_on_sigterm() {
         .args([
             "--generate-key",
             "--no-session-check",
+            "--session-identity",
+            "platform",
             "--listen",
             "127.0.0.1:0",
         ])
@@ -474,6 +606,10 @@ fn serves_on_a_free_port_warns_without_session_check_and_stops_on_sigterm() {
         let _ = e.read_to_string(&mut stderr);
     }
     assert!(stderr.contains("SESSION CHECK DISABLED"), "{stderr}");
+    assert!(
+        stderr.contains("SESSION IDENTITY IS THE PLATFORM'S"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("any-session-id-at-all"),
         "accepted ID is logged"

@@ -1,7 +1,8 @@
 //! Every row of wire.md §3 (v1 and v2) against a real server on loopback,
-//! plus `/healthz`, `/readyz`, `/metrics`, and a check that the complete log
-//! output of the table holds no token, no ciphertext and no rejected
-//! plaintext.
+//! answered with session tokens that verify under the JWKS the server
+//! serves, plus `/healthz`, `/readyz`, `/metrics`, and a check that the
+//! complete log output of the table holds no token, no ciphertext and no
+//! rejected plaintext.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use ambient_protocol::exchange::{TokenResponse, encrypt_plaintext, encrypt_v1, encrypt_v2};
 use ambient_protocol::exchanger::parse_rfc3339;
 use ambient_protocol::keys::PublicKey;
-use ambient_token_server::{Config, Outcome};
+use ambient_token_server::{Config, Identity, Outcome};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE};
 use common::*;
@@ -296,12 +297,14 @@ async fn every_row_of_the_exchange_table_and_no_secret_in_the_logs() {
     let (server, running) = start(
         key_set(&[current]),
         directory(),
-        static_provider(),
+        tokens_identity(),
         config(),
     )
     .await;
     let base = format!("http://{}", running.local_addr());
     let client = http_client();
+    let jwks = served_jwks(&client, &base).await;
+    let mut issued = Vec::new();
     let rows = table(current.public_key(), other.public_key());
     let mut bearers = Vec::new();
     let mut plaintexts = Vec::new();
@@ -327,11 +330,17 @@ async fn every_row_of_the_exchange_table_and_no_secret_in_the_logs() {
             if status == 200 {
                 let parsed: TokenResponse = serde_json::from_str(&body)
                     .unwrap_or_else(|e| panic!("{}: body is not a token response: {e}", r.name));
-                assert_eq!(parsed.token.expose(), API_TOKEN, "{}", r.name);
-                assert_eq!(parsed.expires_at, None, "{}", r.name);
+                let claims = verify_under(&jwks, parsed.token.expose())
+                    .unwrap_or_else(|e| panic!("{}: token does not verify: {e}", r.name));
+                assert_eq!(claims.project, project_of(&claims.sid), "{}", r.name);
+                assert_eq!(claims.sub, format!("ambient-session-{}", claims.sid));
+                let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
+                let at = parsed.expires_at.as_deref().unwrap_or_default();
+                assert_eq!(parse_rfc3339(at), Some(expires_at), "{}", r.name);
+                issued.push(parsed.token.expose().to_owned());
             } else {
                 assert!(
-                    !body.contains(API_TOKEN),
+                    !body.contains(API_TOKEN) && !body.contains("eyJ"),
                     "{}: token in an error body",
                     r.name
                 );
@@ -390,6 +399,11 @@ async fn every_row_of_the_exchange_table_and_no_secret_in_the_logs() {
         "accepted requests must log their session ID; logs:\n{text}"
     );
     assert!(!text.contains(API_TOKEN), "token in logs");
+    assert!(!issued.is_empty());
+    for t in &issued {
+        let signature = t.rsplit('.').next().unwrap_or(t);
+        assert!(!text.contains(signature), "a session token is in the logs");
+    }
     for b in &bearers {
         assert!(!text.contains(b.as_str()), "a ciphertext is in the logs");
         assert!(
@@ -412,7 +426,7 @@ async fn require_v2_refuses_v1() {
     let (_, running) = start(
         key_set(&[current]),
         directory(),
-        static_provider(),
+        tokens_identity(),
         Config {
             require_v2: true,
             ..config()
@@ -441,7 +455,7 @@ async fn rotation_accepts_old_and_new_keys() {
     let (_, running) = start(
         key_set(&[current, other]),
         directory(),
-        static_provider(),
+        tokens_identity(),
         config(),
     )
     .await;
@@ -461,7 +475,8 @@ async fn rotation_accepts_old_and_new_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_failure_is_500_and_expiry_is_passed_on() {
+async fn platform_identity_hands_out_the_provider_token_and_its_failure_is_500_and_expiry_is_passed_on()
+ {
     let (current, _) = keys();
     let pk = current.public_key();
     let client = http_client();
@@ -469,10 +484,10 @@ async fn provider_failure_is_500_and_expiry_is_passed_on() {
     let (_, down) = start(
         key_set(&[current]),
         directory(),
-        Arc::new(FixedProvider {
+        Identity::Platform(Arc::new(FixedProvider {
             token: None,
             expires_at: None,
-        }),
+        })),
         config(),
     )
     .await;
@@ -496,10 +511,10 @@ async fn provider_failure_is_500_and_expiry_is_passed_on() {
     let (_, oidc) = start(
         key_set(&[current]),
         directory(),
-        Arc::new(FixedProvider {
+        Identity::Platform(Arc::new(FixedProvider {
             token: Some(API_TOKEN.into()),
             expires_at: Some(expiry),
-        }),
+        })),
         config(),
     )
     .await;
@@ -515,6 +530,16 @@ async fn provider_failure_is_500_and_expiry_is_passed_on() {
     assert_eq!(body.token.expose(), API_TOKEN);
     let at = body.expires_at.unwrap_or_default();
     assert_eq!(parse_rfc3339(&at), Some(expiry), "{at}");
+    // The platform identity has no signing keys to publish.
+    let jwks = client
+        .get(format!(
+            "http://{}/.well-known/jwks.json",
+            oidc.local_addr()
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(jwks.status().as_u16(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,7 +549,7 @@ async fn health_readiness_and_directory_failure() {
     let (_, running) = start(
         key_set(&[current]),
         dir.clone(),
-        static_provider(),
+        tokens_identity(),
         config(),
     )
     .await;
@@ -586,7 +611,7 @@ async fn oversized_header_is_431_and_a_body_is_never_needed() {
     let (_, running) = start(
         key_set(&[current]),
         directory(),
-        static_provider(),
+        tokens_identity(),
         config(),
     )
     .await;

@@ -34,7 +34,7 @@ async fn a_flooding_ip_is_limited_and_others_keep_their_tokens() {
     let (server, running) = start(
         key_set(&[current]),
         directory(),
-        static_provider(),
+        platform(),
         Config {
             rate_limit: RateLimit {
                 per_second: 5.0,

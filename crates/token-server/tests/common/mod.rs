@@ -8,9 +8,13 @@ use std::time::SystemTime;
 use ambient_protocol::Secret;
 use ambient_protocol::exchange::KeySet;
 use ambient_protocol::keys::PrivateKey;
+use ambient_session_gateway::token::{
+    Claims, DEFAULT_LIFETIME, KeyRing, Refusal, SigningKey, VerifyingKey, jwt,
+};
 use ambient_token_server::{
-    BoxFuture, Config, DirectoryError, IssuedToken, ProviderError, RateLimit, RunningServer,
-    SessionDirectory, StaticDirectory, TokenProvider, TokenServer,
+    BoxFuture, Config, DirectoryError, Identity, IssuedToken, ProviderError, RateLimit,
+    RunningServer, SessionDirectory, SessionRecord, SessionTokens, StaticDirectory, TokenProvider,
+    TokenServer,
 };
 
 /// The API token every test server hands out.
@@ -23,6 +27,28 @@ pub fn keys() -> &'static (PrivateKey, PrivateKey) {
         let gen_key = || PrivateKey::generate().unwrap_or_else(|e| panic!("keygen: {e}"));
         (gen_key(), gen_key())
     })
+}
+
+/// An RSA-2048 session-token signing key, generated once per test binary.
+pub fn signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate().unwrap_or_else(|e| panic!("keygen: {e}")))
+}
+
+/// A fresh minter (own cache and counters) signing with [`signing_key`].
+pub fn session_tokens() -> Arc<SessionTokens> {
+    let ring = KeyRing::new(signing_key().clone());
+    Arc::new(SessionTokens::new(ring, DEFAULT_LIFETIME).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The session-token identity (the default).
+pub fn tokens_identity() -> Identity {
+    Identity::SessionTokens(session_tokens())
+}
+
+/// The platform identity handing out [`API_TOKEN`].
+pub fn platform() -> Identity {
+    Identity::Platform(static_provider())
 }
 
 pub fn key_set(keys: &[&PrivateKey]) -> KeySet {
@@ -41,6 +67,11 @@ pub const COMPLETED: &str = "session-complete-007";
 pub const FAILED: &str = "session-failed-00008";
 pub const UNKNOWN: &str = "session-unknown-0009";
 
+/// The project of every session of [`directory`]: `project-of-<id>`.
+pub fn project_of(session_id: &str) -> String {
+    format!("project-of-{session_id}")
+}
+
 pub fn directory() -> Arc<StaticDirectory> {
     let d = StaticDirectory::new();
     for (id, phase) in [
@@ -53,7 +84,7 @@ pub fn directory() -> Arc<StaticDirectory> {
         (COMPLETED, "Completed"),
         (FAILED, "Failed"),
     ] {
-        d.set(id, phase);
+        d.set(id, project_of(id), phase);
     }
     Arc::new(d)
 }
@@ -86,11 +117,17 @@ pub struct ToggleDirectory {
 }
 
 impl SessionDirectory for ToggleDirectory {
-    fn is_live<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+    fn lookup<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
         let up = self.up.load(Ordering::SeqCst);
         Box::pin(async move {
             if up {
-                Ok(true)
+                Ok(Some(SessionRecord {
+                    project: project_of(id),
+                    live: true,
+                }))
             } else {
                 Err(DirectoryError::Unavailable("api server down".into()))
             }
@@ -116,10 +153,10 @@ pub fn config() -> Config {
 pub async fn start(
     keys: KeySet,
     dir: Arc<dyn SessionDirectory>,
-    provider: Arc<dyn TokenProvider>,
+    identity: Identity,
     config: Config,
 ) -> (TokenServer, RunningServer) {
-    let server = TokenServer::new(keys, dir, provider, config);
+    let server = TokenServer::new(keys, dir, identity, config);
     let running = server
         .clone()
         .bind(
@@ -189,4 +226,46 @@ pub fn capture_logs() -> Capture {
             capture
         })
         .clone()
+}
+
+/// The keys of the server's `/.well-known/jwks.json` (checking its content
+/// type), each parsed from its JWK alone.
+pub async fn served_jwks(client: &reqwest::Client, base: &str) -> Vec<VerifyingKey> {
+    let resp = client
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("jwks: {e}"));
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let jwks: serde_json::Value = resp.json().await.unwrap_or_else(|e| panic!("jwks: {e}"));
+    let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+    assert!(!keys.is_empty(), "empty JWKS");
+    keys.iter()
+        .map(|k| {
+            let key = VerifyingKey::from_jwk(k).unwrap_or_else(|e| panic!("jwk: {e}"));
+            assert_eq!(k["kid"].as_str(), Some(key.kid()), "kid is the thumbprint");
+            assert_eq!(k["alg"], "RS256");
+            key
+        })
+        .collect()
+}
+
+/// The claims of `token` if it verifies under one of `keys` now.
+pub fn verify_under(keys: &[VerifyingKey], token: &str) -> Result<Claims, Refusal> {
+    verify_under_at(keys, token, SystemTime::now())
+}
+
+/// The claims of `token` if it verifies under one of `keys` at `now`.
+pub fn verify_under_at(
+    keys: &[VerifyingKey],
+    token: &str,
+    now: SystemTime,
+) -> Result<Claims, Refusal> {
+    jwt::decode(token, |kid| keys.iter().find(|k| k.kid() == kid), now)
 }
