@@ -146,8 +146,35 @@ async fn grpc_watch_sessions_sees_only_its_own_session() {
         .await
         .unwrap_or_else(|e| panic!("WatchSessions: {e}"))
         .into_inner();
-    // Change the others first, then the own session: the first event seen
-    // must be the own one.
+    // Positive signal first: the watch is live once a change of the own
+    // session comes through (a change made before upstream subscribed is
+    // not replayed, so poke until one arrives).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    for i in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watch never delivered"
+        );
+        let labels = format!("{{\"ready\":\"{i}\"}}");
+        w.api
+            .ok(
+                ADMIN_TOKEN,
+                Method::PATCH,
+                &format!("/sessions/{}", w.own),
+                Some(json!({"labels": labels})),
+            )
+            .await;
+        let poll = std::time::Duration::from_millis(200);
+        if let Ok(ev) = tokio::time::timeout(poll, events.message()).await {
+            let ev = ev
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("the watch ended"));
+            assert_eq!(ev.resource_id, w.own);
+            break;
+        }
+    }
+    // Then change the others, then the own session: every event up to the
+    // own one must be the own session's.
     for id in [&w.sibling, &w.foreign, &w.own] {
         w.api
             .ok(
