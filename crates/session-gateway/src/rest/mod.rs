@@ -82,24 +82,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
             Plan::Answer(resp) => return resp,
             Plan::Deny(why) => return deny(why),
         };
-    let mut target = params.upstream_path(rule);
-    match (query, search) {
-        (Some(q), Some(s)) => {
-            target.push('?');
-            target.push_str(q);
-            target.push('&');
-            push_search(&mut target, &s);
-        }
-        (None, Some(s)) => {
-            target.push('?');
-            push_search(&mut target, &s);
-        }
-        (Some(q), None) => {
-            target.push('?');
-            target.push_str(q);
-        }
-        (None, None) => {}
-    }
+    let target = target(params.upstream_path(rule), query, search.as_deref());
     let resp = match forward::send(
         &gw.upstream,
         parts.method.clone(),
@@ -119,14 +102,40 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
     }
 }
 
-fn push_search(target: &mut String, search: &str) {
-    target.push_str("search=");
-    target.extend(url::form_urlencoded::byte_serialize(search.as_bytes()));
+/// The upstream path and query: the caller's query as given, plus the
+/// scope's `search` when it adds one.
+fn target(mut path: String, query: Option<&str>, search: Option<&str>) -> String {
+    let mut sep = '?';
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        path.push(sep);
+        path.push_str(q);
+        sep = '&';
+    }
+    if let Some(s) = search {
+        path.push(sep);
+        path.push_str("search=");
+        path.extend(url::form_urlencoded::byte_serialize(s.as_bytes()));
+    }
+    path
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_keep_the_query_and_add_the_search() {
+        assert_eq!(target("/p".into(), None, None), "/p");
+        assert_eq!(target("/p".into(), Some("a=1"), None), "/p?a=1");
+        assert_eq!(
+            target("/p".into(), None, Some("id = 'x'")),
+            "/p?search=id+%3D+%27x%27"
+        );
+        assert_eq!(
+            target("/p".into(), Some("a=1"), Some("s")),
+            "/p?a=1&search=s"
+        );
+    }
 
     #[test]
     fn project_id_queries_must_name_the_session_project() {
