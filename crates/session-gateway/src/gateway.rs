@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tonic::transport::ServerTlsConfig;
 
 use crate::facts::SessionFacts;
 use crate::rest::{Answer, lookup};
+use crate::tls::GatewayTls;
 use crate::upstream::Upstream;
 use crate::{SessionIdentity, VerifyToken, grpc, rest};
 
@@ -114,20 +114,28 @@ impl Gateway {
     pub async fn serve(
         &self,
         listener: TcpListener,
-        tls: Option<ServerTlsConfig>,
+        tls: Option<GatewayTls>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("gateway listening on {addr}");
         }
-        let mut server = tonic::transport::Server::builder().accept_http1(true);
-        if let Some(tls) = tls {
-            server = server.tls_config(tls)?;
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .tcp_nodelay(true)
+            .add_routes(tonic::service::Routes::from(self.router()));
+        match tls {
+            Some(tls) => {
+                server
+                    .serve_with_incoming_shutdown(tls.incoming(listener), shutdown)
+                    .await
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                server
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
         }
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        server
-            .add_routes(tonic::service::Routes::from(self.router()))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
     }
 }

@@ -21,11 +21,13 @@ pub mod facts;
 mod gateway;
 mod grpc;
 pub mod rest;
+mod tls;
 pub mod token;
 mod upstream;
 
 pub use facts::{SessionFacts, SessionState};
 pub use gateway::Gateway;
+pub use tls::{GatewayTls, TlsError};
 pub use upstream::{Upstream, UpstreamAuth};
 
 /// Whom a verified session token speaks for.

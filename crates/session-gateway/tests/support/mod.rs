@@ -228,6 +228,12 @@ pub const UNDELIVERED_SECRET: &str = "ghp-undelivered-secret-1204";
 
 impl World {
     pub async fn start() -> World {
+        World::start_with(None).await
+    }
+
+    /// [`World::start`], the gateway serving TLS when `tls` is given (the
+    /// REST client `gw` then still speaks plain HTTP: use your own).
+    pub async fn start_with(tls: Option<ambient_session_gateway::GatewayTls>) -> World {
         let dev = Daemon::start(
             Spec::new("ambient-devserver")
                 .args([
@@ -312,7 +318,7 @@ impl World {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = gateway
-                .serve(listener, None, async {
+                .serve(listener, tls, async {
                     let _ = rx.await;
                 })
                 .await;
