@@ -375,3 +375,16 @@ async fn only_session_tokens_of_live_sessions_on_their_pod_are_admitted() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_refused_and_nothing_changes() {
+    let w = World::start().await;
+    let path = format!("/sessions/{}/messages", w.own);
+    let huge = json!({"payload": "x".repeat(2 * 1024 * 1024), "event_type": "user"});
+    let (code, body) =
+        w.gw.call(OWN_TOKEN, Method::POST, &path, Some(huge), &[])
+            .await;
+    assert_eq!(code, 413, "{body}");
+    let msgs = w.api.ok(ADMIN_TOKEN, Method::GET, &path, None).await;
+    assert_eq!(msgs.as_array().map(Vec::len), Some(0), "{msgs}");
+}
