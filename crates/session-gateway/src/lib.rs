@@ -12,6 +12,7 @@
 //! ```text
 //! let upstream = Upstream::new(&api_url, http_client, grpc_channel, Arc::new(cp_identity));
 //! let gateway = Gateway::new(Arc::new(verifier), Arc::new(session_facts), upstream);
+//! let tls = Some(GatewayTls::from_pem(&cert_pem, &key_pem)?);      // or None
 //! gateway.serve(listener, tls, shutdown).await?;   // or mount gateway.router()
 //! ```
 
