@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 
+use axum::response::Response;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -28,28 +29,37 @@ pub(crate) struct Inner {
 
 impl Inner {
     /// The project of session `id`: the caller's own, the control plane's
-    /// cache, the memo, or (once) the API.
-    pub(crate) async fn session_project(&self, who: &SessionIdentity, id: &str) -> Option<String> {
+    /// cache, the memo, or (once) the API. `Ok(None)`: no such session;
+    /// `Err`: the API could not be asked (the answer to relay).
+    pub(crate) async fn session_project(
+        &self,
+        who: &SessionIdentity,
+        id: &str,
+    ) -> Result<Option<String>, Response> {
         if id == who.session_id {
-            return Some(who.project.clone());
+            return Ok(Some(who.project.clone()));
         }
         if let Some(s) = self.facts.session(id) {
-            return Some(s.project);
+            return Ok(Some(s.project));
         }
-        if let Some(p) = self.projects.read().ok()?.get(id) {
-            return Some(p.clone());
+        if let Some(p) = self.projects.read().ok().and_then(|m| m.get(id).cloned()) {
+            return Ok(Some(p));
         }
-        let Answer::Object(s) = self.lookup(&format!("/sessions/{id}"), &who.project).await else {
-            return None;
+        let s = match self.lookup(&format!("/sessions/{id}"), &who.project).await {
+            Answer::Object(s) => s,
+            Answer::Refused(_) => return Ok(None),
+            Answer::Failed(resp) => return Err(resp),
         };
-        let project = s.get("project_id").and_then(Value::as_str)?.to_owned();
+        let Some(project) = s.get("project_id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
         if let Ok(mut memo) = self.projects.write() {
             if memo.len() >= PROJECT_MEMO {
                 memo.clear();
             }
-            memo.insert(id.to_owned(), project.clone());
+            memo.insert(id.to_owned(), project.to_owned());
         }
-        Some(project)
+        Ok(Some(project.to_owned()))
     }
 
     /// `GET path` upstream, for a scope check.

@@ -46,6 +46,25 @@ fn dropped(name: &HeaderName) -> bool {
     )
 }
 
+/// The headers of `from` that may cross the gateway: not [`dropped`], and
+/// not named by its `Connection` header (RFC 9110 §7.6.1).
+fn crossing(from: &HeaderMap) -> HeaderMap {
+    let named: Vec<&str> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut out = HeaderMap::with_capacity(from.len() + 2);
+    for (name, value) in from {
+        if !dropped(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str())) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// `200` with a JSON body.
 pub fn json(v: &Value) -> Response {
     (StatusCode::OK, Json(v)).into_response()
@@ -75,12 +94,7 @@ pub async fn send(
         tracing::error!(error = %e, "gateway: no control-plane token");
         refuse::error(StatusCode::BAD_GATEWAY, "the gateway has no API identity")
     })?;
-    let mut out = HeaderMap::with_capacity(headers.len() + 2);
-    for (name, value) in headers {
-        if !dropped(name) {
-            out.append(name.clone(), value.clone());
-        }
-    }
+    let mut out = crossing(headers);
     if let Ok(v) = HeaderValue::from_str(project) {
         out.insert(HeaderName::from_static(PROJECT_HEADER), v);
     }
@@ -134,13 +148,7 @@ pub async fn read(mut resp: reqwest::Response) -> Result<Vec<u8>, Response> {
 
 /// The response head of `resp`, minus dropped headers.
 fn head(resp: &reqwest::Response) -> (StatusCode, HeaderMap) {
-    let mut headers = HeaderMap::with_capacity(resp.headers().len());
-    for (name, value) in resp.headers() {
-        if !dropped(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    (resp.status(), headers)
+    (resp.status(), crossing(resp.headers()))
 }
 
 /// Relays `resp` as is, streaming; an event stream ends when `ended`
@@ -255,5 +263,31 @@ pub async fn lookup(up: &Upstream, path: &str, project: &str) -> Answer {
             StatusCode::BAD_GATEWAY,
             "the API answered an object that is not JSON",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_own_headers_do_not_cross() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer session-token"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-ambient-project", "other"),
+            ("cookie", "c=1"),
+            ("accept", "text/event-stream"),
+            ("last-event-id", "7"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = crossing(&h);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["accept", "last-event-id"]);
     }
 }

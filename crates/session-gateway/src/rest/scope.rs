@@ -73,8 +73,9 @@ pub async fn check(
         Scope::SessionInProject => {
             let id = params.session.unwrap_or_default();
             match gw.session_project(who, id).await {
-                Some(p) if p == own => forward(body),
-                _ => Plan::Deny("a session outside the session's project"),
+                Ok(Some(p)) if p == own => forward(body),
+                Ok(_) => Plan::Deny("a session outside the session's project"),
+                Err(resp) => Plan::Answer(resp),
             }
         }
         Scope::UnstartedSessionInProject => {
@@ -89,6 +90,7 @@ pub async fn check(
                 {
                     forward(body)
                 }
+                Answer::Failed(resp) => Plan::Answer(resp),
                 _ => Plan::Deny("only a session of the project that never started may be deleted"),
             }
         }
