@@ -3,14 +3,15 @@
 //! with the control plane's identity; streams end when the session does.
 //! Every other method of every service answers `PERMISSION_DENIED`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use ambient_protocol::v1::session_service_server::{SessionService, SessionServiceServer};
 use ambient_protocol::v1::{
-    CreateSessionRequest, DeleteSessionRequest, DeleteSessionResponse, GetSessionRequest,
-    ListSessionsRequest, ListSessionsResponse, PushSessionMessageRequest, Session, SessionMessage,
-    SessionWatchEvent, UpdateSessionRequest, UpdateSessionStatusRequest,
+    CreateSessionRequest, DeleteSessionRequest, DeleteSessionResponse, EventType,
+    GetSessionRequest, ListSessionsRequest, ListSessionsResponse, PushSessionMessageRequest,
+    Session, SessionMessage, SessionWatchEvent, UpdateSessionRequest, UpdateSessionStatusRequest,
     WatchSessionMessagesRequest, WatchSessionsRequest,
 };
 use futures::{Stream, StreamExt};
@@ -20,6 +21,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::SessionIdentity;
 use crate::access::{self, Refusal};
 use crate::gateway::Inner;
+use crate::upstream::Upstream;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -51,6 +53,91 @@ fn upstream(status: Status) -> Status {
         }
         _ => status,
     }
+}
+
+/// `msg` with the control plane's bearer.
+async fn authorized<T>(up: &Upstream, msg: T) -> Result<Request<T>, Status> {
+    let token = up.bearer().await.map_err(|e| {
+        tracing::error!(error = %e, "gateway: no control-plane token");
+        Status::unavailable("the gateway has no API identity")
+    })?;
+    let value: MetadataValue<_> = format!("Bearer {}", token.expose())
+        .parse()
+        .map_err(|_| Status::internal("the control plane's token is not a valid header"))?;
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert("authorization", value);
+    Ok(req)
+}
+
+/// The event a closing session watch ends with: the session as the API has
+/// it now (terminal, when it ended), or its deletion. The upstream event
+/// saying so may still be on its way when the control plane's caches close
+/// the watch; without this a client would see the stream end and then
+/// `UNAUTHENTICATED`, never the end itself.
+async fn last_word(up: Upstream, id: String) -> Option<Result<SessionWatchEvent, Status>> {
+    let req = authorized(&up, GetSessionRequest { id: id.clone() })
+        .await
+        .ok()?;
+    let mut client = up.grpc.clone();
+    match client.get_session(req).await {
+        Ok(s) => Some(Ok(SessionWatchEvent {
+            r#type: EventType::Updated as i32,
+            session: Some(s.into_inner()),
+            resource_id: id,
+        })),
+        Err(e) if e.code() == Code::NotFound => Some(Ok(SessionWatchEvent {
+            r#type: EventType::Deleted as i32,
+            session: None,
+            resource_id: id,
+        })),
+        Err(_) => None,
+    }
+}
+
+/// The own session's events of `events` until `ended`, then [`last_word`].
+fn session_watch(
+    events: impl Stream<Item = Result<SessionWatchEvent, Status>> + Send + 'static,
+    ended: impl Future<Output = ()> + Send + 'static,
+    up: Upstream,
+    own: String,
+) -> BoxStream<SessionWatchEvent> {
+    struct Live<S, E> {
+        events: Pin<Box<S>>,
+        ended: Pin<Box<E>>,
+        up: Upstream,
+        own: String,
+    }
+    let start = Some(Box::new(Live {
+        events: Box::pin(events),
+        ended: Box::pin(ended),
+        up,
+        own,
+    }));
+    Box::pin(futures::stream::unfold(start, |state| async move {
+        let mut live = state?;
+        loop {
+            tokio::select! {
+                item = live.events.next() => {
+                    let item = item?;
+                    if let Ok(ev) = &item
+                        && ev.resource_id != live.own
+                        && ev
+                            .session
+                            .as_ref()
+                            .and_then(|s| s.metadata.as_ref())
+                            .is_none_or(|m| m.id != live.own)
+                    {
+                        continue;
+                    }
+                    return Some((item, Some(live)));
+                }
+                () = &mut live.ended => {
+                    let last = last_word(live.up, live.own).await?;
+                    return Some((last, None));
+                }
+            }
+        }
+    }))
 }
 
 impl Sessions {
@@ -104,16 +191,7 @@ impl Sessions {
 
     /// `msg` with the control plane's bearer.
     async fn upstream_request<T>(&self, msg: T) -> Result<Request<T>, Status> {
-        let token = self.gw.upstream.bearer().await.map_err(|e| {
-            tracing::error!(error = %e, "gateway: no control-plane token");
-            Status::unavailable("the gateway has no API identity")
-        })?;
-        let value: MetadataValue<_> = format!("Bearer {}", token.expose())
-            .parse()
-            .map_err(|_| Status::internal("the control plane's token is not a valid header"))?;
-        let mut req = Request::new(msg);
-        req.metadata_mut().insert("authorization", value);
-        Ok(req)
+        authorized(&self.gw.upstream, msg).await
     }
 
     /// `stream`, ended when `who`'s session stops admitting its token.
@@ -193,21 +271,13 @@ impl SessionService for Sessions {
         let mut up = self.gw.upstream.grpc.clone();
         let events = up.watch_sessions(req).await.map_err(upstream)?.into_inner();
         let own = who.session_id.clone();
-        let mine = events.filter(move |e| {
-            let keep = match e {
-                Ok(ev) => {
-                    ev.resource_id == own
-                        || ev
-                            .session
-                            .as_ref()
-                            .and_then(|s| s.metadata.as_ref())
-                            .is_some_and(|m| m.id == own)
-                }
-                Err(_) => true,
-            };
-            std::future::ready(keep)
-        });
-        Ok(Response::new(self.until_ended(who, mine)))
+        let ended = access::ended(self.gw.facts.clone(), who);
+        Ok(Response::new(session_watch(
+            events,
+            ended,
+            self.gw.upstream.clone(),
+            own,
+        )))
     }
 
     async fn push_session_message(

@@ -124,3 +124,42 @@ async fn another_sessions_end_leaves_the_watch_open() {
     let next = grpc.message().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next.map(|m| m.payload).as_deref(), Some("first"));
 }
+
+/// The lifecycle watch of a session that ends delivers the end before it
+/// closes. The control plane's facts (which close the watch) and the
+/// upstream event race; a client such as `ambient-runner-client wait` must
+/// still see the terminal phase, not a closed stream and then `401`. Here
+/// the upstream change precedes the watch, so no upstream event can carry
+/// it: only the gateway's last word can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_watch_delivers_the_end_before_closing() {
+    use ambient_protocol::v1::WatchSessionsRequest;
+    let w = World::start().await;
+    let status = json!({"phase": "Completed"});
+    let path = format!("/sessions/{}/status", w.own);
+    w.api
+        .ok(ADMIN_TOKEN, Method::PATCH, &path, Some(status))
+        .await;
+    let mut c = w.grpc().await;
+    let mut events = c
+        .watch_sessions(authed(WatchSessionsRequest {}, OWN_TOKEN))
+        .await
+        .unwrap_or_else(|e| panic!("WatchSessions: {e}"))
+        .into_inner();
+    // The control plane's caches catch up.
+    w.facts.set(&w.own, OWN_PROJECT, false, Some(GEN));
+    let seen_end = tokio::time::timeout(CLOSE_WITHIN, async {
+        let mut seen = false;
+        while let Ok(Some(ev)) = events.message().await {
+            assert_eq!(ev.resource_id, w.own);
+            seen |= ev.session.and_then(|s| s.phase).as_deref() == Some("Completed");
+        }
+        seen
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the session watch stayed open"));
+    assert!(
+        seen_end,
+        "the watch closed without delivering the terminal phase"
+    );
+}
