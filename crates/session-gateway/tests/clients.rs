@@ -162,3 +162,39 @@ async fn credential_entrypoint_fetches_only_delivered_credentials() {
         "an undelivered credential must be refused: {err}"
     );
 }
+
+/// ambient-runner-client's library through the gateway: it pushes its own
+/// session's messages (not another's), and `wait` sees its session end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_client_pushes_and_sees_its_session_end() {
+    use ambient_protocol::phase::Phase;
+    use ambient_runner_client::session::{End, wait_terminal};
+    use ambient_runner_client::{Api, SessionMessages, TokenSource};
+
+    let w = World::start().await;
+    let tokens = TokenSource::fixed(ambient_protocol::Secret::new(OWN_TOKEN));
+    let api =
+        Api::new(&w.gateway.to_string(), false, None, tokens).unwrap_or_else(|e| panic!("{e}"));
+    let pushed = SessionMessages::new(api.clone(), w.own.clone())
+        .push("assistant", "via the gateway")
+        .await
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    assert_eq!(pushed.session_id, w.own);
+    let other = SessionMessages::new(api.clone(), w.sibling.clone())
+        .push("assistant", "not mine")
+        .await;
+    assert!(other.is_err(), "pushing to another session must be refused");
+
+    // The session completes upstream (the control plane's caches have not
+    // caught up yet, so the token is still admitted).
+    let path = format!("/sessions/{}/status", w.own);
+    let done = json!({"phase": "Completed"});
+    w.api
+        .ok(ADMIN_TOKEN, reqwest::Method::PATCH, &path, Some(done))
+        .await;
+    let end = wait_terminal(&api, &w.own).await;
+    assert!(
+        matches!(end, Ok(End::Phase(Phase::Completed))),
+        "wait must report the end: {end:?}"
+    );
+}
