@@ -7,18 +7,20 @@ use std::sync::Arc;
 use ambient_protocol::exchange::KeySet;
 use ambient_protocol::phase::Phase;
 use ambient_protocol::v1::{Project, ProjectSettings, Session};
+use ambient_session_gateway::SessionTokens;
+use ambient_token_server::server::RunningServer;
 use ambient_token_server::{
-    BoxFuture, DirectoryError, OidcClientCredentials, SessionDirectory, StaticToken, TokenProvider,
-    TokenServer,
+    BoxFuture, DirectoryError, Hooks, Identity, OidcClientCredentials, SessionDirectory,
+    SessionRecord, StaticToken, TokenProvider, TokenServer,
 };
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::api::Api;
-use crate::config::{ApiAuth, Config, Mode, Settings};
+use crate::config::{ApiAuth, Config, Mode, SessionIdentityMode, Settings};
 use crate::informer::{self, Store};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
@@ -28,6 +30,7 @@ use crate::runtime::SessionRuntime;
 use crate::runtime::kube::KubeRuntime;
 use crate::runtime::log::LogRuntime;
 use crate::runtime::process::{self, ProcessRuntime, RuntimeKind};
+use crate::session_identity::{self, SessionIdentities};
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
@@ -35,11 +38,15 @@ use crate::{keypair, leader};
 /// hold a token while it is cached and not terminal (wire.md §3). A
 /// `Stopping` session still gets tokens: its runner is in its grace period.
 impl SessionDirectory for Store<Session> {
-    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
-        let live = self
-            .get(session_id)
-            .is_some_and(|s| Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal()));
-        Box::pin(async move { Ok(live) })
+    fn lookup<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
+        let record = self.get(session_id).map(|s| SessionRecord {
+            project: s.project_id.unwrap_or_default(),
+            live: Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal()),
+        });
+        Box::pin(async move { Ok(record) })
     }
 
     fn is_ready(&self) -> bool {
@@ -195,44 +202,60 @@ impl Caches {
         queue: &WorkQueue<Key>,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Caches {
+        Self::announcing(api, resync, metrics, queue, tasks, None)
+    }
+
+    /// [`Caches::informed`], also announcing every changed session ID on
+    /// `session_changes` (the session gateway closes streams that no
+    /// longer hold).
+    pub fn announcing(
+        api: &Api,
+        resync: std::time::Duration,
+        metrics: &Metrics,
+        queue: &WorkQueue<Key>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        session_changes: Option<broadcast::Sender<String>>,
+    ) -> Caches {
         let caches = Caches {
             sessions: Arc::default(),
             projects: Arc::default(),
             settings: Arc::default(),
         };
+        let context = (api, resync, metrics, queue);
         tasks.spawn(informed(
-            (api, resync, metrics, queue),
+            context,
             "session informer",
             &caches.sessions,
-            Key::Session,
+            (Key::Session, session_changes),
         ));
         tasks.spawn(informed(
-            (api, resync, metrics, queue),
+            context,
             "project informer",
             &caches.projects,
-            Key::Project,
+            (Key::Project, None),
         ));
         tasks.spawn(informed(
-            (api, resync, metrics, queue),
+            context,
             "project settings informer",
             &caches.settings,
-            Key::ProjectSettings,
+            (Key::ProjectSettings, None),
         ));
         caches
     }
 }
 
 /// The informer of `store`, restarted if it panics; every changed ID is
-/// enqueued as `key(id)`.
+/// enqueued as `key(id)` (and announced on `announce`, when given).
 fn informed<K: informer::Kind>(
     (api, resync, metrics, queue): (&Api, std::time::Duration, &Metrics, &WorkQueue<Key>),
     name: &'static str,
     store: &Arc<Store<K>>,
-    key: fn(String) -> Key,
+    (key, announce): (fn(String) -> Key, Option<broadcast::Sender<String>>),
 ) -> impl Future<Output = ()> + Send + 'static {
     let (api, store, metrics, queue) = (api.clone(), store.clone(), metrics.clone(), queue.clone());
     supervise(name, move || {
         let q = queue.clone();
+        let announce = announce.clone();
         informer::run(
             api.clone(),
             store.clone(),
@@ -240,8 +263,112 @@ fn informed<K: informer::Kind>(
             metrics.clone(),
             move |id| {
                 q.add(key(id.to_owned()));
+                if let Some(a) = &announce {
+                    let _ = a.send(id.to_owned());
+                }
             },
         )
+    })
+}
+
+/// Where sessions run: local processes, pods, or (test mode, no `kube`
+/// reconciler) nowhere but the log.
+fn runtime_of(
+    cfg: &Config,
+    settings: &Settings,
+    clients: Option<&(kube::Client, kube::Client)>,
+    local: Option<&ProcessRuntime>,
+) -> Arc<dyn SessionRuntime> {
+    match (clients, local) {
+        (_, Some(local)) => Arc::new(local.clone()),
+        (Some((_, project)), None) if settings.provision => Arc::new(
+            KubeRuntime::new(
+                project.clone(),
+                cfg.platform_mode,
+                &settings.pod.installation,
+            )
+            .configured(&settings.pod),
+        ),
+        _ => {
+            tracing::warn!(
+                "sessions are not provisioned (MODE=test or no kube in RECONCILERS): only logged"
+            );
+            Arc::new(LogRuntime::default())
+        }
+    }
+}
+
+/// What every replica serves to session pods.
+struct Serving {
+    token_server: RunningServer,
+    /// The session gateway's address (absent with `CP_SESSION_IDENTITY=platform`).
+    gateway: Option<SocketAddr>,
+}
+
+/// Binds the token server and, unless sessions act as the platform, the
+/// session gateway (its task joins `tasks`) — wire.md §3.
+async fn serve_sessions(
+    cfg: &Config,
+    settings: &Settings,
+    keys: keypair::Keys,
+    (identities, provider): (&Arc<SessionIdentities>, &Arc<dyn TokenProvider>),
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Serving> {
+    let exchange_keys = KeySet::new(vec![keys.exchange]).context("no key")?;
+    let sessions: Arc<dyn SessionDirectory> = identities.directory();
+    let gateway_mode = settings.identity.mode == SessionIdentityMode::Gateway;
+    let (identity, hooks) = if gateway_mode {
+        let minter = Arc::new(
+            SessionTokens::new(keys.signing, ambient_session_gateway::token::DEFAULT_LIFETIME)
+                .context("session tokens")?,
+        );
+        let hooks = Hooks {
+            binding: identities.clone(),
+            ..Hooks::default()
+        };
+        (Identity::SessionTokens(minter), hooks)
+    } else {
+        tracing::warn!(
+            "CP_SESSION_IDENTITY=platform: every session gets the control plane's own API token \
+             and can act as the control plane (read any project's credentials, any session); \
+             use only where session pods cannot reach the session gateway"
+        );
+        (Identity::Platform(provider.clone()), Hooks::default())
+    };
+    let minter = identity.session_tokens().cloned();
+    let token_server = TokenServer::with_hooks(
+        exchange_keys,
+        sessions,
+        identity,
+        ambient_token_server::Config::default(),
+        hooks,
+    )
+    .bind(settings.token_listen)
+    .await?;
+    ambient_daemon::announce_listening("token server", token_server.local_addr());
+    let Some(minter) = minter else {
+        return Ok(Serving {
+            token_server,
+            gateway: None,
+        });
+    };
+    let gateway = session_identity::gateway(cfg, identities, provider, minter)?;
+    let listener = tokio::net::TcpListener::bind(settings.identity.gateway_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.identity.gateway_listen))?;
+    let addr = listener.local_addr()?;
+    ambient_daemon::announce_listening("session gateway", addr);
+    tasks.spawn(async move {
+        if let Err(e) = gateway
+            .serve(listener, None, std::future::pending())
+            .await
+        {
+            tracing::error!(error = %e, "the session gateway stopped");
+        }
+    });
+    Ok(Serving {
+        token_server,
+        gateway: Some(addr),
     })
 }
 
@@ -293,11 +420,7 @@ pub async fn run(
         .context("key generation")?
         .context("key generation")?,
     };
-    let keypair::Keys {
-        exchange: key,
-        signing: _signing,
-    } = keys;
-    let public_key_pem = key.public_key().to_pem();
+    let public_key_pem = keys.exchange.public_key().to_pem();
     let provider = provider(&settings.auth)?;
     let rest =
         Rest::new(&cfg.api_server_url, provider.clone()).context("AMBIENT_API_SERVER_URL")?;
@@ -310,23 +433,34 @@ pub async fn run(
 
     let queue: WorkQueue<Key> = WorkQueue::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let session_changes = session_identity::changes();
     let Caches {
         sessions,
         projects,
         settings: settings_store,
-    } = Caches::informed(&api, settings.resync, &metrics, &queue, &mut tasks);
+    } = Caches::announcing(
+        &api,
+        settings.resync,
+        &metrics,
+        &queue,
+        &mut tasks,
+        Some(session_changes.clone()),
+    );
+    let runtime = runtime_of(&cfg, &settings, clients.as_ref(), local.as_ref());
 
-    // Every replica serves tokens, from the informer's session cache.
-    let keys = KeySet::new(vec![key]).context("no key")?;
-    let token_server = TokenServer::new(
+    // Every replica serves tokens (from the informer's session cache) and
+    // the session gateway.
+    let identities =
+        SessionIdentities::new(sessions.clone(), runtime.clone(), session_changes);
+    tasks.spawn(identities.clone().forget_ended());
+    let serving = serve_sessions(
+        &cfg,
+        &settings,
         keys,
-        sessions.clone(),
-        provider.clone(),
-        ambient_token_server::Config::default(),
+        (&identities, &provider),
+        &mut tasks,
     )
-    .bind(settings.token_listen)
     .await?;
-    ambient_daemon::announce_listening("token server", token_server.local_addr());
 
     let (health_addr, health_task) = serve_health(
         settings.health_listen,
@@ -341,27 +475,21 @@ pub async fn run(
     ambient_daemon::announce_listening("health", health_addr);
 
     let mut pod_config = settings.pod.clone();
-    let runtime: Arc<dyn SessionRuntime> = match (&clients, &local) {
-        (_, Some(local)) => {
-            let token_url = process::local_token_url(token_server.local_addr());
-            local.settings().adjust(&mut pod_config, token_url);
-            Arc::new(local.clone())
+    if let Some(local) = &local {
+        let token_url = process::local_token_url(serving.token_server.local_addr());
+        local.settings().adjust(&mut pod_config, token_url);
+    }
+    match (&serving.gateway, &settings.identity.gateway_url) {
+        (Some(addr), _) if local.is_some() => {
+            session_identity::point_pods_at(&mut pod_config, &process::local_base_url(*addr));
         }
-        (Some((_, project)), None) if settings.provision => Arc::new(
-            KubeRuntime::new(
-                project.clone(),
-                cfg.platform_mode,
-                &settings.pod.installation,
-            )
-            .configured(&settings.pod),
+        (Some(_), Some(url)) => session_identity::point_pods_at(&mut pod_config, url),
+        (Some(_), None) => tracing::warn!(
+            "neither CP_GATEWAY_URL nor CP_TOKEN_URL is set: session pods are not pointed at \
+             the session gateway, and their session tokens work nowhere else"
         ),
-        _ => {
-            tracing::warn!(
-                "sessions are not provisioned (MODE=test or no kube in RECONCILERS): only logged"
-            );
-            Arc::new(LogRuntime::default())
-        }
-    };
+        (None, _) => {}
+    }
     let controller = Arc::new(
         Controller::new(
             api,
@@ -440,7 +568,7 @@ pub async fn run(
     if let Some(local) = &local {
         local.shutdown().await;
     }
-    token_server.shutdown().await?;
+    serving.token_server.shutdown().await?;
     // Release the Lease so a follower takes over without waiting for expiry.
     drop(leading);
     if let Some(election) = election {

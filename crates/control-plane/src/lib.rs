@@ -12,7 +12,10 @@
 //! - [`names`] and [`objects`]: names/labels/ports and the typed Kubernetes
 //!   objects of a session (wire.md §4);
 //! - [`render`]: the objects of one session as YAML, without a cluster;
-//! - [`keypair`]: the token-exchange keypair Secret (race-safe bootstrap);
+//! - [`keypair`]: the token-exchange key and the session tokens' signing
+//!   keys in one Secret (race-safe bootstrap);
+//! - [`session_identity`]: exchanges bound to the caller's pod, and what the
+//!   session gateway knows of sessions;
 //! - [`leader`]: Lease-based leader election;
 //! - [`daemon`]: everything wired together, with the embedded token server;
 //! - [`supervisor`]: restarts a long-running task that panicked;
@@ -33,4 +36,5 @@ pub mod reconcile;
 pub mod render;
 pub mod rest;
 pub mod runtime;
+pub mod session_identity;
 pub mod supervisor;

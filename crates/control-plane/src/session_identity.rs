@@ -26,9 +26,15 @@ use tokio::sync::broadcast;
 use crate::informer::Store;
 use crate::runtime::{Caller, PodFacts, SessionRuntime};
 
-/// Sessions whose state changes are announced at once before a slow
-/// gateway subscriber lags (it then re-checks every stream it holds).
-const CHANGES: usize = 1024;
+/// Session changes announced before a slow gateway subscriber lags (it
+/// then re-checks every stream it holds): the capacity of the channel the
+/// session informer and the bindings announce on.
+pub const CHANGES: usize = 1024;
+
+/// The channel on which changed session IDs are announced.
+pub fn changes() -> broadcast::Sender<String> {
+    broadcast::channel(CHANGES).0
+}
 
 /// Sessions as the exchange and the gateway see them. Cheap to share.
 pub struct SessionIdentities {
@@ -47,26 +53,46 @@ impl std::fmt::Debug for SessionIdentities {
 }
 
 impl SessionIdentities {
-    /// Facts from `sessions` (the informer's cache) and `runtime`.
-    pub fn new(sessions: Arc<Store<Session>>, runtime: Arc<dyn SessionRuntime>) -> Arc<Self> {
+    /// Facts from `sessions` (the informer's cache, which announces every
+    /// changed session on `changes`) and `runtime`.
+    pub fn new(
+        sessions: Arc<Store<Session>>,
+        runtime: Arc<dyn SessionRuntime>,
+        changes: broadcast::Sender<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             sessions,
             runtime,
             pods: Mutex::default(),
             reading: Mutex::default(),
-            changes: broadcast::channel(CHANGES).0,
+            changes,
         })
     }
 
-    /// The informer saw session `id` change (or go away): the gateway
-    /// re-checks its streams. A session that is gone or terminal forgets
-    /// its pod.
-    pub fn session_changed(&self, id: &str) {
-        let live = self.sessions.get(id).is_some_and(|s| is_live(&s));
-        if !live {
-            self.pods_map().remove(id);
+    /// Forgets the pods of sessions that ended or went away, as the
+    /// informer announces them. Runs until the channel closes.
+    pub async fn forget_ended(self: Arc<Self>) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            let ended: Vec<String> = match changes.recv().await {
+                Ok(id) => vec![id],
+                // Missed some: look at every session we remember.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.pods_map().keys().cloned().collect()
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            for id in ended {
+                if !self.sessions.get(&id).is_some_and(|s| is_live(&s)) {
+                    self.pods_map().remove(&id);
+                }
+            }
         }
-        let _ = self.changes.send(id.to_owned());
+    }
+
+    /// The session directory of the token server: the informer's cache.
+    pub fn directory(&self) -> Arc<dyn ambient_token_server::SessionDirectory> {
+        self.sessions.clone()
     }
 
     fn pods_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodFacts>> {
@@ -180,8 +206,85 @@ impl CallerBinding for SessionIdentities {
                     Binding::Bound { generation }
                 }
                 Caller::NotYet => Binding::NotYet,
-                Caller::Stranger => Binding::Refused,
+                Caller::Stranger => Binding::Refused {
+                    reason: "the connection does not come from the session's pod".into(),
+                },
             })
         })
     }
+}
+
+/// The control plane's own API identity, as the gateway presents it upstream.
+pub struct PlatformAuth(pub Arc<dyn ambient_token_server::TokenProvider>);
+
+impl std::fmt::Debug for PlatformAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlatformAuth(..)")
+    }
+}
+
+impl ambient_session_gateway::UpstreamAuth for PlatformAuth {
+    fn token(&self) -> BoxFuture<'_, Result<ambient_protocol::Secret, String>> {
+        Box::pin(async move {
+            self.0
+                .token()
+                .await
+                .map(|t| t.token)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Where session pods reach the gateway at `base` (`scheme://host:port`):
+/// their gRPC address and whether it is TLS.
+pub fn grpc_target(base: &str) -> (String, bool) {
+    match base.split_once("://") {
+        Some(("https", rest)) => (rest.to_owned(), true),
+        Some((_, rest)) => (rest.to_owned(), false),
+        None => (base.to_owned(), false),
+    }
+}
+
+/// Points every API address of the pods of `pod` at the gateway `base`.
+pub fn point_pods_at(pod: &mut crate::objects::PodConfig, base: &str) {
+    let (grpc, tls) = grpc_target(base);
+    pod.backend_api_url = base.to_owned();
+    pod.sidecar_api_url = base.to_owned();
+    pod.grpc_url = grpc;
+    pod.grpc_use_tls = tls;
+}
+
+/// The session gateway over these sessions, forwarding to the API server of
+/// `cfg` with the control plane's identity (`provider`); tokens are
+/// verified by `minter`.
+pub fn gateway(
+    cfg: &crate::config::Config,
+    identities: &Arc<SessionIdentities>,
+    provider: &Arc<dyn ambient_token_server::TokenProvider>,
+    minter: Arc<ambient_session_gateway::SessionTokens>,
+) -> anyhow::Result<ambient_session_gateway::Gateway> {
+    use anyhow::Context as _;
+    let api_url = url::Url::parse(&cfg.api_server_url).context("AMBIENT_API_SERVER_URL")?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("the gateway's HTTP client")?;
+    let grpc = ambient_protocol::grpc::endpoint(
+        &cfg.grpc_server_addr,
+        cfg.grpc_use_tls,
+        cfg.grpc_ca_cert_file.as_deref(),
+    )
+    .context("AMBIENT_GRPC_SERVER_ADDR")?
+    .connect_lazy();
+    let upstream = ambient_session_gateway::Upstream::new(
+        &api_url,
+        http,
+        grpc,
+        Arc::new(PlatformAuth(provider.clone())),
+    );
+    Ok(ambient_session_gateway::Gateway::new(
+        minter,
+        Arc::new(GatewayFacts(identities.clone())),
+        upstream,
+    ))
 }

@@ -5,11 +5,31 @@
 //! a short-lived RS256 JWT bound to one session, never with the control
 //! plane's own API token. A session pod is given one API endpoint, this
 //! gateway, which accepts only session tokens and forwards, with the control
-//! plane's identity, the calls its allow-list permits for that session.
+//! plane's identity, the calls its allow-list ([`allow`]) permits for that
+//! session.
 //!
-//! The control plane and the standalone token server embed it.
+//! The control plane and the standalone token server embed it:
+//! ```text
+//! let upstream = Upstream::new(&api_url, http_client, grpc_channel, Arc::new(cp_identity));
+//! let gateway = Gateway::new(Arc::new(verifier), Arc::new(session_facts), upstream);
+//! let tls = Some(GatewayTls::from_pem(&cert_pem, &key_pem)?);      // or None
+//! gateway.serve(listener, tls, shutdown).await?;   // or mount gateway.router()
+//! ```
 
+pub mod access;
+pub mod allow;
+pub mod facts;
+mod gateway;
+mod grpc;
+pub mod rest;
+mod tls;
 pub mod token;
+mod upstream;
+
+pub use facts::{SessionFacts, SessionState};
+pub use gateway::Gateway;
+pub use tls::{GatewayTls, TlsError};
+pub use upstream::{Upstream, UpstreamAuth};
 
 pub use token::{KeyRing, Minted, SessionTokens, SigningKey};
 

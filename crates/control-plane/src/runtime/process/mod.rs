@@ -74,6 +74,12 @@ impl std::fmt::Debug for ProcessRuntime {
     }
 }
 
+/// The base URL (`http://ip:port`) sessions use to reach a listener of
+/// ours bound at `addr` (the session gateway).
+pub fn local_base_url(addr: std::net::SocketAddr) -> String {
+    local_token_url(addr).trim_end_matches("/token").to_owned()
+}
+
 /// The token URL sessions use to reach the embedded token server bound at `addr`.
 pub fn local_token_url(addr: std::net::SocketAddr) -> String {
     let ip = match addr.ip() {

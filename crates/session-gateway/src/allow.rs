@@ -1,0 +1,263 @@
+//! THE allow-list: every call a session pod may make through the gateway,
+//! in one table (the same table is in ARCHITECTURE.md). Anything not here
+//! is refused `403` / `PERMISSION_DENIED`.
+//!
+//! gRPC `ambient.v1.SessionService`, on the token's own session only:
+//! `GetSession`, `UpdateSessionStatus`, `PushSessionMessage`,
+//! `WatchSessionMessages` (forwarded), `WatchSessions` (forwarded, events of
+//! other sessions dropped). Every other RPC of every service is refused.
+//!
+//! REST under `/api/ambient/v1`, within the session's project ([`TABLE`]).
+//! Who calls what:
+//! - ambient-mcp's 16 tools: `GET /sessions` (list), `GET /sessions/{id}`,
+//!   `POST /sessions` + `POST /sessions/{id}/start` (create, delegation;
+//!   `DELETE /sessions/{id}` to clean up one whose start failed),
+//!   `POST /sessions/{id}/messages`, `PATCH /sessions/{id}` (labels,
+//!   annotations), `GET /sessions/{id}/messages` (JSON and SSE, the watch),
+//!   `GET /projects` (`search=name=…` fallback), `GET/PATCH /projects/{id}`,
+//!   `GET/POST /projects/{p}/agents`, `GET/PATCH /projects/{p}/agents/{a}`.
+//! - credential entrypoint: `GET /credentials/{id}/token`, `GET /credentials/{id}`.
+//! - ambient-runner-client: gRPC only.
+//! - reference runner (`components/runners/ambient-runner`): gRPC
+//!   `PushSessionMessage`, `WatchSessionMessages`, `InboxService/WatchInboxMessages`
+//!   (refused: an agent's inbox is not the session's); REST
+//!   `GET {BACKEND_API_URL}/api/ambient/v1/projects/{p}/credentials/{id}/token`
+//!   (allowed, forwarded as `/credentials/{id}/token`). Its legacy backend
+//!   paths are refused (they are the reference backend's, not the API's):
+//!   `/projects/{p}/agentic-sessions[/{s}]` (list, get, create),
+//!   `…/{s}/start`, `…/{s}/stop`, `…/{s}/agui/run`, `…/{s}/export`,
+//!   `…/{s}/credentials/{provider}`.
+
+/// The REST prefix of the API server and of the gateway.
+pub const API_PREFIX: &str = "/api/ambient/v1";
+
+/// How a rule confines its call to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A collection scoped by project: `project_id` query and
+    /// `X-Ambient-Project` must be the session's project (the header is set
+    /// to it), a body's `project_id` too; a list answer keeps only items of
+    /// the project.
+    ProjectQuery,
+    /// `GET /projects`: the answer keeps only the session's project (and,
+    /// without a `search`, asks for just that one).
+    ProjectList,
+    /// `{project}` is the session's project.
+    Project,
+    /// `{session}` is a session of the session's project (looked up).
+    SessionInProject,
+    /// `{session}` is a session of the project that never started (phase
+    /// empty): the cleanup of a create whose start failed.
+    UnstartedSessionInProject,
+    /// `{session}` is the token's own session.
+    OwnSession,
+    /// `{project}` is the session's project and `{agent}` one of its agents
+    /// (looked up).
+    AgentInProject,
+    /// `{credential}` was delivered to the session (and `{project}`, when
+    /// present, is its project).
+    DeliveredCredential,
+}
+
+/// One allowed REST call.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path under [`API_PREFIX`]; `{name}` matches one segment.
+    pub path: &'static str,
+    /// The confinement.
+    pub scope: Scope,
+    /// The upstream path when it differs (same placeholders).
+    pub upstream: Option<&'static str>,
+}
+
+const fn rule(method: &'static str, path: &'static str, scope: Scope) -> Rule {
+    Rule {
+        method,
+        path,
+        scope,
+        upstream: None,
+    }
+}
+
+/// The REST allow-list.
+pub const TABLE: &[Rule] = &[
+    rule("GET", "/sessions", Scope::ProjectQuery),
+    rule("POST", "/sessions", Scope::ProjectQuery),
+    rule("GET", "/sessions/{session}", Scope::SessionInProject),
+    rule("PATCH", "/sessions/{session}", Scope::SessionInProject),
+    rule(
+        "DELETE",
+        "/sessions/{session}",
+        Scope::UnstartedSessionInProject,
+    ),
+    rule("POST", "/sessions/{session}/start", Scope::SessionInProject),
+    rule("PATCH", "/sessions/{session}/status", Scope::OwnSession),
+    rule(
+        "GET",
+        "/sessions/{session}/messages",
+        Scope::SessionInProject,
+    ),
+    rule(
+        "POST",
+        "/sessions/{session}/messages",
+        Scope::SessionInProject,
+    ),
+    rule("GET", "/projects", Scope::ProjectList),
+    rule("GET", "/projects/{project}", Scope::Project),
+    rule("PATCH", "/projects/{project}", Scope::Project),
+    rule("GET", "/projects/{project}/agents", Scope::Project),
+    rule("POST", "/projects/{project}/agents", Scope::Project),
+    rule(
+        "GET",
+        "/projects/{project}/agents/{agent}",
+        Scope::AgentInProject,
+    ),
+    rule(
+        "PATCH",
+        "/projects/{project}/agents/{agent}",
+        Scope::AgentInProject,
+    ),
+    rule(
+        "GET",
+        "/credentials/{credential}",
+        Scope::DeliveredCredential,
+    ),
+    rule(
+        "GET",
+        "/credentials/{credential}/token",
+        Scope::DeliveredCredential,
+    ),
+    Rule {
+        method: "GET",
+        path: "/projects/{project}/credentials/{credential}",
+        scope: Scope::DeliveredCredential,
+        upstream: Some("/credentials/{credential}"),
+    },
+    Rule {
+        method: "GET",
+        path: "/projects/{project}/credentials/{credential}/token",
+        scope: Scope::DeliveredCredential,
+        upstream: Some("/credentials/{credential}/token"),
+    },
+];
+
+/// The gRPC allow-list: `ambient.v1.SessionService` methods a session may
+/// call, each on its own session only. The rest are refused.
+pub const GRPC: &[&str] = &[
+    "GetSession",
+    "UpdateSessionStatus",
+    "PushSessionMessage",
+    "WatchSessionMessages",
+    "WatchSessions",
+];
+
+/// The values a rule's placeholders matched.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params<'a> {
+    pub project: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub agent: Option<&'a str>,
+    pub credential: Option<&'a str>,
+}
+
+impl Params<'_> {
+    /// The upstream path of `rule` with these values.
+    pub fn upstream_path(&self, rule: &Rule) -> String {
+        let template = rule.upstream.unwrap_or(rule.path);
+        let mut out = String::with_capacity(template.len() + 32);
+        for seg in template.split('/').filter(|s| !s.is_empty()) {
+            out.push('/');
+            out.push_str(match seg {
+                "{project}" => self.project.unwrap_or_default(),
+                "{session}" => self.session.unwrap_or_default(),
+                "{agent}" => self.agent.unwrap_or_default(),
+                "{credential}" => self.credential.unwrap_or_default(),
+                literal => literal,
+            });
+        }
+        out
+    }
+}
+
+/// A value a placeholder may take: the wire's safe-value alphabet
+/// (`^[a-zA-Z0-9_.@:-]+$`), and not a dot segment.
+fn safe(seg: &str) -> bool {
+    !seg.is_empty()
+        && seg != "."
+        && seg != ".."
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b':' | b'-'))
+}
+
+/// The rule allowing `method path` (path under [`API_PREFIX`], no query),
+/// with its placeholder values.
+pub fn find<'a>(method: &str, path: &'a str) -> Option<(&'static Rule, Params<'a>)> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    'rules: for rule in TABLE {
+        if rule.method != method {
+            continue;
+        }
+        let mut want = rule.path.split('/').filter(|s| !s.is_empty());
+        let mut got = path.split('/').skip(1);
+        let mut params = Params::default();
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return Some((rule, params)),
+                (Some(w), Some(g)) if w.starts_with('{') => {
+                    if !safe(g) {
+                        continue 'rules;
+                    }
+                    match w {
+                        "{project}" => params.project = Some(g),
+                        "{session}" => params.session = Some(g),
+                        "{agent}" => params.agent = Some(g),
+                        _ => params.credential = Some(g),
+                    }
+                }
+                (Some(w), Some(g)) if w == g => {}
+                _ => continue 'rules,
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_match_with_their_values() {
+        let (rule, p) = find("GET", "/sessions/abc/messages").unwrap_or_else(|| panic!("no rule"));
+        assert_eq!(rule.scope, Scope::SessionInProject);
+        assert_eq!(p.session, Some("abc"));
+        let (rule, p) =
+            find("GET", "/projects/p1/credentials/c9/token").unwrap_or_else(|| panic!("no rule"));
+        assert_eq!(rule.scope, Scope::DeliveredCredential);
+        assert_eq!(p.upstream_path(rule), "/credentials/c9/token");
+        assert_eq!(p.project, Some("p1"));
+        let (rule, _) = find("GET", "/sessions/").unwrap_or_else(|| panic!("no rule"));
+        assert_eq!(rule.path, "/sessions");
+    }
+
+    #[test]
+    fn anything_else_is_not_allowed() {
+        for (m, p) in [
+            ("DELETE", "/projects/p1"),
+            ("POST", "/sessions/s/stop"),
+            ("GET", "/role_bindings"),
+            ("GET", "/credentials"),
+            ("PATCH", "/credentials/c"),
+            ("GET", "/sessions/../credentials"),
+            ("GET", "/sessions/a%2Fb"),
+            ("GET", "/sessions/a/messages/extra"),
+            ("GET", "/projects/p/agentic-sessions/s/credentials/github"),
+            ("GET", ""),
+        ] {
+            assert!(find(m, p).is_none(), "{m} {p} must not be allowed");
+        }
+    }
+}

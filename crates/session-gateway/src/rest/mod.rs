@@ -1,0 +1,147 @@
+//! REST `/api/ambient/v1` for session pods: the caller admitted by its
+//! session token, the call matched against [`crate::allow::TABLE`], its
+//! scope checked, then forwarded with the control plane's identity.
+
+mod forward;
+pub mod refuse;
+mod scope;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+
+use crate::access;
+use crate::allow::{self, API_PREFIX};
+use crate::gateway::Inner;
+use scope::Plan;
+
+pub(crate) use forward::{Answer, MAX_REQUEST_BODY, lookup};
+
+/// The REST router: one handler for every path.
+pub(crate) fn router(gw: Arc<Inner>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(gw)
+}
+
+/// Query parameters the gateway reads: `project_id` (must be the session's
+/// project) and whether a `search` is present.
+fn query_scope(query: Option<&str>, own: &str) -> Result<bool, &'static str> {
+    let mut search = false;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "project_id" if v != own => return Err("a project_id of another project"),
+            "search" => search = true,
+            _ => {}
+        }
+    }
+    Ok(search)
+}
+
+async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str();
+    let route = parts.uri.path();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let who = match access::authenticate(&*gw.verify, &*gw.facts, authorization) {
+        Ok(who) => who,
+        Err(refusal) => return refuse::unauthenticated(refusal, method, route),
+    };
+    let deny = |why: &str| refuse::forbidden(&who.session_id, method, route, why);
+    let Some((rule, params)) = route
+        .strip_prefix(API_PREFIX)
+        .and_then(|p| allow::find(method, p))
+    else {
+        return deny("not on the allow-list");
+    };
+    let query = parts.uri.query();
+    let has_search = match query_scope(query, &who.project) {
+        Ok(s) => s,
+        Err(why) => return deny(why),
+    };
+    if parts
+        .headers
+        .get(forward::PROJECT_HEADER)
+        .is_some_and(|v| v.as_bytes() != who.project.as_bytes())
+    {
+        return deny("an X-Ambient-Project of another project");
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
+        return refuse::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let (body, filter, search) =
+        match scope::check(&gw, &who, method, rule, &params, has_search, body).await {
+            Plan::Forward {
+                body,
+                filter,
+                search,
+            } => (body, filter, search),
+            Plan::Answer(resp) => return resp,
+            Plan::Deny(why) => return deny(why),
+        };
+    let target = target(params.upstream_path(rule), query, search.as_deref());
+    let resp = match forward::send(
+        &gw.upstream,
+        parts.method.clone(),
+        &target,
+        &parts.headers,
+        body,
+        &who.project,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match filter {
+        Some(key) => forward::narrowed(resp, key, &who.project).await,
+        None => forward::relay(resp, access::ended(gw.facts.clone(), who)),
+    }
+}
+
+/// The upstream path and query: the caller's query as given, plus the
+/// scope's `search` when it adds one.
+fn target(mut path: String, query: Option<&str>, search: Option<&str>) -> String {
+    let mut sep = '?';
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        path.push(sep);
+        path.push_str(q);
+        sep = '&';
+    }
+    if let Some(s) = search {
+        path.push(sep);
+        path.push_str("search=");
+        path.extend(url::form_urlencoded::byte_serialize(s.as_bytes()));
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_keep_the_query_and_add_the_search() {
+        assert_eq!(target("/p".into(), None, None), "/p");
+        assert_eq!(target("/p".into(), Some("a=1"), None), "/p?a=1");
+        assert_eq!(
+            target("/p".into(), None, Some("id = 'x'")),
+            "/p?search=id+%3D+%27x%27"
+        );
+        assert_eq!(
+            target("/p".into(), Some("a=1"), Some("s")),
+            "/p?a=1&search=s"
+        );
+    }
+
+    #[test]
+    fn project_id_queries_must_name_the_session_project() {
+        assert_eq!(query_scope(None, "p"), Ok(false));
+        assert_eq!(query_scope(Some("project_id=p&search=x"), "p"), Ok(true));
+        assert!(query_scope(Some("project_id=q"), "p").is_err());
+        assert!(query_scope(Some("page=1&project_id=p&project_id=q"), "p").is_err());
+    }
+}
