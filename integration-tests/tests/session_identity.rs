@@ -29,10 +29,58 @@ fn runner_command() -> String {
 }
 
 fn system() -> LocalSystem {
+    system_with(Vec::new())
+}
+
+fn system_with(control_plane_args: Vec<String>) -> LocalSystem {
     ok(LocalSystem::start(Options {
         runner_command: Some(runner_command()),
+        control_plane_args,
         ..Options::default()
     }))
+}
+
+/// The probe's line about its token: whether it is a JWT, and its SHA-256.
+fn token_line(log: &str) -> Value {
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("probe: token "))
+        .unwrap_or_else(|| panic!("no token line:\n{log}"));
+    serde_json::from_str(line).unwrap_or_default()
+}
+
+/// The escape hatch restores the reference's behaviour, defect included:
+/// the session holds the control plane's own token. (This is what every
+/// session got before session tokens.)
+#[test]
+fn platform_identity_hands_sessions_the_control_planes_token() {
+    let sys = system_with(vec!["--session-identity=platform".into()]);
+    ok(sys.create_project("alpha"));
+    let env = json!({"PROBE_CELLS": "[]"});
+    let probe = ok(sys.start_session(
+        "alpha",
+        "probe",
+        json!({"environment_variables": env.to_string()}),
+    ));
+    ok(sys.wait_until(LIMIT, "the probe to finish", || {
+        Ok(sys
+            .container_log(&probe, "ambient-code-runner")
+            .contains("probe: done"))
+    }));
+    let token = token_line(&sys.container_log(&probe, "ambient-code-runner"));
+    assert_eq!(
+        token["sha256"].as_str(),
+        Some(ambient_demo::proof::sha256_hex(sys.token()).as_str())
+    );
+    let cp = sys
+        .control_plane
+        .as_ref()
+        .map(|d| d.logs())
+        .unwrap_or_default();
+    assert!(
+        cp.contains("CP_SESSION_IDENTITY=platform"),
+        "no startup warning:\n{cp}"
+    );
 }
 
 fn held(sys: &LocalSystem, project: &str, name: &str) -> String {
@@ -246,12 +294,8 @@ fn a_session_reaches_exactly_what_the_allow_list_grants() {
     );
 
     // The token the probe holds is a session token, not the control plane's.
-    let token_line = log
-        .lines()
-        .find_map(|l| l.strip_prefix("probe: token "))
-        .unwrap_or_else(|| panic!("no token line:\n{log}"));
-    let token: Value = serde_json::from_str(token_line).unwrap_or_default();
-    assert_eq!(token["jwt"], true, "{token_line}");
+    let token = token_line(&log);
+    assert_eq!(token["jwt"], true, "{token}");
     assert_ne!(
         token["sha256"].as_str(),
         Some(ambient_demo::proof::sha256_hex(sys.token()).as_str())

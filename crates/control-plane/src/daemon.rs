@@ -319,8 +319,11 @@ async fn serve_sessions(
     let gateway_mode = settings.identity.mode == SessionIdentityMode::Gateway;
     let (identity, hooks) = if gateway_mode {
         let minter = Arc::new(
-            SessionTokens::new(keys.signing, ambient_session_gateway::token::DEFAULT_LIFETIME)
-                .context("session tokens")?,
+            SessionTokens::new(
+                keys.signing,
+                ambient_session_gateway::token::DEFAULT_LIFETIME,
+            )
+            .context("session tokens")?,
         );
         let hooks = Hooks {
             binding: identities.clone(),
@@ -359,10 +362,7 @@ async fn serve_sessions(
     let addr = listener.local_addr()?;
     ambient_daemon::announce_listening("session gateway", addr);
     tasks.spawn(async move {
-        if let Err(e) = gateway
-            .serve(listener, None, std::future::pending())
-            .await
-        {
+        if let Err(e) = gateway.serve(listener, None, std::future::pending()).await {
             tracing::error!(error = %e, "the session gateway stopped");
         }
     });
@@ -450,17 +450,10 @@ pub async fn run(
 
     // Every replica serves tokens (from the informer's session cache) and
     // the session gateway.
-    let identities =
-        SessionIdentities::new(sessions.clone(), runtime.clone(), session_changes);
+    let identities = SessionIdentities::new(sessions.clone(), runtime.clone(), session_changes);
     tasks.spawn(identities.clone().forget_ended());
-    let serving = serve_sessions(
-        &cfg,
-        &settings,
-        keys,
-        (&identities, &provider),
-        &mut tasks,
-    )
-    .await?;
+    let serving =
+        serve_sessions(&cfg, &settings, keys, (&identities, &provider), &mut tasks).await?;
 
     let (health_addr, health_task) = serve_health(
         settings.health_listen,

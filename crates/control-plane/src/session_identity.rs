@@ -135,7 +135,9 @@ impl SessionIdentities {
             match this.runtime.pod_facts(&id, &namespace).await {
                 Ok(Some(facts)) => this.remember(&id, facts),
                 Ok(None) => {}
-                Err(e) => tracing::debug!(session = %id, error = %e, "cannot read the session's pod"),
+                Err(e) => {
+                    tracing::debug!(session = %id, error = %e, "cannot read the session's pod")
+                }
             }
             this.reading
                 .lock()
