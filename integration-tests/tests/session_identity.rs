@@ -296,6 +296,52 @@ fn a_session_reaches_exactly_what_the_allow_list_grants() {
     // The token the probe holds is a session token, not the control plane's.
     let token = token_line(&log);
     assert_eq!(token["jwt"], true, "{token}");
+
+    // The control plane's token is nowhere a session can look: not in any
+    // file of the sessions' directories (pod spec, volumes, logs), not in
+    // the environment of any session process.
+    let cp_token = sys.token().as_bytes();
+    let mut leaks = Vec::new();
+    let mut files = vec![sys.state_dir().join("sessions")];
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            scanned += 1;
+            if bytes.windows(cp_token.len()).any(|w| w == cp_token) {
+                leaks.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(scanned > 0, "no session file was scanned");
+    let cp_pid = sys.control_plane.as_ref().map(|d| d.pid());
+    let dev_pid = sys.devserver.as_ref().map(|d| d.pid());
+    let session_processes: Vec<u32> = sys
+        .processes()
+        .into_iter()
+        .filter(|p| Some(*p) != cp_pid && Some(*p) != dev_pid)
+        .collect();
+    assert!(
+        !session_processes.is_empty(),
+        "no session process was scanned"
+    );
+    for pid in session_processes {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if environ.windows(cp_token.len()).any(|w| w == cp_token) {
+            leaks.push(format!("the environment of process {pid}"));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "the control plane's token reached: {leaks:?}"
+    );
     assert_ne!(
         token["sha256"].as_str(),
         Some(ambient_demo::proof::sha256_hex(sys.token()).as_str())
