@@ -342,7 +342,8 @@ pub async fn run(
                 cfg.platform_mode,
                 &settings.pod.installation,
             )
-            .configured(&settings.pod),
+            .configured(&settings.pod)
+            .knowing(projects.clone()),
         ),
         _ => {
             tracing::warn!(

@@ -24,9 +24,14 @@
 //!   every open watch; bookmarks when asked (`allowWatchBookmarks`) and
 //!   `timeoutSeconds`.
 //!
+//! Every request is authorised against `crates/control-plane/rbac.yaml`
+//! (see `rbac`): one it does not allow is 403 Forbidden and listed by
+//! `denied`.
+//!
 //! Tests can inject failures per object (`fail_next`), per namespace
 //! (`fail_next_in`) or per verb (`fail_next_verb`), set a pod's runner
-//! state, and read every request made.
+//! state or whole status, and read every request made (each recorded
+//! once, with its status).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,11 +46,13 @@ use tokio::sync::broadcast;
 
 mod addressing;
 mod apply;
+mod rbac;
 mod watch;
 
 use addressing::{Target, kind_of, parse_path, query, reason_for, status};
 pub use addressing::{matches_fields, matches_selector};
 use apply::{immutable_pod_spec, patch};
+pub use rbac::{Access, Rbac};
 
 /// (plural, namespace, name); namespace is "" for cluster-scoped objects.
 pub type ObjKey = (String, String, String);
@@ -86,6 +93,10 @@ struct StoreState {
     compacted: u64,
     /// How long a deleted pod stays Terminating.
     pod_grace: std::time::Duration,
+    /// What the control plane is granted (rbac.yaml).
+    rbac: Rbac,
+    /// Every request refused by `rbac`, as the API server words it.
+    denied: Vec<String>,
 }
 
 /// A fault "code" for [`FakeKube::fail_next_verb`]: the request is read and
@@ -115,6 +126,8 @@ impl FakeKube {
             requests: Vec::new(),
             compacted: 0,
             pod_grace: std::time::Duration::from_millis(300),
+            rbac: Rbac::of_the_control_plane(),
+            denied: Vec::new(),
         }));
         let (events, _) = broadcast::channel(4096);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -183,8 +196,14 @@ impl FakeKube {
             .collect()
     }
 
+    /// Every request so far (each recorded once, with its answer's status).
     pub fn requests(&self) -> Vec<Request> {
         self.lock().requests.clone()
+    }
+
+    /// Every request rbac.yaml does not allow (answered 403), described.
+    pub fn denied(&self) -> Vec<String> {
+        self.lock().denied.clone()
     }
 
     /// The next requests on any `plural` object in namespace `ns` answer `codes`.
@@ -227,6 +246,13 @@ impl FakeKube {
     /// Ends every open watch (a dropped connection, an API server restart).
     pub fn break_watches(&self) {
         self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Sets a pod's whole `status` (container and init container statuses).
+    pub fn set_pod_status(&self, ns: &str, pod: &str, status: Value) -> bool {
+        self.update(("pods".into(), ns.into(), pod.into()), |o| {
+            o["status"] = status.clone();
+        })
     }
 
     /// Sets the runner container state of a pod (`json!({"running": {}})`, ...).
@@ -284,7 +310,10 @@ impl FakeKube {
         if !exists {
             s.uid += 1;
             obj["metadata"]["uid"] = json!(format!("uid-{}", s.uid));
-            obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            // A test may give an object its age (one that predates others).
+            if obj.pointer("/metadata/creationTimestamp").is_none() {
+                obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
         }
         if !key.1.is_empty() {
             obj["metadata"]["namespace"] = json!(key.1);
@@ -319,6 +348,58 @@ impl FakeKube {
             .verb_faults
             .get_mut(&(verb.into(), plural.into()))
             .and_then(VecDeque::pop_front)
+    }
+
+    /// 403 Forbidden (recorded) when rbac.yaml does not allow the request.
+    fn authorize(
+        &self,
+        verb: &str,
+        t: &Target,
+        ns: &str,
+        q: &HashMap<String, String>,
+    ) -> Option<Response> {
+        let name = t.name.clone().unwrap_or_default();
+        let field = q.get("fieldSelector").map(String::as_str).unwrap_or("");
+        let access = |verb| Access {
+            verb,
+            group: &t.group,
+            plural: &t.plural,
+            namespace: ns,
+            name: &name,
+            field_name: rbac::field_name(field),
+        };
+        let mut wanted = vec![match verb {
+            "LIST" => "list",
+            "WATCH" => "watch",
+            "GET" => "get",
+            "POST" => "create",
+            "PUT" => "update",
+            "APPLY" | "PATCH" => "patch",
+            "DELETE" => "delete",
+            _ => "unknown",
+        }];
+        // Server-side apply creating the object is a create as well.
+        if verb == "APPLY" && self.get(&t.plural, ns, &name).is_none() {
+            wanted.push("create");
+        }
+        let rbac = self.lock().rbac.clone();
+        let refused = wanted
+            .into_iter()
+            .map(access)
+            .find(|a| !rbac.allows(a))?
+            .describe();
+        let mut s = self.lock();
+        s.denied.push(refused.clone());
+        s.requests.push(Request {
+            method: verb.to_owned(),
+            plural: t.plural.clone(),
+            namespace: ns.to_owned(),
+            name,
+            existed: false,
+            status: 403,
+        });
+        drop(s);
+        Some(status(403, "Forbidden", &refused))
     }
 
     /// Why `ns` cannot take a new object now (404 missing, 403 terminating).
@@ -460,6 +541,9 @@ async fn handle(
         }
         (m, _) => m.as_str(),
     };
+    if let Some(refused) = fake.authorize(verb, &t, &ns, &q) {
+        return refused;
+    }
     if let Some(code) = fake.take_verb_fault(verb, &t.plural) {
         fake.record(Request {
             method: verb.to_owned(),
@@ -490,14 +574,36 @@ async fn handle(
         return status(code, reason_for(code), "injected failure");
     }
     match (method.clone(), t.name.clone()) {
-        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch::watch(&fake, &t, &q)
+        (Method::GET, None) => {
+            fake.record(Request {
+                method: verb.to_owned(),
+                plural: t.plural.clone(),
+                namespace: ns,
+                name: String::new(),
+                existed: false,
+                status: 200,
+            });
+            if verb == "WATCH" {
+                watch::watch(&fake, &t, &q)
+            } else {
+                list(&fake, &t, &q)
+            }
         }
-        (Method::GET, None) => list(&fake, &t, &q),
-        (Method::GET, Some(name)) => match fake.get(&t.plural, &ns, &name) {
-            Some(o) => axum::Json(o).into_response(),
-            None => status(404, "NotFound", &format!("{} {name:?} not found", t.plural)),
-        },
+        (Method::GET, Some(name)) => {
+            let found = fake.get(&t.plural, &ns, &name);
+            fake.record(Request {
+                method: "GET".into(),
+                plural: t.plural.clone(),
+                namespace: ns,
+                name: name.clone(),
+                existed: found.is_some(),
+                status: if found.is_some() { 200 } else { 404 },
+            });
+            match found {
+                Some(o) => axum::Json(o).into_response(),
+                None => status(404, "NotFound", &format!("{} {name:?} not found", t.plural)),
+            }
+        }
         (Method::POST, None) => {
             let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "body is not JSON");
@@ -563,6 +669,14 @@ async fn handle(
             let obj = fake.stamp(&mut s, obj, &key, true);
             s.objects.insert(key, obj.clone());
             drop(s);
+            fake.record(Request {
+                method: "PUT".into(),
+                plural: t.plural.clone(),
+                namespace: ns,
+                name,
+                existed: true,
+                status: 200,
+            });
             fake.emit(&t.plural, "MODIFIED", obj.clone());
             axum::Json(obj).into_response()
         }
