@@ -218,14 +218,13 @@ impl KubeRuntime {
         }
         match &objects.namespace {
             Some(ns) => self.ensure_owned_namespace(ns).await,
+            // Nothing to create it from: it must exist and be ours already.
             None => {
                 let api: Api<Namespace> = Api::all(self.client.clone());
-                match api
-                    .get_opt(&objects.namespace_name)
-                    .await
-                    .map_err(classify)?
-                {
-                    Some(_) => Ok(()),
+                let name = &objects.namespace_name;
+                match api.get_opt(name).await.map_err(classify)? {
+                    Some(n) if self.carries_our_labels(n.labels()) => Ok(()),
+                    Some(_) => Err(self.not_ours(&format!("namespace {name}"))),
                     None => Err(RuntimeError::Transient(format!(
                         "namespace {} is not provisioned yet",
                         objects.namespace_name
