@@ -1,6 +1,7 @@
 //! The fake's routes: one handler that authorises a request (rbac.yaml),
 //! applies injected faults, then serves GET, LIST, WATCH, POST, PUT, PATCH
-//! (apply or merge) and DELETE, recording each request once.
+//! (apply or merge) and DELETE, recording each request once (here, with
+//! its answer's status; a refused or faulted one where it is refused).
 
 use std::collections::HashMap;
 
@@ -83,39 +84,54 @@ pub(super) async fn handle(
         });
         return status(code, reason_for(code), "injected failure");
     }
-    match (method.clone(), t.name.clone()) {
+    let name = match &t.name {
+        Some(n) => n.clone(),
+        None if method == Method::POST => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|o| o.pointer("/metadata/name")?.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let existed = !name.is_empty() && fake.get(&t.plural, &ns, &name).is_some();
+    let answer = serve(&fake, method.clone(), verb, &t, &ns, &q, &headers, &body);
+    fake.record(Request {
+        method: verb.to_owned(),
+        plural: t.plural.clone(),
+        namespace: ns,
+        name,
+        existed,
+        status: answer.status().as_u16(),
+    });
+    answer
+}
+
+/// The answer to a request that passed authorisation and faults.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    fake: &FakeKube,
+    method: Method,
+    verb: &str,
+    t: &Target,
+    ns: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let ns = ns.to_owned();
+    match (method, t.name.clone()) {
         (Method::GET, None) => {
-            fake.record(Request {
-                method: verb.to_owned(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name: String::new(),
-                existed: false,
-                status: 200,
-            });
             if verb == "WATCH" {
-                watch::watch(&fake, &t, &q)
+                watch::watch(fake, t, q)
             } else {
-                list(&fake, &t, &q)
+                list(fake, t, q)
             }
         }
-        (Method::GET, Some(name)) => {
-            let found = fake.get(&t.plural, &ns, &name);
-            fake.record(Request {
-                method: "GET".into(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name: name.clone(),
-                existed: found.is_some(),
-                status: if found.is_some() { 200 } else { 404 },
-            });
-            match found {
-                Some(o) => axum::Json(o).into_response(),
-                None => status(404, "NotFound", &format!("{} {name:?} not found", t.plural)),
-            }
-        }
+        (Method::GET, Some(name)) => match fake.get(&t.plural, &ns, &name) {
+            Some(o) => axum::Json(o).into_response(),
+            None => status(404, "NotFound", &format!("{} {name:?} not found", t.plural)),
+        },
         (Method::POST, None) => {
-            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+            let Ok(obj) = serde_json::from_slice::<Value>(body) else {
                 return status(400, "BadRequest", "body is not JSON");
             };
             let name = obj
@@ -130,32 +146,16 @@ pub(super) async fn handle(
             let mut s = fake.lock();
             if s.objects.contains_key(&key) {
                 drop(s);
-                fake.record(Request {
-                    method: "POST".into(),
-                    plural: t.plural.clone(),
-                    namespace: ns,
-                    name: name.clone(),
-                    existed: true,
-                    status: 409,
-                });
                 return status(409, "AlreadyExists", &format!("{name} already exists"));
             }
             let obj = fake.stamp(&mut s, obj, &key, false);
             s.objects.insert(key, obj.clone());
             drop(s);
-            fake.record(Request {
-                method: "POST".into(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name,
-                existed: false,
-                status: 201,
-            });
             fake.emit(&t.plural, "ADDED", obj.clone());
             (StatusCode::CREATED, axum::Json(obj)).into_response()
         }
         (Method::PUT, Some(name)) => {
-            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
+            let Ok(obj) = serde_json::from_slice::<Value>(body) else {
                 return status(400, "BadRequest", "body is not JSON");
             };
             let key = (t.plural.clone(), ns.clone(), name.clone());
@@ -179,29 +179,13 @@ pub(super) async fn handle(
             let obj = fake.stamp(&mut s, obj, &key, true);
             s.objects.insert(key, obj.clone());
             drop(s);
-            fake.record(Request {
-                method: "PUT".into(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name,
-                existed: true,
-                status: 200,
-            });
             fake.emit(&t.plural, "MODIFIED", obj.clone());
             axum::Json(obj).into_response()
         }
-        (Method::PATCH, Some(name)) => patch(&fake, &t, &ns, &name, &q, &headers, &body),
+        (Method::PATCH, Some(name)) => patch(fake, t, &ns, &name, q, headers, body),
         (Method::DELETE, Some(name)) => {
             let key = (t.plural.clone(), ns.clone(), name.clone());
             let removed = fake.delete_gracefully(&key);
-            fake.record(Request {
-                method: "DELETE".into(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name,
-                existed: removed.is_some(),
-                status: if removed.is_some() { 200 } else { 404 },
-            });
             match removed {
                 Some(o) => axum::Json(o).into_response(),
                 None => status(404, "NotFound", "not found"),
