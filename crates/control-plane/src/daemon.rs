@@ -278,6 +278,7 @@ fn runtime_of(
     settings: &Settings,
     clients: Option<&(kube::Client, kube::Client)>,
     local: Option<&ProcessRuntime>,
+    projects: &Arc<Store<Project>>,
 ) -> Arc<dyn SessionRuntime> {
     match (clients, local) {
         (_, Some(local)) => Arc::new(local.clone()),
@@ -287,7 +288,8 @@ fn runtime_of(
                 cfg.platform_mode,
                 &settings.pod.installation,
             )
-            .configured(&settings.pod),
+            .configured(&settings.pod)
+            .knowing(projects.clone()),
         ),
         _ => {
             tracing::warn!(
@@ -446,7 +448,13 @@ pub async fn run(
         &mut tasks,
         Some(session_changes.clone()),
     );
-    let runtime = runtime_of(&cfg, &settings, clients.as_ref(), local.as_ref());
+    let runtime = runtime_of(
+        &cfg,
+        &settings,
+        clients.as_ref(),
+        local.as_ref(),
+        &projects,
+    );
 
     // Every replica serves tokens (from the informer's session cache) and
     // the session gateway.

@@ -118,12 +118,15 @@ pub fn managed_selector(installation: &str) -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTALLATION}={installation}")
 }
 
-/// Why the control plane must never run sessions in (or adopt, or delete)
-/// namespace `ns`: its own namespace, the cluster's (`default`, `kube-*`)
-/// or the platform's (`openshift*`). `None` when it may.
-pub fn reserved_namespace(ns: &str, own: &str) -> Option<&'static str> {
+/// Why the control plane must never run sessions in (or adopt, bind
+/// groups in, copy keys into, or delete) namespace `ns`: its own namespace,
+/// the MPP config namespace (`mpp_config`), the cluster's (`default`,
+/// `kube-*`) or the platform's (`openshift*`). `None` when it may.
+pub fn reserved_namespace(ns: &str, own: &str, mpp_config: Option<&str>) -> Option<&'static str> {
     if ns == own {
         Some("the control plane's own namespace")
+    } else if mpp_config == Some(ns) {
+        Some("the platform's MPP_CONFIG_NAMESPACE")
     } else if ns == "default" || ns.starts_with("kube-") {
         Some("reserved by Kubernetes")
     } else if ns.starts_with("openshift") {
@@ -213,10 +216,18 @@ mod tests {
             "openshift",
             "openshift-config",
         ] {
-            assert!(reserved_namespace(ns, "ambient-code").is_some(), "{ns}");
+            assert!(
+                reserved_namespace(ns, "ambient-code", None).is_some(),
+                "{ns}"
+            );
         }
+        let mpp = Some("ambient-code--config");
+        assert_eq!(
+            reserved_namespace("ambient-code--config", "ambient-code", mpp),
+            Some("the platform's MPP_CONFIG_NAMESPACE")
+        );
         for ns in ["team-x", "kubernetes-fans", "my-openshift", "defaults"] {
-            assert_eq!(reserved_namespace(ns, "ambient-code"), None, "{ns}");
+            assert_eq!(reserved_namespace(ns, "ambient-code", mpp), None, "{ns}");
         }
     }
 }

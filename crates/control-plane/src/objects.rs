@@ -30,7 +30,9 @@ use crate::config::PlatformMode;
 use crate::names;
 
 pub use env::{go_float, initial_prompt, user_environment};
-pub use platform::{image_puller, tenant_namespace, tenant_namespace_resource, vertex_secret};
+pub use platform::{
+    image_puller, tenant_namespace, tenant_namespace_for, tenant_namespace_resource, vertex_secret,
+};
 pub use pod::{
     credential_sidecars, delivered_credentials, mcp_enabled, pull_policy, security_context,
     sidecars_enabled,

@@ -146,6 +146,66 @@ async fn vertex_keys_are_copied_mounted_and_kept_in_sync() {
     .await;
 }
 
+/// Issue 24 item 1: the key is written only into namespaces this
+/// installation created for a project the API knows. A Secret that looks
+/// like a copy (our labels, name and `copied-from` annotation) in a
+/// namespace we did not create, or in a namespace labelled as ours but not
+/// the namespace of the project it names, never receives it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_vertex_key_never_reaches_a_look_alike_outside_our_namespaces() {
+    let kube = FakeKube::start().await;
+    let key = |v: &str| {
+        json!({"metadata": {"name": "ambient-vertex", "namespace": "ambient-code"},
+               "type": "Opaque", "data": {"ambient-code-key.json": v}})
+    };
+    kube.put("secrets", "ambient-code", key("a2V5LTE="));
+    let dev = DevServer::start();
+    let pid = dev.project("vertex-owner").await;
+    let ours = json!({"ambient-code.io/managed": "true",
+        "ambient-code.io/managed-by": "ambient-control-plane",
+        "ambient-code.io/installation": "ambient-code",
+        "ambient-code.io/project-id": pid});
+    kube.put(
+        "namespaces",
+        "",
+        json!({"metadata": {"name": "someone-else"}}),
+    );
+    kube.put(
+        "namespaces",
+        "",
+        json!({"metadata": {"name": "decoy", "labels": ours}}),
+    );
+    let bait = |ns: &str| {
+        json!({"metadata": {"name": "ambient-vertex", "namespace": ns, "labels": ours,
+                "annotations": {"ambient-code.io/copied-from": "ambient-code/ambient-vertex"}},
+               "type": "Opaque", "data": {"ambient-code-key.json": "YmFpdA=="}})
+    };
+    for ns in ["someone-else", "decoy"] {
+        kube.put("secrets", ns, bait(ns));
+    }
+    let dir = TempDir::new("cp-vertex-bait");
+    let env = [("AMBIENT_API_TOKEN", TOKEN), ("USE_VERTEX", "1")];
+    let _cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &env);
+    let sid = dev.new_session(&pid, "on-vertex").await;
+    wait_phase(&dev, &sid, "Creating").await;
+
+    // The key rotates: our copy follows (the positive signal), the
+    // look-alikes keep what they held.
+    kube.put("secrets", "ambient-code", key("a2V5LTI="));
+    eventually("copy refreshed", Duration::from_secs(30), || async {
+        kube.get("secrets", &pid, "ambient-vertex")
+            .is_some_and(|c| c["data"]["ambient-code-key.json"] == "a2V5LTI=")
+    })
+    .await;
+    for ns in ["someone-else", "decoy"] {
+        let held = kube
+            .get("secrets", ns, "ambient-vertex")
+            .map(|s| s["data"]["ambient-code-key.json"].clone());
+        assert_eq!(held, Some(json!("YmFpdA==")), "the key reached {ns}");
+    }
+    assert!(kube.denied().is_empty(), "{:?}", kube.denied());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn test_mode_touches_no_cluster_and_only_logs() {
     let kube = FakeKube::start().await;

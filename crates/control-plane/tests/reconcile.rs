@@ -131,7 +131,9 @@ async fn kube_errors_on_one_session_are_retried_without_blocking_others() {
     let failed: Vec<u16> = kube
         .requests()
         .iter()
+        // (A GET's 404 is the pod not created yet, not a fault.)
         .filter(|r| r.plural == "pods" && &r.namespace == faulty_ns && r.status >= 400)
+        .filter(|r| r.status != 404)
         .map(|r| r.status)
         .collect();
     assert_eq!(
@@ -310,4 +312,65 @@ async fn oidc_client_credentials_authenticate_the_control_plane() {
     let id = dev.new_session(&ns, "oidc").await;
     wait_phase(&dev, &id, "Creating").await;
     assert!(!cp.logs().contains("cp-secret-XYZ"));
+}
+
+/// Issue 24 item 9: as the reference (`pod_sync.go`), any container, init
+/// containers included, stuck pulling its image or restarted 5 times
+/// fails the session, with a reason naming the container.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_sidecar_fails_the_session() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-broken-sidecar");
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let ns = &dev.project("proj-sidecars").await;
+    let runner = |state: serde_json::Value| {
+        serde_json::json!({"name": "ambient-code-runner", "ready": false, "restartCount": 0,
+            "image": "runner", "imageID": "", "state": state})
+    };
+    let waiting = |reason: &str| serde_json::json!({"waiting": {"reason": reason}});
+    let cases = [
+        (
+            "pulling",
+            serde_json::json!({"phase": "Pending", "containerStatuses": [
+                runner(waiting("ContainerCreating")),
+                {"name": "ambient-mcp", "ready": false, "restartCount": 0, "image": "mcp:test",
+                 "imageID": "", "state": waiting("ImagePullBackOff")}]}),
+            "ambient-mcp",
+            "ImagePullBackOff",
+        ),
+        (
+            "init",
+            serde_json::json!({"phase": "Pending",
+                "initContainerStatuses": [
+                    {"name": "init-workspace", "ready": false, "restartCount": 0, "image": "x",
+                     "imageID": "", "state": waiting("ErrImagePull")}],
+                "containerStatuses": [runner(waiting("PodInitializing"))]}),
+            "init-workspace",
+            "ErrImagePull",
+        ),
+        (
+            "restarting",
+            serde_json::json!({"phase": "Running", "containerStatuses": [
+                runner(running()),
+                {"name": "github-mcp", "ready": true, "restartCount": 5, "image": "gh",
+                 "imageID": "", "state": running()}]}),
+            "github-mcp",
+            "restarted 5 times",
+        ),
+    ];
+    for (name, status, container, reason) in cases {
+        let id = dev.new_session(ns, name).await;
+        wait_phase(&dev, &id, "Creating").await;
+        assert!(kube.set_pod_status(ns, &pod_name(&id), status));
+        wait_phase(&dev, &id, "Failed").await;
+        let conditions = dev.session(&id).await["conditions"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            conditions.contains(container) && conditions.contains(reason),
+            "{name}: {conditions}"
+        );
+    }
 }

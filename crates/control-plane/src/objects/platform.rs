@@ -29,7 +29,20 @@ pub fn tenant_namespace_resource() -> ApiResource {
 /// `ambient-code--<lower(project_id)>`. Besides the platform's labels it
 /// carries ours, so the orphan sweep finds it.
 pub fn tenant_namespace(cfg: &PodConfig, project_id: &str) -> DynamicObject {
-    let mut labels = names::namespace_labels(project_id, &cfg.installation);
+    tenant_namespace_for(
+        &cfg.installation,
+        cfg.mpp_config_namespace.as_deref(),
+        project_id,
+    )
+}
+
+/// [`tenant_namespace`] of installation `installation`, in `config_namespace`.
+pub fn tenant_namespace_for(
+    installation: &str,
+    config_namespace: Option<&str>,
+    project_id: &str,
+) -> DynamicObject {
+    let mut labels = names::namespace_labels(project_id, installation);
     labels.insert(
         "tenant.paas.redhat.com/namespace-type".into(),
         "runtime".into(),
@@ -45,7 +58,7 @@ pub fn tenant_namespace(cfg: &PodConfig, project_id: &str) -> DynamicObject {
     .data(serde_json::json!({
         "spec": {"network": {"security-zone": "internal"}, "type": "runtime"}
     }));
-    obj.metadata.namespace = cfg.mpp_config_namespace.clone();
+    obj.metadata.namespace = config_namespace.map(str::to_owned);
     obj.metadata.labels = Some(labels);
     obj
 }

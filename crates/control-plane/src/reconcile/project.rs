@@ -6,7 +6,7 @@
 use ambient_protocol::phase::Phase;
 
 use super::{Controller, Done, PROJECT_WAIT, ReconcileError};
-use crate::runtime::{GroupBinding, Role};
+use crate::runtime::{GroupBinding, Role, RuntimeError};
 
 impl Controller {
     /// A project that is not cached: when the API confirms it gone (or we
@@ -71,10 +71,15 @@ impl Controller {
         } else {
             wanted
         };
-        self.runtime
-            .sync_group_access(project_id, &bindings)
-            .await?;
-        Ok(Done::Converged)
+        match self.runtime.sync_group_access(project_id, &bindings).await {
+            // A namespace that is not ours (reserved, or someone else's):
+            // no binding there, and retrying will not change that.
+            Err(RuntimeError::Permanent(why)) => {
+                tracing::warn!(project = %project_id, reason = %why, "group access refused");
+                Ok(Done::Converged)
+            }
+            other => other.map(|()| Done::Converged).map_err(Into::into),
+        }
     }
 }
 

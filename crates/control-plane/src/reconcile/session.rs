@@ -197,7 +197,9 @@ impl Controller {
         ns: &str,
         reprovisions: u32,
     ) -> Result<Option<Vec<Provider>>, ReconcileError> {
-        if let Some(why) = names::reserved_namespace(ns, &self.pod_config.control_plane_namespace) {
+        let cfg = &self.pod_config;
+        let mpp_config = cfg.mpp_config_namespace.as_deref();
+        if let Some(why) = names::reserved_namespace(ns, &cfg.control_plane_namespace, mpp_config) {
             let why = format!("namespace {ns} is {why}: refusing to run a session there");
             self.write_phase(session, Phase::Failed, Some(&why), None)
                 .await?;

@@ -7,24 +7,28 @@
 //! GET, so a pod just created is never taken for a vanished one), and a pod
 //! that vanished while the watch was down (a 410 Gone relist) is reported
 //! at once; deletes by label, never a namespace we do not manage.
-//! The pod watch and what a pod says ([`pods`]), group access ([`access`]),
-//! MPP TenantNamespaces ([`tenant`]), the image-puller grant and Vertex
-//! key copy ([`platform`]) and which pod a connection comes from
-//! ([`caller`]) live in submodules.
+//! Which namespaces are ours ([`ownership`]), the pod watch and what a pod
+//! says ([`pods`]), group access ([`access`]), MPP TenantNamespaces
+//! ([`tenant`]), the image-puller grant and Vertex key copy ([`platform`])
+//! and which pod a connection comes from ([`caller`]) live in submodules.
 
 mod access;
 pub mod caller;
+mod ownership;
 mod platform;
 mod pods;
 mod tenant;
 
 pub use access::{LABEL_GROUP_ACCESS, group_role_binding, role_binding_name};
-pub use pods::{FAILING_WAIT_REASONS, PodSessions, observe_pod};
+pub use pods::{
+    BROKEN_CONTAINER_REASONS, FAILING_WAIT_REASONS, MAX_RESTARTS, PodSessions, observe_pod,
+};
 pub use tenant::ACTIVE_WAIT;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use ambient_protocol::v1::Project;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -36,6 +40,7 @@ use serde::de::DeserializeOwned;
 
 use super::{BoxFuture, Caller, GroupBinding, Observation, PodFacts, RuntimeError, SessionRuntime};
 use crate::config::PlatformMode;
+use crate::informer::Store;
 use crate::names;
 use crate::objects::SessionObjects;
 
@@ -48,6 +53,11 @@ pub struct KubeRuntime {
     installation: String,
     /// Where MPP TenantNamespaces are (mpp mode).
     mpp_config_namespace: Option<String>,
+    /// The control plane's own namespace (never used for sessions).
+    control_plane_namespace: String,
+    /// The API's projects (the informer cache): the Vertex key is copied
+    /// only into namespaces of projects it holds.
+    projects: Option<Arc<Store<Project>>>,
     /// The Vertex key Secret whose copies are kept in sync: (namespace, name).
     vertex_source: Option<(String, String)>,
     /// The managed pods, once the reflector of [`SessionRuntime::watch`]
@@ -104,19 +114,30 @@ impl KubeRuntime {
             mode,
             installation: installation.to_owned(),
             mpp_config_namespace: None,
+            control_plane_namespace: String::new(),
+            projects: None,
             vertex_source: None,
             pods: Arc::default(),
         }
     }
 
     /// With what it needs of the pod configuration: the MPP config
-    /// namespace and the Vertex key Secret to keep copies of in sync.
+    /// namespace, its own namespace and the Vertex key Secret to keep copies
+    /// of in sync.
     pub fn configured(mut self, cfg: &crate::objects::PodConfig) -> Self {
         self.mpp_config_namespace = cfg.mpp_config_namespace.clone();
+        self.control_plane_namespace = cfg.control_plane_namespace.clone();
         self.vertex_source = cfg
             .vertex
             .as_ref()
             .map(|v| (v.secret_namespace.clone(), v.secret_name.clone()));
+        self
+    }
+
+    /// Knowing the API's projects (the informer cache): without them no
+    /// project is known, and no Vertex key copy is refreshed.
+    pub fn knowing(mut self, projects: Arc<Store<Project>>) -> Self {
+        self.projects = Some(projects);
         self
     }
 
@@ -217,30 +238,8 @@ impl KubeRuntime {
             .collect())
     }
 
-    /// Applies the namespace `ns` of project `project_id` (standard mode).
-    /// A namespace that exists without our `managed-by` label is someone
-    /// else's: never adopted (a permanent error); one being deleted is
-    /// waited for (it refuses new objects).
-    async fn ensure_owned_namespace(&self, ns: &Namespace) -> Result<(), RuntimeError> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let name = ns.name_any();
-        if let Some(existing) = api.get_opt(&name).await.map_err(classify)? {
-            if !self.is_ours(&existing) {
-                return Err(RuntimeError::Permanent(format!(
-                    "namespace {name} exists and is not managed by {}; refusing to adopt it",
-                    names::MANAGED_BY
-                )));
-            }
-            if existing.metadata.deletion_timestamp.is_some() {
-                return Err(RuntimeError::Transient(format!(
-                    "namespace {name} is terminating"
-                )));
-            }
-        }
-        self.apply(&api, ns).await.map(|_| ())
-    }
-
     async fn ensure_namespace(&self, objects: &SessionObjects) -> Result<(), RuntimeError> {
+        self.refuse_reserved(&objects.namespace_name)?;
         if let Some(tn) = &objects.tenant_namespace {
             return self
                 .ensure_tenant_namespace(tn, &objects.namespace_name)
@@ -248,14 +247,13 @@ impl KubeRuntime {
         }
         match &objects.namespace {
             Some(ns) => self.ensure_owned_namespace(ns).await,
+            // Nothing to create it from: it must exist and be ours already.
             None => {
                 let api: Api<Namespace> = Api::all(self.client.clone());
-                match api
-                    .get_opt(&objects.namespace_name)
-                    .await
-                    .map_err(classify)?
-                {
-                    Some(_) => Ok(()),
+                let name = &objects.namespace_name;
+                match api.get_opt(name).await.map_err(classify)? {
+                    Some(n) if self.carries_our_labels(n.labels()) => Ok(()),
+                    Some(_) => Err(self.not_ours(&format!("namespace {name}"))),
                     None => Err(RuntimeError::Transient(format!(
                         "namespace {} is not provisioned yet",
                         objects.namespace_name
@@ -277,18 +275,6 @@ impl KubeRuntime {
             .iter()
             .filter_map(|o| o.labels().get(names::LABEL_PROJECT_ID).cloned())
             .collect())
-    }
-}
-
-impl KubeRuntime {
-    /// True when `ns` carries our `managed-by` label and this installation's
-    /// ID (or none: made before installations were labelled).
-    fn is_ours(&self, ns: &Namespace) -> bool {
-        let labels = ns.labels();
-        labels.get(names::LABEL_MANAGED_BY).map(String::as_str) == Some(names::MANAGED_BY)
-            && labels
-                .get(names::LABEL_INSTALLATION)
-                .is_none_or(|i| i == &self.installation)
     }
 }
 
@@ -444,11 +430,15 @@ impl SessionRuntime for KubeRuntime {
                 return self.remove_tenant_namespace(project_id).await;
             }
             let name = names::namespace(self.mode, project_id);
+            if let Err(e) = self.refuse_reserved(&name) {
+                tracing::warn!(namespace = %name, error = %e, "project deleted; keeping its namespace");
+                return Ok(());
+            }
             let api: Api<Namespace> = Api::all(self.client.clone());
             let Some(ns) = api.get_opt(&name).await.map_err(classify)? else {
                 return Ok(());
             };
-            if !self.is_ours(&ns) {
+            if !self.carries_our_labels(ns.labels()) {
                 tracing::warn!(namespace = %name, "project deleted but its namespace is not ours; keeping it");
                 return Ok(());
             }

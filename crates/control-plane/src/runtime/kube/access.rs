@@ -1,6 +1,7 @@
 //! Group access to a project namespace (wire.md §4): one RoleBinding per
 //! `group_access` entry, binding ClusterRole `ambient-project-<role>`;
-//! bindings of removed entries are pruned (ours).
+//! bindings of removed entries are pruned (ours). Only in a namespace of
+//! ours (`ownership`): a reserved or adopted one is refused.
 
 use std::collections::BTreeSet;
 
@@ -10,7 +11,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 
 use super::{KubeRuntime, classify, delete_if_present, is_not_found};
-use crate::config::PlatformMode;
 use crate::names;
 use crate::runtime::{GroupBinding, RuntimeError};
 
@@ -68,9 +68,12 @@ impl KubeRuntime {
     ) -> Result<(), RuntimeError> {
         let ns = names::namespace(self.mode, project_id);
         let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &ns);
-        if !bindings.is_empty() && self.mode == PlatformMode::Standard {
-            let wanted = crate::objects::namespace_object(&ns, project_id, &self.installation);
-            self.ensure_owned_namespace(&wanted).await?;
+        // Only ever in a namespace of ours (never adopted, never reserved);
+        // one that is not ours has no binding of ours to prune.
+        if !bindings.is_empty() {
+            self.ensure_project_namespace(project_id).await?;
+        } else if !self.project_namespace_is_ours(project_id).await? {
+            return Ok(());
         }
         let mut wanted = BTreeSet::new();
         for b in bindings {

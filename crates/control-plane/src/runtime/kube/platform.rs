@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 
@@ -69,7 +69,8 @@ impl KubeRuntime {
         Ok(())
     }
 
-    /// Follows the Vertex key Secret and re-copies it into every namespace
+    /// Follows the Vertex key Secret (by name: a watch of that one Secret
+    /// in its namespace) and re-copies it into every namespace of ours
     /// holding a copy whenever it changes (pods see the new files: Secret
     /// volumes are refreshed by the kubelet). Runs until dropped.
     pub(super) async fn sync_vertex_copies(&self) {
@@ -100,50 +101,69 @@ impl KubeRuntime {
         }
     }
 
+    /// Refreshes the copies of `src`: in each namespace of ours of a known
+    /// project ([`KubeRuntime::owned_namespaces`]) that holds one (made when
+    /// a session there was provisioned), read by name. Never a Secret list:
+    /// a look-alike elsewhere, whatever its labels, is never written.
     async fn recopy(
         &self,
         src: &Secret,
         from_ns: &str,
         from_name: &str,
     ) -> Result<(), RuntimeError> {
-        let selector = names::managed_selector(&self.installation);
-        let all: Api<Secret> = Api::all(self.client.clone());
-        let copies = all
-            .list(
-                &ListParams::default()
-                    .labels(&selector)
-                    .fields(&format!("metadata.name={from_name}")),
-            )
-            .await
-            .map_err(classify)?;
         let from = format!("{from_ns}/{from_name}");
-        for copy in copies.items {
-            if copy.name_any() != from_name
-                || copy.annotations().get(names::ANNOTATION_COPIED_FROM) != Some(&from)
-                || copy.data == src.data
-            {
+        let mut failed = None;
+        for ns in self.owned_namespaces().await? {
+            if ns == from_ns {
                 continue;
             }
-            let mut fresh = Secret {
-                metadata: kube::api::ObjectMeta {
-                    name: copy.metadata.name.clone(),
-                    namespace: copy.metadata.namespace.clone(),
-                    labels: copy.metadata.labels.clone(),
-                    annotations: Some(BTreeMap::from([(
-                        names::ANNOTATION_COPIED_FROM.to_owned(),
-                        from.clone(),
-                    )])),
-                    ..Default::default()
-                },
-                type_: copy.type_.clone(),
-                ..Secret::default()
-            };
-            fresh.data = src.data.clone();
-            let ns = copy.namespace().unwrap_or_default();
-            self.apply(&Api::<Secret>::namespaced(self.client.clone(), &ns), &fresh)
-                .await?;
-            tracing::info!(namespace = %ns, "Vertex Secret copy refreshed");
+            if let Err(e) = self.refresh_copy(src, &ns, from_name, &from).await {
+                tracing::warn!(namespace = %ns, error = %e, "cannot refresh the Vertex Secret copy");
+                failed = Some(e);
+            }
         }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Rewrites the copy `from_name` in `ns` with `src`'s data, if there is
+    /// one and it differs.
+    async fn refresh_copy(
+        &self,
+        src: &Secret,
+        ns: &str,
+        from_name: &str,
+        from: &str,
+    ) -> Result<(), RuntimeError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let Some(copy) = api.get_opt(from_name).await.map_err(classify)? else {
+            return Ok(());
+        };
+        if copy
+            .annotations()
+            .get(names::ANNOTATION_COPIED_FROM)
+            .map(String::as_str)
+            != Some(from)
+            || copy.data == src.data
+        {
+            return Ok(());
+        }
+        let fresh = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: copy.metadata.name.clone(),
+                namespace: copy.metadata.namespace.clone(),
+                labels: copy.metadata.labels.clone(),
+                annotations: Some(BTreeMap::from([(
+                    names::ANNOTATION_COPIED_FROM.to_owned(),
+                    from.to_owned(),
+                )])),
+                ..Default::default()
+            },
+            type_: copy.type_.clone(),
+            data: src.data.clone(),
+            ..Secret::default()
+        };
+        self.apply(&api, &fresh).await?;
+        tracing::info!(namespace = %ns, "Vertex Secret copy refreshed");
         Ok(())
     }
 }

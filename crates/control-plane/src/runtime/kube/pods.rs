@@ -1,4 +1,5 @@
-//! What the pods say: the runner's state in a pod ([`observe_pod`]), and the
+//! What the pods say: the runner's state in a pod, and any of its
+//! containers that will not run ([`observe_pod`]), and the
 //! watch on managed pods that feeds the reflector [`SessionRuntime::observe`]
 //! reads and reports every session whose pod changed or vanished
 //! ([`PodSessions`]).
@@ -8,7 +9,7 @@
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -27,7 +28,17 @@ pub const FAILING_WAIT_REASONS: [&str; 4] = [
     "CreateContainerConfigError",
 ];
 
-/// What a pod says about its runner.
+/// Waiting reasons of any container, init containers included, that fail
+/// the session: the reference's (`pod_sync.go`), so a sidecar stuck pulling
+/// its image does not leave the session Running.
+pub const BROKEN_CONTAINER_REASONS: [&str; 3] =
+    ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"];
+
+/// Restarts of a (non-init) container that fail the session, as the reference.
+pub const MAX_RESTARTS: i32 = 5;
+
+/// What a pod says about its session: the runner's end decides; before
+/// that, any broken container fails it.
 pub fn observe_pod(pod: &Pod) -> Observation {
     if pod.metadata.deletion_timestamp.is_some() {
         return Observation::Terminating;
@@ -40,20 +51,24 @@ pub fn observe_pod(pod: &Pod) -> Observation {
         .iter()
         .flatten()
         .find(|c| c.name == names::RUNNER_CONTAINER);
-    if let Some(state) = runner.and_then(|c| c.state.as_ref()) {
-        if let Some(t) = &state.terminated {
-            if t.reason.as_deref() == Some("OOMKilled") {
-                return Observation::Failed("OOMKilled".into());
-            }
-            return Observation::Exited(t.exit_code);
+    let state = runner.and_then(|c| c.state.as_ref());
+    if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        if t.reason.as_deref() == Some("OOMKilled") {
+            return Observation::Failed("OOMKilled".into());
         }
+        return Observation::Exited(t.exit_code);
+    }
+    if let Some(why) = broken_container(status) {
+        return Observation::Failed(why);
+    }
+    if let Some(state) = state {
         if let Some(w) = &state.waiting
             && let Some(reason) = w
                 .reason
                 .as_deref()
                 .filter(|r| FAILING_WAIT_REASONS.contains(r))
         {
-            return Observation::Failed(reason.into());
+            return Observation::Failed(format!("container {}: {reason}", names::RUNNER_CONTAINER));
         }
         if state.running.is_some() {
             return Observation::Running;
@@ -66,6 +81,32 @@ pub fn observe_pod(pod: &Pod) -> Observation {
         Some("Succeeded") => Observation::Exited(0),
         _ => Observation::Starting,
     }
+}
+
+/// The first container (init containers included) that will not run, as
+/// `container <name>: <reason>`: waiting for a [`BROKEN_CONTAINER_REASONS`]
+/// reason, or (not an init container) restarted [`MAX_RESTARTS`] times.
+fn broken_container(status: &PodStatus) -> Option<String> {
+    let waiting = |c: &ContainerStatus| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref())
+            .filter(|r| BROKEN_CONTAINER_REASONS.contains(r))
+            .map(|r| format!("container {}: {r}", c.name))
+    };
+    let containers = status.container_statuses.iter().flatten();
+    let inits = status.init_container_statuses.iter().flatten();
+    containers
+        .map(|c| {
+            waiting(c).or_else(|| {
+                (c.restart_count >= MAX_RESTARTS)
+                    .then(|| format!("container {} restarted {} times", c.name, c.restart_count))
+            })
+        })
+        .chain(inits.map(waiting))
+        .flatten()
+        .next()
 }
 
 impl KubeRuntime {
@@ -228,7 +269,7 @@ mod tests {
             };
             assert_eq!(
                 observe_pod(&pod_with(waiting, "Pending")),
-                Observation::Failed(reason.into())
+                Observation::Failed(format!("container ambient-code-runner: {reason}"))
             );
         }
         let creating = ContainerState {
@@ -249,6 +290,75 @@ mod tests {
                 k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
             ));
         assert_eq!(observe_pod(&deleting), Observation::Terminating);
+    }
+
+    /// A pod whose runner runs beside `sidecar` (and, optionally, `init`).
+    fn pod_beside(sidecar: ContainerStatus, init: Option<ContainerStatus>) -> Pod {
+        let mut pod = pod_with(
+            ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..ContainerState::default()
+            },
+            "Running",
+        );
+        if let Some(status) = &mut pod.status {
+            status
+                .container_statuses
+                .get_or_insert_default()
+                .push(sidecar);
+            status.init_container_statuses = init.map(|i| vec![i]);
+        }
+        pod
+    }
+
+    fn container(name: &str, waiting: Option<&str>, restarts: i32) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            restart_count: restarts,
+            state: Some(ContainerState {
+                waiting: waiting.map(|r| ContainerStateWaiting {
+                    reason: Some(r.into()),
+                    message: None,
+                }),
+                running: waiting.is_none().then(ContainerStateRunning::default),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }
+    }
+
+    #[test]
+    fn any_broken_container_fails_the_session_as_the_reference() {
+        for reason in BROKEN_CONTAINER_REASONS {
+            assert_eq!(
+                observe_pod(&pod_beside(container("github-mcp", Some(reason), 0), None)),
+                Observation::Failed(format!("container github-mcp: {reason}"))
+            );
+            let init = container("init-workspace", Some(reason), 0);
+            assert_eq!(
+                observe_pod(&pod_beside(container("ambient-mcp", None, 0), Some(init))),
+                Observation::Failed(format!("container init-workspace: {reason}"))
+            );
+        }
+        assert_eq!(
+            observe_pod(&pod_beside(
+                container("ambient-mcp", None, MAX_RESTARTS),
+                None
+            )),
+            Observation::Failed("container ambient-mcp restarted 5 times".into())
+        );
+        // Below the reference's thresholds the session runs: 4 restarts, a
+        // sidecar still being created, an init container's restarts.
+        for fine in [
+            pod_beside(container("ambient-mcp", None, MAX_RESTARTS - 1), None),
+            pod_beside(container("ambient-mcp", Some("ContainerCreating"), 0), None),
+            pod_beside(
+                container("ambient-mcp", None, 0),
+                Some(container("init-workspace", None, MAX_RESTARTS)),
+            ),
+        ] {
+            assert_eq!(observe_pod(&fine), Observation::Running);
+        }
     }
 
     fn session_pod(id: &str) -> Pod {

@@ -1,6 +1,7 @@
 //! MPP mode (wire.md §4): a project's namespace is asked of the platform
 //! with a `TenantNamespace` in `MPP_CONFIG_NAMESPACE`; sessions wait until
-//! the namespace it yields is `Active`. Project delete deletes the
+//! the namespace it yields is `Active`. Only a TenantNamespace of ours, and
+//! a namespace not older than it, is used (`ownership`). Project delete deletes the
 //! TenantNamespace (the platform then removes the namespace).
 
 use std::collections::BTreeSet;
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch};
 
+use super::ownership::predates;
 use super::{KubeRuntime, classify, delete_if_present, is_not_found};
 use crate::names;
 use crate::objects::tenant_namespace_resource;
@@ -22,7 +24,7 @@ pub const ACTIVE_WAIT: Duration = Duration::from_secs(60);
 const ACTIVE_POLL: Duration = Duration::from_secs(1);
 
 impl KubeRuntime {
-    fn tenant_api(&self) -> Option<Api<DynamicObject>> {
+    pub(super) fn tenant_api(&self) -> Option<Api<DynamicObject>> {
         let ns = self.mpp_config_namespace.as_deref()?;
         Some(Api::namespaced_with(
             self.client.clone(),
@@ -31,45 +33,52 @@ impl KubeRuntime {
         ))
     }
 
-    /// Applies the TenantNamespace `tn`, then waits (up to [`ACTIVE_WAIT`])
-    /// until namespace `ns` is `Active`.
+    /// Applies the TenantNamespace `tn` (unless it exists and is ours; one
+    /// that exists without our labels is someone else's: refused), then
+    /// waits (up to [`ACTIVE_WAIT`]) until namespace `ns` is `Active`. A
+    /// namespace older than the TenantNamespace was not made for it: refused.
     pub(super) async fn ensure_tenant_namespace(
         &self,
         tn: &DynamicObject,
         ns: &str,
     ) -> Result<(), RuntimeError> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let active = |n: &Namespace| {
-            n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active")
-                && n.metadata.deletion_timestamp.is_none()
-        };
-        if namespaces
-            .get_opt(ns)
-            .await
-            .map_err(classify)?
-            .is_some_and(|n| active(&n))
-        {
-            return Ok(());
-        }
+        self.refuse_reserved(ns)?;
+        let tn_ns = tn.namespace().unwrap_or_default();
         let api = Api::<DynamicObject>::namespaced_with(
             self.client.clone(),
-            &tn.namespace().unwrap_or_default(),
+            &tn_ns,
             &tenant_namespace_resource(),
         );
-        api.patch(&tn.name_any(), &Self::apply_params(), &Patch::Apply(tn))
-            .await
-            .map_err(classify)?;
+        let ours = match api.get_opt(&tn.name_any()).await.map_err(classify)? {
+            Some(existing) if !self.carries_our_labels(existing.labels()) => {
+                return Err(self.not_ours(&format!(
+                    "TenantNamespace {tn_ns}/{} (of namespace {ns})",
+                    tn.name_any()
+                )));
+            }
+            Some(existing) => existing,
+            None => api
+                .patch(&tn.name_any(), &Self::apply_params(), &Patch::Apply(tn))
+                .await
+                .map_err(classify)?,
+        };
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let deadline = Instant::now() + ACTIVE_WAIT;
         loop {
-            tokio::time::sleep(ACTIVE_POLL).await;
-            if namespaces
-                .get_opt(ns)
-                .await
-                .map_err(classify)?
-                .is_some_and(|n| active(&n))
-            {
-                tracing::info!(namespace = %ns, "MPP namespace is Active");
-                return Ok(());
+            if let Some(n) = namespaces.get_opt(ns).await.map_err(classify)? {
+                if predates(&n, &ours) {
+                    return Err(RuntimeError::Permanent(format!(
+                        "namespace {ns} existed before its TenantNamespace {tn_ns}/{}: it was not \
+                         made for this installation; refusing to use it",
+                        tn.name_any()
+                    )));
+                }
+                let active = n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active")
+                    && n.metadata.deletion_timestamp.is_none();
+                if active {
+                    tracing::debug!(namespace = %ns, "MPP namespace is Active");
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 return Err(RuntimeError::Transient(format!(
@@ -77,11 +86,12 @@ impl KubeRuntime {
                     tn.name_any()
                 )));
             }
+            tokio::time::sleep(ACTIVE_POLL).await;
         }
     }
 
-    /// Deletes the project's TenantNamespace: ours, or one the reference
-    /// made (the platform's tenant label without another installation's).
+    /// Deletes the project's TenantNamespace when it is ours (our
+    /// managed-by and installation labels): never one someone else made.
     pub(super) async fn remove_tenant_namespace(
         &self,
         project_id: &str,
@@ -98,15 +108,7 @@ impl KubeRuntime {
         let Some(tn) = existing else {
             return Ok(());
         };
-        let labels = tn.labels();
-        let ours = labels.get(names::LABEL_INSTALLATION).map_or(
-            labels
-                .get("tenant.paas.redhat.com/tenant")
-                .map(String::as_str)
-                == Some("ambient-code"),
-            |i| i == &self.installation,
-        );
-        if !ours {
+        if !self.carries_our_labels(tn.labels()) {
             tracing::warn!(tenant_namespace = %name, "project deleted but its TenantNamespace is not ours; keeping it");
             return Ok(());
         }

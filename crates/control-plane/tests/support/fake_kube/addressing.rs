@@ -36,6 +36,7 @@ pub(super) fn status(code: u16, reason: &str, message: &str) -> Response {
 
 pub(super) fn reason_for(code: u16) -> &'static str {
     match code {
+        403 => "Forbidden",
         404 => "NotFound",
         409 => "Conflict",
         422 => "Invalid",
@@ -48,6 +49,8 @@ pub(super) fn reason_for(code: u16) -> &'static str {
 
 /// Parsed request path.
 pub(super) struct Target {
+    /// The API group ("" for the core group).
+    pub(super) group: String,
     pub(super) plural: String,
     pub(super) namespace: Option<String>,
     pub(super) name: Option<String>,
@@ -55,38 +58,45 @@ pub(super) struct Target {
 
 pub(super) fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let rest: &[&str] = match *segs.first()? {
-        "api" => segs.get(2..)?,
-        "apis" => segs.get(3..)?,
+    let (group, rest): (&str, &[&str]) = match *segs.first()? {
+        "api" => ("", segs.get(2..)?),
+        "apis" => (segs.get(1)?, segs.get(3..)?),
         _ => return None,
     };
+    let group = group.to_owned();
     match rest {
         [plural] => Some(Target {
+            group: group.clone(),
             plural: (*plural).into(),
             namespace: None,
             name: None,
         }),
         ["namespaces", name] => Some(Target {
+            group: group.clone(),
             plural: "namespaces".into(),
             namespace: None,
             name: Some((*name).into()),
         }),
         [plural, name] => Some(Target {
+            group: group.clone(),
             plural: (*plural).into(),
             namespace: None,
             name: Some((*name).into()),
         }),
         ["namespaces", ns, plural] => Some(Target {
+            group: group.clone(),
             plural: (*plural).into(),
             namespace: Some((*ns).into()),
             name: None,
         }),
         ["namespaces", ns, plural, name] => Some(Target {
+            group: group.clone(),
             plural: (*plural).into(),
             namespace: Some((*ns).into()),
             name: Some((*name).into()),
         }),
         ["namespaces", ns, plural, name, "status"] => Some(Target {
+            group: group.clone(),
             plural: (*plural).into(),
             namespace: Some((*ns).into()),
             name: Some((*name).into()),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::addressing::{Target, status};
-use super::{FakeKube, ObjKey, Request};
+use super::{FakeKube, ObjKey};
 
 pub(super) fn deep_merge(target: &mut Value, patch: &Value, delete_nulls: bool) {
     match (target, patch) {
@@ -149,18 +149,6 @@ pub(super) fn patch(
         owners.insert(path, manager.clone());
     }
     drop(s);
-    fake.record(Request {
-        method: if apply {
-            "APPLY".into()
-        } else {
-            "PATCH".into()
-        },
-        plural: t.plural.clone(),
-        namespace: ns.to_owned(),
-        name: name.to_owned(),
-        existed,
-        status: 200,
-    });
     fake.emit(
         &t.plural,
         if existed { "MODIFIED" } else { "ADDED" },

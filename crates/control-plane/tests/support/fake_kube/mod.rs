@@ -24,28 +24,32 @@
 //!   every open watch; bookmarks when asked (`allowWatchBookmarks`) and
 //!   `timeoutSeconds`.
 //!
+//! Every request is authorised against `crates/control-plane/rbac.yaml`
+//! (see `rbac`): one it does not allow is 403 Forbidden and listed by
+//! `denied`.
+//!
 //! Tests can inject failures per object (`fail_next`), per namespace
 //! (`fail_next_in`) or per verb (`fail_next_verb`), set a pod's runner
-//! state, and read every request made.
+//! state or whole status, and read every request made (each recorded
+//! once, with its status).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 mod addressing;
 mod apply;
+mod rbac;
+mod serve;
 mod watch;
 
-use addressing::{Target, kind_of, parse_path, query, reason_for, status};
+use addressing::{Target, kind_of, status};
 pub use addressing::{matches_fields, matches_selector};
-use apply::{immutable_pod_spec, patch};
+pub use rbac::{Access, Rbac};
 
 /// (plural, namespace, name); namespace is "" for cluster-scoped objects.
 pub type ObjKey = (String, String, String);
@@ -86,6 +90,10 @@ struct StoreState {
     compacted: u64,
     /// How long a deleted pod stays Terminating.
     pod_grace: std::time::Duration,
+    /// What the control plane is granted (rbac.yaml).
+    rbac: Rbac,
+    /// Every request refused by `rbac`, as the API server words it.
+    denied: Vec<String>,
 }
 
 /// A fault "code" for [`FakeKube::fail_next_verb`]: the request is read and
@@ -115,6 +123,8 @@ impl FakeKube {
             requests: Vec::new(),
             compacted: 0,
             pod_grace: std::time::Duration::from_millis(300),
+            rbac: Rbac::of_the_control_plane(),
+            denied: Vec::new(),
         }));
         let (events, _) = broadcast::channel(4096);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -132,7 +142,7 @@ impl FakeKube {
             fake.put("namespaces", "", json!({"metadata": {"name": ns}}));
         }
         let app = axum::Router::new()
-            .fallback(handle)
+            .fallback(serve::handle)
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -183,8 +193,14 @@ impl FakeKube {
             .collect()
     }
 
+    /// Every request so far (each recorded once, with its answer's status).
     pub fn requests(&self) -> Vec<Request> {
         self.lock().requests.clone()
+    }
+
+    /// Every request rbac.yaml does not allow (answered 403), described.
+    pub fn denied(&self) -> Vec<String> {
+        self.lock().denied.clone()
     }
 
     /// The next requests on any `plural` object in namespace `ns` answer `codes`.
@@ -227,6 +243,13 @@ impl FakeKube {
     /// Ends every open watch (a dropped connection, an API server restart).
     pub fn break_watches(&self) {
         self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Sets a pod's whole `status` (container and init container statuses).
+    pub fn set_pod_status(&self, ns: &str, pod: &str, status: Value) -> bool {
+        self.update(("pods".into(), ns.into(), pod.into()), |o| {
+            o["status"] = status.clone();
+        })
     }
 
     /// Sets the runner container state of a pod (`json!({"running": {}})`, ...).
@@ -284,7 +307,10 @@ impl FakeKube {
         if !exists {
             s.uid += 1;
             obj["metadata"]["uid"] = json!(format!("uid-{}", s.uid));
-            obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            // A test may give an object its age (one that predates others).
+            if obj.pointer("/metadata/creationTimestamp").is_none() {
+                obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
         }
         if !key.1.is_empty() {
             obj["metadata"]["namespace"] = json!(key.1);
@@ -319,6 +345,58 @@ impl FakeKube {
             .verb_faults
             .get_mut(&(verb.into(), plural.into()))
             .and_then(VecDeque::pop_front)
+    }
+
+    /// 403 Forbidden (recorded) when rbac.yaml does not allow the request.
+    fn authorize(
+        &self,
+        verb: &str,
+        t: &Target,
+        ns: &str,
+        q: &HashMap<String, String>,
+    ) -> Option<Response> {
+        let name = t.name.clone().unwrap_or_default();
+        let field = q.get("fieldSelector").map(String::as_str).unwrap_or("");
+        let access = |verb| Access {
+            verb,
+            group: &t.group,
+            plural: &t.plural,
+            namespace: ns,
+            name: &name,
+            field_name: rbac::field_name(field),
+        };
+        let mut wanted = vec![match verb {
+            "LIST" => "list",
+            "WATCH" => "watch",
+            "GET" => "get",
+            "POST" => "create",
+            "PUT" => "update",
+            "APPLY" | "PATCH" => "patch",
+            "DELETE" => "delete",
+            _ => "unknown",
+        }];
+        // Server-side apply creating the object is a create as well.
+        if verb == "APPLY" && self.get(&t.plural, ns, &name).is_none() {
+            wanted.push("create");
+        }
+        let rbac = self.lock().rbac.clone();
+        let refused = wanted
+            .into_iter()
+            .map(access)
+            .find(|a| !rbac.allows(a))?
+            .describe();
+        let mut s = self.lock();
+        s.denied.push(refused.clone());
+        s.requests.push(Request {
+            method: verb.to_owned(),
+            plural: t.plural.clone(),
+            namespace: ns.to_owned(),
+            name,
+            existed: false,
+            status: 403,
+        });
+        drop(s);
+        Some(status(403, "Forbidden", &refused))
     }
 
     /// Why `ns` cannot take a new object now (404 missing, 403 terminating).
@@ -421,193 +499,4 @@ impl FakeKube {
         }
         Some(removed)
     }
-}
-
-async fn handle(
-    State(fake): State<FakeKube>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(t) = parse_path(uri.path()) else {
-        return status(
-            404,
-            "NotFound",
-            &format!("the fake has no route {}", uri.path()),
-        );
-    };
-    let q = query(&uri);
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .to_owned();
-    fake.lock().bearers.push((t.plural.clone(), bearer));
-    let ns = t.namespace.clone().unwrap_or_default();
-    let verb = match (&method, &t.name) {
-        (&Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => "WATCH",
-        (&Method::GET, None) => "LIST",
-        (&Method::GET, Some(_)) => "GET",
-        (&Method::PATCH, _)
-            if headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|c| c.starts_with("application/apply-patch")) =>
-        {
-            "APPLY"
-        }
-        (m, _) => m.as_str(),
-    };
-    if let Some(code) = fake.take_verb_fault(verb, &t.plural) {
-        fake.record(Request {
-            method: verb.to_owned(),
-            plural: t.plural.clone(),
-            namespace: ns.clone(),
-            name: t.name.clone().unwrap_or_default(),
-            existed: false,
-            status: code,
-        });
-        if code == HANG {
-            std::future::pending::<()>().await;
-        }
-        return status(code, reason_for(code), "injected failure");
-    }
-    if let Some(name) = &t.name
-        && let Some(code) = fake
-            .take_fault(&t.plural, name)
-            .or_else(|| fake.take_fault(&t.plural, &format!("ns:{ns}")))
-    {
-        fake.record(Request {
-            method: method.to_string(),
-            plural: t.plural.clone(),
-            namespace: ns.clone(),
-            name: name.clone(),
-            existed: false,
-            status: code,
-        });
-        return status(code, reason_for(code), "injected failure");
-    }
-    match (method.clone(), t.name.clone()) {
-        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch::watch(&fake, &t, &q)
-        }
-        (Method::GET, None) => list(&fake, &t, &q),
-        (Method::GET, Some(name)) => match fake.get(&t.plural, &ns, &name) {
-            Some(o) => axum::Json(o).into_response(),
-            None => status(404, "NotFound", &format!("{} {name:?} not found", t.plural)),
-        },
-        (Method::POST, None) => {
-            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
-                return status(400, "BadRequest", "body is not JSON");
-            };
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let key = (t.plural.clone(), ns.clone(), name.clone());
-            if let Some(refused) = fake.refuse_in(&ns) {
-                return refused;
-            }
-            let mut s = fake.lock();
-            if s.objects.contains_key(&key) {
-                drop(s);
-                fake.record(Request {
-                    method: "POST".into(),
-                    plural: t.plural.clone(),
-                    namespace: ns,
-                    name: name.clone(),
-                    existed: true,
-                    status: 409,
-                });
-                return status(409, "AlreadyExists", &format!("{name} already exists"));
-            }
-            let obj = fake.stamp(&mut s, obj, &key, false);
-            s.objects.insert(key, obj.clone());
-            drop(s);
-            fake.record(Request {
-                method: "POST".into(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name,
-                existed: false,
-                status: 201,
-            });
-            fake.emit(&t.plural, "ADDED", obj.clone());
-            (StatusCode::CREATED, axum::Json(obj)).into_response()
-        }
-        (Method::PUT, Some(name)) => {
-            let Ok(obj) = serde_json::from_slice::<Value>(&body) else {
-                return status(400, "BadRequest", "body is not JSON");
-            };
-            let key = (t.plural.clone(), ns.clone(), name.clone());
-            let mut s = fake.lock();
-            let Some(current) = s.objects.get(&key).cloned() else {
-                drop(s);
-                return status(404, "NotFound", "not found");
-            };
-            let want_rv = obj.pointer("/metadata/resourceVersion").cloned();
-            if want_rv.is_some() && want_rv != current.pointer("/metadata/resourceVersion").cloned()
-            {
-                drop(s);
-                return status(409, "Conflict", "the object has been modified");
-            }
-            if let Some(refused) = immutable_pod_spec(&key, Some(&current), &obj) {
-                drop(s);
-                return refused;
-            }
-            let mut obj = obj;
-            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
-            let obj = fake.stamp(&mut s, obj, &key, true);
-            s.objects.insert(key, obj.clone());
-            drop(s);
-            fake.emit(&t.plural, "MODIFIED", obj.clone());
-            axum::Json(obj).into_response()
-        }
-        (Method::PATCH, Some(name)) => patch(&fake, &t, &ns, &name, &q, &headers, &body),
-        (Method::DELETE, Some(name)) => {
-            let key = (t.plural.clone(), ns.clone(), name.clone());
-            let removed = fake.delete_gracefully(&key);
-            fake.record(Request {
-                method: "DELETE".into(),
-                plural: t.plural.clone(),
-                namespace: ns,
-                name,
-                existed: removed.is_some(),
-                status: if removed.is_some() { 200 } else { 404 },
-            });
-            match removed {
-                Some(o) => axum::Json(o).into_response(),
-                None => status(404, "NotFound", "not found"),
-            }
-        }
-        _ => status(405, "MethodNotAllowed", "not supported by the fake"),
-    }
-}
-
-/// A Pod's spec is immutable (but for a few fields this fake ignores): an
-/// update that changes it is 422 Invalid.
-fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
-    let selector = q.get("labelSelector").cloned().unwrap_or_default();
-    let fields = q.get("fieldSelector").cloned().unwrap_or_default();
-    let s = fake.lock();
-    let items: Vec<Value> = s
-        .objects
-        .iter()
-        .filter(|((p, ns, _), o)| {
-            p == &t.plural
-                && t.namespace.as_ref().is_none_or(|want| want == ns)
-                && matches_selector(o, &selector)
-                && matches_fields(o, &fields)
-        })
-        .map(|(_, o)| o.clone())
-        .collect();
-    let (kind, api_version) = kind_of(&t.plural);
-    axum::Json(
-        json!({"kind": format!("{kind}List"), "apiVersion": api_version,
-        "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
-    )
-    .into_response()
 }

@@ -1,0 +1,136 @@
+//! The fake authorises every request against `crates/control-plane/rbac.yaml`
+//! (the rules the chart grants, nothing more), as the real API server
+//! would with the chart installed: the `cluster` rules everywhere, the
+//! `namespace` rules in the control plane's namespace only. A request they
+//! do not allow is answered 403 Forbidden and recorded, so a code path that
+//! needs a call the list lacks (a cluster-wide `list secrets`, say) fails
+//! its test.
+//!
+//! As Kubernetes does: `resourceNames` never allow `create`, and allow
+//! `list`/`watch` only with a `metadata.name=<name>` field selector;
+//! server-side apply of an object that does not exist needs `create` too.
+
+use serde_json::Value;
+
+/// The control plane's namespace in every test (its kubeconfig default).
+pub const CONTROL_PLANE_NAMESPACE: &str = "ambient-code";
+
+/// One rule of rbac.yaml.
+#[derive(Debug, Clone)]
+struct Rule {
+    groups: Vec<String>,
+    resources: Vec<String>,
+    names: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// What a request asks to do.
+#[derive(Debug, Clone)]
+pub struct Access<'a> {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`.
+    pub verb: &'a str,
+    pub group: &'a str,
+    pub plural: &'a str,
+    /// "" at the cluster scope.
+    pub namespace: &'a str,
+    /// The object's name ("" for list/watch/create without one).
+    pub name: &'a str,
+    /// `metadata.name` of a list/watch's field selector, if any.
+    pub field_name: Option<&'a str>,
+}
+
+impl Access<'_> {
+    /// As the API server words a refusal.
+    pub fn describe(&self) -> String {
+        let scope = if self.namespace.is_empty() {
+            "at the cluster scope".to_owned()
+        } else {
+            format!("in the namespace {:?}", self.namespace)
+        };
+        format!(
+            "{} {:?} is forbidden: cannot {} resource {:?} in API group {:?} {scope}",
+            self.plural, self.name, self.verb, self.plural, self.group
+        )
+    }
+}
+
+/// The rules of rbac.yaml, by scope.
+#[derive(Debug, Clone)]
+pub struct Rbac {
+    cluster: Vec<Rule>,
+    namespace: Vec<Rule>,
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rules(doc: &Value, scope: &str) -> Vec<Rule> {
+    doc.get(scope)
+        .and_then(Value::as_array)
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| Rule {
+                    groups: strings(r, "apiGroups"),
+                    resources: strings(r, "resources"),
+                    names: strings(r, "resourceNames"),
+                    verbs: strings(r, "verbs"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Rbac {
+    /// The control plane's rbac.yaml.
+    pub fn of_the_control_plane() -> Rbac {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/rbac.yaml");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let doc: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        Rbac {
+            cluster: rules(&doc, "cluster"),
+            namespace: rules(&doc, "namespace"),
+        }
+    }
+
+    /// True when some rule allows `a`.
+    pub fn allows(&self, a: &Access<'_>) -> bool {
+        let in_own = a.namespace == CONTROL_PLANE_NAMESPACE;
+        self.cluster
+            .iter()
+            .chain(self.namespace.iter().filter(|_| in_own))
+            .any(|r| rule_allows(r, a))
+    }
+}
+
+fn rule_allows(r: &Rule, a: &Access<'_>) -> bool {
+    let has = |list: &[String], v: &str| list.iter().any(|x| x == v || x == "*");
+    if !has(&r.groups, a.group) || !has(&r.resources, a.plural) || !has(&r.verbs, a.verb) {
+        return false;
+    }
+    if r.names.is_empty() {
+        return true;
+    }
+    match a.verb {
+        "create" => false,
+        "list" | "watch" => a.field_name.is_some_and(|n| has(&r.names, n)),
+        _ => has(&r.names, a.name),
+    }
+}
+
+/// `metadata.name` of a field selector (`metadata.name=x` or `==`).
+pub fn field_name(selector: &str) -> Option<&str> {
+    selector.split(',').find_map(|term| {
+        term.strip_prefix("metadata.name==")
+            .or_else(|| term.strip_prefix("metadata.name="))
+    })
+}
