@@ -155,6 +155,7 @@ impl LocalSystem {
             .arg("--api-token-file")
             .arg(self.token_file().display().to_string())
             .args(["--token-listen-addr", "127.0.0.1:0"])
+            .args(["--gateway-listen-addr", "127.0.0.1:0"])
             .args(["--health-listen-addr", "127.0.0.1:0"])
             .args(["--log-level", &self.log_level()])
             .args(self.options.control_plane_args.clone())

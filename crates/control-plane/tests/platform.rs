@@ -255,6 +255,7 @@ async fn a_reference_deployments_env_starts() {
             .env("AMBIENT_GRPC_SERVER_ADDR", dev.grpc())
             .env("AMBIENT_API_SERVER_URL", dev.http_url())
             .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
+            .env("CP_GATEWAY_LISTEN_ADDR", "127.0.0.1:0")
             .env("CP_HEALTH_LISTEN_ADDR", "127.0.0.1:0")
             .env("CP_LEADER_ELECTION", "false")
             .listener("token server")

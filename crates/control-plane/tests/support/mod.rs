@@ -164,6 +164,7 @@ pub fn control_plane_with(
         .env("KUBECONFIG", kubeconfig.display().to_string())
         .env("CP_RUNTIME_NAMESPACE", "ambient-code")
         .env("CP_TOKEN_LISTEN_ADDR", "127.0.0.1:0")
+        .env("CP_GATEWAY_LISTEN_ADDR", "127.0.0.1:0")
         .env("CP_HEALTH_LISTEN_ADDR", "127.0.0.1:0")
         .env("CP_TOKEN_URL", token_url)
         .env("MCP_IMAGE", "mcp:test")
