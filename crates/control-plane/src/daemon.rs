@@ -8,8 +8,8 @@ use ambient_protocol::exchange::KeySet;
 use ambient_protocol::phase::Phase;
 use ambient_protocol::v1::{Project, ProjectSettings, Session};
 use ambient_token_server::{
-    BoxFuture, DirectoryError, OidcClientCredentials, SessionDirectory, StaticToken, TokenProvider,
-    TokenServer,
+    BoxFuture, DirectoryError, Identity, OidcClientCredentials, SessionDirectory, SessionRecord,
+    StaticToken, TokenProvider, TokenServer,
 };
 use anyhow::Context;
 use axum::extract::State;
@@ -35,11 +35,15 @@ use crate::{keypair, leader};
 /// hold a token while it is cached and not terminal (wire.md §3). A
 /// `Stopping` session still gets tokens: its runner is in its grace period.
 impl SessionDirectory for Store<Session> {
-    fn is_live<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
-        let live = self
-            .get(session_id)
-            .is_some_and(|s| Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal()));
-        Box::pin(async move { Ok(live) })
+    fn lookup<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, DirectoryError>> {
+        let record = self.get(session_id).map(|s| SessionRecord {
+            project: s.project_id.unwrap_or_default(),
+            live: Phase::of_session(s.phase.as_deref()).is_ok_and(|p| !p.is_terminal()),
+        });
+        Box::pin(async move { Ok(record) })
     }
 
     fn is_ready(&self) -> bool {
@@ -307,10 +311,11 @@ pub async fn run(
 
     // Every replica serves tokens, from the informer's session cache.
     let keys = KeySet::new(vec![key]).context("no key")?;
+    // The platform identity until the session gateway is wired (issue 25).
     let token_server = TokenServer::new(
         keys,
         sessions.clone(),
-        provider.clone(),
+        Identity::Platform(provider.clone()),
         ambient_token_server::Config::default(),
     )
     .bind(settings.token_listen)
