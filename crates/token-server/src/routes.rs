@@ -84,6 +84,9 @@ pub(crate) enum Failure {
     NotBound,
     /// The session's pod is not there yet (403; the client retries).
     NotYet,
+    /// The session belongs to no project (or the directory does not know
+    /// it): a session token could not be confined to one (403).
+    NoProject,
     Busy,
     DirectoryDown,
     ProviderFailed,
@@ -192,6 +195,10 @@ fn refusal(inner: &Inner, failure: Failure, peer_text: &str) -> Response {
                 StatusCode::FORBIDDEN,
                 "the session's pod is not ready yet; retry",
             )
+        }
+        Failure::NoProject => {
+            inner.metrics.record(Outcome::Forbidden);
+            text(StatusCode::FORBIDDEN, "the session has no project")
         }
         Failure::Busy => {
             inner.metrics.record(Outcome::RateLimited);
@@ -317,8 +324,8 @@ async fn session_token(
         return Err(Failure::Internal);
     };
     if record.project.is_empty() {
-        error!(%session_id, "the session directory gives no project; session tokens need one");
-        return Err(Failure::Internal);
+        warn!(%session_id, "the session has no project (or the directory does not say it): no session token");
+        return Err(Failure::NoProject);
     }
     let now = (inner.clock)();
     let minted = match tokens.cached(session_id, &record.project, &generation, now) {
