@@ -64,6 +64,13 @@ pub fn bench(extra: &[String]) -> Result<()> {
                 .args(["--seconds", &seconds, "--out"])
                 .arg(&out))
         }
+        "session-tokens" => {
+            let seconds = number("5", "SECONDS")?;
+            let release = release_build()?;
+            run(example(&release, "session_token_bench")
+                .args(["--seconds", &seconds, "--out"])
+                .arg(&out))
+        }
         "relist" => {
             let sessions = number("10000", "SESSIONS")?;
             let release = release_build()?;
@@ -110,7 +117,7 @@ pub fn bench(extra: &[String]) -> Result<()> {
                 .arg(&out))
         }
         other => bail!(
-            "unknown benchmark {other:?} (known: token-exchange, relist, runner-messages, mcp-sidecar, credential-bridge, reconcile, all)"
+            "unknown benchmark {other:?} (known: token-exchange, session-tokens, relist, runner-messages, mcp-sidecar, credential-bridge, reconcile, all)"
         ),
     }
 }

@@ -8,6 +8,8 @@
 //! - `bench <name>`: a release-built benchmark; prints one line per figure
 //!   and writes `target/bench/<name>.json`. `token-exchange`: the token
 //!   server's v2 exchanges/s vs raw RSA-OAEP decryptions/s, and latency.
+//!   `session-tokens`: session tokens signed/s (cache bypassed), served
+//!   from the cache/s and verified/s.
 //!   `runner-messages`: push → watch delivery latency and messages/s of one
 //!   session through a release devserver.
 //!   `mcp-sidecar`: ambient-mcp's cold start, idle RSS and tool-call
@@ -43,7 +45,7 @@ commands:
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
-                  names: token-exchange, relist (SECONDS is the session count there),
+                  names: token-exchange, session-tokens, relist (SECONDS is the session count there),
                   runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead),
                   credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency),
                   reconcile [SESSIONS] [RATE]: REST create → pod create request seen by the

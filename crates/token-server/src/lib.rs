@@ -18,7 +18,7 @@
 //!    not ready: the client retries);
 //! 7. the [`Identity`] gives the token (else 500): by default a **session
 //!    token** ([`SessionTokens`]: an RS256 JWT naming the session, its
-//!    project and generation, ≤ 10 min, cached per session for most of its
+//!    project — a session without one gets 403 — and generation, ≤ 10 min, cached per session for most of its
 //!    lifetime, signed on the blocking pool like a decryption; the signing
 //!    keys' JWKS is served at `/.well-known/jwks.json`); or, as the
 //!    escape hatch [`Identity::Platform`], the [`TokenProvider`]'s own API

@@ -84,6 +84,9 @@ pub(crate) enum Failure {
     NotBound,
     /// The session's pod is not there yet (403; the client retries).
     NotYet,
+    /// The session belongs to no project (or the directory does not know
+    /// it): a session token could not be confined to one (403).
+    NoProject,
     Busy,
     DirectoryDown,
     ProviderFailed,
@@ -151,7 +154,22 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
             );
             axum::Json(body).into_response()
         }
-        Ok(Err(Failure::Rejected(r))) => {
+        Ok(Err(failure)) => refusal(&inner, failure, &peer_text),
+        Err(_) => {
+            inner.metrics.record(Outcome::Error);
+            warn!(peer = %peer_text, "token request timed out");
+            with_retry_after(
+                text(StatusCode::SERVICE_UNAVAILABLE, "request timed out"),
+                1,
+            )
+        }
+    }
+}
+
+/// The answer to a failed `/token` request (counted in the metrics).
+fn refusal(inner: &Inner, failure: Failure, peer_text: &str) -> Response {
+    match failure {
+        Failure::Rejected(r) => {
             let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED);
             let outcome = match r.status() {
                 401 => Outcome::Unauthorized,
@@ -167,44 +185,40 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
                 resp
             }
         }
-        Ok(Err(Failure::NotBound)) => {
+        Failure::NotBound => {
             inner.metrics.record(Outcome::Forbidden);
             text(StatusCode::FORBIDDEN, "caller is not bound to this session")
         }
-        Ok(Err(Failure::NotYet)) => {
+        Failure::NotYet => {
             inner.metrics.record(Outcome::Forbidden);
             text(
                 StatusCode::FORBIDDEN,
                 "the session's pod is not ready yet; retry",
             )
         }
-        Ok(Err(Failure::Busy)) => {
+        Failure::NoProject => {
+            inner.metrics.record(Outcome::Forbidden);
+            text(StatusCode::FORBIDDEN, "the session has no project")
+        }
+        Failure::Busy => {
             inner.metrics.record(Outcome::RateLimited);
             warn!(peer = %peer_text, "key operations saturated, shedding a request");
             with_retry_after(text(StatusCode::SERVICE_UNAVAILABLE, "server busy"), 1)
         }
-        Ok(Err(Failure::DirectoryDown)) => {
+        Failure::DirectoryDown => {
             inner.metrics.record(Outcome::Error);
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "session directory unavailable",
             )
         }
-        Ok(Err(Failure::ProviderFailed)) => {
+        Failure::ProviderFailed => {
             inner.metrics.record(Outcome::Error);
             text(StatusCode::INTERNAL_SERVER_ERROR, "token provider failed")
         }
-        Ok(Err(Failure::Internal)) => {
+        Failure::Internal => {
             inner.metrics.record(Outcome::Error);
             text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-        Err(_) => {
-            inner.metrics.record(Outcome::Error);
-            warn!(peer = %peer_text, "token request timed out");
-            with_retry_after(
-                text(StatusCode::SERVICE_UNAVAILABLE, "request timed out"),
-                1,
-            )
         }
     }
 }
@@ -255,26 +269,7 @@ async fn exchange(
             return Err(Failure::DirectoryDown);
         }
     };
-    // The caller must be the session's pod (or process).
-    let generation = match inner
-        .binding
-        .bind(&claim.session_id, addrs.peer, addrs.local)
-        .await
-    {
-        Ok(Binding::Bound { generation }) => generation,
-        Ok(Binding::Refused { reason }) => {
-            warn!(session_id = %claim.session_id, peer = %addrs.peer, reason = %reason, "token request from a caller not bound to the session");
-            return Err(Failure::NotBound);
-        }
-        Ok(Binding::NotYet) => {
-            debug!(session_id = %claim.session_id, peer = %addrs.peer, "session's pod not ready for a token yet");
-            return Err(Failure::NotYet);
-        }
-        Err(e) => {
-            error!(error = %e, "caller binding failed");
-            return Err(Failure::DirectoryDown);
-        }
-    };
+    let generation = bind_caller(inner, &claim.session_id, addrs).await?;
     // Rules 6–7: the token.
     let body = match &inner.identity {
         Identity::Platform(provider) => {
@@ -294,6 +289,29 @@ async fn exchange(
     Ok((claim, body))
 }
 
+/// The caller must be the session's pod (or process): its generation.
+async fn bind_caller(inner: &Inner, session_id: &str, addrs: Addresses) -> Result<String, Failure> {
+    match inner
+        .binding
+        .bind(session_id, addrs.peer, addrs.local)
+        .await
+    {
+        Ok(Binding::Bound { generation }) => Ok(generation),
+        Ok(Binding::Refused { reason }) => {
+            warn!(%session_id, peer = %addrs.peer, reason = %reason, "token request from a caller not bound to the session");
+            Err(Failure::NotBound)
+        }
+        Ok(Binding::NotYet) => {
+            debug!(%session_id, peer = %addrs.peer, "session's pod not ready for a token yet");
+            Err(Failure::NotYet)
+        }
+        Err(e) => {
+            error!(error = %e, "caller binding failed");
+            Err(Failure::DirectoryDown)
+        }
+    }
+}
+
 /// The session token for a live, bound session: from the cache when it is
 /// fresh enough, else signed on the blocking pool.
 async fn session_token(
@@ -306,8 +324,8 @@ async fn session_token(
         return Err(Failure::Internal);
     };
     if record.project.is_empty() {
-        error!(%session_id, "the session directory gives no project; session tokens need one");
-        return Err(Failure::Internal);
+        warn!(%session_id, "the session has no project (or the directory does not say it): no session token");
+        return Err(Failure::NoProject);
     }
     let now = (inner.clock)();
     let minted = match tokens.cached(session_id, &record.project, &generation, now) {

@@ -25,6 +25,10 @@ const ALL: &[(&str, &str)] = &[
         "token exchange vs raw RSA decrypts, latency, flood",
     ),
     (
+        "session-tokens",
+        "session tokens signed, from the cache, verified per second",
+    ),
+    (
         "reconcile",
         "session created → pod requested, process runtime",
     ),
