@@ -448,13 +448,7 @@ pub async fn run(
         &mut tasks,
         Some(session_changes.clone()),
     );
-    let runtime = runtime_of(
-        &cfg,
-        &settings,
-        clients.as_ref(),
-        local.as_ref(),
-        &projects,
-    );
+    let runtime = runtime_of(&cfg, &settings, clients.as_ref(), local.as_ref(), &projects);
 
     // Every replica serves tokens (from the informer's session cache) and
     // the session gateway.

@@ -39,6 +39,32 @@ async fn exchange(
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// The claims of a JWT, unverified (the gateway's tests verify them).
+fn claims(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// Makes the session's pod Running at `ip` (the kubelet's part).
+fn run_pod_at(kube: &FakeKube, ns: &str, session: &str, ip: &str) {
+    let status = serde_json::json!({
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "containerStatuses": [{
+            "name": "ambient-code-runner", "ready": true, "restartCount": 0,
+            "image": "runner", "imageID": "", "state": {"running": {}}
+        }]
+    });
+    assert!(
+        kube.set_pod_status(ns, &pod_name(session), status),
+        "no pod for {session}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_token_server_knows_the_informers_sessions() {
     let kube = FakeKube::start().await;
@@ -51,9 +77,31 @@ async fn embedded_token_server_knows_the_informers_sessions() {
     let ns = &dev.project("proj-t").await;
     let id = dev.new_session(ns, "tokens").await;
     wait_phase(&dev, &id, "Creating").await;
+    // Bound to the caller's pod: not running yet, then at another address,
+    // refused; from the pod's own address, a session token for it.
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 403, "a pod that is not running got a token: {body}");
+    run_pod_at(&kube, ns, &id, "10.1.2.3");
+    wait_phase(&dev, &id, "Running").await;
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(
+        code, 403,
+        "a caller that is not the pod got a token: {body}"
+    );
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
     let (code, body) = exchange(token_addr, &key, &id).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["token"], TOKEN);
+    let token = body["token"].as_str().unwrap_or_default();
+    assert_ne!(
+        token, TOKEN,
+        "the exchange handed out the control plane's token"
+    );
+    let claims = claims(token);
+    assert_eq!(claims["sid"], id.as_str(), "{claims}");
+    assert_eq!(claims["project"], ns.as_str(), "{claims}");
+    assert_eq!(claims["sub"], format!("ambient-session-{id}"), "{claims}");
+    let pod = kube.get("pods", ns, &pod_name(&id)).unwrap_or_default();
+    assert_eq!(claims["gen"], pod["metadata"]["uid"], "{claims}");
 
     let (code, _) = exchange(token_addr, &key, "no-such-session-0001").await;
     assert_eq!(code, 403);
@@ -94,11 +142,14 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
     let a = control_plane(&dev, &kube, &dir, "cp-a", true);
     let b = control_plane(&dev, &kube, &dir, "cp-b", true);
 
-    // Both serve tokens with the one keypair in the Secret.
+    // Both serve tokens with the one keypair in the Secret, signed with the
+    // one signing key (a follower reads the pod from the API).
     let ns = &dev.project("proj-ha").await;
     let id = dev.new_session(ns, "ha").await;
     wait_phase(&dev, &id, "Creating").await;
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
     let key = published_key(&kube);
+    let mut kids = Vec::new();
     for cp in [&a, &b] {
         let addr = cp.addr("token server");
         eventually(
@@ -107,7 +158,19 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
             || async { exchange(addr, &key, &id).await.0 == 200 },
         )
         .await;
+        let (_, body) = exchange(addr, &key, &id).await;
+        let token = body["token"].as_str().unwrap_or_default().to_owned();
+        let header = token.split('.').next().unwrap_or_default();
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        kids.push(header["kid"].clone());
     }
+    assert_eq!(kids[0], kids[1], "the replicas sign with different keys");
+    assert!(kids[0].is_string(), "{kids:?}");
 
     // Exactly one leads.
     let leading = |logs: &str| logs.contains("leading: starting reconcile workers");

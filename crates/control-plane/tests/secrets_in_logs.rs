@@ -62,8 +62,18 @@ async fn nothing_secret_reaches_the_logs_at_trace() {
     assert!(kube.set_runner_state(&ns, &pod_name(&id), running()));
     wait_phase(&dev, &id, "Running").await;
 
-    // The token a pod gets is the control plane's OIDC access token.
+    // The token a pod gets is a session token (never the control plane's
+    // OIDC access token).
     let private_pem = secret_data(&kube, "private.pem");
+    let index: serde_json::Value =
+        serde_json::from_str(&secret_data(&kube, "session-signing.json")).unwrap_or_default();
+    let signing_pem = secret_data(
+        &kube,
+        &format!(
+            "session-signing-{}.pem",
+            index["current"].as_str().unwrap_or_default()
+        ),
+    );
     let key = PublicKey::from_pem(&secret_data(&kube, "public.pem"))
         .unwrap_or_else(|e| panic!("public key: {e}"));
     let bearer = encrypt_v2(&key, &id, SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
@@ -82,7 +92,7 @@ async fn nothing_secret_reaches_the_logs_at_trace() {
     wait_phase(&dev, &id, "Completed").await;
 
     // Every secret of this run goes to the suite-wide scan too.
-    for s in [&issued, &bearer, &private_pem] {
+    for s in [&issued, &bearer, &private_pem, &signing_pem] {
         register_secret(s);
     }
 
@@ -100,6 +110,7 @@ async fn nothing_secret_reaches_the_logs_at_trace() {
     assert!(dev_logs.contains("TRACE") || dev_logs.contains("trace"));
     let private_lines: Vec<&str> = private_pem
         .lines()
+        .chain(signing_pem.lines())
         .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
         .collect();
     assert!(!private_lines.is_empty());

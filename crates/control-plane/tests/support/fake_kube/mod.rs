@@ -254,7 +254,9 @@ impl FakeKube {
 
     /// Sets the runner container state of a pod (`json!({"running": {}})`, ...).
     pub fn set_runner_state(&self, ns: &str, pod: &str, state: Value) -> bool {
-        let status = json!({"phase": "Running", "containerStatuses": [
+        // The kubelet gives a running pod an IP: the tests' loopback, where
+        // their token exchanges come from.
+        let status = json!({"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}], "containerStatuses": [
             {"name": "ambient-code-runner", "ready": true, "restartCount": 0, "image": "runner", "imageID": "",
              "state": state}
         ]});
