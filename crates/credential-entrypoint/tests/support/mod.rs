@@ -34,7 +34,8 @@ impl World {
         let dev = Daemon::start(
             Spec::new("ambient-devserver")
                 .args(["--in-memory", "--grpc-listen", "127.0.0.1:0"])
-                .args(["--http-listen", "127.0.0.1:0", "--token", API_TOKEN])
+                .args(["--http-listen", "127.0.0.1:0"])
+                .env("AMBIENT_DEVSERVER_TOKEN", API_TOKEN)
                 .listener("grpc")
                 .listener("http"),
         );
