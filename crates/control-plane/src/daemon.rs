@@ -311,7 +311,7 @@ pub async fn run(
         keys,
         sessions.clone(),
         provider.clone(),
-        ambient_token_server::Config::default(),
+        settings.token_server_config(),
     )
     .bind(settings.token_listen)
     .await?;
