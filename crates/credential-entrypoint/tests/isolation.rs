@@ -8,8 +8,10 @@ mod support;
 use serde_json::json;
 use support::{Entrypoint, World};
 
-/// True when this test runs as root: a root child keeps CAP_SYS_PTRACE
-/// (which reads any process) unless its capabilities are dropped.
+/// True when this test runs as root: root keeps CAP_SYS_PTRACE (which reads
+/// any process) unless its capabilities are dropped, and a process without
+/// them is refused a parent that has them whatever the parent's
+/// dumpability, so both run without any, as in a pod.
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -35,18 +37,22 @@ async fn a_child_cannot_read_the_entrypoints_environment() {
         cat /proc/$PPID/environ > /dev/null 2> "$TEST_SERVER_REPORT_DIR/environ.err"
         echo $? > "$TEST_SERVER_REPORT_DIR/environ.code"
     "#;
-    let mut command: Vec<&str> = Vec::new();
-    if is_root() {
-        // Same uid (0), no capabilities: what a same-user process can do.
-        command.extend(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]);
-    }
-    command.extend(["sh", "-c", script]);
-    let mut args = vec!["--files-dir"];
+    let wrapper: &[&str] = if is_root() {
+        // Same uid (0), no capabilities, entrypoint and child alike.
+        &["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+    } else {
+        &[]
+    };
     let private = dir.join("private");
-    args.push(private.to_str().unwrap_or_default());
-    args.extend(&command);
+    let args = [
+        "--files-dir",
+        private.to_str().unwrap_or_default(),
+        "sh",
+        "-c",
+        script,
+    ];
     let reports = dir.join("reports");
-    let mut ep = Entrypoint::start(&args, &w.sidecar_env("github", &id), &reports);
+    let mut ep = Entrypoint::start_via(wrapper, &args, &w.sidecar_env("github", &id), &reports);
     let status = ep.exit().await;
     assert_eq!(status.code(), Some(0), "{}", ep.stderr());
     let read = |name: &str| std::fs::read_to_string(reports.join(name)).unwrap_or_default();
