@@ -49,9 +49,8 @@ fn devserver(data: &Path, extra: &[&str]) -> Spec {
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
-            "--token",
-            API_TOKEN,
         ])
+        .env("AMBIENT_DEVSERVER_TOKEN", API_TOKEN)
         .arg("--data-dir")
         .arg(data.to_string_lossy())
         .args(extra.iter().copied())
@@ -233,7 +232,8 @@ async fn devserver_on_a_read_only_data_dir_stops_in_one_line() {
         "--http-listen",
         "127.0.0.1:0",
     ])
-    .args(["--token", API_TOKEN, "--data-dir"])
+    .env("AMBIENT_DEVSERVER_TOKEN", API_TOKEN)
+    .arg("--data-dir")
     .arg(&data);
     let (code, stderr) = run_to_exit(&mut cmd, "devserver on a read-only data dir");
     assert_eq!(code, Some(1), "{stderr}");
@@ -312,7 +312,7 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
     let dev = Daemon::start(
         devserver(&tmp.path().join("data"), &[])
             .args(["--oidc-client-id", OIDC_ID])
-            .args(["--oidc-client-secret", OIDC_SECRET])
+            .env("AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET", OIDC_SECRET)
             .args(["--oidc-token-ttl", &TTL.as_secs().to_string()]),
     );
     let sid = session_in_new_project(&dev, "watched").await;

@@ -23,18 +23,14 @@ fn devserver(oidc: bool) -> Daemon {
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
-            "--token",
-            API_TOKEN,
         ])
+        .env("AMBIENT_DEVSERVER_TOKEN", API_TOKEN)
         .listener("grpc")
         .listener("http");
     if oidc {
-        spec = spec.args([
-            "--oidc-client-id",
-            OIDC_ID,
-            "--oidc-client-secret",
-            OIDC_SECRET,
-        ]);
+        spec = spec
+            .args(["--oidc-client-id", OIDC_ID])
+            .env("AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET", OIDC_SECRET);
     }
     Daemon::start(spec)
 }

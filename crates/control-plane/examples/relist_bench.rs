@@ -192,7 +192,8 @@ async fn main() -> Result<()> {
             "--http-listen",
             "127.0.0.1:0",
         ])
-        .args(["--token", TOKEN, "--log-level", "warn"])
+        .args(["--log-level", "warn"])
+        .env("AMBIENT_DEVSERVER_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {devserver}"))?;

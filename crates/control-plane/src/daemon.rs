@@ -345,7 +345,7 @@ async fn serve_sessions(
         exchange_keys,
         sessions,
         identity,
-        ambient_token_server::Config::default(),
+        settings.token_server_config(),
         hooks,
     )
     .bind(settings.token_listen)

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use ambient_protocol::exchange::encrypt_v2;
+use ambient_protocol::exchange::{encrypt_v1, encrypt_v2};
 use ambient_protocol::keys::PublicKey;
 use base64::Engine as _;
 use integration_tests::TempDir;
@@ -29,6 +29,20 @@ async fn exchange(
     session: &str,
 ) -> (u16, serde_json::Value) {
     let bearer = encrypt_v2(key, session, SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
+    exchange_bearer(addr, &bearer).await
+}
+
+/// The same with the v1 plaintext (a bare session ID).
+async fn exchange_v1(
+    addr: std::net::SocketAddr,
+    key: &PublicKey,
+    session: &str,
+) -> (u16, serde_json::Value) {
+    let bearer = encrypt_v1(key, session).unwrap_or_else(|e| panic!("{e}"));
+    exchange_bearer(addr, &bearer).await
+}
+
+async fn exchange_bearer(addr: std::net::SocketAddr, bearer: &str) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
         .get(format!("http://{addr}/token"))
         .header("authorization", format!("Bearer {bearer}"))
@@ -102,6 +116,9 @@ async fn embedded_token_server_knows_the_informers_sessions() {
     assert_eq!(claims["sub"], format!("ambient-session-{id}"), "{claims}");
     let pod = kube.get("pods", ns, &pod_name(&id)).unwrap_or_default();
     assert_eq!(claims["gen"], pod["metadata"]["uid"], "{claims}");
+    // v1 too, by default (reference runners and sidecars speak it).
+    let (code, body) = exchange_v1(token_addr, &key, &id).await;
+    assert_eq!(code, 200, "{body}");
 
     let (code, _) = exchange(token_addr, &key, "no-such-session-0001").await;
     assert_eq!(code, 403);
@@ -132,6 +149,33 @@ async fn embedded_token_server_knows_the_informers_sessions() {
         .unwrap_or_default();
     assert_eq!(PublicKey::from_pem(pem).ok(), Some(key));
     assert!(!cp.logs().contains(TOKEN), "the API token reached the logs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_token_require_v2_the_embedded_token_server_refuses_v1() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-require-v2");
+    let auth = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("CP_TOKEN_REQUIRE_V2", "true"),
+    ];
+    let cp = control_plane_with(&dev, &kube, &dir, "cp-v2", false, &auth);
+    let key = published_key(&kube);
+    let token_addr = cp.addr("token server");
+
+    let ns = &dev.project("proj-v2").await;
+    let id = dev.new_session(ns, "v2-only").await;
+    wait_phase(&dev, &id, "Creating").await;
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    let (code, body) = exchange_v1(token_addr, &key, &id).await;
+    assert_eq!(code, 401, "v1 accepted: {body}");
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        claims(body["token"].as_str().unwrap_or_default())["sid"],
+        id.as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -253,6 +253,7 @@ fn help_documents_env_vars_and_hides_secret_values() {
         "GITHUB_MCP_IMAGE",
         "CP_TOKEN_LISTEN_ADDR",
         "CP_TOKEN_URL",
+        "CP_TOKEN_REQUIRE_V2",
         "IMAGE_PULL_SECRET",
         "ANTHROPIC_API_KEY",
         "USE_VERTEX",

@@ -292,13 +292,7 @@ async fn vanished_pod_is_reprovisioned_once_then_failed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_client_credentials_authenticate_the_control_plane() {
     let kube = FakeKube::start().await;
-    let oidc = [
-        "--oidc-client-id",
-        "cp-client",
-        "--oidc-client-secret",
-        "cp-secret-XYZ",
-    ];
-    let dev = DevServer::start_full(None, None, &oidc);
+    let dev = DevServer::start_oidc("cp-client", "cp-secret-XYZ", &[]);
     let dir = TempDir::new("cp-oidc");
     let token_url = format!("http://{}/oidc/token", dev.daemon.addr("http"));
     let auth = [

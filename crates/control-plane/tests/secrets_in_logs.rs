@@ -32,18 +32,7 @@ fn secret_data(kube: &FakeKube, key: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_secret_reaches_the_logs_at_trace() {
     let kube = FakeKube::start().await;
-    let dev = DevServer::start_full(
-        None,
-        None,
-        &[
-            "--oidc-client-id",
-            OIDC_ID,
-            "--oidc-client-secret",
-            OIDC_SECRET,
-            "--log-level",
-            "trace",
-        ],
-    );
+    let dev = DevServer::start_oidc(OIDC_ID, OIDC_SECRET, &["--log-level", "trace"]);
     let dir = TempDir::new("cp-trace");
     let token_url = format!("http://{}/oidc/token", dev.daemon.addr("http"));
     let env = [

@@ -103,7 +103,8 @@ async fn main() -> Result<()> {
     let (_dev, dev) = start(
         Command::new(bin("ambient-devserver"))
             .args(["--in-memory", "--grpc-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0", "--token", TOKEN]),
+            .args(["--http-listen", "127.0.0.1:0"])
+            .env("AMBIENT_DEVSERVER_TOKEN", TOKEN),
         &["grpc", "http"],
     )?;
     let key = tmp.join("key.pem");

@@ -388,6 +388,7 @@ impl ServerHandler for Bridge {
 /// /refresh` refresh now, at most once per [`crate::rotate::ON_DEMAND_WINDOW`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    config: ambient_mcp_http::HttpConfig,
     upstreams: Upstreams,
     publish: watch::Sender<Delivery>,
     rotation: crate::rotate::Rotation,
@@ -400,14 +401,13 @@ pub async fn serve(
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let upstreams = Arc::new(upstreams);
-    let config = ambient_mcp_http::HttpConfig::default();
     let (asks_tx, mut asks) = tokio::sync::mpsc::channel::<refresh::Ask>(8);
     let router = ambient_mcp_http::router(
         move || Bridge::new(upstreams.clone()),
         &config,
         shutdown.clone(),
     )
-    .merge(refresh::router(asks_tx, config.allowed_hosts.clone()));
+    .merge(refresh::router(asks_tx, config.guard.clone()));
     ambient_daemon::announce_listening("mcp", listener.local_addr()?);
     let server = tokio::spawn(ambient_mcp_http::serve(listener, router, shutdown.clone()));
     let mut backoff = ambient_protocol::backoff::Backoff::new(

@@ -173,9 +173,41 @@ pub struct Cli {
 
     /// Serve the command's stdio MCP over HTTP on this address: legacy SSE
     /// at /sse + /message and Streamable HTTP at /mcp, one command per MCP
-    /// session (instead of running the command once with our stdio).
+    /// session (instead of running the command once with our stdio). IP:PORT,
+    /// or :PORT for 127.0.0.1:PORT; beyond loopback with a warning, serving
+    /// loopback peers and --mcp-allow-peer only.
     #[arg(long, value_name = "ADDR", env = "CREDENTIAL_SERVE_MCP")]
-    pub serve_mcp: Option<std::net::SocketAddr>,
+    pub serve_mcp: Option<ambient_mcp_http::ListenAddr>,
+
+    /// Peers served by --serve-mcp besides loopback: IP addresses or CIDR
+    /// blocks (repeatable; comma-separated in the environment).
+    #[arg(
+        long = "mcp-allow-peer",
+        value_name = "CIDR",
+        env = "CREDENTIAL_MCP_ALLOWED_PEERS",
+        value_delimiter = ','
+    )]
+    pub mcp_allow_peers: Vec<String>,
+
+    /// Most MCP sessions (each with its own command) --serve-mcp holds at
+    /// once, both transports together; beyond, a new session gets 503.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CREDENTIAL_MCP_MAX_SESSIONS",
+        default_value_t = ambient_mcp_http::DEFAULT_MAX_SESSIONS
+    )]
+    pub mcp_max_sessions: usize,
+
+    /// Seconds a Streamable HTTP session of --serve-mcp may go without a
+    /// message before it is ended (and its command stopped).
+    #[arg(
+        long = "mcp-idle-timeout",
+        value_name = "SECS",
+        env = "CREDENTIAL_MCP_IDLE_SECONDS",
+        default_value_t = ambient_mcp_http::DEFAULT_IDLE_TIMEOUT.as_secs()
+    )]
+    pub mcp_idle_seconds: u64,
 
     /// Log format on stderr.
     #[arg(long, value_enum, env = "LOG_FORMAT", default_value = "text")]

@@ -39,6 +39,10 @@ pub enum ConfigError {
     PublicKey(String),
     #[error("--refresh-interval must be at least 1 second")]
     RefreshInterval,
+    #[error("CREDENTIAL_MCP_ALLOWED_PEERS refused: {0}")]
+    McpPeers(String),
+    #[error("{0} must be at least 1")]
+    AtLeastOne(&'static str),
 }
 
 /// Everything the entrypoint needs, validated.
@@ -55,7 +59,9 @@ pub struct Settings {
     pub kubeconfig_path: PathBuf,
     pub mpp_config_path: PathBuf,
     pub files_dir: PathBuf,
-    pub serve_mcp: Option<std::net::SocketAddr>,
+    pub serve_mcp: Option<ambient_mcp_http::ListenAddr>,
+    /// How `--serve-mcp` serves (peers, session cap, idle timeout).
+    pub mcp: ambient_mcp_http::HttpConfig,
     pub command: Vec<OsString>,
 }
 
@@ -101,6 +107,7 @@ impl Settings {
             ExchangeProtocol::V1 => Protocol::V1,
             ExchangeProtocol::V2 => Protocol::V2,
         };
+        let mcp = mcp_config(&cli)?;
         let files_dir = cli.files_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("ambient-credentials-{}", std::process::id()))
         });
@@ -117,9 +124,31 @@ impl Settings {
             mpp_config_path: cli.mpp_config_path,
             files_dir,
             serve_mcp: cli.serve_mcp,
+            mcp,
             command,
         })
     }
+}
+
+/// How `--serve-mcp` serves: loopback names, the peers, the cap and the idle timeout.
+fn mcp_config(cli: &Cli) -> Result<ambient_mcp_http::HttpConfig, ConfigError> {
+    let peers = ambient_mcp_http::AllowedPeers::new(&cli.mcp_allow_peers)
+        .map_err(|e| ConfigError::McpPeers(e.to_string()))?;
+    if cli.mcp_max_sessions == 0 {
+        return Err(ConfigError::AtLeastOne("--mcp-max-sessions"));
+    }
+    if cli.mcp_idle_seconds == 0 {
+        return Err(ConfigError::AtLeastOne("--mcp-idle-timeout"));
+    }
+    Ok(ambient_mcp_http::HttpConfig {
+        guard: ambient_mcp_http::Guard {
+            peers,
+            ..ambient_mcp_http::Guard::default()
+        },
+        max_sessions: cli.mcp_max_sessions,
+        idle_timeout: Duration::from_secs(cli.mcp_idle_seconds),
+        ..ambient_mcp_http::HttpConfig::default()
+    })
 }
 
 fn required<'a>(

@@ -106,7 +106,9 @@ pub async fn run(settings: Settings) -> Result<i32, StartError> {
     let command = command_line(&settings)?;
     let incoming = supervise::signals().map_err(StartError::Signals)?;
     let base = BaseEnv::capture();
-    if let Some(addr) = settings.serve_mcp {
+    if let Some(listen) = settings.serve_mcp {
+        listen.log_meaning("--serve-mcp");
+        let addr = listen.addr;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Listen { addr, source })?;
@@ -121,6 +123,7 @@ pub async fn run(settings: Settings) -> Result<i32, StartError> {
         tracing::info!(provider = %settings.provider, "credential delivered; serving MCP");
         return bridge::serve(
             listener,
+            settings.mcp,
             upstreams,
             publish,
             rotation,

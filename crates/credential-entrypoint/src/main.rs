@@ -5,6 +5,9 @@ use credential_entrypoint::cli;
 use credential_entrypoint::config::Settings;
 
 fn main() {
+    // Before any secret is read: the child (same user) must not read our
+    // environment (the exchange inputs withheld from it) or memory.
+    ambient_daemon::make_non_dumpable_or_exit("credential-entrypoint");
     ambient_daemon::ignore_missing_ca_paths("credential-entrypoint");
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let inv = match cli::parse(&argv) {

@@ -43,7 +43,7 @@ pub enum AuthConfigError {
     },
     /// No way to authenticate was configured.
     #[error(
-        "no token configured: give --token, --token-file, or --oidc-client-id with --oidc-client-secret"
+        "no token configured: set AMBIENT_DEVSERVER_TOKEN, give --token-file, or --oidc-client-id with AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET"
     )]
     NoToken,
 }

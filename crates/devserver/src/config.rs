@@ -36,7 +36,8 @@ pub struct Config {
 
     /// A bearer token the server accepts, optionally `NAME=TOKEN`: NAME is the
     /// caller's identity (`created_by_user_id`, owners), `dev` when absent
-    /// (repeatable; comma-separated in the environment variable).
+    /// (comma-separated). From the environment variable only: a value on the
+    /// command line is refused (any local user can read it there).
     #[arg(
         long = "token",
         value_name = "T",
@@ -81,7 +82,8 @@ pub struct Config {
     )]
     pub oidc_client_id: Option<String>,
 
-    /// OIDC client secret accepted by `POST /oidc/token`.
+    /// OIDC client secret accepted by `POST /oidc/token`, from the
+    /// environment variable only (a value on the command line is refused).
     #[arg(
         long,
         value_name = "SECRET",

@@ -1,7 +1,6 @@
 //! `ambient-devserver`: parse flags, set up logging, run.
 
 use anyhow::Context as _;
-use clap::Parser as _;
 
 use ambient_devserver::Config;
 
@@ -14,7 +13,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() {
-    let config = Config::parse();
+    let config: Config = ambient_daemon::parse_refusing_secret_args(
+        "ambient-devserver",
+        &["tokens", "oidc_client_secret"],
+    );
     if let Err(e) = run(config).await {
         eprintln!("ambient-devserver: {e:#}");
         std::process::exit(1);

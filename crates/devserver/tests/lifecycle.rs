@@ -110,12 +110,8 @@ async fn oidc_token(rest: &Rest, form: &[(&str, &str)]) -> (StatusCode, Value) {
     .await
 }
 
-const OIDC_CLIENT: [&str; 4] = [
-    "--oidc-client-id",
-    "control-plane",
-    "--oidc-client-secret",
-    "cp-secret-value",
-];
+const OIDC_CLIENT: [&str; 2] = ["--oidc-client-id", "control-plane"];
+const OIDC_SECRET: (&str, &str) = ("AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET", "cp-secret-value");
 
 async fn fresh_oidc_token(rest: &Rest) -> String {
     let (st, body) = oidc_token(
@@ -137,7 +133,7 @@ async fn oidc_tokens_are_accepted_on_both_wires_as_their_client() {
     // A lifetime no loaded machine can outlast: this test is about acceptance.
     let mut args = OIDC_CLIENT.to_vec();
     args.extend(["--oidc-token-ttl", "3600"]);
-    let d = common::start(&args);
+    let d = common::start_with_env(&args, &[OIDC_SECRET]);
     let rest = Rest::new(&d);
 
     for (form, want, error) in [
@@ -232,7 +228,7 @@ async fn oidc_tokens_are_accepted_on_both_wires_as_their_client() {
 async fn expired_oidc_tokens_are_refused_on_both_wires() {
     let mut args = OIDC_CLIENT.to_vec();
     args.extend(["--oidc-token-ttl", "1"]);
-    let d = common::start(&args);
+    let d = common::start_with_env(&args, &[OIDC_SECRET]);
     let token = fresh_oidc_token(&Rest::new(&d)).await;
     // Past `expires_in`; waiting longer than needed cannot make this flaky.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -257,17 +253,16 @@ async fn tokens_from_a_file() {
         "# comment\nfile-token-a\n\n  file-token-b  \nalice=file-token-c\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let d = common::start(&[
-        "--token-file",
-        &file.to_string_lossy(),
-        "--token",
-        "bob=flag-token-d",
-    ]);
+    let env_tokens = format!("{TOKEN},bob=env-token-d");
+    let d = common::start_with_env(
+        &["--token-file", &file.to_string_lossy()],
+        &[("AMBIENT_DEVSERVER_TOKEN", &env_tokens)],
+    );
     for (t, caller) in [
         ("file-token-a", "dev"),
         ("file-token-b", "dev"),
         ("file-token-c", "alice"),
-        ("flag-token-d", "bob"),
+        ("env-token-d", "bob"),
         (TOKEN, "dev"),
     ] {
         let rest = Rest::with_token(&d, Some(t));
@@ -327,12 +322,18 @@ fn help_documents_env_vars_but_never_secret_values() {
 /// Runs the binary with `args` and returns its stderr, asserting it failed,
 /// announced nothing on stdout and said exactly one line.
 fn fails_with_one_line(args: &[&str]) -> String {
+    fails_with_one_line_env(args, &[])
+}
+
+/// [`fails_with_one_line`] with environment variables.
+fn fails_with_one_line_env(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = common::run_to_exit(
         Command::new(BIN)
             .args(args)
             .env_remove("AMBIENT_DEVSERVER_TOKEN")
             .env_remove("AMBIENT_DEVSERVER_TOKEN_FILE")
-            .env_remove("AMBIENT_DEVSERVER_DATA_DIR"),
+            .env_remove("AMBIENT_DEVSERVER_DATA_DIR")
+            .envs(env.iter().copied()),
         "ambient-devserver with bad configuration",
     );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -366,10 +367,27 @@ fn bad_configuration_fails_with_one_clear_line() {
     let err = fails_with_one_line(&["--in-memory", "--token-file", "/nonexistent/tokens"]);
     assert!(err.contains("/nonexistent/tokens"), "{err}");
 
-    let mut args = vec!["--in-memory", "--token", "t", "--log-level", "[bad"];
+    let mut args = vec!["--in-memory", "--log-level", "[bad"];
     args.extend(ports);
-    let err = fails_with_one_line(&args);
+    let err = fails_with_one_line_env(&args, &[("AMBIENT_DEVSERVER_TOKEN", "t")]);
     assert!(err.contains("--log-level"), "{err}");
+
+    // Secret values on the command line: refused, the value never echoed.
+    for (flag, var, with) in [
+        ("--token", "AMBIENT_DEVSERVER_TOKEN", &[][..]),
+        (
+            "--oidc-client-secret",
+            "AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET",
+            &["--oidc-client-id", "c"][..],
+        ),
+    ] {
+        let mut args = vec!["--in-memory", flag, "argv-secret-9f"];
+        args.extend(with);
+        args.extend(ports);
+        let err = fails_with_one_line(&args);
+        assert!(err.contains(flag) && err.contains(var), "{err}");
+        assert!(!err.contains("argv-secret-9f"), "{err}");
+    }
 }
 
 #[test]

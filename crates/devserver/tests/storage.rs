@@ -102,7 +102,8 @@ async fn an_old_data_dir_is_reindexed_or_refused_in_one_line() {
     );
     let out = common::run_to_exit(
         Command::new(BIN)
-            .args(["--data-dir", &dir, "--token", "t"])
+            .args(["--data-dir", &dir])
+            .env("AMBIENT_DEVSERVER_TOKEN", "t")
             .args([
                 "--grpc-listen",
                 "127.0.0.1:0",

@@ -1,14 +1,22 @@
-//! The `Host` / `Origin` check in front of every MCP route: a browser page
-//! that rebinds its DNS name to 127.0.0.1 sends its own name as `Host` (and
-//! its origin as `Origin`), so only the names the sidecar is really reached
-//! by are admitted. Loopback names by default.
+//! The check in front of every MCP route:
+//!
+//! - the **peer address**: loopback, or one of the allow-list
+//!   ([`AllowedPeers`]); a listener bound beyond loopback serves nobody else;
+//! - `Host` / `Origin`: a browser page that rebinds its DNS name to
+//!   127.0.0.1 sends its own name as `Host` (and its origin as `Origin`), so
+//!   only the names the sidecar is really reached by are admitted. Loopback
+//!   names by default. Any client that is not a browser writes these
+//!   headers as it likes, hence the peer check.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+pub use crate::peers::AllowedPeers;
 
 /// Host names (optionally `host:port`) admitted in `Host` and `Origin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,15 +114,44 @@ pub fn refusal(allowed: &AllowedHosts, headers: &HeaderMap) -> Option<&'static s
     None
 }
 
-/// Middleware: 403 unless `Host` (and `Origin`, when sent) are admitted.
-pub async fn check(
-    State(allowed): State<Arc<AllowedHosts>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match refusal(&allowed, request.headers()) {
+/// Who may call: the peer addresses and the `Host`/`Origin` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub hosts: AllowedHosts,
+    pub peers: AllowedPeers,
+}
+
+impl Default for Guard {
+    /// Loopback peers, loopback names.
+    fn default() -> Self {
+        Self {
+            hosts: AllowedHosts::loopback(),
+            peers: AllowedPeers::loopback(),
+        }
+    }
+}
+
+impl Guard {
+    /// Why a request from `peer` (unknown: refused) with `headers` is
+    /// refused, if it is.
+    pub fn refusal(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<&'static str> {
+        match peer {
+            Some(peer) if self.peers.admits(peer.ip()) => refusal(&self.hosts, headers),
+            _ => Some("peer address not allowed"),
+        }
+    }
+}
+
+/// Middleware: 403 unless the peer, `Host` (and `Origin`, when sent) are
+/// admitted. The peer comes from axum's `ConnectInfo` ([`crate::serve`]).
+pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    match guard.refusal(peer, request.headers()) {
         Some(why) => {
-            tracing::debug!(why, "request refused");
+            tracing::debug!(why, ?peer, "request refused");
             refused(why)
         }
         None => next.run(request).await,
@@ -183,6 +220,29 @@ mod tests {
         ] {
             assert!(refusal(&a, &headers(host, Some(bad))).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_peer_is_checked_whatever_the_headers_say() {
+        let guard = Guard::default();
+        let local = headers(Some("localhost"), None);
+        let peer = |s: &str| Some(s.parse::<SocketAddr>().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(guard.refusal(peer("127.0.0.1:5000"), &local), None);
+        assert_eq!(guard.refusal(peer("[::1]:5000"), &local), None);
+        // The case: a listener on 0.0.0.0, `Host: localhost`, a
+        // caller from the network.
+        for outside in ["192.0.2.2:5000", "[fd00::2]:5000", "[::ffff:10.0.0.1]:1"] {
+            assert!(guard.refusal(peer(outside), &local).is_some(), "{outside}");
+        }
+        assert!(guard.refusal(None, &local).is_some(), "unknown peer");
+        // Listed peers still need an admitted Host.
+        let listed = Guard {
+            peers: AllowedPeers::new(["192.0.2.0/24"]).unwrap_or_else(|e| panic!("{e}")),
+            ..Guard::default()
+        };
+        assert_eq!(listed.refusal(peer("192.0.2.2:5000"), &local), None);
+        let evil = headers(Some("evil.example"), None);
+        assert!(listed.refusal(peer("192.0.2.2:5000"), &evil).is_some());
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   An unknown session is `404`, a body that is not a JSON-RPC message `400`.
 //!
 //! The session ends when the client drops the stream (the handler is then
-//! dropped, cancelling whatever it runs) or at shutdown.
+//! dropped, cancelling whatever it runs) or at shutdown. A new stream
+//! beyond the shared session cap ([`Capacity`]) is `503`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -33,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlog;
+use crate::capacity::Capacity;
 
 /// Messages buffered per direction per session.
 const CHANNEL: usize = 64;
@@ -98,7 +100,7 @@ pub struct LegacySse<S> {
     factory: Arc<dyn Fn() -> S + Send + Sync>,
     sessions: Sessions,
     keep_alive: Duration,
-    max_sessions: usize,
+    capacity: Arc<Capacity<S>>,
     shutdown: CancellationToken,
 }
 
@@ -106,7 +108,7 @@ impl<S> std::fmt::Debug for LegacySse<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LegacySse")
             .field("keep_alive", &self.keep_alive)
-            .field("max_sessions", &self.max_sessions)
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -117,7 +119,7 @@ impl<S> Clone for LegacySse<S> {
             factory: self.factory.clone(),
             sessions: self.sessions.clone(),
             keep_alive: self.keep_alive,
-            max_sessions: self.max_sessions,
+            capacity: self.capacity.clone(),
             shutdown: self.shutdown.clone(),
         }
     }
@@ -164,18 +166,19 @@ impl<S> LegacySse<S>
 where
     S: ServerHandler + Send + 'static,
 {
-    /// Endpoints whose sessions use handlers from `factory`.
+    /// Endpoints whose sessions use handlers from `factory`, counted in
+    /// `capacity` (which the other transport may share).
     pub fn new(
         factory: impl Fn() -> S + Send + Sync + 'static,
+        capacity: Arc<Capacity<S>>,
         keep_alive: Duration,
-        max_sessions: usize,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             factory: Arc::new(factory),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             keep_alive,
-            max_sessions,
+            capacity,
             shutdown,
         }
     }
@@ -202,20 +205,17 @@ where
     let (to_server, incoming) = mpsc::channel(CHANNEL);
     let (outgoing, mut to_client) = mpsc::unbounded_channel();
     let queued = Arc::new(Backlog::default());
-    {
-        let mut sessions = lock(&sse.sessions);
-        if sessions.len() >= sse.max_sessions {
-            return (StatusCode::SERVICE_UNAVAILABLE, "too many MCP sessions").into_response();
-        }
-        sessions.insert(id.clone(), to_server);
-    }
+    let Some(handler) = sse.capacity.admit(|| (sse.factory)()) else {
+        tracing::warn!("refused a new MCP session: too many open");
+        return crate::too_many_sessions();
+    };
+    lock(&sse.sessions).insert(id.clone(), to_server);
     let stop = sse.shutdown.child_token();
     let guard = SessionGuard {
         id: id.clone(),
         sessions: sse.sessions.clone(),
         stop: stop.clone(),
     };
-    let handler = (sse.factory)();
     let transport = ChannelTransport {
         outgoing,
         queued: queued.clone(),

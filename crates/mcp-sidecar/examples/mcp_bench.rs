@@ -241,10 +241,8 @@ async fn main() -> Result<()> {
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
-            "--token",
-            TOKEN,
         ],
-        &[],
+        &[("AMBIENT_DEVSERVER_TOKEN", TOKEN)],
         &["grpc", "http"],
     )?;
     let (grpc, http_addr) = (dev_addrs[0].clone(), dev_addrs[1].clone());

@@ -1,11 +1,10 @@
 //! Flags and environment (wire.md §5, ambient-mcp), validated into
 //! [`Settings`] or one clear line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use ambient_daemon::LogFormat;
-use ambient_mcp_http::AllowedHosts;
+use ambient_mcp_http::{AllowedHosts, AllowedPeers, ListenAddr};
 use ambient_protocol::exchange::Protocol;
 use ambient_protocol::exchanger::ExchangerConfig;
 use ambient_protocol::keys::PublicKey;
@@ -49,7 +48,10 @@ pub struct Config {
     #[arg(long, value_enum, env = env::MCP_TRANSPORT, default_value = "stdio")]
     pub transport: TransportKind,
 
-    /// Listen address of the HTTP transports (`:8090` means every interface).
+    /// Listen address of the HTTP transports: IP:PORT, or the reference's
+    /// `:PORT`, which means 127.0.0.1:PORT (the pod's containers share
+    /// loopback). An address beyond loopback is served with a warning, to
+    /// loopback peers and --allow-peer only.
     #[arg(long = "bind", value_name = "ADDR", env = env::MCP_BIND_ADDR, default_value = "127.0.0.1:8090")]
     pub bind: String,
 
@@ -69,7 +71,8 @@ pub struct Config {
     #[arg(long, value_name = "ID", env = env::SESSION_ID)]
     pub session_id: Option<String>,
 
-    /// Static API token, used only when the three exchange settings are not all given.
+    /// Static API token, used only when the three exchange settings are not
+    /// all given: from the environment only (a value here is refused).
     #[arg(long, value_name = "TOKEN", env = env::AMBIENT_TOKEN, hide_env_values = true)]
     pub token: Option<Secret>,
 
@@ -91,6 +94,16 @@ pub struct Config {
         default_value = "localhost,127.0.0.1,::1"
     )]
     pub allowed_hosts: Vec<String>,
+
+    /// Peers served besides loopback: IP addresses or CIDR blocks,
+    /// comma-separated (whatever their Host header says, others get 403).
+    #[arg(
+        long = "allow-peer",
+        value_name = "CIDRS",
+        env = "MCP_ALLOWED_PEERS",
+        value_delimiter = ','
+    )]
+    pub allowed_peers: Vec<String>,
 
     /// Extra CA certificates (PEM bundle) trusted for TLS to the API.
     #[arg(long, value_name = "PEM", env = env::SSL_CERT_FILE)]
@@ -127,11 +140,12 @@ pub enum TokenSource {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub transport: TransportKind,
-    pub bind: SocketAddr,
+    pub bind: ListenAddr,
     /// `<api>/api/ambient/v1/`.
     pub api_base: Url,
     pub token: TokenSource,
     pub allowed_hosts: AllowedHosts,
+    pub allowed_peers: AllowedPeers,
     pub ca_file: Option<PathBuf>,
     pub max_subscriptions: usize,
 }
@@ -154,15 +168,10 @@ fn invalid(what: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// `host:port`, or the reference's `:port` for every interface.
-pub fn parse_bind(raw: &str) -> Result<SocketAddr, ConfigError> {
-    let raw = raw.trim();
-    let full = match raw.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => raw.to_owned(),
-    };
-    full.parse()
-        .map_err(|_| invalid("MCP_BIND_ADDR", format!("{raw:?} is not host:port")))
+/// `IP:PORT`, or the reference's `:PORT` for loopback.
+pub fn parse_bind(raw: &str) -> Result<ListenAddr, ConfigError> {
+    raw.parse()
+        .map_err(|e: ambient_mcp_http::listen::ListenError| invalid("MCP_BIND_ADDR", e.to_string()))
 }
 
 /// The REST base `<api>/api/ambient/v1/` of an API URL.
@@ -197,6 +206,8 @@ impl Config {
             api_base,
             token,
             allowed_hosts: AllowedHosts::new(&self.allowed_hosts),
+            allowed_peers: AllowedPeers::new(&self.allowed_peers)
+                .map_err(|e| invalid("MCP_ALLOWED_PEERS", e.to_string()))?,
             ca_file: self.ca_file.clone(),
             max_subscriptions: self.max_subscriptions,
         })
@@ -260,9 +271,26 @@ mod tests {
 
     #[test]
     fn bind_forms() {
-        assert_eq!(parse_bind(":8090").ok(), "0.0.0.0:8090".parse().ok());
-        assert_eq!(parse_bind("127.0.0.1:0").ok(), "127.0.0.1:0".parse().ok());
+        let addr = |b: &str| parse_bind(b).ok().map(|l| l.addr);
+        // The reference's `:8090` stays on loopback.
+        assert_eq!(addr(":8090"), "127.0.0.1:8090".parse().ok());
+        assert_eq!(addr("127.0.0.1:0"), "127.0.0.1:0".parse().ok());
+        assert_eq!(addr("0.0.0.0:8090"), "0.0.0.0:8090".parse().ok());
         assert!(parse_bind("localhost").is_err());
+    }
+
+    #[test]
+    fn a_bad_peer_is_one_line() {
+        let c = parse(&["--token", "tok", "--allow-peer", "10.0.0.0/8,nope"]);
+        let msg = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("MCP_ALLOWED_PEERS") && msg.contains("nope"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The wiring: first token (the sidecar serves nothing before it can call
 //! the API), then stdio or the HTTP listener, until SIGTERM/SIGINT.
 
-use ambient_mcp_http::HttpConfig;
+use ambient_mcp_http::{Guard, HttpConfig};
 use ambient_protocol::TokenExchanger;
 use anyhow::{Context as _, Result};
 use rmcp::ServiceExt as _;
@@ -55,12 +55,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     let transport = settings.transport;
     let max = settings.max_subscriptions;
     let result = if transport.is_http() {
-        let listener = tokio::net::TcpListener::bind(settings.bind)
+        settings.bind.log_meaning("MCP_BIND_ADDR");
+        let listener = tokio::net::TcpListener::bind(settings.bind.addr)
             .await
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+            .with_context(|| format!("cannot listen on {}", settings.bind.addr))?;
         let addr = listener.local_addr()?;
         let config = HttpConfig {
-            allowed_hosts: settings.allowed_hosts.clone(),
+            guard: Guard {
+                hosts: settings.allowed_hosts.clone(),
+                peers: settings.allowed_peers.clone(),
+            },
             ..HttpConfig::default()
         };
         let router = ambient_mcp_http::router(

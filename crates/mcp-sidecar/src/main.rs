@@ -1,10 +1,12 @@
 //! `ambient-mcp`: parse flags, set up logging, run.
 
-use clap::Parser as _;
-
 fn main() -> std::process::ExitCode {
+    // Before any secret is read: no same-uid process (the agent beside it)
+    // may read this process's environment or memory.
+    ambient_daemon::make_non_dumpable_or_exit("ambient-mcp");
     ambient_daemon::ignore_missing_ca_paths("ambient-mcp");
-    let config = ambient_mcp::config::Config::parse();
+    let config: ambient_mcp::config::Config =
+        ambient_daemon::parse_refusing_secret_args("ambient-mcp", &["token"]);
     let settings = match config.validate() {
         Ok(s) => s,
         Err(e) => {

@@ -52,7 +52,8 @@ impl Drop for Server {
 fn start_devserver(path: &str) -> Result<(Server, String)> {
     let mut child = Command::new(path)
         .args(["--in-memory", "--grpc-listen", "127.0.0.1:0"])
-        .args(["--http-listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(["--http-listen", "127.0.0.1:0"])
+        .env("AMBIENT_DEVSERVER_TOKEN", TOKEN)
         .args(["--log-level", "warn"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -97,9 +97,9 @@ pub struct Config {
     #[arg(long, value_name = "F", env = "BOT_TOKEN_FILE", default_value = BOT_TOKEN_PATH)]
     pub bot_token_file: PathBuf,
 
-    /// Static API token (when there is no token URL and no token file).
-    /// Prefer the environment variable: a flag value is visible in the
-    /// process list.
+    /// Static API token (when there is no token URL and no token file),
+    /// from the environment only: a value here is refused, since the
+    /// process list shows it.
     #[arg(long, value_name = "T", env = env::BOT_TOKEN, hide_env_values = true)]
     pub bot_token: Option<Secret>,
 

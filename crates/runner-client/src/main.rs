@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use ambient_runner_client::cli::{self, Cli};
 use ambient_runner_client::config::LogFormat;
-use clap::Parser as _;
 
 fn init_tracing(level: &str, format: LogFormat) {
     ambient_daemon::install_panic_hook();
@@ -36,8 +35,11 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    // Before any secret is read: the agent runs as the same user.
+    ambient_daemon::make_non_dumpable_or_exit("ambient-runner-client");
     ambient_daemon::ignore_missing_ca_paths("ambient-runner-client");
-    let cli = Cli::parse();
+    let cli: Cli =
+        ambient_daemon::parse_refusing_secret_args("ambient-runner-client", &["bot_token"]);
     let settings = match cli.config.validate() {
         Ok(s) => s,
         Err(e) => {

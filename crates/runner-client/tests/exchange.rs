@@ -63,21 +63,11 @@ fn exchange_source(url: &str, key: &PublicKey, session: &str) -> TokenSource {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_token_mid_watch_is_refreshed_and_the_watch_continues() {
-    let oidc = [
-        "--oidc-client-id",
-        OIDC_ID,
-        "--oidc-client-secret",
-        OIDC_SECRET,
-    ];
     let mut dev = tokio::task::block_in_place(|| {
-        DevServer::start(&[
-            oidc[0],
-            oidc[1],
-            oidc[2],
-            oidc[3],
-            "--oidc-token-ttl",
-            OIDC_TTL,
-        ])
+        DevServer::start_with_env(
+            &["--oidc-client-id", OIDC_ID, "--oidc-token-ttl", OIDC_TTL],
+            &[("AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET", OIDC_SECRET)],
+        )
     });
     let tmp = TempDir::new("rc-exchange");
     let (ts, public) = tokio::task::block_in_place(|| token_server(&tmp, &dev));

@@ -231,6 +231,12 @@ pub struct Config {
     #[arg(long, env = env::CP_TOKEN_LISTEN_ADDR, default_value = ":8080")]
     pub token_listen_addr: String,
 
+    /// Refuse v1 token exchanges (a bare session ID): only the
+    /// replay-resistant v2 is accepted. Off by default, for reference
+    /// runners and sidecars that speak v1 only.
+    #[arg(long, env = "CP_TOKEN_REQUIRE_V2")]
+    pub token_require_v2: bool,
+
     /// Token URL sessions use to reach the token server, e.g.
     /// http://ambient-control-plane.ambient-code.svc:8080/token.
     #[arg(long, env = env::CP_TOKEN_URL)]
@@ -381,11 +387,23 @@ pub struct Settings {
     pub warnings: Vec<String>,
     pub runtime_namespace: String,
     pub token_listen: SocketAddr,
+    /// The embedded token server refuses v1 exchanges.
+    pub token_require_v2: bool,
     pub health_listen: SocketAddr,
     pub resync: Duration,
     pub pod: crate::objects::PodConfig,
     /// What sessions act as, and where the session gateway listens.
     pub identity: IdentitySettings,
+}
+
+impl Settings {
+    /// The embedded token server's configuration.
+    pub fn token_server_config(&self) -> ambient_token_server::Config {
+        ambient_token_server::Config {
+            require_v2: self.token_require_v2,
+            ..ambient_token_server::Config::default()
+        }
+    }
 }
 
 impl Config {
@@ -428,6 +446,7 @@ impl Config {
             warnings,
             runtime_namespace: self.runtime_namespace(),
             token_listen: parse_listen(env::CP_TOKEN_LISTEN_ADDR, &self.token_listen_addr)?,
+            token_require_v2: self.token_require_v2,
             health_listen: parse_listen("CP_HEALTH_LISTEN_ADDR", &self.health_listen_addr)?,
             resync: Duration::from_secs(self.resync_seconds.max(1)),
             identity: self.session.validate(pod.token_url.as_deref())?,

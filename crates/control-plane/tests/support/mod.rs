@@ -33,28 +33,42 @@ impl DevServer {
         Self::start_full(data, ports, &[])
     }
 
-    /// With extra flags (e.g. the OIDC client).
+    /// With extra flags.
     pub fn start_full(
         data: Option<TempDir>,
         ports: Option<(u16, u16)>,
         extra: &[&str],
+    ) -> DevServer {
+        Self::spawn(data, ports, extra, None)
+    }
+
+    /// With the OIDC client `id` (its secret from the environment, as the
+    /// devserver wants it) and extra flags.
+    pub fn start_oidc(id: &str, secret: &str, extra: &[&str]) -> DevServer {
+        let mut args = vec!["--oidc-client-id", id];
+        args.extend_from_slice(extra);
+        Self::spawn(None, None, &args, Some(secret))
+    }
+
+    fn spawn(
+        data: Option<TempDir>,
+        ports: Option<(u16, u16)>,
+        extra: &[&str],
+        oidc_secret: Option<&str>,
     ) -> DevServer {
         let (grpc, http) = ports.map_or(
             ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned()),
             |(g, h)| (format!("127.0.0.1:{g}"), format!("127.0.0.1:{h}")),
         );
         let mut spec = Spec::new("ambient-devserver")
-            .args([
-                "--grpc-listen",
-                &grpc,
-                "--http-listen",
-                &http,
-                "--token",
-                TOKEN,
-            ])
+            .args(["--grpc-listen", &grpc, "--http-listen", &http])
+            .env("AMBIENT_DEVSERVER_TOKEN", TOKEN)
             .args(extra.iter().copied())
             .listener("grpc")
             .listener("http");
+        if let Some(secret) = oidc_secret {
+            spec = spec.env("AMBIENT_DEVSERVER_OIDC_CLIENT_SECRET", secret);
+        }
         spec = match &data {
             Some(d) => spec.args(["--data-dir", &d.path().display().to_string()]),
             None => spec.arg("--in-memory"),

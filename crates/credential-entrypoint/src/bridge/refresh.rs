@@ -1,7 +1,7 @@
 //! `POST /refresh` on the `--serve-mcp` listener: re-fetch the credential
 //! now and apply a change as the refresh loop would (daemons.md). Loopback
-//! callers only (403 otherwise; the `Host`/`Origin` guard of the MCP routes
-//! applies too); at most once per [`crate::rotate::ON_DEMAND_WINDOW`]
+//! callers only (403 otherwise, even for peers the MCP routes admit; the
+//! peer and `Host`/`Origin` guard of the MCP routes applies too); at most once per [`crate::rotate::ON_DEMAND_WINDOW`]
 //! (429 with `Retry-After` inside it). The refresh itself runs in the
 //! bridge's loop, which answers through [`Ask`].
 //!
@@ -34,12 +34,12 @@ pub enum Outcome {
 pub type Ask = oneshot::Sender<Outcome>;
 
 /// The `/refresh` route; each call is handed to the loop behind `asks`.
-pub fn router(asks: mpsc::Sender<Ask>, allowed: ambient_mcp_http::AllowedHosts) -> Router {
+pub fn router(asks: mpsc::Sender<Ask>, guard: ambient_mcp_http::Guard) -> Router {
     Router::new()
         .route("/refresh", post(refresh))
         .with_state(asks)
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(allowed),
+            Arc::new(guard),
             ambient_mcp_http::guard::check,
         ))
 }

@@ -34,7 +34,8 @@ impl World {
         let dev = Daemon::start(
             Spec::new("ambient-devserver")
                 .args(["--in-memory", "--grpc-listen", "127.0.0.1:0"])
-                .args(["--http-listen", "127.0.0.1:0", "--token", API_TOKEN])
+                .args(["--http-listen", "127.0.0.1:0"])
+                .env("AMBIENT_DEVSERVER_TOKEN", API_TOKEN)
                 .listener("grpc")
                 .listener("http"),
         );
@@ -165,8 +166,27 @@ impl Entrypoint {
     /// Starts `credential-entrypoint <args...>` with exactly `env` (plus
     /// PATH and the test server's report directory `reports`).
     pub fn start(args: &[&str], env: &[(String, String)], reports: &Path) -> Entrypoint {
+        Self::start_via(&[], args, env, reports)
+    }
+
+    /// [`Entrypoint::start`] through `wrapper` (a program and its
+    /// arguments that execs the entrypoint, e.g. `setpriv … --`).
+    pub fn start_via(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(String, String)],
+        reports: &Path,
+    ) -> Entrypoint {
         std::fs::create_dir_all(reports).unwrap_or_else(|e| panic!("{e}"));
-        let mut child = Command::new(ENTRYPOINT)
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(ENTRYPOINT);
+                c
+            }
+            None => Command::new(ENTRYPOINT),
+        };
+        let mut child = command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -20,6 +20,12 @@ pub const TOKEN: &str = "test-token-0123456789";
 /// Starts `ambient-devserver` with `--in-memory` (unless `extra` names a
 /// `--data-dir`), one static token, and ephemeral ports.
 pub fn start(extra: &[&str]) -> Daemon {
+    start_with_env(extra, &[])
+}
+
+/// As [`start`], with environment variables besides `AMBIENT_DEVSERVER_TOKEN`
+/// = [`TOKEN`] (which one of `env` may replace).
+pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Daemon {
     let mut spec = Spec::new("ambient-devserver")
         .args([
             "--grpc-listen",
@@ -27,9 +33,12 @@ pub fn start(extra: &[&str]) -> Daemon {
             "--http-listen",
             "127.0.0.1:0",
         ])
-        .args(["--token", TOKEN])
+        .env("AMBIENT_DEVSERVER_TOKEN", TOKEN)
         .listener("grpc")
         .listener("http");
+    for (k, v) in env {
+        spec = spec.env(*k, *v);
+    }
     if !extra.contains(&"--data-dir") {
         spec = spec.arg("--in-memory");
     }

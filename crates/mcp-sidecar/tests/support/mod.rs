@@ -32,8 +32,8 @@ pub fn devserver(tokens: &[&str], data_dir: Option<&TempDir>, ports: Option<(u16
         Some(d) => spec.arg("--data-dir").arg(d.path().to_string_lossy()),
         None => spec.arg("--in-memory"),
     };
-    for t in tokens {
-        spec = spec.args(["--token", t]);
+    if !tokens.is_empty() {
+        spec = spec.env("AMBIENT_DEVSERVER_TOKEN", tokens.join(","));
     }
     Daemon::start(spec)
 }

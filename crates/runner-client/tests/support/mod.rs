@@ -26,20 +26,31 @@ pub struct DevServer {
     pub daemon: Daemon,
     pub data: TempDir,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     ports: Option<(u16, u16)>,
 }
 
 impl DevServer {
     /// On a fresh data directory, ephemeral ports, plus `extra` flags.
     pub fn start(extra: &[&str]) -> DevServer {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`DevServer::start`], with environment variables (its secrets).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> DevServer {
         let data = TempDir::new("rc-devserver");
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let daemon = spawn_devserver(&data, &extra, (0, 0));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let daemon = spawn_devserver(&data, &extra, &env, (0, 0));
         let ports = Some((daemon.addr("grpc").port(), daemon.addr("http").port()));
         DevServer {
             daemon,
             data,
             extra,
+            env,
             ports,
         }
     }
@@ -56,7 +67,12 @@ impl DevServer {
         } else {
             self.daemon.kill();
         }
-        self.daemon = spawn_devserver(&self.data, &self.extra, self.ports.unwrap_or((0, 0)));
+        self.daemon = spawn_devserver(
+            &self.data,
+            &self.extra,
+            &self.env,
+            self.ports.unwrap_or((0, 0)),
+        );
     }
 
     /// gRPC address.
@@ -69,22 +85,28 @@ impl DevServer {
     }
 }
 
-fn spawn_devserver(data: &TempDir, extra: &[String], (grpc, http): (u16, u16)) -> Daemon {
+fn spawn_devserver(
+    data: &TempDir,
+    extra: &[String],
+    env: &[(String, String)],
+    (grpc, http): (u16, u16),
+) -> Daemon {
+    let mut spec = Spec::new("ambient-devserver").env("AMBIENT_DEVSERVER_TOKEN", TOKEN);
+    for (k, v) in env {
+        spec = spec.env(k, v);
+    }
     Daemon::start(
-        Spec::new("ambient-devserver")
-            .args([
-                "--grpc-listen".to_owned(),
-                format!("127.0.0.1:{grpc}"),
-                "--http-listen".to_owned(),
-                format!("127.0.0.1:{http}"),
-                "--token".to_owned(),
-                TOKEN.to_owned(),
-                "--data-dir".to_owned(),
-                data.path().display().to_string(),
-            ])
-            .args(extra.iter().cloned())
-            .listener("grpc")
-            .listener("http"),
+        spec.args([
+            "--grpc-listen".to_owned(),
+            format!("127.0.0.1:{grpc}"),
+            "--http-listen".to_owned(),
+            format!("127.0.0.1:{http}"),
+            "--data-dir".to_owned(),
+            data.path().display().to_string(),
+        ])
+        .args(extra.iter().cloned())
+        .listener("grpc")
+        .listener("http"),
     )
 }
 

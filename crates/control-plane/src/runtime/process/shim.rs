@@ -38,6 +38,13 @@ pub fn dispatch() -> Option<ExitCode> {
 }
 
 fn run(pid_file: PathBuf, exit_file: PathBuf, argv: &[OsString]) -> i32 {
+    // The container's secrets are in our environment: no process of the same
+    // user (the container's own, after its execve) may read it. Our
+    // /proc/PID/stat, which adoption reads, stays readable.
+    if let Err(e) = ambient_daemon::make_non_dumpable() {
+        eprintln!("container shim: cannot make the process non-dumpable: {e}");
+        return finish(&exit_file, 1);
+    }
     // Fails only for a group leader; the control plane never makes us one.
     let _ = rustix::process::setsid();
     let me = std::process::id() as i32;
