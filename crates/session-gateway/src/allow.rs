@@ -23,7 +23,9 @@
 //!   (refused: an agent's inbox is not the session's); REST
 //!   `GET {BACKEND_API_URL}/api/ambient/v1/projects/{p}/credentials/{id}/token`
 //!   (allowed, forwarded as `/credentials/{id}/token`). Its legacy backend
-//!   paths are refused (they are the reference backend's, not the API's):
+//!   paths are answered `404`, as the API server answers them (they are the
+//!   reference backend's, not the API's; the runner takes `401`/`403` there
+//!   as fatal, a `404` as "no credential"):
 //!   `/projects/{p}/agentic-sessions[/{s}]` (list, get, create),
 //!   `…/{s}/start`, `…/{s}/stop`, `…/{s}/agui/run`, `…/{s}/export`,
 //!   `…/{s}/credentials/{provider}`.

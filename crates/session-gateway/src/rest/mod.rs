@@ -51,10 +51,14 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
         Err(refusal) => return refuse::unauthenticated(refusal, method, route),
     };
     let deny = |why: &str| refuse::forbidden(&who.session_id, method, route, why);
-    let Some((rule, params)) = route
-        .strip_prefix(API_PREFIX)
-        .and_then(|p| allow::find(method, p))
-    else {
+    // Outside the API (e.g. the reference backend's legacy
+    // `/projects/{p}/agentic-sessions/...` paths, which the reference runner
+    // tries and the API server does not serve): 404, as the API would
+    // answer. A 401/403 there is fatal to the reference runner.
+    let Some(api_path) = route.strip_prefix(API_PREFIX) else {
+        return refuse::not_served(&who.session_id, method, route);
+    };
+    let Some((rule, params)) = allow::find(method, api_path) else {
         return deny("not on the allow-list");
     };
     let query = parts.uri.query();

@@ -45,3 +45,10 @@ pub fn forbidden(session: &str, method: &str, route: &str, why: &str) -> Respons
         &format!("not allowed for a session token: {why}"),
     )
 }
+
+/// `404`: a path outside the API, which the API server would not serve
+/// either; logged with the session and the route.
+pub fn not_served(session: &str, method: &str, route: &str) -> Response {
+    tracing::info!(session, method, route, "gateway: not an API path");
+    error(StatusCode::NOT_FOUND, "not an API path")
+}
