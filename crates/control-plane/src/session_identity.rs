@@ -6,16 +6,18 @@
 //! Phase and project come from the session informer. What a session's pod
 //! is (its generation, the credentials it was given) comes from the
 //! runtime, remembered per session when an exchange from that pod is bound
-//! (every container exchanges first) and refreshed in the background when
-//! the gateway asks about a session this replica has not bound yet; until
-//! then its generation is unknown (`None`, no pod has called here) and no
-//! credential is known to be delivered. A change of phase, of generation
-//! or a deletion is announced to the gateway, which closes the session's
-//! streams that no longer hold.
+//! (every container exchanges first), and read again in the background
+//! when the gateway asks about a session this replica does not know or
+//! knew more than [`FRESH`] ago (a pod replaced or deleted meanwhile).
+//! Until it is known the gateway refuses the session's tokens (`401`: the
+//! client exchanges again, which binds its pod here). A change of phase,
+//! of generation or a deletion is announced to the gateway, which closes
+//! the session's streams that no longer hold.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ambient_protocol::phase::Phase;
 use ambient_protocol::v1::Session;
@@ -31,6 +33,10 @@ use crate::runtime::{Caller, PodFacts, SessionRuntime};
 /// session informer and the bindings announce on.
 pub const CHANGES: usize = 1024;
 
+/// How long what a replica learnt of a session's pod is taken as true
+/// without reading it again.
+pub const FRESH: Duration = Duration::from_secs(30);
+
 /// The channel on which changed session IDs are announced.
 pub fn changes() -> broadcast::Sender<String> {
     broadcast::channel(CHANGES).0
@@ -40,7 +46,7 @@ pub fn changes() -> broadcast::Sender<String> {
 pub struct SessionIdentities {
     sessions: Arc<Store<Session>>,
     runtime: Arc<dyn SessionRuntime>,
-    pods: Mutex<HashMap<String, PodFacts>>,
+    pods: Mutex<HashMap<String, (PodFacts, Instant)>>,
     /// Sessions whose pod facts are being read in the background.
     reading: Mutex<BTreeSet<String>>,
     changes: broadcast::Sender<String>,
@@ -95,27 +101,55 @@ impl SessionIdentities {
         self.sessions.clone()
     }
 
-    fn pods_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodFacts>> {
+    fn pods_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PodFacts, Instant)>> {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Remembers the facts of `id`'s pod, announcing a new generation.
-    fn remember(&self, id: &str, facts: PodFacts) {
+    /// Remembers the facts of `id`'s pod (or that it has none),
+    /// announcing a change.
+    fn remember(&self, id: &str, facts: Option<PodFacts>) {
         let changed = {
             let mut pods = self.pods_map();
-            let changed = pods.get(id).is_none_or(|old| *old != facts);
-            pods.insert(id.to_owned(), facts);
-            changed
+            match facts {
+                Some(f) => {
+                    let same = pods.get(id).is_some_and(|(old, _)| *old == f);
+                    pods.insert(id.to_owned(), (f, Instant::now()));
+                    !same
+                }
+                None => pods.remove(id).is_some(),
+            }
         };
         if changed {
             let _ = self.changes.send(id.to_owned());
         }
     }
 
-    fn namespace(&self, id: &str) -> String {
+    /// What is remembered of `id`'s pod; a background read when it is
+    /// unknown or older than [`FRESH`].
+    fn known(self: &Arc<Self>, id: &str) -> Option<PodFacts> {
+        let known = self
+            .pods_map()
+            .get(id)
+            .map(|(f, at)| (f.clone(), at.elapsed() < FRESH));
+        match known {
+            Some((facts, true)) => Some(facts),
+            Some((facts, false)) => {
+                self.refresh(id);
+                Some(facts)
+            }
+            None => {
+                self.refresh(id);
+                None
+            }
+        }
+    }
+
+    /// The session's project, which places its pod (never its
+    /// `kube_namespace`, which the session itself can write).
+    fn project(&self, id: &str) -> String {
         self.sessions
             .get(id)
-            .and_then(|s| s.kube_namespace.clone())
+            .and_then(|s| s.project_id.clone())
             .unwrap_or_default()
     }
 
@@ -131,10 +165,9 @@ impl SessionIdentities {
         }
         let (this, id) = (self.clone(), id.to_owned());
         tokio::spawn(async move {
-            let namespace = this.namespace(&id);
-            match this.runtime.pod_facts(&id, &namespace).await {
-                Ok(Some(facts)) => this.remember(&id, facts),
-                Ok(None) => {}
+            let project = this.project(&id);
+            match this.runtime.pod_facts(&id, &project).await {
+                Ok(facts) => this.remember(&id, facts),
                 Err(e) => {
                     tracing::debug!(session = %id, error = %e, "cannot read the session's pod")
                 }
@@ -158,12 +191,7 @@ pub struct GatewayFacts(pub Arc<SessionIdentities>);
 impl SessionFacts for GatewayFacts {
     fn session(&self, id: &str) -> Option<SessionState> {
         let session = self.0.sessions.get(id)?;
-        let generation = self.0.pods_map().get(id).map(|f| f.generation.clone());
-        if generation.is_none() {
-            // Not bound here yet (another replica served its exchange, or
-            // this one restarted): learn it for the next call.
-            self.0.refresh(id);
-        }
+        let generation = self.0.known(id).map(|f| f.generation);
         Some(SessionState {
             project: session.project_id.clone().unwrap_or_default(),
             live: is_live(&session),
@@ -172,13 +200,7 @@ impl SessionFacts for GatewayFacts {
     }
 
     fn delivered_credentials(&self, id: &str) -> BTreeSet<String> {
-        match self.0.pods_map().get(id) {
-            Some(f) => f.credentials.clone(),
-            None => {
-                self.0.refresh(id);
-                BTreeSet::new()
-            }
-        }
+        self.0.known(id).map(|f| f.credentials).unwrap_or_default()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<String> {
@@ -195,16 +217,16 @@ impl CallerBinding for SessionIdentities {
         local: SocketAddr,
     ) -> BoxFuture<'a, Result<Binding, DirectoryError>> {
         Box::pin(async move {
-            let namespace = self.namespace(session_id);
+            let project = self.project(session_id);
             let caller = self
                 .runtime
-                .caller(session_id, &namespace, peer, local)
+                .caller(session_id, &project, peer, local)
                 .await
                 .map_err(|e| DirectoryError::Unavailable(e.to_string()))?;
             Ok(match caller {
                 Caller::Member(facts) => {
                     let generation = facts.generation.clone();
-                    self.remember(session_id, facts);
+                    self.remember(session_id, Some(facts));
                     Binding::Bound { generation }
                 }
                 Caller::NotYet => Binding::NotYet,

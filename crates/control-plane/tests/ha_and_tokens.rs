@@ -254,3 +254,56 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
         "lease not released: {lease}"
     );
 }
+
+/// A session can write its own `kube_namespace` through the API; where its
+/// pod is looked for must not follow it (a look-alike pod in a namespace a
+/// tenant controls would otherwise get the session's tokens).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exchange_looks_for_the_pod_where_the_project_puts_it_not_where_the_session_says() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-spoofed-ns");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let key = published_key(&kube);
+    let token_addr = cp.addr("token server");
+
+    let ns = &dev.project("proj-ns").await;
+    let id = dev.new_session(ns, "spoof").await;
+    wait_phase(&dev, &id, "Creating").await;
+    // The session's own pod is not running; a look-alike with our labels
+    // runs at the caller's address in someone else's namespace, and the
+    // session names that namespace as its own.
+    let mut pod = kube.get("pods", ns, &pod_name(&id)).unwrap_or_default();
+    pod["metadata"]["namespace"] = "someone-else".into();
+    pod["metadata"]["uid"] = "look-alike".into();
+    pod["status"] = serde_json::json!({"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]});
+    kube.put("pods", "someone-else", pod);
+    let (code, body) = dev
+        .call(
+            Method::PATCH,
+            &format!("/sessions/{id}/status"),
+            Some(serde_json::json!({"kube_namespace": "someone-else"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    eventually(
+        "the informer sees the new kube_namespace",
+        Duration::from_secs(10),
+        || async {
+            let (_, s) = dev
+                .call(Method::GET, &format!("/sessions/{id}"), None)
+                .await;
+            s["kube_namespace"] == "someone-else"
+        },
+    )
+    .await;
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(
+        code, 403,
+        "the look-alike pod got the session's token: {body}"
+    );
+    // Its own pod, once running at that address, does.
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 200, "{body}");
+}

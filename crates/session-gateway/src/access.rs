@@ -41,9 +41,7 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 /// The session state admits a token minted for `who`.
 pub fn admits(state: Option<&SessionState>, who: &SessionIdentity) -> bool {
     state.is_some_and(|s| {
-        s.live
-            && s.project == who.project
-            && s.generation.as_deref().is_none_or(|g| g == who.generation)
+        s.live && s.project == who.project && s.generation.as_deref() == Some(&who.generation)
     })
 }
 

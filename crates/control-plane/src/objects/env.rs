@@ -103,6 +103,15 @@ pub fn initial_prompt(session: &Session, sources: &PromptSources) -> String {
         .join("\n\n")
 }
 
+/// Whether `name` is one of the platform's variables, which a session's
+/// `environment_variables` may not set even where the platform sets
+/// nothing: `AMBIENT_*` and `CREDENTIAL_*` (a `CREDENTIAL_IDS` of the
+/// user's would name credentials the session was never given, and the
+/// session gateway reads the delivered ones from the pod).
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with("AMBIENT_") || name.starts_with("CREDENTIAL_")
+}
+
 /// The runner's environment: the user's `environment_variables` first, then
 /// ours (ours wins on a clash).
 pub(super) fn runner_env(
@@ -186,6 +195,17 @@ pub(super) fn runner_env(
     let mut runner: Vec<EnvVar> = user_environment(session)?
         .into_iter()
         .filter(|(k, _)| !ours.iter().any(|o| &o.name == k))
+        .filter(|(k, _)| {
+            let reserved = is_reserved(k);
+            if reserved {
+                tracing::warn!(
+                    session = %id,
+                    variable = %k,
+                    "a session's environment_variables cannot set a variable of the platform's; dropped"
+                );
+            }
+            !reserved
+        })
         .map(|(k, v)| plain(&k, v))
         .collect();
     runner.extend(ours);

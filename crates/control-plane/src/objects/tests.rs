@@ -333,6 +333,29 @@ fn runner_env_follows_the_wire() {
 }
 
 #[test]
+fn a_session_cannot_name_credentials_or_platform_settings_in_its_environment() {
+    // Sidecars serve the credentials, so the platform sets no
+    // CREDENTIAL_IDS: a user's must not appear in its place (the gateway
+    // would take it for a delivered credential).
+    let mut s = session();
+    s.environment_variables = Some(
+        r#"{"CREDENTIAL_IDS":"{\"jira\":\"someone-elses\"}","AMBIENT_SESSION_KEY_FILE":"/x","FOO":"bar"}"#
+            .into(),
+    );
+    let creds = BTreeMap::from([(Provider::Github, "cred-github".to_owned())]);
+    let o = build_session(&config(), &s, Some(KEY), &creds, &PromptSources::default());
+    let runner = &containers(&o)[0];
+    assert_eq!(value_of(runner, "CREDENTIAL_IDS"), None);
+    assert_eq!(value_of(runner, "AMBIENT_SESSION_KEY_FILE"), None);
+    assert_eq!(value_of(runner, "FOO"), Some("bar"));
+    let delivered = crate::runtime::delivered_credentials(&o.pod);
+    assert_eq!(
+        delivered.into_iter().collect::<Vec<_>>(),
+        ["cred-github".to_owned()]
+    );
+}
+
+#[test]
 fn grpc_tls_is_told_and_the_service_ca_is_always_named() {
     let mut cfg = config();
     cfg.grpc_use_tls = true;

@@ -141,17 +141,19 @@ impl KubeRuntime {
         self
     }
 
-    /// The session's pod: from the reflector's store when it has it (only
-    /// the leader runs the reflector), else read from the API.
+    /// The session's pod, in the namespace of `project_id`'s sessions: from
+    /// the reflector's store when it has it (only the leader runs the
+    /// reflector), else read from the API.
     async fn session_pod(
         &self,
         session_id: &str,
-        namespace: &str,
+        project_id: &str,
     ) -> Result<Option<Pod>, RuntimeError> {
         let name = names::pod_name(session_id);
-        if namespace.is_empty() {
+        if project_id.is_empty() {
             return Ok(None);
         }
+        let namespace = &names::namespace(self.mode, project_id);
         if let Some(pod) = self
             .pod_store()
             .and_then(|s| s.get(&ObjectRef::new(&name).within(namespace)))
@@ -458,12 +460,12 @@ impl SessionRuntime for KubeRuntime {
     fn caller<'a>(
         &'a self,
         session_id: &'a str,
-        namespace: &'a str,
+        project_id: &'a str,
         peer: std::net::SocketAddr,
         _local: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<Caller, RuntimeError>> {
         Box::pin(async move {
-            let pod = self.session_pod(session_id, namespace).await?;
+            let pod = self.session_pod(session_id, project_id).await?;
             Ok(caller::pod_caller(pod.as_ref(), session_id, peer.ip()))
         })
     }
@@ -471,10 +473,10 @@ impl SessionRuntime for KubeRuntime {
     fn pod_facts<'a>(
         &'a self,
         session_id: &'a str,
-        namespace: &'a str,
+        project_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>> {
         Box::pin(async move {
-            let pod = self.session_pod(session_id, namespace).await?;
+            let pod = self.session_pod(session_id, project_id).await?;
             Ok(pod.map(|p| {
                 let generation = p.uid().unwrap_or_default();
                 PodFacts::of(&p, generation)

@@ -68,7 +68,7 @@ impl SessionRuntime for LogRuntime {
     fn observe<'a>(
         &'a self,
         session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<Observation, RuntimeError>> {
         let seen = if self.running().contains_key(session_id) {
             Observation::Running
@@ -81,7 +81,7 @@ impl SessionRuntime for LogRuntime {
     fn reprovisions<'a>(
         &'a self,
         _session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<u32, RuntimeError>> {
         Box::pin(async move { Ok(0) })
     }
@@ -143,7 +143,7 @@ impl SessionRuntime for LogRuntime {
     fn caller<'a>(
         &'a self,
         _session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
         _peer: std::net::SocketAddr,
         _local: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<super::Caller, RuntimeError>> {
@@ -154,7 +154,7 @@ impl SessionRuntime for LogRuntime {
     fn pod_facts<'a>(
         &'a self,
         _session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<super::PodFacts>, RuntimeError>> {
         Box::pin(async { Ok(None) })
     }

@@ -198,20 +198,24 @@ pub trait SessionRuntime: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Whether the TCP connection from `peer` to our listener at `local`
-    /// comes from session `session_id`'s current pod (in `namespace`).
+    /// comes from session `session_id`'s current pod. Its place is computed
+    /// from `project_id` (the namespace the control plane gives the
+    /// project's sessions), never taken from what the session says (its
+    /// `kube_namespace` is writable through the API).
     fn caller<'a>(
         &'a self,
         session_id: &'a str,
-        namespace: &'a str,
+        project_id: &'a str,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> BoxFuture<'a, Result<Caller, RuntimeError>>;
 
-    /// The facts of session `session_id`'s current pod; `None` without one.
+    /// The facts of session `session_id`'s current pod (placed by
+    /// `project_id`, as [`SessionRuntime::caller`]); `None` without one.
     fn pod_facts<'a>(
         &'a self,
         session_id: &'a str,
-        namespace: &'a str,
+        project_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>>;
 
     /// Runs until dropped, sending the ID of every session whose runtime

@@ -393,7 +393,7 @@ impl SessionRuntime for ProcessRuntime {
     fn observe<'a>(
         &'a self,
         session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<Observation, RuntimeError>> {
         Box::pin(async move {
             if !state::valid_session_id(session_id) {
@@ -407,7 +407,7 @@ impl SessionRuntime for ProcessRuntime {
     fn reprovisions<'a>(
         &'a self,
         session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<u32, RuntimeError>> {
         Box::pin(async move {
             if !state::valid_session_id(session_id) {
@@ -423,7 +423,7 @@ impl SessionRuntime for ProcessRuntime {
     fn stop<'a>(
         &'a self,
         session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, RuntimeError>> {
         Box::pin(async move {
             if !state::valid_session_id(session_id) {
@@ -471,7 +471,7 @@ impl SessionRuntime for ProcessRuntime {
     fn caller<'a>(
         &'a self,
         session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
         peer: std::net::SocketAddr,
         local: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<Caller, RuntimeError>> {
@@ -488,7 +488,7 @@ impl SessionRuntime for ProcessRuntime {
     fn pod_facts<'a>(
         &'a self,
         session_id: &'a str,
-        _namespace: &'a str,
+        _project_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>> {
         Box::pin(async move {
             if !state::valid_session_id(session_id) {
