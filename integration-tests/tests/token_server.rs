@@ -529,6 +529,27 @@ async fn the_gateway_confines_a_session_token_to_its_session() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status().as_u16(), 401);
 
+    // The session ends: the gateway learns it in the background and refuses
+    // its token (401: it no longer proves a live session).
+    let (status, _) = rest
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/sessions/{own}/status"),
+            Some(json!({ "phase": "Stopped" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match get(format!("/sessions/{own}")).await {
+            (401, _) => break,
+            (200, _) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("an ended session's token still served: {other:?}"),
+        }
+    }
+
     let logs = stop_and_check_logs(&mut ts, &[API_TOKEN, token.expose(), "tok-granted"]);
     assert!(logs.contains("session gateway"), "{logs}");
 }
