@@ -355,3 +355,82 @@ impl UpstreamAuth for ProviderAuth {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StaticDirectory, StaticToken};
+
+    fn facts(directory: Arc<StaticDirectory>, refresh: Duration) -> Arc<ApiFacts> {
+        let url = reqwest::Url::parse("http://127.0.0.1:9").unwrap_or_else(|e| panic!("{e}"));
+        ApiFacts::new(
+            directory,
+            &url,
+            reqwest::Client::new(),
+            Arc::new(StaticToken::new(Secret::new("t"))),
+            refresh,
+        )
+    }
+
+    async fn until_known(gateway: &GatewayFacts, id: &str) -> SessionState {
+        for _ in 0..500 {
+            if let Some(state) = gateway.session(id) {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{id} never learnt");
+    }
+
+    #[tokio::test]
+    async fn an_exchange_teaches_the_gateway_and_a_miss_is_read_in_the_background() {
+        let directory = Arc::new(StaticDirectory::new());
+        directory.set("s1", "alpha", "Running");
+        directory.set("s2", "beta", "");
+        let facts = facts(directory.clone(), Duration::from_secs(3600));
+        let gateway = GatewayFacts(facts.clone());
+
+        // The exchange's answer is there at once, with the unbound generation.
+        let record = facts.directory().lookup("s1").await;
+        assert!(record.is_ok_and(|r| r.is_some_and(|r| r.live)));
+        let state = gateway.session("s1");
+        assert_eq!(
+            state,
+            Some(SessionState {
+                project: "alpha".into(),
+                live: true,
+                generation: Some(UNBOUND_GENERATION.into()),
+            })
+        );
+        // Never exchanged for: unknown now, learnt without anyone waiting.
+        assert_eq!(gateway.session("s2"), None);
+        assert_eq!(until_known(&gateway, "s2").await.project, "beta");
+        // An unknown session stays unknown.
+        assert_eq!(gateway.session("nope"), None);
+    }
+
+    #[tokio::test]
+    async fn a_stale_session_is_re_read_and_its_end_announced() {
+        let directory = Arc::new(StaticDirectory::new());
+        directory.set("s1", "alpha", "Running");
+        let facts = facts(directory.clone(), Duration::ZERO);
+        let gateway = GatewayFacts(facts.clone());
+        let mut changes = gateway.subscribe();
+        let _ = facts.directory().lookup("s1").await;
+        directory.set("s1", "alpha", "Stopped");
+        // Stale at once (refresh 0): served as known, re-read behind.
+        assert!(gateway.session("s1").is_some_and(|s| s.live));
+        let changed = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await;
+        assert_eq!(changed.ok().and_then(Result::ok).as_deref(), Some("s1"));
+        assert!(gateway.session("s1").is_some_and(|s| !s.live));
+    }
+
+    #[tokio::test]
+    async fn credentials_unreadable_are_none_delivered() {
+        let directory = Arc::new(StaticDirectory::new());
+        let gateway = GatewayFacts(facts(directory, Duration::from_secs(3600)));
+        // The API is unreachable: nothing is delivered (fail closed).
+        assert!(gateway.delivered_credentials("s1").is_empty());
+        assert!(gateway.0.grants.of("it's").await.is_err());
+    }
+}
