@@ -309,7 +309,7 @@ fn run(cli: Cli) -> Result<()> {
         (addr, _) => addr.clone(),
     };
     let identity = identity(&cli, &provider)?;
-    let gateway = gateway_target(&cli, &identity)?;
+    let gateway = gateway::target(&cli, &identity)?;
     ambient_daemon::init_tracing(cli.log_format, &cli.log_level)?;
     let key_paths = cli.key_files.iter().chain(&cli.signing_key_files);
     for path in key_paths.filter(|p| key_files::too_open(p)) {
@@ -323,34 +323,6 @@ fn run(cli: Cli) -> Result<()> {
     let rt = ambient_daemon::async_runtime(ambient_daemon::Threads::PerCore)
         .context("starting the runtime")?;
     rt.block_on(serve(cli, keys, provider, identity, session_check, gateway))
-}
-
-/// Where the session gateway listens and forwards REST to, when
-/// `--gateway-listen` is given; its flags checked.
-fn gateway_target(cli: &Cli, identity: &Identity) -> Result<Option<(SocketAddr, reqwest::Url)>> {
-    let Some(listen) = cli.gateway_listen else {
-        if cli.api_server_url.is_some() {
-            bail!("--api-server-url is for the session gateway: add --gateway-listen");
-        }
-        return Ok(None);
-    };
-    if identity.session_tokens().is_none() {
-        bail!(
-            "--gateway-listen admits session tokens only: it cannot serve --session-identity platform"
-        );
-    }
-    let url = cli
-        .api_server_url
-        .as_deref()
-        .ok_or_else(|| anyhow!("--gateway-listen needs --api-server-url (the API's REST root)"))?;
-    let url = reqwest::Url::parse(url).map_err(|e| anyhow!("--api-server-url: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        bail!("--api-server-url must be an http(s) URL with a host");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        bail!("--api-server-url must not carry credentials");
-    }
-    Ok(Some((listen, url)))
 }
 
 /// The identity of `--session-identity`, its flags checked.
@@ -446,6 +418,7 @@ async fn serve(
     gateway: Option<(SocketAddr, reqwest::Url)>,
 ) -> Result<()> {
     let mut gateway_task = None;
+    let stop_gateway = Arc::new(tokio::sync::Notify::new());
     let directory: Arc<dyn SessionDirectory> = match grpc {
         Some(addr) => {
             let dir = Arc::new(GrpcDirectory::new(
@@ -457,10 +430,16 @@ async fn serve(
             )?);
             tokio::spawn(probe_until_ready(dir.clone()));
             match (gateway, identity.session_tokens()) {
-                (Some((listen, url)), Some(minter)) => {
-                    let (directory, task) =
-                        gateway::start(&cli, &addr, dir, &provider, minter.clone(), listen, &url)
-                            .await?;
+                (Some(target), Some(minter)) => {
+                    let (directory, task) = gateway::start(
+                        &cli,
+                        target,
+                        dir,
+                        &provider,
+                        minter.clone(),
+                        stop_gateway.clone(),
+                    )
+                    .await?;
                     gateway_task = Some(task);
                     directory
                 }
@@ -501,8 +480,15 @@ async fn serve(
             info!("shutdown requested");
         })
         .await?;
-    if let Some(task) = gateway_task {
-        task.abort();
+    if let Some(mut task) = gateway_task {
+        // Its open watches get the same grace as the exchange's requests.
+        stop_gateway.notify_one();
+        if tokio::time::timeout(Duration::from_secs(10), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
     info!("token server stopped");
     Ok(())
