@@ -285,24 +285,58 @@ fn runner_client_without_a_token_server_retries_then_fails_clearly() {
     );
 }
 
-/// The token server in OIDC mode, handing out the devserver's short-lived
-/// tokens; the key file is reused across restarts (same public key).
-fn token_server(key: &Path, dev: &Daemon, secret_file: &Path, listen: &str) -> Daemon {
-    Daemon::start(
-        Spec::new("ambient-token-server")
-            .args(["--listen", listen, "--session-cache-ms", "0"])
-            .arg("--key-file")
-            .arg(key.to_string_lossy())
-            .arg("--generate-key")
-            .args(["--api-server-grpc", &dev.addr("grpc").to_string()])
-            .arg("--allow-insecure-oidc")
-            .arg("--oidc-token-url")
-            .arg(format!("http://{}/oidc/token", dev.addr("http")))
-            .args(["--oidc-client-id", OIDC_ID])
-            .arg("--oidc-client-secret-file")
-            .arg(secret_file.to_string_lossy())
-            .listener("token server"),
-    )
+/// A token server with an OIDC identity toward the devserver, handing out
+/// session tokens that live `ttl`; its exchange and signing keys (in `keys`)
+/// are reused across restarts. With `gateway`, it serves the session
+/// gateway too (announced as "session gateway").
+fn token_server(keys: &Path, dev: &Daemon, listen: &str, ttl: Duration, gateway: bool) -> Daemon {
+    let mut spec = Spec::new("ambient-token-server")
+        .args(["--listen", listen, "--session-cache-ms", "0"])
+        .arg("--key-file")
+        .arg(keys.join("key.pem").to_string_lossy())
+        .arg("--generate-key")
+        .arg("--signing-key-file")
+        .arg(keys.join("signing-key.pem").to_string_lossy())
+        .arg("--generate-signing-key")
+        .args(["--session-token-ttl", &ttl.as_secs().to_string()])
+        .args(["--api-server-grpc", &dev.addr("grpc").to_string()])
+        .arg("--allow-insecure-oidc")
+        .arg("--oidc-token-url")
+        .arg(format!("http://{}/oidc/token", dev.addr("http")))
+        .args(["--oidc-client-id", OIDC_ID])
+        .arg("--oidc-client-secret-file")
+        .arg(keys.join("oidc-secret").to_string_lossy())
+        .listener("token server");
+    if gateway {
+        spec = spec
+            .args(["--gateway-listen", "127.0.0.1:0"])
+            .arg("--api-server-url")
+            .arg(format!("http://{}", dev.addr("http")))
+            .listener("session gateway");
+    }
+    Daemon::start(spec)
+}
+
+/// Waits until `gateway` answers `GET /sessions/<sid>` to `token` (it
+/// learns of a session it did not exchange for in the background).
+async fn wait_admitted(gateway: &str, sid: &str, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let url = format!("http://{gateway}/api/ambient/v1/sessions/{sid}");
+    loop {
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await;
+        match resp.map(|r| r.status().as_u16()) {
+            Ok(200) => return,
+            other if Instant::now() < deadline => {
+                let _ = other;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("the gateway does not admit the session: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,22 +350,38 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
             .args(["--oidc-token-ttl", &TTL.as_secs().to_string()]),
     );
     let sid = session_in_new_project(&dev, "watched").await;
-    let key = tmp.path().join("key.pem");
-    let secret_file = tmp.path().join("oidc-secret");
-    std::fs::write(&secret_file, OIDC_SECRET).unwrap_or_else(|e| panic!("{e}"));
-    let mut ts = token_server(&key, &dev, &secret_file, "127.0.0.1:0");
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(keys.join("oidc-secret"), OIDC_SECRET).unwrap_or_else(|e| panic!("{e}"));
+    // The sidecar's API is a session gateway of its own process (sharing
+    // the signing key), so the token server can go away while the API stays.
+    let gw = token_server(&keys, &dev, "127.0.0.1:0", TTL, true);
+    let gw_addr = gw.addr("session gateway").to_string();
+    let mut ts = token_server(&keys, &dev, "127.0.0.1:0", TTL, false);
     let ts_addr = ts.addr("token server").to_string();
-    let public = ambient_protocol::keys::PrivateKey::from_pem(
-        &std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("{e}")),
+    let public_key = ambient_protocol::keys::PrivateKey::from_pem(
+        &std::fs::read_to_string(keys.join("key.pem")).unwrap_or_else(|e| panic!("{e}")),
     )
     .unwrap_or_else(|e| panic!("{e}"))
     .public_key()
-    .to_pem();
+    .clone();
+    let public = public_key.to_pem();
+    let probe = ambient_protocol::exchanger::TokenExchanger::new(
+        ambient_protocol::exchanger::ExchangerConfig::new(
+            format!("http://{ts_addr}/token"),
+            public_key,
+            &sid,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (token, _) = probe.fetch().await.unwrap_or_else(|e| panic!("{e}"));
+    integration_tests::register_secret(token.expose());
+    wait_admitted(&gw_addr, &sid, token.expose()).await;
 
     let mut sidecar = Daemon::start(
         Spec::new("ambient-mcp")
             .args(["--transport", "http", "--bind", "127.0.0.1:0"])
-            .args(["--api-url", &format!("http://{}", dev.addr("http"))])
+            .args(["--api-url", &format!("http://{gw_addr}")])
             .args(["--log-level", "debug"])
             .env("AMBIENT_CP_TOKEN_URL", format!("http://{ts_addr}/token"))
             .env("AMBIENT_CP_TOKEN_PUBLIC_KEY", public)
@@ -368,7 +418,7 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
     );
 
     // The token server is back on its address: the next call gets a token.
-    let mut ts = token_server(&key, &dev, &secret_file, &ts_addr);
+    let mut ts = token_server(&keys, &dev, &ts_addr, TTL, false);
     let got = client.ok("get_session", args).await;
     assert_eq!(got["id"], json!(sid));
     let logs = sidecar.logs();
@@ -380,6 +430,7 @@ async fn ambient_mcp_keeps_its_last_good_token_until_it_expires() {
     let status = sidecar.terminate(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     ts.terminate(Duration::from_secs(10));
+    drop(gw);
 }
 
 /// Session pods name the service CA of an optional ConfigMap in

@@ -86,6 +86,7 @@ pub mod metrics;
 pub mod provider;
 mod routes;
 pub mod server;
+pub mod session_facts;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,5 +1,6 @@
 //! `ambient-token-server`: the standalone token exchange.
 
+mod gateway;
 mod key_files;
 
 use std::io::Write as _;
@@ -26,7 +27,11 @@ use tracing::{info, warn};
 /// encrypted session ID (v1) or a replay-resistant v2 request, after a
 /// live-session check, for a session token (a short-lived JWT naming the
 /// session and its project; JWKS at /.well-known/jwks.json) or, with
-/// --session-identity platform, for this server's own API token.
+/// --session-identity platform, for this server's own API token. With
+/// --gateway-listen it also serves the session gateway: the API endpoint to
+/// give sessions, which admits only session tokens and forwards, with this
+/// server's identity, what the session may do on its own session, project
+/// and delivered credentials.
 #[derive(Debug, Parser)]
 #[command(name = "ambient-token-server", version)]
 struct Cli {
@@ -149,6 +154,18 @@ struct Cli {
     /// that a session is live (GetSession, answers cached briefly).
     #[arg(long, value_name = "ADDR", env = "AMBIENT_GRPC_SERVER_ADDR")]
     api_server_grpc: Option<String>,
+
+    /// Serve the session gateway on this address (port 0 picks a free port):
+    /// point the sessions' AMBIENT_GRPC_URL, AMBIENT_API_URL and
+    /// BACKEND_API_URL at it. Needs session tokens, --api-server-grpc and
+    /// --api-server-url.
+    #[arg(long, value_name = "ADDR", env = "TOKEN_SERVER_GATEWAY_LISTEN")]
+    gateway_listen: Option<SocketAddr>,
+
+    /// The API server's REST root (e.g. http://ambient-api-server:8000), to
+    /// which the session gateway forwards REST calls.
+    #[arg(long, value_name = "URL", env = "AMBIENT_API_SERVER_URL")]
+    api_server_url: Option<String>,
 
     /// Use TLS to the API server's gRPC address (system roots plus
     /// --api-server-ca-file).
@@ -292,6 +309,7 @@ fn run(cli: Cli) -> Result<()> {
         (addr, _) => addr.clone(),
     };
     let identity = identity(&cli, &provider)?;
+    let gateway = gateway::target(&cli, &identity)?;
     ambient_daemon::init_tracing(cli.log_format, &cli.log_level)?;
     let key_paths = cli.key_files.iter().chain(&cli.signing_key_files);
     for path in key_paths.filter(|p| key_files::too_open(p)) {
@@ -304,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     let rt = ambient_daemon::async_runtime(ambient_daemon::Threads::PerCore)
         .context("starting the runtime")?;
-    rt.block_on(serve(cli, keys, provider, identity, session_check))
+    rt.block_on(serve(cli, keys, provider, identity, session_check, gateway))
 }
 
 /// The identity of `--session-identity`, its flags checked.
@@ -397,7 +415,10 @@ async fn serve(
     provider: Arc<dyn TokenProvider>,
     identity: Identity,
     grpc: Option<String>,
+    gateway: Option<(SocketAddr, reqwest::Url)>,
 ) -> Result<()> {
+    let mut gateway_task = None;
+    let stop_gateway = Arc::new(tokio::sync::Notify::new());
     let directory: Arc<dyn SessionDirectory> = match grpc {
         Some(addr) => {
             let dir = Arc::new(GrpcDirectory::new(
@@ -408,7 +429,22 @@ async fn serve(
                 Duration::from_millis(cli.session_cache_ms),
             )?);
             tokio::spawn(probe_until_ready(dir.clone()));
-            dir
+            match (gateway, identity.session_tokens()) {
+                (Some(target), Some(minter)) => {
+                    let (directory, task) = gateway::start(
+                        &cli,
+                        target,
+                        dir,
+                        &provider,
+                        minter.clone(),
+                        stop_gateway.clone(),
+                    )
+                    .await?;
+                    gateway_task = Some(task);
+                    directory
+                }
+                _ => dir,
+            }
         }
         None => {
             warn!(
@@ -444,6 +480,16 @@ async fn serve(
             info!("shutdown requested");
         })
         .await?;
+    if let Some(mut task) = gateway_task {
+        // Its open watches get the same grace as the exchange's requests.
+        stop_gateway.notify_one();
+        if tokio::time::timeout(Duration::from_secs(10), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
     info!("token server stopped");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The images doing their job in podman: the devserver image serves the REST
 //! API to its token; the token server image exchanges a session's encrypted
-//! bearer for the API token; the ambient-mcp image fetches that token and
-//! answers MCP `tools/list` and a `get_session` call over Streamable HTTP.
+//! bearer for a session token and serves the session gateway; the ambient-mcp
+//! image fetches that token and answers MCP `tools/list` and a `get_session`
+//! call (through the gateway) over Streamable HTTP.
 
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::Path;
@@ -139,7 +140,8 @@ pub fn devserver_serves(image: &Built) -> Result<()> {
 
 /// The devserver, token server and ambient-mcp images together: the sidecar
 /// exchanges its session's encrypted bearer at the token server (which checks
-/// the session over the devserver's gRPC) and serves MCP with the token.
+/// the session over the devserver's gRPC) and serves MCP with the session
+/// token, its API calls going through the token server's session gateway.
 pub fn mcp_answers(mcp: &Built, token_server: &Built, devserver: &Built, dir: &Path) -> Result<()> {
     let dev = Devserver::start(devserver)?;
     let project = dev.create("projects", json!({"name": "images"}))?;
@@ -171,9 +173,15 @@ pub fn mcp_answers(mcp: &Built, token_server: &Built, devserver: &Built, dir: &P
         bail!("the token server image printed no public key: {public:?}");
     }
 
+    // Session tokens (the default): the image creates its signing key in
+    // the volume and serves the session gateway, the only API the sidecar
+    // is given (a session token opens nothing on the devserver itself).
     let ts_port = free_port()?;
+    let gateway_port = free_port()?;
     let listen = format!("127.0.0.1:{ts_port}");
+    let gateway_listen = format!("127.0.0.1:{gateway_port}");
     let grpc = format!("127.0.0.1:{}", dev.grpc);
+    let api_url = format!("http://127.0.0.1:{}", dev.http);
     let ts = Container::start(
         token_server,
         "token-server",
@@ -182,10 +190,17 @@ pub fn mcp_answers(mcp: &Built, token_server: &Built, devserver: &Built, dir: &P
         &[
             "--key-file",
             "/keys/key.pem",
+            "--signing-key-file",
+            "/keys/signing-key.pem",
+            "--generate-signing-key",
             "--api-token-file",
             "/keys/api-token",
             "--api-server-grpc",
             &grpc,
+            "--gateway-listen",
+            &gateway_listen,
+            "--api-server-url",
+            &api_url,
         ],
     )?;
     wait_for(&ts, "the token server", || {
@@ -194,7 +209,7 @@ pub fn mcp_answers(mcp: &Built, token_server: &Built, devserver: &Built, dir: &P
 
     let mcp_port = free_port()?;
     let token_url = format!("http://{listen}/token");
-    let api_url = format!("http://127.0.0.1:{}", dev.http);
+    let api_url = format!("http://{gateway_listen}");
     let bind = format!("127.0.0.1:{mcp_port}");
     let sidecar = Container::start(
         mcp,
@@ -216,7 +231,8 @@ pub fn mcp_answers(mcp: &Built, token_server: &Built, devserver: &Built, dir: &P
     if !names.contains(&"get_session") {
         bail!("tools/list has no get_session: {tools}");
     }
-    // A tool call reaches the API with the token the sidecar fetched.
+    // A tool call reaches the API, through the gateway, with the session
+    // token the sidecar fetched.
     let got = client.call(
         "tools/call",
         json!({"name": "get_session", "arguments": {"session_id": session}}),
@@ -229,7 +245,7 @@ pub fn mcp_answers(mcp: &Built, token_server: &Built, devserver: &Built, dir: &P
     }
     drop(ts);
     println!(
-        "{:<24} fetched a token from the token server image, answers tools/list ({} tools) and get_session",
+        "{:<24} fetched a session token from the token server image, answers tools/list ({} tools) and get_session through its gateway",
         mcp.name,
         names.len()
     );
