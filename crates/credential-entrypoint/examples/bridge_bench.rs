@@ -116,7 +116,9 @@ async fn main() -> Result<()> {
             .arg(&key)
             .arg("--api-token-file")
             .arg(&token_file)
-            .args(["--api-server-grpc", &dev[0]]),
+            .args(["--api-server-grpc", &dev[0]])
+            // The bridge's own cost is measured, against the API directly.
+            .args(["--session-identity", "platform"]),
         &["token server"],
     )?;
     let pem = std::fs::read_to_string(&key)?;

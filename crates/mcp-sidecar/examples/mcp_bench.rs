@@ -258,6 +258,9 @@ async fn main() -> Result<()> {
             &token_file.to_string_lossy(),
             "--api-server-grpc",
             &grpc,
+            // The sidecar's own cost is measured, against the API directly.
+            "--session-identity",
+            "platform",
         ],
         &[],
         &["token server"],

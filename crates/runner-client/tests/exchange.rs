@@ -41,6 +41,9 @@ fn token_server(tmp: &TempDir, dev: &DevServer) -> (Daemon, PublicKey) {
             // No answer cache: every exchange asks the devserver, so the
             // token server notices the revocation and fetches a new OIDC token.
             .args(["--session-cache-ms", "0"])
+            // This test is about the client refreshing a revoked platform
+            // token; session tokens and the gateway are tested elsewhere.
+            .args(["--session-identity", "platform"])
             .listener("token server"),
     );
     let pem = std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("key: {e}"));

@@ -51,6 +51,10 @@ impl World {
                 .arg(token_file.to_string_lossy())
                 .args(["--api-server-grpc", &dev.addr("grpc").to_string()])
                 .args(["--session-cache-ms", "200"])
+                // The entrypoint's fetch and rotation are under test, with
+                // the API directly; through the session gateway in
+                // crates/session-gateway/tests/clients.rs.
+                .args(["--session-identity", "platform"])
                 .listener("token server"),
         );
         let pem = std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("{e}"));
