@@ -29,6 +29,9 @@ pub struct Options {
     pub control_plane_args: Vec<String>,
     /// `--log-level` of both daemons (default `info`).
     pub log_level: Option<String>,
+    /// `--session-identity platform`: sessions get the control plane's own
+    /// token and no session gateway runs (the reference's behaviour).
+    pub platform_identity: bool,
 }
 
 /// A running devserver + control plane.
@@ -40,6 +43,11 @@ pub struct LocalSystem {
     /// The devserver's gRPC and HTTP addresses.
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The control plane's token server and session gateway (kept across
+    /// its restarts, as a Service address is: the sessions it adopts were
+    /// given them).
+    pub token_server: SocketAddr,
+    pub gateway: SocketAddr,
     token: String,
     http_client: reqwest::blocking::Client,
     dir: TempDir,
@@ -74,6 +82,8 @@ impl LocalSystem {
             control_plane: None,
             grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token_server: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gateway: SocketAddr::from(([127, 0, 0, 1], 0)),
             token,
             http_client: reqwest::blocking::Client::builder()
                 .no_proxy()
@@ -154,13 +164,18 @@ impl LocalSystem {
             .args(["--grpc-server-addr", &self.grpc.to_string()])
             .arg("--api-token-file")
             .arg(self.token_file().display().to_string())
-            .args(["--token-listen-addr", "127.0.0.1:0"])
-            .args(["--gateway-listen-addr", "127.0.0.1:0"])
+            .args(["--token-listen-addr", &self.token_server.to_string()])
+            .args(["--gateway-listen-addr", &self.gateway.to_string()])
             .args(["--health-listen-addr", "127.0.0.1:0"])
             .args(["--log-level", &self.log_level()])
             .args(self.options.control_plane_args.clone())
             .listener("token server")
             .listener("health");
+        spec = if self.options.platform_identity {
+            spec.args(["--session-identity", "platform"])
+        } else {
+            spec.listener("session gateway")
+        };
         if let Some(cmd) = &self.options.runner_command {
             spec = spec.arg("--runner-command").arg(cmd.clone());
         }
@@ -175,6 +190,10 @@ impl LocalSystem {
                 .arg(dir.join("ambient-mcp").display().to_string());
         }
         let cp = Daemon::try_start(spec)?;
+        self.token_server = cp.addr("token server");
+        if !self.options.platform_identity {
+            self.gateway = cp.addr("session gateway");
+        }
         let ready = format!("http://{}/readyz", cp.addr("health"));
         self.control_plane = Some(cp);
         self.wait_until(

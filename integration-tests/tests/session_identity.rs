@@ -29,13 +29,13 @@ fn runner_command() -> String {
 }
 
 fn system() -> LocalSystem {
-    system_with(Vec::new())
+    system_with(false)
 }
 
-fn system_with(control_plane_args: Vec<String>) -> LocalSystem {
+fn system_with(platform_identity: bool) -> LocalSystem {
     ok(LocalSystem::start(Options {
         runner_command: Some(runner_command()),
-        control_plane_args,
+        platform_identity,
         ..Options::default()
     }))
 }
@@ -54,7 +54,7 @@ fn token_line(log: &str) -> Value {
 /// session got before session tokens.)
 #[test]
 fn platform_identity_hands_sessions_the_control_planes_token() {
-    let sys = system_with(vec!["--session-identity=platform".into()]);
+    let sys = system_with(true);
     ok(sys.create_project("alpha"));
     let env = json!({"PROBE_CELLS": "[]"});
     let probe = ok(sys.start_session(
