@@ -39,10 +39,11 @@ pub enum Scope {
     /// A collection scoped by project: `project_id` query and
     /// `X-Ambient-Project` must be the session's project (the header is set
     /// to it), a body's `project_id` too; a list answer keeps only items of
-    /// the project.
+    /// the project (a caller's `search` ANDed with `project_id = '<own>'`).
     ProjectQuery,
-    /// `GET /projects`: the answer keeps only the session's project (and,
-    /// without a `search`, asks for just that one).
+    /// `GET /projects`: asks for just the session's project (a caller's
+    /// `search` ANDed with `id = '<own>'`), and the answer keeps only it,
+    /// `total` counted from what is kept.
     ProjectList,
     /// `{project}` is the session's project.
     Project,
@@ -72,7 +73,54 @@ pub struct Rule {
     pub scope: Scope,
     /// The upstream path when it differs (same placeholders).
     pub upstream: Option<&'static str>,
+    /// The top-level body fields it may carry.
+    pub fields: Fields,
 }
+
+/// The top-level fields a rule's JSON body may carry. Every body is
+/// re-serialised from the gateway's parse, and a key that is not lowercase
+/// `[a-z0-9_]` is refused: the API matches keys ignoring case (Go's
+/// `encoding/json`), so `Project_Id` would reach `project_id` unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    /// Any field.
+    Any,
+    /// Only these.
+    Only(&'static [&'static str]),
+    /// Any but these.
+    Not(&'static [&'static str]),
+}
+
+impl Fields {
+    /// The first of `keys` this refuses.
+    pub fn refused<'k>(self, mut keys: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+        match self {
+            Fields::Any => None,
+            Fields::Only(allowed) => keys.find(|k| !allowed.contains(k)),
+            Fields::Not(refused) => keys.find(|k| refused.contains(k)),
+        }
+    }
+}
+
+/// `PATCH /sessions/{s}`: what ambient-mcp's label and annotation tools
+/// merge; the rest (prompt, repos, environment, bot account, owner,
+/// parent...) would rewrite a sibling session before its restart.
+pub const SESSION_PATCH: Fields = Fields::Only(&["labels", "annotations"]);
+/// `POST /sessions`: not the fields that give a new session another
+/// environment, identity, resources or owner (ambient-mcp's create sends
+/// `name`, `project_id`, `prompt`, `agent_id`, `llm_model`,
+/// `parent_session_id`).
+pub const SESSION_CREATE: Fields = Fields::Not(&[
+    "environment_variables",
+    "bot_account_name",
+    "resource_overrides",
+    "assigned_user_id",
+]);
+/// The own session's status: the runner's SDK fields and conditions; never
+/// the phase (a Pending after a Stop would keep its credentials alive),
+/// times, `kube_*` or `reconciled_*`, which are the control plane's.
+pub const SESSION_STATUS: Fields =
+    Fields::Only(&["sdk_session_id", "sdk_restart_count", "conditions"]);
 
 const fn rule(method: &'static str, path: &'static str, scope: Scope) -> Rule {
     Rule {
@@ -80,22 +128,36 @@ const fn rule(method: &'static str, path: &'static str, scope: Scope) -> Rule {
         path,
         scope,
         upstream: None,
+        fields: Fields::Any,
     }
+}
+
+const fn with(fields: Fields, r: Rule) -> Rule {
+    Rule { fields, ..r }
 }
 
 /// The REST allow-list.
 pub const TABLE: &[Rule] = &[
     rule("GET", "/sessions", Scope::ProjectQuery),
-    rule("POST", "/sessions", Scope::ProjectQuery),
+    with(
+        SESSION_CREATE,
+        rule("POST", "/sessions", Scope::ProjectQuery),
+    ),
     rule("GET", "/sessions/{session}", Scope::SessionInProject),
-    rule("PATCH", "/sessions/{session}", Scope::SessionInProject),
+    with(
+        SESSION_PATCH,
+        rule("PATCH", "/sessions/{session}", Scope::SessionInProject),
+    ),
     rule(
         "DELETE",
         "/sessions/{session}",
         Scope::UnstartedSessionInProject,
     ),
     rule("POST", "/sessions/{session}/start", Scope::SessionInProject),
-    rule("PATCH", "/sessions/{session}/status", Scope::OwnSession),
+    with(
+        SESSION_STATUS,
+        rule("PATCH", "/sessions/{session}/status", Scope::OwnSession),
+    ),
     rule(
         "GET",
         "/sessions/{session}/messages",
@@ -136,12 +198,14 @@ pub const TABLE: &[Rule] = &[
         path: "/projects/{project}/credentials/{credential}",
         scope: Scope::DeliveredCredential,
         upstream: Some("/credentials/{credential}"),
+        fields: Fields::Any,
     },
     Rule {
         method: "GET",
         path: "/projects/{project}/credentials/{credential}/token",
         scope: Scope::DeliveredCredential,
         upstream: Some("/credentials/{credential}/token"),
+        fields: Fields::Any,
     },
 ];
 

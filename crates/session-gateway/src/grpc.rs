@@ -39,6 +39,23 @@ pub(crate) fn router(gw: Arc<Inner>) -> axum::Router {
         })
 }
 
+/// The first field of a status write that is the control plane's, not the
+/// runner's: only `sdk_session_id`, `sdk_restart_count` and `conditions`
+/// are the runner's ([`crate::allow::SESSION_STATUS`]).
+fn control_plane_field(r: &UpdateSessionStatusRequest) -> Option<&'static str> {
+    [
+        ("phase", r.phase.is_some()),
+        ("start_time", r.start_time.is_some()),
+        ("completion_time", r.completion_time.is_some()),
+        ("reconciled_repos", r.reconciled_repos.is_some()),
+        ("reconciled_workflow", r.reconciled_workflow.is_some()),
+        ("kube_cr_uid", r.kube_cr_uid.is_some()),
+        ("kube_namespace", r.kube_namespace.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(name, set)| set.then_some(name))
+}
+
 struct Sessions {
     gw: Arc<Inner>,
 }
@@ -235,7 +252,17 @@ impl SessionService for Sessions {
         &self,
         r: Request<UpdateSessionStatusRequest>,
     ) -> Result<Response<Session>, Status> {
-        self.admit(&r, "UpdateSessionStatus", &r.get_ref().id)?;
+        let who = self.admit(&r, "UpdateSessionStatus", &r.get_ref().id)?;
+        if let Some(field) = control_plane_field(r.get_ref()) {
+            tracing::warn!(
+                session = who.session_id,
+                field,
+                "gateway: gRPC status write refused"
+            );
+            return Err(Status::permission_denied(format!(
+                "a session may not set its {field}"
+            )));
+        }
         let req = self.upstream_request(r.into_inner()).await?;
         let mut up = self.gw.upstream.grpc.clone();
         up.update_session_status(req).await.map_err(upstream)

@@ -66,7 +66,7 @@ async fn grpc_cells() {
             .update_session_status(authed(
                 UpdateSessionStatusRequest {
                     id: id.clone(),
-                    phase: Some("Running".into()),
+                    sdk_restart_count: Some(1),
                     ..Default::default()
                 },
                 OWN_TOKEN,

@@ -37,7 +37,7 @@ fn cell(what: &str, method: Method, path: String, body: Option<Value>, want: u16
 
 fn matrix(w: &World) -> Vec<Cell> {
     let msg = json!({"payload": "hello", "event_type": "user"});
-    let st = json!({"phase": "Running"});
+    let st = json!({"sdk_session_id": "sdk-1"});
     let labels = json!({"labels": "{\"via\":\"gateway\"}"});
     let mut cells = Vec::new();
     let sessions = [

@@ -1,5 +1,6 @@
 //! Forwarding to the API server: the control plane's bearer instead of the
-//! caller's, hop-by-hop headers dropped, the project header set, bodies
+//! caller's, only an allow-list of request headers forwarded, hop-by-hop
+//! headers of answers dropped, the project header set, bodies
 //! bounded, event streams relayed as they come and cut when the caller's
 //! session ends.
 
@@ -13,6 +14,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::refuse;
+use super::scope::Narrow;
 use crate::upstream::Upstream;
 
 /// Largest request body forwarded.
@@ -65,6 +67,24 @@ fn crossing(from: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The request headers a caller's call carries upstream: what its content
+/// and the answer it wants are (ambient-mcp's client, the credential
+/// entrypoint and the reference runner send no other the API reads). The
+/// rest — `X-Forwarded-For`, `X-Real-IP`, `Forwarded`, tracing or
+/// impersonation headers a proxy or the API might trust — stays behind.
+const REQUEST_HEADERS: &[&str] = &["accept", "content-type", "last-event-id"];
+
+/// The headers of a caller's request forwarded upstream.
+fn forwarded_request(from: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(REQUEST_HEADERS.len() + 2);
+    for (name, value) in from {
+        if REQUEST_HEADERS.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// `200` with a JSON body.
 pub fn json(v: &Value) -> Response {
     (StatusCode::OK, Json(v)).into_response()
@@ -94,7 +114,7 @@ pub async fn send(
         tracing::error!(error = %e, "gateway: no control-plane token");
         refuse::error(StatusCode::BAD_GATEWAY, "the gateway has no API identity")
     })?;
-    let mut out = crossing(headers);
+    let mut out = forwarded_request(headers);
     if let Ok(v) = HeaderValue::from_str(project) {
         out.insert(HeaderName::from_static(PROJECT_HEADER), v);
     }
@@ -195,9 +215,11 @@ pub fn relay(
     out
 }
 
-/// A JSON list answer keeping only the items whose `key` is `project`,
-/// its `total` and `size` adjusted.
-pub async fn narrowed(resp: reqwest::Response, key: &str, project: &str) -> Response {
+/// A JSON list answer keeping only the items whose `narrow.key` is
+/// `project`, its `total` and `size` those of the kept items when
+/// `narrow.recount` says so or items were dropped.
+pub async fn narrowed(resp: reqwest::Response, narrow: Narrow, project: &str) -> Response {
+    let key = narrow.key;
     let (status, headers) = head(&resp);
     let bytes = match read(resp).await {
         Ok(b) => b,
@@ -224,7 +246,7 @@ pub async fn narrowed(resp: reqwest::Response, key: &str, project: &str) -> Resp
     let before = items.len();
     items.retain(|i| i.get(key).and_then(Value::as_str) == Some(project));
     let kept = items.len();
-    if kept != before {
+    if narrow.recount || kept != before {
         list["size"] = Value::from(kept);
         list["total"] = Value::from(kept);
     }
@@ -289,5 +311,26 @@ mod tests {
         let out = crossing(&h);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["accept", "last-event-id"]);
+    }
+
+    #[test]
+    fn only_allowed_request_headers_go_upstream() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer session-token"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("impersonate-user", "admin"),
+            ("x-ambient-project", "other"),
+            ("accept", "text/event-stream"),
+            ("content-type", "application/json"),
+            ("last-event-id", "7"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = forwarded_request(&h);
+        let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["accept", "content-type", "last-event-id"]);
     }
 }

@@ -2,6 +2,7 @@
 //! session token, the call matched against [`crate::allow::TABLE`], its
 //! scope checked, then forwarded with the control plane's identity.
 
+mod body;
 mod forward;
 pub mod refuse;
 mod scope;
@@ -25,17 +26,37 @@ pub(crate) fn router(gw: Arc<Inner>) -> axum::Router {
 }
 
 /// Query parameters the gateway reads: `project_id` (must be the session's
-/// project) and whether a `search` is present.
-fn query_scope(query: Option<&str>, own: &str) -> Result<bool, &'static str> {
-    let mut search = false;
+/// project) and the caller's `search` (at most one, its parentheses and
+/// quotes balanced, so that ANDing it with the scope cannot escape).
+fn query_scope(query: Option<&str>, own: &str) -> Result<Option<String>, &'static str> {
+    let mut search = None;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
             "project_id" if v != own => return Err("a project_id of another project"),
-            "search" => search = true,
+            "search" if search.is_some() => return Err("more than one search"),
+            "search" if !balanced(&v) => return Err("a search with unbalanced parentheses"),
+            "search" => search = Some(v.into_owned()),
             _ => {}
         }
     }
     Ok(search)
+}
+
+/// Parentheses outside quoted values never close more than they opened and
+/// all close; every `'` value is closed (`''` is a quote inside one).
+fn balanced(search: &str) -> bool {
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for c in search.chars() {
+        match (quoted, c) {
+            (_, '\'') => quoted = !quoted,
+            (false, '(') => depth += 1,
+            (false, ')') if depth == 0 => return false,
+            (false, ')') => depth -= 1,
+            _ => {}
+        }
+    }
+    depth == 0 && !quoted
 }
 
 async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
@@ -62,7 +83,7 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
         return deny("not on the allow-list");
     };
     let query = parts.uri.query();
-    let has_search = match query_scope(query, &who.project) {
+    let caller_search = match query_scope(query, &who.project) {
         Ok(s) => s,
         Err(why) => return deny(why),
     };
@@ -76,8 +97,12 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
         return refuse::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     };
+    let body = match body::confined(rule.fields, &body) {
+        Ok(b) => b,
+        Err(why) => return deny(&why),
+    };
     let (body, filter, search) =
-        match scope::check(&gw, &who, method, rule, &params, has_search, body).await {
+        match scope::check(&gw, &who, method, rule, &params, caller_search, body).await {
             Plan::Forward {
                 body,
                 filter,
@@ -101,24 +126,27 @@ async fn handle(State(gw): State<Arc<Inner>>, req: Request) -> Response {
         Err(r) => return r,
     };
     match filter {
-        Some(key) => forward::narrowed(resp, key, &who.project).await,
+        Some(narrow) => forward::narrowed(resp, narrow, &who.project).await,
         None => forward::relay(resp, access::ended(gw.facts.clone(), who)),
     }
 }
 
-/// The upstream path and query: the caller's query as given, plus the
-/// scope's `search` when it adds one.
+/// The upstream path and query: the caller's query minus its `search`,
+/// plus the scope's `search` (which includes the caller's) when it has one.
 fn target(mut path: String, query: Option<&str>, search: Option<&str>) -> String {
-    let mut sep = '?';
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        path.push(sep);
-        path.push_str(q);
-        sep = '&';
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if k != "search" {
+            out.append_pair(&k, &v);
+        }
     }
     if let Some(s) = search {
-        path.push(sep);
-        path.push_str("search=");
-        path.extend(url::form_urlencoded::byte_serialize(s.as_bytes()));
+        out.append_pair("search", s);
+    }
+    let query = out.finish();
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query);
     }
     path
 }
@@ -126,6 +154,15 @@ fn target(mut path: String, query: Option<&str>, search: Option<&str>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_cannot_escape_its_parentheses() {
+        assert!(balanced("name = 'a' and (id = 'b' or id = ')(')"));
+        assert!(balanced("name = 'it''s'"));
+        assert!(!balanced("name = 'a') or (id != ''"));
+        assert!(!balanced("name = 'a"));
+        assert!(!balanced("(name = 'a'"));
+    }
 
     #[test]
     fn targets_keep_the_query_and_add_the_search() {
@@ -136,15 +173,20 @@ mod tests {
             "/p?search=id+%3D+%27x%27"
         );
         assert_eq!(
-            target("/p".into(), Some("a=1"), Some("s")),
+            target("/p".into(), Some("a=1&search=x"), Some("s")),
             "/p?a=1&search=s"
         );
+        assert_eq!(target("/p".into(), Some("search=x"), None), "/p");
     }
 
     #[test]
     fn project_id_queries_must_name_the_session_project() {
-        assert_eq!(query_scope(None, "p"), Ok(false));
-        assert_eq!(query_scope(Some("project_id=p&search=x"), "p"), Ok(true));
+        assert_eq!(query_scope(None, "p"), Ok(None));
+        assert_eq!(
+            query_scope(Some("project_id=p&search=x"), "p"),
+            Ok(Some("x".into()))
+        );
+        assert!(query_scope(Some("search=a&search=b"), "p").is_err());
         assert!(query_scope(Some("project_id=q"), "p").is_err());
         assert!(query_scope(Some("page=1&project_id=p&project_id=q"), "p").is_err());
     }

@@ -10,14 +10,33 @@ use crate::SessionIdentity;
 use crate::allow::{Params, Rule, Scope};
 use crate::gateway::Inner;
 
+/// How a list answer is narrowed to the session's project.
+#[derive(Debug, Clone, Copy)]
+pub struct Narrow {
+    /// The item field naming the project.
+    pub key: &'static str,
+    /// `total` and `size` are always those of the kept items (else only
+    /// when items were dropped): a page past the end would otherwise count
+    /// what the caller's search matched elsewhere.
+    pub recount: bool,
+}
+
+/// The caller's `search` ANDed with `field = 'own'`.
+fn scoped_search(caller: Option<&str>, field: &str, own: &str) -> String {
+    match caller {
+        Some(s) => format!("({s}) and {field} = '{own}'"),
+        None => format!("{field} = '{own}'"),
+    }
+}
+
 /// What the scope decided.
 #[derive(Debug)]
 pub enum Plan {
-    /// Forward with this body; keep only list items whose `key` is the
-    /// session's project when `filter` says so.
+    /// Forward with this body and `search`; narrow a list answer when
+    /// `filter` says so.
     Forward {
         body: Bytes,
-        filter: Option<&'static str>,
+        filter: Option<Narrow>,
         search: Option<String>,
     },
     /// Answer with what a lookup already fetched.
@@ -41,7 +60,7 @@ pub async fn check(
     method: &str,
     rule: &Rule,
     params: &Params<'_>,
-    query_has_search: bool,
+    caller_search: Option<String>,
     body: Bytes,
 ) -> Plan {
     let own = who.project.as_str();
@@ -51,16 +70,25 @@ pub async fn check(
     match rule.scope {
         Scope::ProjectQuery => match body_project(&body, own, method == "POST") {
             Err(why) => Plan::Deny(why),
-            Ok(body) => Plan::Forward {
+            Ok(body) if method == "GET" => Plan::Forward {
                 body,
-                filter: (method == "GET").then_some("project_id"),
-                search: None,
+                filter: Some(Narrow {
+                    key: "project_id",
+                    recount: false,
+                }),
+                search: caller_search
+                    .as_deref()
+                    .map(|s| scoped_search(Some(s), "project_id", own)),
             },
+            Ok(body) => forward(body),
         },
         Scope::ProjectList => Plan::Forward {
             body,
-            filter: Some("id"),
-            search: (!query_has_search).then(|| format!("id = '{own}'")),
+            filter: Some(Narrow {
+                key: "id",
+                recount: true,
+            }),
+            search: Some(scoped_search(caller_search.as_deref(), "id", own)),
         },
         Scope::Project => match body_project(&body, own, method == "POST") {
             Err(why) => Plan::Deny(why),

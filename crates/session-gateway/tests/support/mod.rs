@@ -243,9 +243,11 @@ impl World {
                     "127.0.0.1:0",
                 ])
                 .arg("--in-memory")
-                .args(["--token", &format!("admin={ADMIN_TOKEN}")])
-                .args(["--token", &format!("cp={CP_TOKEN}")])
-                .args(["--token", &format!("leak={OWN_TOKEN}")])
+                // Secrets in the environment: the devserver refuses them on argv.
+                .env(
+                    "AMBIENT_DEVSERVER_TOKEN",
+                    format!("admin={ADMIN_TOKEN},cp={CP_TOKEN},leak={OWN_TOKEN}"),
+                )
                 .listener("grpc")
                 .listener("http"),
         );
