@@ -136,6 +136,12 @@ fn a_session_reaches_exactly_what_the_allow_list_grants() {
             false,
         ));
     }
+    // A runner may record its SDK session, never move its phase (a Stop
+    // undone would keep its session, tokens and credentials alive).
+    cells.push((
+        json!({"name": "grpc UpdateSessionStatus own phase", "grpc": "UpdateSessionStatus", "phase": "Pending"}),
+        false,
+    ));
     for (rpc, allowed) in [
         ("GetSession", true),
         ("PushSessionMessage", true),

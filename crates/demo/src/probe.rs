@@ -16,7 +16,8 @@
 //! - `{"name", "grpc": RPC, "session"?}`: one `ambient.v1` call on that
 //!   session (its own without `session`) (`GetSession`, `ListSessions`, `PushSessionMessage`,
 //!   `WatchSessionMessages`, `WatchSessions`, `UpdateSessionStatus`,
-//!   `DeleteSession`, `ListProjects`; the status update writes `Running`);
+//!   `DeleteSession`, `ListProjects`; the status update writes
+//!   `sdk_session_id`, or the cell's `phase`);
 //!   `ok` when it answered OK (a stream:
 //!   when it opened);
 //! - `{"name", "exchange_as": SESSION_ID}`: a token exchange claiming
@@ -76,7 +77,7 @@ pub async fn run(config: Config) -> Result<()> {
             rest_cell(&http, &base, &token, rest, cell.get("body")).await?
         } else if let Some(rpc) = cell["grpc"].as_str() {
             let session = cell["session"].as_str().unwrap_or(&session_id);
-            grpc_cell(&api, rpc, session).await?
+            grpc_cell(&api, rpc, session, cell["phase"].as_str()).await?
         } else if let Some(other) = cell["exchange_as"].as_str() {
             exchange_cell(&settings.token, other).await
         } else {
@@ -130,7 +131,12 @@ fn outcome<T>(result: Result<T, CallError>) -> (bool, String) {
     }
 }
 
-async fn grpc_cell(api: &Api, rpc: &str, session: &str) -> Result<(bool, String)> {
+async fn grpc_cell(
+    api: &Api,
+    rpc: &str,
+    session: &str,
+    phase: Option<&str>,
+) -> Result<(bool, String)> {
     let id = session.to_owned();
     let sessions = |ch| SessionServiceClient::new(ch);
     Ok(match rpc {
@@ -177,7 +183,8 @@ async fn grpc_cell(api: &Api, rpc: &str, session: &str) -> Result<(bool, String)
             api.unary(
                 UpdateSessionStatusRequest {
                     id,
-                    phase: Some("Running".into()),
+                    sdk_session_id: phase.is_none().then(|| "probe".to_owned()),
+                    phase: phase.map(str::to_owned),
                     ..UpdateSessionStatusRequest::default()
                 },
                 |ch, r| async move { sessions(ch).update_session_status(r).await },
