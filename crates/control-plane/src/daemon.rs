@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, watch};
 use crate::api::Api;
 use crate::config::{ApiAuth, Config, Mode, SessionIdentityMode, Settings};
 use crate::informer::{self, Store};
+use crate::keypair::rotation::{self, KeyStore};
 use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::reconcile::{Controller, Key};
@@ -244,13 +245,16 @@ impl Caches {
     }
 }
 
+/// How an informer's changed ID is enqueued, and where it is announced.
+type KeyAndAnnounce = (fn(String) -> Key, Option<broadcast::Sender<String>>);
+
 /// The informer of `store`, restarted if it panics; every changed ID is
 /// enqueued as `key(id)` (and announced on `announce`, when given).
 fn informed<K: informer::Kind>(
     (api, resync, metrics, queue): (&Api, std::time::Duration, &Metrics, &WorkQueue<Key>),
     name: &'static str,
     store: &Arc<Store<K>>,
-    (key, announce): (fn(String) -> Key, Option<broadcast::Sender<String>>),
+    (key, announce): KeyAndAnnounce,
 ) -> impl Future<Output = ()> + Send + 'static {
     let (api, store, metrics, queue) = (api.clone(), store.clone(), metrics.clone(), queue.clone());
     supervise(name, move || {
@@ -305,6 +309,8 @@ struct Serving {
     token_server: RunningServer,
     /// The session gateway's address (absent with `CP_SESSION_IDENTITY=platform`).
     gateway: Option<SocketAddr>,
+    /// The session tokens' minter (absent with `CP_SESSION_IDENTITY=platform`).
+    tokens: Option<Arc<SessionTokens>>,
 }
 
 /// Binds the token server and, unless sessions act as the platform, the
@@ -355,9 +361,10 @@ async fn serve_sessions(
         return Ok(Serving {
             token_server,
             gateway: None,
+            tokens: None,
         });
     };
-    let gateway = session_identity::gateway(cfg, identities, provider, minter)?;
+    let gateway = session_identity::gateway(cfg, identities, provider, minter.clone())?;
     let listener = tokio::net::TcpListener::bind(settings.identity.gateway_listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.identity.gateway_listen))?;
@@ -371,6 +378,7 @@ async fn serve_sessions(
     Ok(Serving {
         token_server,
         gateway: Some(addr),
+        tokens: Some(minter),
     })
 }
 
@@ -456,6 +464,27 @@ pub async fn run(
     tasks.spawn(identities.clone().forget_ended());
     let serving =
         serve_sessions(&cfg, &settings, keys, (&identities, &provider), &mut tasks).await?;
+    let key_store = match (&clients, &local) {
+        (Some((_, project)), _) => Some(KeyStore::secret(
+            project.clone(),
+            &settings.runtime_namespace,
+        )),
+        (None, Some(local)) => Some(KeyStore::Files(local.clone())),
+        (None, None) => None,
+    };
+    // Every replica follows the signing keys of the Secret; the leader
+    // rotates them (below).
+    if let (Some(store @ KeyStore::Secret(_)), Some(tokens)) = (&key_store, &serving.tokens) {
+        tasks.spawn(rotation::reload(
+            store.clone(),
+            settings.identity.key_reload,
+            tokens.clone(),
+        ));
+    }
+    let rotating = match (key_store, &serving.tokens, settings.identity.key_rotation) {
+        (Some(store), Some(tokens), Some(period)) => Some((store, tokens.clone(), period)),
+        _ => None,
+    };
 
     let (health_addr, health_task) = serve_health(
         settings.health_listen,
@@ -522,6 +551,7 @@ pub async fn run(
     let workers = cfg.workers;
     let leadership = async {
         let mut running: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> = None;
+        let mut rotation_task: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let is_leader = *leading.borrow_and_update();
             metrics.set_leader(is_leader);
@@ -531,9 +561,15 @@ pub async fn run(
                     let (stop_tx, stop_rx) = watch::channel(false);
                     let task = tokio::spawn(controller.clone().run(workers, stop_rx));
                     running = Some((stop_tx, task));
+                    rotation_task = rotating.clone().map(|(store, tokens, period)| {
+                        tokio::spawn(rotation::rotate(store, period, tokens))
+                    });
                 }
                 (false, true) => {
                     tracing::info!("lost the lease: stopping reconcile workers");
+                    if let Some(rotation) = rotation_task.take() {
+                        rotation.abort();
+                    }
                     if let Some((stop, task)) = running.take() {
                         let _ = stop.send(true);
                         let _ = task.await;
@@ -543,6 +579,9 @@ pub async fn run(
             }
             if leading.changed().await.is_err() {
                 // The election task ended: never reconcile without the lease.
+                if let Some(rotation) = rotation_task.take() {
+                    rotation.abort();
+                }
                 if let Some((stop, task)) = running.take() {
                     let _ = stop.send(true);
                     let _ = task.await;

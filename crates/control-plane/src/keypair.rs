@@ -4,7 +4,7 @@
 //! the winner is re-read and used, so every replica ends up with the same
 //! keys. A Secret written before session tokens existed gets its signing
 //! keys added in place (a conditional update: a concurrent writer wins and
-//! is re-read).
+//! is re-read). [`rotation`] rotates the signing keys.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -19,6 +19,8 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 
 use crate::names;
+
+pub mod rotation;
 
 /// The keypair could not be loaded or created.
 #[derive(Debug, thiserror::Error)]

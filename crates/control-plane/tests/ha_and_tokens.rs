@@ -3,81 +3,13 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use ambient_protocol::exchange::{encrypt_v1, encrypt_v2};
 use ambient_protocol::keys::PublicKey;
-use base64::Engine as _;
 use integration_tests::TempDir;
 use reqwest::Method;
+use support::exchange::*;
 use support::*;
-
-fn published_key(kube: &FakeKube) -> PublicKey {
-    let secret = kube
-        .get("secrets", "ambient-code", "ambient-cp-token-keypair")
-        .unwrap_or_else(|| panic!("no keypair Secret"));
-    let b64 = secret["data"]["public.pem"].as_str().unwrap_or_default();
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap_or_else(|e| panic!("{e}"));
-    PublicKey::from_pem(&String::from_utf8_lossy(&pem)).unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn exchange(
-    addr: std::net::SocketAddr,
-    key: &PublicKey,
-    session: &str,
-) -> (u16, serde_json::Value) {
-    let bearer = encrypt_v2(key, session, SystemTime::now()).unwrap_or_else(|e| panic!("{e}"));
-    exchange_bearer(addr, &bearer).await
-}
-
-/// The same with the v1 plaintext (a bare session ID).
-async fn exchange_v1(
-    addr: std::net::SocketAddr,
-    key: &PublicKey,
-    session: &str,
-) -> (u16, serde_json::Value) {
-    let bearer = encrypt_v1(key, session).unwrap_or_else(|e| panic!("{e}"));
-    exchange_bearer(addr, &bearer).await
-}
-
-async fn exchange_bearer(addr: std::net::SocketAddr, bearer: &str) -> (u16, serde_json::Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{addr}/token"))
-        .header("authorization", format!("Bearer {bearer}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
-}
-
-/// The claims of a JWT, unverified (the gateway's tests verify them).
-fn claims(token: &str) -> serde_json::Value {
-    let payload = token.split('.').nth(1).unwrap_or_default();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap_or_default();
-    serde_json::from_slice(&bytes).unwrap_or_default()
-}
-
-/// Makes the session's pod Running at `ip` (the kubelet's part).
-fn run_pod_at(kube: &FakeKube, ns: &str, session: &str, ip: &str) {
-    let status = serde_json::json!({
-        "phase": "Running",
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "containerStatuses": [{
-            "name": "ambient-code-runner", "ready": true, "restartCount": 0,
-            "image": "runner", "imageID": "", "state": {"running": {}}
-        }]
-    });
-    assert!(
-        kube.set_pod_status(ns, &pod_name(session), status),
-        "no pod for {session}"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_token_server_knows_the_informers_sessions() {
@@ -204,14 +136,7 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
         .await;
         let (_, body) = exchange(addr, &key, &id).await;
         let token = body["token"].as_str().unwrap_or_default().to_owned();
-        let header = token.split('.').next().unwrap_or_default();
-        let header: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(header)
-                .unwrap_or_default(),
-        )
-        .unwrap_or_default();
-        kids.push(header["kid"].clone());
+        kids.push(header(&token)["kid"].clone());
     }
     assert_eq!(kids[0], kids[1], "the replicas sign with different keys");
     assert!(kids[0].is_string(), "{kids:?}");

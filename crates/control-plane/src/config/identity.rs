@@ -2,6 +2,7 @@
 //! gateway"): `CP_SESSION_IDENTITY` and the gateway's listener and URL.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
@@ -42,6 +43,26 @@ pub struct IdentityArgs {
     /// host of CP_TOKEN_URL with the gateway's port.
     #[arg(long, env = "CP_GATEWAY_URL")]
     pub gateway_url: Option<String>,
+
+    /// Hours between two session-token signing keys: every half period a
+    /// new key is published (JWKS, keypair Secret), then made the one that
+    /// signs; 0 = never rotate.
+    #[arg(
+        long,
+        env = "CP_SESSION_KEY_ROTATION_HOURS",
+        value_name = "HOURS",
+        default_value_t = 24
+    )]
+    pub session_key_rotation_hours: u64,
+
+    /// The rotation period in seconds, overriding the hours (tests).
+    #[arg(long, env = "CP_SESSION_KEY_ROTATION_SECONDS", hide = true)]
+    pub session_key_rotation_seconds: Option<u64>,
+
+    /// Seconds between two readings of the signing keys by every replica.
+    #[arg(long, env = "CP_SESSION_KEY_RELOAD_SECONDS", hide = true, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_key_reload_seconds: u64,
 }
 
 /// The validated session-identity settings.
@@ -51,6 +72,10 @@ pub struct IdentitySettings {
     pub gateway_listen: SocketAddr,
     /// `http://host:port` pods use, when known (else derived at startup).
     pub gateway_url: Option<String>,
+    /// Signing-key rotation period (`None`: never).
+    pub key_rotation: Option<Duration>,
+    /// How often every replica re-reads the signing keys.
+    pub key_reload: Duration,
 }
 
 impl IdentityArgs {
@@ -61,11 +86,45 @@ impl IdentityArgs {
             Some("") | None => token_url.and_then(|t| gateway_url_beside(t, gateway_listen.port())),
             Some(raw) => Some(checked_url(raw)?),
         };
+        let (key_rotation, key_reload) = self.key_rotation()?;
         Ok(IdentitySettings {
             mode: self.session_identity,
             gateway_listen,
             gateway_url,
+            key_rotation,
+            key_reload,
         })
+    }
+
+    /// The rotation period and the reload interval; a half period must
+    /// leave every replica two readings of a next key before it signs.
+    fn key_rotation(&self) -> Result<(Option<Duration>, Duration), ConfigError> {
+        let reload = Duration::from_secs(self.session_key_reload_seconds.max(1));
+        let seconds = match self.session_key_rotation_seconds {
+            Some(s) => s,
+            None => self
+                .session_key_rotation_hours
+                .checked_mul(3600)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "CP_SESSION_KEY_ROTATION_HOURS",
+                    reason: "is too large".into(),
+                })?,
+        };
+        if seconds == 0 {
+            return Ok((None, reload));
+        }
+        let period = Duration::from_secs(seconds);
+        if period / 2 < reload * 2 {
+            return Err(ConfigError::Invalid {
+                name: "CP_SESSION_KEY_ROTATION_HOURS",
+                reason: format!(
+                    "a {seconds} s period publishes a key for less than two key readings \
+                     ({} s apart) before it signs",
+                    reload.as_secs()
+                ),
+            });
+        }
+        Ok((Some(period), reload))
     }
 }
 
@@ -117,7 +176,30 @@ mod tests {
             session_identity: SessionIdentityMode::Gateway,
             gateway_listen_addr: ":8082".into(),
             gateway_url: url.map(str::to_owned),
+            session_key_rotation_hours: 24,
+            session_key_rotation_seconds: None,
+            session_key_reload_seconds: 60,
         }
+    }
+
+    #[test]
+    fn key_rotation_is_daily_by_default_never_at_zero_and_slower_than_two_readings() {
+        let s = args(None).validate(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.key_rotation, Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(s.key_reload, Duration::from_secs(60));
+        let mut a = args(None);
+        a.session_key_rotation_hours = 0;
+        assert_eq!(a.validate(None).ok().map(|s| s.key_rotation), Some(None));
+        a.session_key_rotation_seconds = Some(10);
+        a.session_key_reload_seconds = 2;
+        assert!(a.validate(None).is_ok());
+        a.session_key_reload_seconds = 3;
+        let e = a
+            .validate(None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("CP_SESSION_KEY_ROTATION_HOURS"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! devserver and the real control plane (child processes), and REST helpers.
 #![allow(dead_code)]
 
+pub mod exchange;
 pub mod fake_api;
 pub mod fake_kube;
 pub mod render;

@@ -215,11 +215,18 @@ impl SessionTokens {
     }
 
     /// Changes the key ring in place (rotation: `set_next`, `promote_next`,
-    /// `retire_expired`). Tokens already cached stay valid: a key that
-    /// signed one stays published as retired until it expires.
+    /// `retire_expired`). When the current key changes, the cached tokens
+    /// are forgotten so that the new key signs from now on; tokens already
+    /// handed out stay valid (their key stays published as retired until
+    /// they expire).
     pub fn update_ring<R>(&self, change: impl FnOnce(&mut KeyRing) -> R) -> R {
         let mut ring = self.ring.write().unwrap_or_else(|p| p.into_inner());
-        change(&mut ring)
+        let before = ring.current().kid().to_owned();
+        let result = change(&mut ring);
+        if ring.current().kid() != before {
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        result
     }
 
     /// The JWKS document of the published keys.

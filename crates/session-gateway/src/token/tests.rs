@@ -276,6 +276,25 @@ fn rotation_publishes_next_before_use_and_keeps_retired_until_expiry() {
 }
 
 #[test]
+fn a_new_current_key_signs_at_once_cached_tokens_notwithstanding() {
+    let [k0, k1, k2] = test_keys();
+    let tokens = minter(KeyRing::new(k0.clone()).with_next(k1.clone()));
+    let old = mint(&tokens, "sess-0001", t0());
+    // Publishing a next key changes nothing for the cache.
+    tokens.update_ring(|r| r.set_next(k2.clone()));
+    assert_eq!(mint(&tokens, "sess-0001", t0() + secs(1)), old);
+    // A new current key: the cached token is not handed out again.
+    tokens.update_ring(|r| {
+        *r = KeyRing::new(k1.clone())
+            .with_retired(k0.verifying_key().clone(), t0() + MAX_LIFETIME + LEEWAY)
+    });
+    let new = mint(&tokens, "sess-0001", t0() + secs(2));
+    assert_eq!(part(&new, 0)["kid"], k1.kid());
+    // The old token still verifies with the retired key.
+    assert!(tokens.verify_at(&old, t0() + secs(2)).is_ok());
+}
+
+#[test]
 fn cache_reuses_a_token_until_a_third_of_its_life_remains() {
     let tokens = minter(KeyRing::new(test_keys()[0].clone()));
     let first = mint(&tokens, "sess-0001", t0());

@@ -218,36 +218,52 @@ impl ProcessRuntime {
     pub async fn keys(&self) -> anyhow::Result<crate::keypair::Keys> {
         use anyhow::Context as _;
         let exchange = self.exchange_key().await?;
-        let path = self.inner.layout.signing_keys();
-        let signing = match std::fs::read(&path) {
-            Ok(raw) => {
-                let data: std::collections::BTreeMap<String, String> = serde_json::from_slice(&raw)
-                    .with_context(|| format!("{} is not the expected JSON", path.display()))?;
-                let data = data
-                    .into_iter()
-                    .map(|(k, v)| (k, ambient_protocol::Secret::new(v)))
-                    .collect();
-                KeyRing::from_secret_data(&data, SystemTime::now())
-                    .with_context(|| format!("{} holds no usable signing keys", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let ring = tokio::task::spawn_blocking(SigningKey::generate)
+        let signing = match self.signing_keys()? {
+            Some(ring) => ring,
+            None => {
+                let key = tokio::task::spawn_blocking(SigningKey::generate)
                     .await
                     .context("key generation")?
                     .context("key generation")?;
-                let ring = KeyRing::new(ring);
-                let data: std::collections::BTreeMap<String, String> = ring
-                    .to_secret_data()?
-                    .into_iter()
-                    .map(|(k, v)| (k, v.expose().to_owned()))
-                    .collect();
-                state::write_atomic(&path, &serde_json::to_vec(&data)?, Durability::Disk)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                let ring = KeyRing::new(key);
+                self.save_signing_keys(&ring)?;
                 ring
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         Ok(crate::keypair::Keys { exchange, signing })
+    }
+
+    /// The signing keys stored in the state directory (`None`: none yet).
+    pub fn signing_keys(&self) -> anyhow::Result<Option<KeyRing>> {
+        use anyhow::Context as _;
+        let path = self.inner.layout.signing_keys();
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let data: std::collections::BTreeMap<String, String> = serde_json::from_slice(&raw)
+            .with_context(|| format!("{} is not the expected JSON", path.display()))?;
+        let data = data
+            .into_iter()
+            .map(|(k, v)| (k, ambient_protocol::Secret::new(v)))
+            .collect();
+        KeyRing::from_secret_data(&data, SystemTime::now())
+            .map(Some)
+            .with_context(|| format!("{} holds no usable signing keys", path.display()))
+    }
+
+    /// Writes the signing keys to the state directory (0600, atomically).
+    pub fn save_signing_keys(&self, ring: &KeyRing) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let path = self.inner.layout.signing_keys();
+        let data: std::collections::BTreeMap<String, String> = ring
+            .to_secret_data()?
+            .into_iter()
+            .map(|(k, v)| (k, v.expose().to_owned()))
+            .collect();
+        state::write_atomic(&path, &serde_json::to_vec(&data)?, Durability::Disk)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The token-exchange key in the state directory, generated (0600) the first time.
