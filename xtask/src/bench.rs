@@ -90,6 +90,15 @@ pub fn bench(extra: &[String]) -> Result<()> {
                 .args(["--seconds", &seconds, "--out"])
                 .arg(&out))
         }
+        "gateway" => {
+            let seconds = number("5", "SECONDS")?;
+            let release = release_build()?;
+            run(example(&release, "gateway_bench")
+                .arg("--devserver")
+                .arg(release.join("ambient-devserver"))
+                .args(["--seconds", &seconds, "--out"])
+                .arg(&out))
+        }
         "mcp-sidecar" | "mcp" => {
             let release = release_build()?;
             let sidecars = crate::images::build_sidecars()?;
@@ -117,7 +126,7 @@ pub fn bench(extra: &[String]) -> Result<()> {
                 .arg(&out))
         }
         other => bail!(
-            "unknown benchmark {other:?} (known: token-exchange, session-tokens, relist, runner-messages, mcp-sidecar, credential-bridge, reconcile, all)"
+            "unknown benchmark {other:?} (known: token-exchange, session-tokens, relist, runner-messages, gateway, mcp-sidecar, credential-bridge, reconcile, all)"
         ),
     }
 }

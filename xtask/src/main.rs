@@ -12,6 +12,8 @@
 //!   from the cache/s and verified/s.
 //!   `runner-messages`: push → watch delivery latency and messages/s of one
 //!   session through a release devserver.
+//!   `gateway`: push → watch latency through the session gateway and its
+//!   overhead on a REST GET, each beside the same call made directly.
 //!   `mcp-sidecar`: ambient-mcp's cold start, idle RSS and tool-call
 //!   overhead vs a direct REST GET. `credential-bridge`: idle RSS of
 //!   `credential-entrypoint --serve-mcp` vs PyPI `mcp-proxy`, and the time
@@ -46,7 +48,8 @@ commands:
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
                   names: token-exchange, session-tokens, relist (SECONDS is the session count there),
-                  runner-messages, mcp-sidecar (cold start, idle RSS, tool-call overhead),
+                  runner-messages, gateway (push → watch and REST GET overhead through the session gateway),
+                  mcp-sidecar (cold start, idle RSS, tool-call overhead),
                   credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency),
                   reconcile [SESSIONS] [RATE]: REST create → pod create request seen by the
                   process runtime, at RATE sessions/s (default 200 at 5/s; 0: one at a time)

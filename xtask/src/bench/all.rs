@@ -45,6 +45,7 @@ const ALL: &[(&str, &str)] = &[
         "credential-entrypoint vs mcp-proxy RSS, rotation",
     ),
     ("runner-messages", "runner-client push → watch latency"),
+    ("gateway", "session gateway push → watch, REST GET overhead"),
     ("image-sizes", "compressed size of every image"),
 ];
 
