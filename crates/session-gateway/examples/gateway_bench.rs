@@ -309,8 +309,10 @@ async fn main() -> Result<()> {
         Command::new(&args.devserver)
             .args(["--in-memory", "--grpc-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
-            .args(["--token", &format!("admin={ADMIN_TOKEN}")])
-            .args(["--token", &format!("cp={CP_TOKEN}")])
+            .env(
+                "AMBIENT_DEVSERVER_TOKEN",
+                format!("admin={ADMIN_TOKEN},cp={CP_TOKEN}"),
+            )
             .args(["--log-level", "warn"]),
         &["grpc", "http"],
     )
