@@ -33,7 +33,8 @@ pub struct Planned {
     pub name: String,
     pub role: Role,
     pub argv: Vec<String>,
-    /// The complete environment (nothing else is inherited but PATH and HOME).
+    /// The complete environment (nothing else is inherited but PATH and
+    /// LANG; HOME is the container's own directory in the pod).
     pub env: BTreeMap<String, String>,
     pub cwd: PathBuf,
     /// Pod port → local port.
@@ -154,12 +155,19 @@ fn plan_container(
             vars.insert(e.name.clone(), value);
         }
     }
-    let dirs: Vec<PathBuf> = c
+    let mut dirs: Vec<PathBuf> = c
         .volume_mounts
         .iter()
         .flatten()
         .map(|m| volume_dir(&m.name).0)
         .collect();
+    // Its own HOME, as a container has (unless the pod names one): a
+    // runner writing `~/.gitconfig` must not change this machine's user.
+    if !vars.contains_key("HOME") {
+        let home = volume_dir(&format!(".home-{}", c.name)).0;
+        vars.insert("HOME".into(), home.display().to_string());
+        dirs.push(home);
+    }
     let mount_dir = |path: &str| {
         mounts
             .iter()
@@ -210,7 +218,7 @@ fn plan_container(
             argv
         }
     };
-    for inherited in ["PATH", "HOME", "LANG"] {
+    for inherited in ["PATH", "LANG"] {
         if let Some(v) = std::env::var_os(inherited).and_then(|v| v.into_string().ok()) {
             vars.entry(inherited.into()).or_insert(v);
         }

@@ -208,3 +208,24 @@ fn a_container_it_cannot_run_or_a_missing_secret_fails_the_session() {
         "{err:?}"
     );
 }
+
+/// A container's `HOME` is its own directory in the pod, never the control
+/// plane's: a runner that writes `~/.gitconfig` (the reference runner runs
+/// `git config --global`) must not change the machine's user.
+#[test]
+fn each_container_has_a_home_of_its_own() {
+    let all = planned();
+    let mut homes = std::collections::BTreeSet::new();
+    for p in &all {
+        let home = PathBuf::from(&p.env["HOME"]);
+        assert!(
+            home.starts_with("/state/pod/volumes"),
+            "{}: HOME {}",
+            p.name,
+            home.display()
+        );
+        assert!(p.dirs.contains(&home), "{}: HOME is not created", p.name);
+        homes.insert(home);
+    }
+    assert_eq!(homes.len(), all.len(), "containers share a HOME");
+}
