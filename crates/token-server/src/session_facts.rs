@@ -96,33 +96,23 @@ impl ApiFacts {
     }
 
     fn remember_session(&self, id: &str, record: Option<SessionRecord>) {
-        let changed = {
-            let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            bound(&mut map);
-            let changed = map.get(id).is_some_and(|old| old.value != record);
-            map.insert(
-                id.to_owned(),
-                Entry {
-                    value: record,
-                    read: Instant::now(),
-                },
-            );
-            changed
-        };
-        if changed {
-            let _ = self.changes.send(id.to_owned());
-        }
+        self.remember(&self.sessions, id, record);
     }
 
     fn remember_credentials(&self, id: &str, credentials: BTreeSet<String>) {
+        self.remember(&self.credentials, id, credentials);
+    }
+
+    /// Records `value` for `id` in `map` (bounded), announcing a change.
+    fn remember<T: PartialEq>(&self, map: &Mutex<HashMap<String, Entry<T>>>, id: &str, value: T) {
         let changed = {
-            let mut map = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
             bound(&mut map);
-            let changed = map.get(id).is_some_and(|old| old.value != credentials);
+            let changed = map.get(id).is_some_and(|old| old.value != value);
             map.insert(
                 id.to_owned(),
                 Entry {
-                    value: credentials,
+                    value,
                     read: Instant::now(),
                 },
             );
