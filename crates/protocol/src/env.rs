@@ -45,6 +45,8 @@ pub const WORKSPACE_PATH: &str = "WORKSPACE_PATH";
 pub const AGUI_PORT: &str = "AGUI_PORT";
 pub const AMBIENT_CP_TOKEN_URL: &str = "AMBIENT_CP_TOKEN_URL";
 pub const AMBIENT_CP_TOKEN_PUBLIC_KEY: &str = "AMBIENT_CP_TOKEN_PUBLIC_KEY";
+/// Ours: the path of the session's v3 key file (exchange v3; never the key itself).
+pub const AMBIENT_SESSION_KEY_FILE: &str = "AMBIENT_SESSION_KEY_FILE";
 pub const AMBIENT_GRPC_URL: &str = "AMBIENT_GRPC_URL";
 pub const AMBIENT_GRPC_ENABLED: &str = "AMBIENT_GRPC_ENABLED";
 pub const AMBIENT_GRPC_CA_CERT_FILE: &str = "AMBIENT_GRPC_CA_CERT_FILE";

@@ -36,6 +36,8 @@ use base64::engine::general_purpose::STANDARD;
 use crate::keys::{KeyError, PrivateKey, PublicKey};
 use crate::secret::Secret;
 
+pub mod v3;
+
 /// Minimum length of a session ID (v1 rule 4).
 pub const MIN_SESSION_ID_LEN: usize = 8;
 /// Allowed clock skew for a v2 `iat`.
@@ -55,6 +57,8 @@ pub enum Protocol {
     V1,
     /// JSON `{"v":2,"sid","iat","nonce"}` (replay-resistant).
     V2,
+    /// `Ambient-HMAC` proof of a per-session key ([`v3`]).
+    V3,
 }
 
 impl Protocol {
@@ -63,6 +67,7 @@ impl Protocol {
         match self {
             Protocol::V1 => "v1",
             Protocol::V2 => "v2",
+            Protocol::V3 => "v3",
         }
     }
 }
@@ -74,8 +79,9 @@ impl std::str::FromStr for Protocol {
         match s {
             "v1" | "1" => Ok(Protocol::V1),
             "v2" | "2" => Ok(Protocol::V2),
+            "v3" | "3" => Ok(Protocol::V3),
             other => Err(format!(
-                "unknown exchange protocol {other:?} (expected v1 or v2)"
+                "unknown exchange protocol {other:?} (expected v1, v2 or v3)"
             )),
         }
     }
@@ -110,11 +116,19 @@ pub enum Rejection {
     V1Refused,
     #[error("malformed v2 request")]
     MalformedV2,
-    #[error("v2 request is stale")]
+    #[error("v1/v2 exchange refused: this server requires v3")]
+    V3Required,
+    #[error("malformed v3 request")]
+    MalformedV3,
+    #[error("unknown v3 key id")]
+    UnknownKeyId,
+    #[error("v3 proof does not verify")]
+    BadMac,
+    #[error("request is stale")]
     StaleIat,
-    #[error("v2 request is from the future")]
+    #[error("request is from the future")]
     FutureIat,
-    #[error("v2 nonce already used")]
+    #[error("nonce already used")]
     ReplayedNonce,
     #[error("server busy")]
     NonceCacheFull,
@@ -122,6 +136,8 @@ pub enum Rejection {
     BadSessionId,
     #[error("session is not live")]
     SessionNotLive,
+    #[error("not the session's current pod generation")]
+    StaleGeneration,
 }
 
 impl Rejection {
@@ -134,10 +150,14 @@ impl Rejection {
             | Rejection::Decrypt
             | Rejection::V1Refused
             | Rejection::MalformedV2
+            | Rejection::V3Required
+            | Rejection::MalformedV3
+            | Rejection::UnknownKeyId
+            | Rejection::BadMac
             | Rejection::StaleIat
             | Rejection::FutureIat
             | Rejection::ReplayedNonce => 401,
-            Rejection::BadSessionId | Rejection::SessionNotLive => 403,
+            Rejection::BadSessionId | Rejection::SessionNotLive | Rejection::StaleGeneration => 403,
             Rejection::NonceCacheFull => 503,
         }
     }
@@ -151,12 +171,17 @@ impl Rejection {
             Rejection::Decrypt => "decrypt",
             Rejection::V1Refused => "v1_refused",
             Rejection::MalformedV2 => "malformed_v2",
+            Rejection::V3Required => "v3_required",
+            Rejection::MalformedV3 => "malformed_v3",
+            Rejection::UnknownKeyId => "unknown_key_id",
+            Rejection::BadMac => "bad_mac",
             Rejection::StaleIat => "stale_iat",
             Rejection::FutureIat => "future_iat",
             Rejection::ReplayedNonce => "replayed_nonce",
             Rejection::NonceCacheFull => "nonce_cache_full",
             Rejection::BadSessionId => "bad_session_id",
             Rejection::SessionNotLive => "session_not_live",
+            Rejection::StaleGeneration => "stale_generation",
         }
     }
 }
@@ -188,6 +213,8 @@ pub enum EncryptError {
     TooLong { len: usize, max: usize },
     #[error("system random generator failed")]
     Random,
+    #[error("exchange v3 needs the session key file, not the public key")]
+    NeedsSessionKey,
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -224,6 +251,7 @@ pub fn encrypt(
     match protocol {
         Protocol::V1 => encrypt_v1(key, session_id),
         Protocol::V2 => encrypt_v2(key, session_id, SystemTime::now()),
+        Protocol::V3 => Err(EncryptError::NeedsSessionKey),
     }
 }
 
@@ -381,6 +409,11 @@ impl NonceCache {
         let pos = inner.order.partition_point(|(_, e)| *e <= expires);
         inner.order.insert(pos, (digest, expires));
         Ok(())
+    }
+
+    /// How long a nonce is remembered past its timestamp (the skew window).
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     /// Number of remembered nonces.

@@ -1,7 +1,7 @@
 //! `ambient-protocol`: the one place for everything two daemons must agree on.
 //!
 //! - [`v1`]: the generated `ambient.v1` gRPC messages, clients and servers;
-//! - [`exchange`]: the token exchange (v1 and v2 plaintexts, server-side checks);
+//! - [`exchange`]: the token exchange (v1 and v2 plaintexts, the v3 per-session proof, server-side checks);
 //! - [`exchanger`]: [`TokenExchanger`], the shared client of the exchange;
 //! - [`grpc`]: plain or TLS channels to the API server;
 //! - [`keys`]: RSA key generation and PEM parse/emit;
