@@ -87,6 +87,7 @@ pub mod provider;
 mod routes;
 pub mod server;
 pub mod session_facts;
+pub mod v3;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -102,6 +103,7 @@ pub use limit::RateLimit;
 pub use metrics::{Metrics, Outcome};
 pub use provider::{IssuedToken, OidcClientCredentials, ProviderError, StaticToken, TokenProvider};
 pub use server::{Clock, Config, ConfigError, Hooks, RunningServer, ServeError, TokenServer};
+pub use v3::V3Roots;
 
 /// A boxed, `Send` future: what the object-safe [`SessionDirectory`] and
 /// [`TokenProvider`] methods return.

@@ -2,6 +2,7 @@
 //! control plane may run several things in its process).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -61,6 +62,10 @@ pub struct Metrics {
     refused_connections: Family<LimitLabels, Counter>,
     session_tokens_signed: Counter,
     session_token_cache_hits: Counter,
+    /// RSA decryptions + session-token signatures (brought up to date from
+    /// `decryptions` and the minter's count in [`Metrics::sync_session_tokens`]).
+    private_key_operations: Counter,
+    decryptions: AtomicU64,
     /// Serialises [`Metrics::sync_session_tokens`] (two scrapes at once
     /// would add the same difference twice).
     sync: Mutex<()>,
@@ -120,6 +125,12 @@ impl Metrics {
             "Session tokens served from the per-session cache, without a signature",
             session_token_cache_hits.clone(),
         );
+        let private_key_operations = Counter::default();
+        registry.register(
+            "private_key_operations",
+            "Private-key operations: RSA decryptions of v1/v2 bearers and RSA signatures of session tokens (exchange v3 needs none)",
+            private_key_operations.clone(),
+        );
         for limit in ["global", "per_ip"] {
             let _ = refused_connections.get_or_create(&LimitLabels { limit });
         }
@@ -144,16 +155,24 @@ impl Metrics {
             refused_connections,
             session_tokens_signed,
             session_token_cache_hits,
+            private_key_operations,
+            decryptions: AtomicU64::new(0),
             sync: Mutex::new(()),
         }
     }
 
-    /// Brings the session-token counters up to the minter's totals.
+    /// Brings the session-token counters, and the private-key operations
+    /// they count in, up to the minter's totals.
     pub fn sync_session_tokens(&self, signed: u64, cache_hits: u64) {
         let _one_at_a_time = self.sync.lock().unwrap_or_else(|p| p.into_inner());
+        let decryptions = self.decryptions.load(Ordering::Relaxed);
         for (counter, total) in [
             (&self.session_tokens_signed, signed),
             (&self.session_token_cache_hits, cache_hits),
+            (
+                &self.private_key_operations,
+                decryptions.saturating_add(signed),
+            ),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
@@ -177,9 +196,15 @@ impl Metrics {
             .get()
     }
 
-    /// Records one decryption's duration.
+    /// Records one decryption (a private-key operation) and its duration.
     pub fn observe_decrypt(&self, took: Duration) {
+        self.decryptions.fetch_add(1, Ordering::Relaxed);
         self.decrypt.observe(took.as_secs_f64());
+    }
+
+    /// Private-key operations counted up to the last sync (scrape).
+    pub fn private_key_operations(&self) -> u64 {
+        self.private_key_operations.get()
     }
 
     /// Marks a request in flight until the guard drops.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ambient_protocol::exchange::{
-    Rejection, SessionClaim, TokenResponse, check_plaintext, decode_bearer,
+    Protocol, Rejection, SessionClaim, TokenResponse, check_plaintext, decode_bearer, v3,
 };
 use ambient_protocol::exchanger::format_rfc3339;
 use axum::body::Body;
@@ -21,6 +21,12 @@ use crate::identity::Identity;
 use crate::limit::retry_after_secs;
 use crate::metrics::Outcome;
 use crate::server::Inner;
+
+/// The body of every 401 and 403 of `/token`: the reference's, saying
+/// nothing about why (the reason is logged).
+pub(crate) const UNAUTHORIZED: &str = "unauthorized\n";
+/// See [`UNAUTHORIZED`].
+pub(crate) const FORBIDDEN: &str = "forbidden\n";
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     (status, body).into_response()
@@ -50,11 +56,7 @@ pub(crate) async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
 }
 
 pub(crate) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
-    if let Some(tokens) = inner.identity.session_tokens() {
-        inner
-            .metrics
-            .sync_session_tokens(tokens.signatures(), tokens.cache_hits());
-    }
+    inner.sync_metrics();
     let mut resp = Response::new(Body::from(inner.metrics.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -128,7 +130,9 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
             retry_after_secs(wait),
         );
     }
-    // The body is never read: only the head is looked at.
+    // The body is never read: only the head is looked at. A v3 proof
+    // covers the path the client sent (the router is served at the root).
+    let path = req.uri().path().to_owned();
     let (parts, _body) = req.into_parts();
     let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
     let addrs = addrs.unwrap_or(Addresses {
@@ -137,7 +141,7 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
     });
     let outcome = tokio::time::timeout(
         inner.config.request_timeout,
-        exchange(&inner, &parts.headers, addrs),
+        exchange(&inner, &parts.headers, &path, addrs),
     )
     .await;
     let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
@@ -177,28 +181,24 @@ fn refusal(inner: &Inner, failure: Failure, peer_text: &str) -> Response {
                 _ => Outcome::RateLimited,
             };
             inner.metrics.record(outcome);
-            debug!(reason = r.reason(), status = r.status(), peer = %peer_text, "token request refused");
-            let resp = (status, r.to_string()).into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                with_retry_after(resp, 1)
-            } else {
-                resp
+            info!(reason = r.reason(), status = r.status(), peer = %peer_text, "token request refused");
+            match status {
+                StatusCode::UNAUTHORIZED => text(status, UNAUTHORIZED),
+                StatusCode::FORBIDDEN => text(status, FORBIDDEN),
+                _ => with_retry_after((status, r.to_string()).into_response(), 1),
             }
         }
         Failure::NotBound => {
             inner.metrics.record(Outcome::Forbidden);
-            text(StatusCode::FORBIDDEN, "caller is not bound to this session")
+            text(StatusCode::FORBIDDEN, FORBIDDEN)
         }
         Failure::NotYet => {
             inner.metrics.record(Outcome::Forbidden);
-            text(
-                StatusCode::FORBIDDEN,
-                "the session's pod is not ready yet; retry",
-            )
+            text(StatusCode::FORBIDDEN, FORBIDDEN)
         }
         Failure::NoProject => {
             inner.metrics.record(Outcome::Forbidden);
-            text(StatusCode::FORBIDDEN, "the session has no project")
+            text(StatusCode::FORBIDDEN, FORBIDDEN)
         }
         Failure::Busy => {
             inner.metrics.record(Outcome::RateLimited);
@@ -223,43 +223,41 @@ fn refusal(inner: &Inner, failure: Failure, peer_text: &str) -> Response {
     }
 }
 
-/// Rules 2–7 of wire.md §3, the caller binding, and the identity.
+/// Rules 2–7 of wire.md §3 (or the v3 proof), the caller binding, and the
+/// identity.
 async fn exchange(
     inner: &Arc<Inner>,
     headers: &http::HeaderMap,
+    path: &str,
     addrs: Addresses,
 ) -> Result<(SessionClaim, TokenResponse), Failure> {
-    // Rules 2–3: header form and base64. Two Authorization headers are
-    // ambiguous (which one would a proxy have checked?): refused.
+    // Rules 2–3: header form. Two Authorization headers are ambiguous
+    // (which one would a proxy have checked?): refused.
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let first = auth.next().map(HeaderValue::as_bytes);
     if auth.next().is_some() {
         return Err(Failure::Rejected(Rejection::AmbiguousBearer));
     }
-    let ciphertext = decode_bearer(first).map_err(Failure::Rejected)?;
-    // A ciphertext no key could decrypt costs nothing: refuse it before
-    // queueing for a key operation.
-    if !inner
-        .keys
-        .keys()
-        .iter()
-        .any(|k| k.ciphertext_len() == ciphertext.len())
-    {
-        return Err(Failure::Rejected(Rejection::Decrypt));
-    }
-    // Rule 3: decryption, bounded and off the reactor.
-    let (plaintext, took) = key_op(inner, move |i| i.keys.decrypt(&ciphertext)).await?;
-    inner.metrics.observe_decrypt(took);
-    let plaintext = plaintext.map_err(Failure::Rejected)?;
-    // Rule 4 and the v2 rules.
-    let claim = check_plaintext(
-        plaintext.as_bytes(),
-        (inner.clock)(),
-        &inner.nonces,
-        inner.config.require_v2,
-    )
-    .map_err(Failure::Rejected)?;
-    drop(plaintext);
+    // v3 proves a per-session key (two HMACs); v1/v2 decrypt a bearer.
+    let (claim, proved_generation) = match first {
+        Some(value) if v3::is_v3(value) => {
+            let proof = crate::v3::verify(
+                &inner.v3_roots(),
+                value,
+                path,
+                (inner.clock)(),
+                &inner.nonces,
+            )
+            .map_err(Failure::Rejected)?;
+            let claim = SessionClaim {
+                session_id: proof.session_id,
+                protocol: Protocol::V3,
+            };
+            (claim, Some(proof.generation))
+        }
+        _ if inner.config.require_v3 => return Err(Failure::Rejected(Rejection::V3Required)),
+        _ => (decrypt_claim(inner, first).await?, None),
+    };
     // Rule 5: a session that is not in a terminal phase.
     let record = match inner.directory.lookup(&claim.session_id).await {
         Ok(Some(record)) if record.live => record,
@@ -270,6 +268,14 @@ async fn exchange(
         }
     };
     let generation = bind_caller(inner, &claim.session_id, addrs).await?;
+    // A v3 key is one pod generation's: the pod it was given to must still
+    // be the session's.
+    if let Some(proved) = proved_generation
+        && proved != generation
+    {
+        info!(session_id = %claim.session_id, proved = %proved, current = %generation, "v3 key of another pod generation");
+        return Err(Failure::Rejected(Rejection::StaleGeneration));
+    }
     // Rules 6–7: the token.
     let body = match &inner.identity {
         Identity::Platform(provider) => {
@@ -287,6 +293,33 @@ async fn exchange(
         }
     };
     Ok((claim, body))
+}
+
+/// Rules 3–4 of v1/v2: the bearer decrypted (a private-key operation,
+/// bounded and off the reactor) and its plaintext checked.
+async fn decrypt_claim(inner: &Arc<Inner>, header: Option<&[u8]>) -> Result<SessionClaim, Failure> {
+    let ciphertext = decode_bearer(header).map_err(Failure::Rejected)?;
+    // A ciphertext no key could decrypt costs nothing: refuse it before
+    // queueing for a key operation.
+    if !inner
+        .keys
+        .keys()
+        .iter()
+        .any(|k| k.ciphertext_len() == ciphertext.len())
+    {
+        return Err(Failure::Rejected(Rejection::Decrypt));
+    }
+    let (plaintext, took) = key_op(inner, move |i| i.keys.decrypt(&ciphertext)).await?;
+    inner.metrics.observe_decrypt(took);
+    let plaintext = plaintext.map_err(Failure::Rejected)?;
+    // Rule 4 and the v2 rules.
+    check_plaintext(
+        plaintext.as_bytes(),
+        (inner.clock)(),
+        &inner.nonces,
+        inner.config.require_v2,
+    )
+    .map_err(Failure::Rejected)
 }
 
 /// The caller must be the session's pod (or process): its generation.

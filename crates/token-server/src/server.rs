@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use ambient_protocol::exchange::{DEFAULT_NONCE_CAPACITY, KeySet, NonceCache, V2_SKEW};
@@ -23,6 +23,7 @@ use crate::identity::Identity;
 use crate::limit::{RateLimit, RateLimiter};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::v3::V3Roots;
 
 /// The server's idea of the current time (injectable for tests of the v2
 /// `iat` window).
@@ -56,6 +57,10 @@ impl std::fmt::Debug for Hooks {
 pub struct Config {
     /// Refuse v1 (bare session ID) bearers (`--require-v2`).
     pub require_v2: bool,
+    /// Refuse v1 and v2 bearers (`--require-v3`): only `Ambient-HMAC`
+    /// requests under the [`crate::V3Roots`] get a token (401
+    /// `V3Required` otherwise, before any decryption).
+    pub require_v3: bool,
     /// Largest request head (request line + headers); larger → 431.
     pub max_header_bytes: usize,
     /// Time a client has to send a complete request head.
@@ -89,6 +94,7 @@ impl Default for Config {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
             require_v2: false,
+            require_v3: false,
             max_header_bytes: 8 * 1024,
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
@@ -166,6 +172,8 @@ pub(crate) struct Inner {
     pub(crate) directory: Arc<dyn SessionDirectory>,
     pub(crate) identity: Identity,
     pub(crate) binding: Arc<dyn CallerBinding>,
+    /// The roots of exchange v3 (a shared holder the embedder may replace).
+    pub(crate) v3_roots: RwLock<V3Roots>,
     pub(crate) limiter: RateLimiter,
     /// Concurrent private-key operations.
     pub(crate) key_ops: Arc<Semaphore>,
@@ -175,6 +183,25 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) config: Config,
     pub(crate) clock: Clock,
+}
+
+impl Inner {
+    pub(crate) fn v3_roots(&self) -> V3Roots {
+        self.v3_roots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Brings the counters kept elsewhere (the session-token minter's) into
+    /// the metrics.
+    pub(crate) fn sync_metrics(&self) {
+        let (signed, hits) = self
+            .identity
+            .session_tokens()
+            .map_or((0, 0), |t| (t.signatures(), t.cache_hits()));
+        self.metrics.sync_session_tokens(signed, hits);
+    }
 }
 
 /// A token server: the `/token` exchange of wire.md §3 plus `/healthz`,
@@ -240,6 +267,7 @@ impl TokenServer {
                 directory,
                 identity,
                 binding,
+                v3_roots: RwLock::new(V3Roots::default()),
                 limiter: RateLimiter::new(config.rate_limit),
                 key_ops: Arc::new(Semaphore::new(config.max_key_ops.max(1))),
                 key_queue: Semaphore::new(config.max_key_queue.max(1)),
@@ -248,6 +276,32 @@ impl TokenServer {
                 clock,
             }),
         }
+    }
+
+    /// Verifies exchange v3 (`Ambient-HMAC`) requests with `roots`: the
+    /// holder is shared, so a [`V3Roots::replace`] by the embedder (root
+    /// rotation) applies to the next request. Without it, v3 requests get
+    /// 401.
+    pub fn with_v3_roots(self, roots: V3Roots) -> Self {
+        *self
+            .inner
+            .v3_roots
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = roots;
+        self
+    }
+
+    /// The holder of the v3 roots this server verifies with.
+    pub fn v3_roots(&self) -> V3Roots {
+        self.inner.v3_roots()
+    }
+
+    /// Private-key operations done so far: RSA decryptions of v1/v2
+    /// bearers and RSA signatures of session tokens (also on `/metrics` as
+    /// `ambient_token_server_private_key_operations_total`).
+    pub fn private_key_operations(&self) -> u64 {
+        self.inner.sync_metrics();
+        self.inner.metrics.private_key_operations()
     }
 
     /// The server's metrics (also served on `/metrics`).

@@ -212,7 +212,7 @@ async fn a_session_without_a_project_gets_no_session_token() {
     let (_running, base) = serve(server).await;
     let (status, body) = exchange(&http_client(), &base, "session-anything-1").await;
     assert_eq!(status, 403);
-    assert_eq!(body, "the session has no project");
+    assert_eq!(body, "forbidden\n");
     assert!(!body.contains("eyJ"), "{body}");
     assert_eq!(tokens.signatures(), 0);
 }
