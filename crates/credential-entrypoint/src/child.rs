@@ -16,10 +16,12 @@ use tokio::process::{ChildStdin, ChildStdout};
 use crate::mapping::Delivery;
 
 /// Variables the child does not inherit: with the session ID they would let
-/// it exchange for the session's API token itself.
-pub const WITHHELD: [&str; 3] = [
+/// it exchange for the session's API token itself (the v3 key file's path
+/// included; the file itself is the container's, see the README).
+pub const WITHHELD: [&str; 4] = [
     env::AMBIENT_CP_TOKEN_URL,
     env::AMBIENT_CP_TOKEN_PUBLIC_KEY,
+    env::AMBIENT_SESSION_KEY_FILE,
     env::CREDENTIAL_IDS,
 ];
 

@@ -96,6 +96,12 @@ pub struct Cli {
     )]
     pub public_key: Option<String>,
 
+    /// The session's exchange-v3 key file: while it exists, the exchange
+    /// proves this key (no private-key operation on the server) instead of
+    /// encrypting a v1/v2 bearer; read again at every exchange.
+    #[arg(long, value_name = "PATH", env = env::AMBIENT_SESSION_KEY_FILE)]
+    pub session_key_file: Option<PathBuf>,
+
     /// Token exchange protocol (v1 only for a reference control plane that
     /// checks the plaintext against its sessions).
     #[arg(

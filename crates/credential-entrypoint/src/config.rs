@@ -107,6 +107,7 @@ impl Settings {
             ExchangeProtocol::V1 => Protocol::V1,
             ExchangeProtocol::V2 => Protocol::V2,
         };
+        exchanger.session_key_file = cli.session_key_file.clone();
         let mcp = mcp_config(&cli)?;
         let files_dir = cli.files_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("ambient-credentials-{}", std::process::id()))

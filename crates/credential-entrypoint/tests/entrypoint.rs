@@ -52,7 +52,14 @@ async fn every_provider_reaches_the_child() {
     let id = w
         .credential(json!({"name": "gh", "provider": "github", "token": "ghp_sec1", "url": "https://ghe.example.com"}))
         .await;
-    let mut ep = Entrypoint::start(&common, &w.sidecar_env("github", &id), &dir.join("r-gh"));
+    // A v3 key file path that does not exist: the exchange falls back to v2,
+    // and the path is withheld from the child like the other exchange inputs.
+    let mut github_env = w.sidecar_env("github", &id);
+    github_env.push((
+        "AMBIENT_SESSION_KEY_FILE".into(),
+        dir.join("absent-session.key").display().to_string(),
+    ));
+    let mut ep = Entrypoint::start(&common, &github_env, &dir.join("r-gh"));
     let r = ep.report().await;
     assert_eq!(env_of(&r, "GITHUB_PERSONAL_ACCESS_TOKEN"), Some("ghp_sec1"));
     assert_eq!(env_of(&r, "GITHUB_TOKEN"), Some("ghp_sec1"));
@@ -66,6 +73,7 @@ async fn every_provider_reaches_the_child() {
     for withheld in [
         "AMBIENT_CP_TOKEN_PUBLIC_KEY",
         "AMBIENT_CP_TOKEN_URL",
+        "AMBIENT_SESSION_KEY_FILE",
         "CREDENTIAL_IDS",
     ] {
         assert_eq!(env_of(&r, withheld), None, "{withheld} reached the child");

@@ -67,6 +67,12 @@ pub struct Config {
     #[arg(long, value_name = "PEM", env = env::AMBIENT_CP_TOKEN_PUBLIC_KEY, hide_env_values = true)]
     pub token_public_key: Option<String>,
 
+    /// The session's exchange-v3 key file: while it exists, the exchange
+    /// proves this key (no private-key operation on the server) instead of
+    /// encrypting a v1/v2 bearer; read again at every exchange.
+    #[arg(long, value_name = "PATH", env = env::AMBIENT_SESSION_KEY_FILE)]
+    pub session_key_file: Option<PathBuf>,
+
     /// This session's ID (the subject of the token exchange).
     #[arg(long, value_name = "ID", env = env::SESSION_ID)]
     pub session_id: Option<String>,
@@ -232,6 +238,7 @@ impl Config {
                 ExchangeProtocol::V1 => Protocol::V1,
                 ExchangeProtocol::V2 => Protocol::V2,
             };
+            cfg.session_key_file = self.session_key_file.clone();
             return Ok(TokenSource::Exchange(Box::new(cfg)));
         }
         match &self.token {

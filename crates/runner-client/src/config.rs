@@ -78,6 +78,12 @@ pub struct Config {
     #[arg(long, value_name = "PEM", env = env::AMBIENT_CP_TOKEN_PUBLIC_KEY)]
     pub cp_token_public_key: Option<String>,
 
+    /// The session's exchange-v3 key file: while it exists, the exchange
+    /// proves this key (no private-key operation on the server) instead of
+    /// encrypting a v1/v2 bearer; read again at every exchange.
+    #[arg(long, value_name = "PATH", env = env::AMBIENT_SESSION_KEY_FILE)]
+    pub session_key_file: Option<PathBuf>,
+
     /// Token-exchange protocol (v1 for token servers that check the bare session ID).
     #[arg(
         long,
@@ -127,6 +133,8 @@ pub enum TokenConfig {
         public_key: PublicKey,
         session_id: String,
         protocol: Protocol,
+        /// The exchange-v3 key file (used while it exists).
+        session_key_file: Option<PathBuf>,
     },
     /// A token file, re-read when it changes.
     File(PathBuf),
@@ -215,6 +223,7 @@ impl Config {
                     ExchangeProtocol::V1 => Protocol::V1,
                     ExchangeProtocol::V2 => Protocol::V2,
                 },
+                session_key_file: self.session_key_file.clone(),
             });
         }
         // daemons.md order: exchange, then the (rotatable) file, then BOT_TOKEN.

@@ -72,9 +72,11 @@ impl TokenSource {
                 public_key,
                 session_id,
                 protocol,
+                session_key_file,
             } => {
                 let mut cfg = ExchangerConfig::new(url, public_key.clone(), session_id);
                 cfg.protocol = *protocol;
+                cfg.session_key_file = session_key_file.clone();
                 Self::exchange(TokenExchanger::new(cfg)?)
             }
             TokenConfig::File(path) => Self::file(path.clone()),

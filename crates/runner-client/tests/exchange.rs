@@ -60,6 +60,7 @@ fn exchange_source(url: &str, key: &PublicKey, session: &str) -> TokenSource {
         public_key: key.clone(),
         session_id: session.to_owned(),
         protocol: Protocol::V2,
+        session_key_file: None,
     })
     .unwrap_or_else(|e| panic!("token source: {e}"))
 }

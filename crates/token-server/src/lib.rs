@@ -24,6 +24,20 @@
 //!    escape hatch [`Identity::Platform`], the [`TokenProvider`]'s own API
 //!    token (every session then acts as the platform).
 //!
+//! **Exchange v3** (issue 26): a request whose `Authorization` is
+//! `Ambient-HMAC kid=…,sid=…,gen=…,ts=…,nonce=…,mac=…` proves the session's
+//! per-session key instead (`ambient_protocol::exchange::v3`): the MAC under
+//! the named root of the [`V3Roots`] given with
+//! [`TokenServer::with_v3_roots`] (none: 401), the time window and the nonce
+//! (the v2 nonce memory) replace rules 2–4 — two HMACs on the reactor, no
+//! private-key operation — then rules 5–7 apply as above, and the header's
+//! `gen` must be the generation the [`CallerBinding`] reports (else 403:
+//! the key of a replaced pod). [`Config::require_v3`] refuses v1 and v2
+//! (401) before any decryption. Every 401/403 body is the reference's
+//! (`unauthorized` / `forbidden`): the reason is only logged. `/metrics`
+//! counts private-key operations (RSA decryptions + session-token
+//! signatures) as `ambient_token_server_private_key_operations_total`.
+//!
 //! The decoding and checks are `ambient_protocol::exchange`; this crate adds
 //! the session check, the token, and the serving hardening: an 8 KiB head
 //! limit (431), a header-read timeout, a request timeout, a per-client-IP
@@ -73,7 +87,13 @@
 //! 4. Once every session started with the old public key has ended (or been
 //!    restarted), restart with `--key-file new.pem` alone and destroy `old.pem`.
 //!
-//! A v2 nonce is remembered per server process: a replay to *another*
+//! Exchange v3 roots rotate the same way, through the shared [`V3Roots`]
+//! (or repeated `--session-root-key-file`s): the new root first, the old one
+//! kept until every key file derived from it has been rewritten (the
+//! clients re-read theirs at each exchange) and at least one session-token
+//! lifetime has passed.
+//!
+//! A v2 (or v3) nonce is remembered per server process: a replay to *another*
 //! replica inside the 60 s window is not detected. Run replicas behind a
 //! session-affine balancer, or accept that bound.
 
