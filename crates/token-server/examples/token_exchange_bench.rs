@@ -12,9 +12,15 @@
 //! A last phase measures flood resistance with the production rate limit:
 //! valid clients on 8 other loopback IPs, alone and while 127.0.0.2 sends
 //! garbage bearers as fast as 32 connections can.
+//! A v3 series ([`v3`]) then measures v3 refreshes/s against v1 exchanges/s
+//! in alternating rounds, the v3 p99 at half its maximum, and the
+//! private-key operations `/metrics` counted meanwhile.
 //! In the throughput phases the per-IP rate limit is off (all clients share 127.0.0.1); every
 //! other check runs as in production, the session check against an
 //! in-memory directory.
+
+#[path = "token_exchange_bench/v3.rs"]
+mod v3;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -69,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     let threads = Config::default().max_key_ops;
     let r = rt.block_on(run_rounds(&key, window, threads))?;
     let flood = rt.block_on(flood_phase(&key, window))?;
+    let v3 = rt.block_on(v3::series(&key, window, threads))?;
 
     println!(
         "raw RSA-4096 OAEP decryptions/s ({threads} threads on {cores} cores, tight loop): {:.1}",
@@ -95,6 +102,19 @@ fn main() -> anyhow::Result<()> {
         flood.garbage_rate,
         100.0 * flood.garbage_429_share
     );
+    println!(
+        "v3 refreshes/s ({CLIENTS} keep-alive clients): {:.1}; v1 exchanges/s in the same run: {:.1}; ratio {:.1} (median of {ROUNDS} interleaved rounds; target >= 40)",
+        v3.v3, v3.v1, v3.ratio_median
+    );
+    println!(
+        "v3 latency at {:.1} req/s (half of max): p50 {:.2} ms, p99 {:.2} ms over {} requests (target p99 <= 5 ms); private-key operations during the v3 series: {} (target 0)",
+        v3.lat.rate, v3.lat.p50_ms, v3.lat.p99_ms, v3.lat.samples, v3.private_key_ops
+    );
+    let v3_rounds: Vec<_> = v3
+        .rounds
+        .iter()
+        .map(|(v1, r)| serde_json::json!({"v1_exchanges_per_sec": v1, "v3_refreshes_per_sec": r, "ratio": r / v1.max(f64::MIN_POSITIVE)}))
+        .collect();
     let (raw, exchanges, ratio, lat) = (r.raw, r.exchanges, r.ratio_median, r.lat);
     let rounds: Vec<_> = r
         .rounds
@@ -128,6 +148,21 @@ fn main() -> anyhow::Result<()> {
             "samples": lat.samples,
             "p99_target_ms": 25.0,
         },
+        "v3": {
+            "v1_exchanges_per_sec": v3.v1,
+            "v3_refreshes_per_sec": v3.v3,
+            "ratio": v3.ratio_median,
+            "ratio_target": 40.0,
+            "rounds": v3_rounds,
+            "private_key_operations": v3.private_key_ops,
+            "latency": {
+                "offered_rate_per_sec": v3.lat.rate,
+                "p50_ms": v3.lat.p50_ms,
+                "p99_ms": v3.lat.p99_ms,
+                "samples": v3.lat.samples,
+                "p99_target_ms": 5.0,
+            },
+        },
         // The figures `cargo xtask bench all` reports: {name, value, unit, target, better}.
         "figures": [
             {"name": "exchanges/raw decrypts", "value": ratio, "unit": "x", "target": 0.85, "better": "higher"},
@@ -135,6 +170,10 @@ fn main() -> anyhow::Result<()> {
             {"name": "flood: valid throughput kept", "value": flood.loaded / flood.unloaded.max(f64::MIN_POSITIVE), "unit": "x", "target": 0.8, "better": "higher"},
             {"name": "latency p50", "value": lat.p50_ms, "unit": "ms", "target": null, "better": "lower"},
             {"name": "exchanges/s", "value": exchanges, "unit": "/s", "target": null, "better": "higher"},
+            {"name": "v3 refreshes/v1 exchanges", "value": v3.ratio_median, "unit": "x", "target": 40.0, "better": "higher"},
+            {"name": "v3 latency p99", "value": v3.lat.p99_ms, "unit": "ms", "target": 5.0, "better": "lower"},
+            {"name": "v3 private-key operations", "value": v3.private_key_ops, "unit": "", "target": 0, "better": "lower"},
+            {"name": "v3 refreshes/s", "value": v3.v3, "unit": "/s", "target": null, "better": "higher"},
         ],
     });
     if let Some(dir) = out.parent() {
@@ -262,7 +301,7 @@ async fn run_rounds(key: &PrivateKey, window: Duration, threads: usize) -> anyho
     ratios.sort_by(f64::total_cmp);
     let ratio_median = ratios[ratios.len() / 2];
     let exchanges = ex_sum / ROUNDS as f64;
-    let lat = open_loop(key, &http, &url, window, exchanges / 2.0).await?;
+    let lat = open_loop(&|n| bearers(key, n), &http, &url, window, exchanges / 2.0).await?;
     running.shutdown().await?;
     Ok(Results {
         raw: raw_sum / ROUNDS as f64,
@@ -357,7 +396,7 @@ async fn closed_loop(
 
 /// p50/p99 of 16 open-loop clients offering `rate` requests/s in total.
 async fn open_loop(
-    key: &PrivateKey,
+    pool_of: &dyn Fn(usize) -> anyhow::Result<Arc<Vec<String>>>,
     http: &reqwest::Client,
     url: &str,
     window: Duration,
@@ -366,7 +405,7 @@ async fn open_loop(
     let rate = rate.max(1.0);
     let per_client = Duration::from_secs_f64(CLIENTS as f64 / rate);
     let n_per_client = ((window.as_secs_f64() * rate) / CLIENTS as f64).ceil() as usize;
-    let pool = bearers(key, n_per_client * CLIENTS)?;
+    let pool = pool_of(n_per_client * CLIENTS)?;
     let t0 = Instant::now() + Duration::from_millis(100);
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
