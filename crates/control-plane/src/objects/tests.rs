@@ -38,6 +38,7 @@ pub(crate) fn config() -> PodConfig {
         runner_resources: Resources::runner(),
         mcp_resources: Resources::mcp(),
         credential_resources: Resources::credential(),
+        session_keys: false,
     }
 }
 
