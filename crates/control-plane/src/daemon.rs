@@ -473,15 +473,14 @@ pub async fn run(
     // the session gateway.
     let identities = SessionIdentities::new(sessions.clone(), runtime.clone(), session_changes);
     tasks.spawn(identities.clone().forget_ended());
-    let serving =
-        serve_sessions(
-            &cfg,
-            &settings,
-            (keys, &v3_roots),
-            (&identities, &provider),
-            &mut tasks,
-        )
-        .await?;
+    let serving = serve_sessions(
+        &cfg,
+        &settings,
+        (keys, &v3_roots),
+        (&identities, &provider),
+        &mut tasks,
+    )
+    .await?;
     let key_store = match (&clients, &local) {
         (Some((_, project)), _) => Some(KeyStore::secret(
             project.clone(),

@@ -288,4 +288,25 @@ mod tests {
             assert_eq!(reserved_namespace(ns, "ambient-code", mpp), None, "{ns}");
         }
     }
+
+    #[test]
+    fn generations_are_fresh_v3_names_and_label_values_and_the_uid_is_the_fallback() {
+        let (a, b) = (new_generation(), new_generation());
+        assert_ne!(a, b);
+        assert!(is_generation(&a) && is_label_value(&a), "{a}");
+        let mut pod = k8s_openapi::api::core::v1::Pod::default();
+        pod.metadata.uid = Some("uid-1".into());
+        assert_eq!(pod_generation(&pod), "uid-1");
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            ANNOTATION_GENERATION.to_owned(),
+            a.clone(),
+        )]));
+        assert_eq!(pod_generation(&pod), a);
+        // A value no v3 header could carry is not a generation.
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            ANNOTATION_GENERATION.to_owned(),
+            "a b".to_owned(),
+        )]));
+        assert_eq!(pod_generation(&pod), "uid-1");
+    }
 }

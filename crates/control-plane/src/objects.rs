@@ -249,7 +249,10 @@ impl SessionObjects {
             .metadata
             .annotations
             .get_or_insert_default()
-            .insert(names::ANNOTATION_GENERATION.to_owned(), generation.to_owned());
+            .insert(
+                names::ANNOTATION_GENERATION.to_owned(),
+                generation.to_owned(),
+            );
         if let Some(secret) = &mut self.secret {
             secret.data.get_or_insert_default().insert(
                 names::SESSION_KEY_FILE.to_owned(),

@@ -137,7 +137,12 @@ impl KeyStore {
         }
     }
 
-    async fn save(&self, loaded: Loaded, ring: &KeyRing, roots: &RootRing) -> Result<(), SaveError> {
+    async fn save(
+        &self,
+        loaded: Loaded,
+        ring: &KeyRing,
+        roots: &RootRing,
+    ) -> Result<(), SaveError> {
         match (self, loaded.secret) {
             (KeyStore::Secret(api), Some(secret)) => {
                 let updated = with_signing(secret, ring)
@@ -207,7 +212,10 @@ impl Roots {
         };
         let before = self.holder.get();
         let same = |b: &ambient_protocol::exchange::v3::RootKeys| {
-            b.roots().iter().map(|k| k.kid()).eq(keys.roots().iter().map(|k| k.kid()))
+            b.roots()
+                .iter()
+                .map(|k| k.kid())
+                .eq(keys.roots().iter().map(|k| k.kid()))
         };
         if before.as_deref().is_some_and(same) {
             return false;

@@ -27,18 +27,20 @@ impl KubeRuntime {
             .await?;
         let mut rewritten = 0;
         let mut failed = None;
-        for pod in pods.iter().filter(|p| {
-            mounts_session_key(p) && p.metadata.deletion_timestamp.is_none()
-        }) {
+        for pod in pods
+            .iter()
+            .filter(|p| mounts_session_key(p) && p.metadata.deletion_timestamp.is_none())
+        {
             let Some(id) = pod.labels().get(names::LABEL_SESSION_ID) else {
                 continue;
             };
             let ns = pod.namespace().unwrap_or_default();
             let key = roots.key_file(id, &names::pod_generation(pod)).to_json();
-            let value = serde_json::to_value(k8s_openapi::ByteString(
-                key.expose().as_bytes().to_vec(),
-            ))
-            .map_err(|e| RuntimeError::Permanent(format!("cannot encode a key file: {e}")))?;
+            let value =
+                serde_json::to_value(k8s_openapi::ByteString(key.expose().as_bytes().to_vec()))
+                    .map_err(|e| {
+                        RuntimeError::Permanent(format!("cannot encode a key file: {e}"))
+                    })?;
             let patch = serde_json::json!({ "data": { names::SESSION_KEY_FILE: value } });
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
             match secrets
