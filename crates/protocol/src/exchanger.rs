@@ -1,7 +1,10 @@
 //! [`TokenExchanger`]: the shared client of the token exchange (wire.md §3).
 //!
-//! Every sidecar and runner gets its API token through one of these: it
-//! encrypts a fresh v2 (or v1) bearer per attempt, makes up to three attempts
+//! Every sidecar and runner gets its API token through one of these: per
+//! attempt it proves the session's key with a fresh v3 `Ambient-HMAC` header
+//! when its session key file (`AMBIENT_SESSION_KEY_FILE`) is there — read
+//! again each attempt, as the control plane rewrites it when it rotates its
+//! root — or else encrypts a fresh v2 (or v1) bearer; it makes up to three attempts
 //! (waiting 1 s, then 2 s), ignores `*_PROXY`, follows no redirect, refreshes
 //! in the background every 5 minutes or at 80 % of the token's lifetime when
 //! `expires_at` says sooner — but never more often than every 10 s, whatever
@@ -9,6 +12,7 @@
 //! refreshes at once after [`TokenExchanger::invalidate`] (an API 401).
 //! Response bodies are read with a 64 KiB limit while they stream.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -18,6 +22,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
+use crate::exchange::v3::{KeyFileError, SessionKeyFile};
 use crate::exchange::{self, EncryptError, Protocol, TokenResponse};
 use crate::keys::PublicKey;
 use crate::secret::Secret;
@@ -35,7 +40,13 @@ pub struct ExchangerConfig {
     pub token_url: String,
     pub public_key: PublicKey,
     pub session_id: String,
+    /// The v1/v2 form, used when no session key file is there.
     pub protocol: Protocol,
+    /// The session's v3 key file (`AMBIENT_SESSION_KEY_FILE`): while it
+    /// exists, every attempt uses exchange v3 with the key it holds then; a
+    /// file that exists but cannot be read or parsed is an error (never a
+    /// silent fall back to v2).
+    pub session_key_file: Option<PathBuf>,
     /// Waits between attempts; attempts = waits + 1.
     pub retry_waits: Vec<Duration>,
     pub request_timeout: Duration,
@@ -61,6 +72,7 @@ impl ExchangerConfig {
             public_key,
             session_id: session_id.into(),
             protocol: Protocol::V2,
+            session_key_file: None,
             retry_waits: vec![Duration::from_secs(1), Duration::from_secs(2)],
             request_timeout: Duration::from_secs(10),
             refresh_interval: Duration::from_secs(300),
@@ -102,6 +114,8 @@ pub enum ExchangeError {
     MissingToken,
     #[error("cannot build the exchange request: {0}")]
     Encrypt(#[from] EncryptError),
+    #[error("session key file {path}: {error}")]
+    KeyFile { path: String, error: KeyFileError },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -249,7 +263,11 @@ impl TokenExchanger {
         loop {
             match self.attempt().await {
                 Ok(t) => return Ok(t),
-                Err(e @ (ExchangeError::Encrypt(_) | ExchangeError::Url(_))) => return Err(e),
+                Err(
+                    e @ (ExchangeError::Encrypt(_)
+                    | ExchangeError::Url(_)
+                    | ExchangeError::KeyFile { .. }),
+                ) => return Err(e),
                 Err(e) => {
                     let Some(wait) = waits.get(attempt) else {
                         return Err(e);
@@ -262,14 +280,49 @@ impl TokenExchanger {
         }
     }
 
-    async fn attempt(&self) -> Result<(Secret, Option<SystemTime>), ExchangeError> {
+    /// The `Authorization` value of one attempt: v3 while the session key
+    /// file exists, else a fresh v2 (or v1) bearer.
+    pub fn authorization(&self) -> Result<String, ExchangeError> {
         let cfg = &self.inner.cfg;
+        if let Some(file) = self.session_key()? {
+            return Ok(file.authorization("GET", self.inner.url.path(), SystemTime::now())?);
+        }
         let bearer = exchange::encrypt(&cfg.public_key, cfg.protocol, &cfg.session_id)?;
+        Ok(format!("Bearer {bearer}"))
+    }
+
+    /// The session key file as it is now: `None` when none is configured
+    /// or the file does not exist; an error when it exists but cannot be
+    /// read, is not a v3 key file or is another session's.
+    fn session_key(&self) -> Result<Option<SessionKeyFile>, ExchangeError> {
+        let Some(path) =
+            (self.inner.cfg.session_key_file.as_ref()).filter(|p| !p.as_os_str().is_empty())
+        else {
+            return Ok(None);
+        };
+        let bad = |error| ExchangeError::KeyFile {
+            path: path.display().to_string(),
+            error,
+        };
+        let content = match std::fs::read(path) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(bad(KeyFileError::Read(e.kind().to_string()))),
+        };
+        let file = SessionKeyFile::parse(&content).map_err(bad)?;
+        if file.session_id() != self.inner.cfg.session_id {
+            return Err(bad(KeyFileError::Malformed("it is another session's key")));
+        }
+        Ok(Some(file))
+    }
+
+    async fn attempt(&self) -> Result<(Secret, Option<SystemTime>), ExchangeError> {
+        let authorization = self.authorization()?;
         let response = self
             .inner
             .http
             .get(self.inner.url.clone())
-            .header(reqwest::header::AUTHORIZATION, format!("Bearer {bearer}"))
+            .header(reqwest::header::AUTHORIZATION, authorization)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await

@@ -5,6 +5,8 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use ambient_protocol::Secret;
+use ambient_protocol::exchange::v3::RootKey;
 use ambient_protocol::keys::PrivateKey;
 use ambient_session_gateway::token::{KeyRing, SigningKey};
 use anyhow::{Context, Result, bail};
@@ -35,6 +37,33 @@ pub fn load_signing_ring(paths: &[impl AsRef<Path>]) -> Result<KeyRing> {
         }
         _ => bail!("at most two --signing-key-file: the one that signs, then one only published"),
     }
+}
+
+/// Reads an exchange v3 root key (`--session-root-key-file`: base64).
+pub fn load_session_root_key(path: &Path) -> Result<RootKey> {
+    let text = Secret::from_file(path)
+        .with_context(|| format!("reading --session-root-key-file {}", path.display()))?;
+    RootKey::from_base64(text.expose()).with_context(|| {
+        format!(
+            "--session-root-key-file {}: not the base64 of 32 bytes",
+            path.display()
+        )
+    })
+}
+
+/// Creates `path` (mode 0600) with a fresh v3 root key if it does not exist.
+pub fn generate_session_root_key(path: &Path) -> Result<()> {
+    generate_if_absent(path, "exchange v3 root key", || {
+        let key = RootKey::generate().context("generating a root key")?;
+        Ok(format!("{}\n", key.to_base64().expose()))
+    })
+}
+
+/// An installation ID the v3 derivation accepts (the rule of a `kid`).
+pub fn is_installation_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// True when a key file can be read by group or others.

@@ -13,18 +13,20 @@ use ambient_daemon::LogFormat;
 use ambient_protocol::Secret;
 use ambient_protocol::backoff::Backoff;
 use ambient_protocol::exchange::KeySet;
+use ambient_protocol::exchange::v3::RootKeys;
 use ambient_protocol::url_policy;
 use ambient_session_gateway::token::MAX_LIFETIME;
 use ambient_token_server::{
     Config, GrpcDirectory, Identity, NoSessionCheck, OidcClientCredentials, RateLimit,
-    SessionDirectory, SessionTokens, StaticToken, TokenProvider, TokenServer,
+    SessionDirectory, SessionTokens, StaticToken, TokenProvider, TokenServer, V3Roots,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use tracing::{info, warn};
 
 /// The hardened token exchange: session containers trade an RSA-OAEP
-/// encrypted session ID (v1) or a replay-resistant v2 request, after a
+/// encrypted session ID (v1), a replay-resistant v2 request, or a v3 proof
+/// of their per-session key (--session-root-key-file), after a
 /// live-session check, for a session token (a short-lived JWT naming the
 /// session and its project; JWKS at /.well-known/jwks.json) or, with
 /// --session-identity platform, for this server's own API token. With
@@ -204,6 +206,38 @@ struct Cli {
     #[arg(long, env = "TOKEN_SERVER_REQUIRE_V2")]
     require_v2: bool,
 
+    /// Exchange v3 root key file (32 random bytes, base64; mode 0600). A
+    /// session's containers prove the per-session key derived from it (an
+    /// `Ambient-HMAC` header: two HMACs, no private-key operation here).
+    /// Repeat for rotation: the first is current, the others still verify
+    /// (keep the previous one for a session-token lifetime). The key is
+    /// never printed. A session's key is derived from the root, the
+    /// --installation-id, the session ID and its generation ("0" here, where
+    /// callers are not bound to pods).
+    #[arg(
+        long = "session-root-key-file",
+        value_name = "FILE",
+        env = "TOKEN_SERVER_SESSION_ROOT_KEY_FILES",
+        value_delimiter = ','
+    )]
+    session_root_key_files: Vec<PathBuf>,
+
+    /// Create the first --session-root-key-file (mode 0600) if it does not
+    /// exist.
+    #[arg(long, env = "TOKEN_SERVER_GENERATE_SESSION_ROOT_KEY")]
+    generate_session_root_key: bool,
+
+    /// The installation the v3 session keys are derived for (1 to 128 of
+    /// A-Z a-z 0-9 . _ : -); needed with --session-root-key-file.
+    #[arg(long, value_name = "ID", env = "TOKEN_SERVER_INSTALLATION_ID")]
+    installation_id: Option<String>,
+
+    /// Refuse v1 and v2 requests: only exchange v3 gets a token (for
+    /// installations whose session containers all run our clients). Needs
+    /// --session-root-key-file.
+    #[arg(long, env = "TOKEN_SERVER_REQUIRE_V3")]
+    require_v3: bool,
+
     /// Sustained /token requests per second per client IP (0 turns the limit
     /// off; otherwise between 0.001 and 1000000).
     #[arg(
@@ -309,9 +343,14 @@ fn run(cli: Cli) -> Result<()> {
         (addr, _) => addr.clone(),
     };
     let identity = identity(&cli, &provider)?;
+    let v3_roots = v3_roots(&cli)?;
     let gateway = gateway::target(&cli, &identity)?;
     ambient_daemon::init_tracing(cli.log_format, &cli.log_level)?;
-    let key_paths = cli.key_files.iter().chain(&cli.signing_key_files);
+    let key_paths = cli
+        .key_files
+        .iter()
+        .chain(&cli.signing_key_files)
+        .chain(&cli.session_root_key_files);
     for path in key_paths.filter(|p| key_files::too_open(p)) {
         warn!(path = %path.display(), "key file is readable by group or others (chmod 600 it)");
     }
@@ -322,7 +361,45 @@ fn run(cli: Cli) -> Result<()> {
     }
     let rt = ambient_daemon::async_runtime(ambient_daemon::Threads::PerCore)
         .context("starting the runtime")?;
-    rt.block_on(serve(cli, keys, provider, identity, session_check, gateway))
+    rt.block_on(serve(
+        cli,
+        (keys, v3_roots),
+        provider,
+        identity,
+        session_check,
+        gateway,
+    ))
+}
+
+/// The v3 roots of `--session-root-key-file` (none without the flag).
+fn v3_roots(cli: &Cli) -> Result<V3Roots> {
+    if cli.session_root_key_files.is_empty() {
+        if cli.require_v3 {
+            bail!("--require-v3 needs --session-root-key-file (and --installation-id)");
+        }
+        if cli.generate_session_root_key || cli.installation_id.is_some() {
+            bail!("--generate-session-root-key and --installation-id need --session-root-key-file");
+        }
+        return Ok(V3Roots::default());
+    }
+    let installation = cli
+        .installation_id
+        .as_deref()
+        .ok_or_else(|| anyhow!("--session-root-key-file needs --installation-id"))?;
+    if !key_files::is_installation_id(installation) {
+        bail!("--installation-id must be 1 to 128 of A-Z a-z 0-9 . _ : -");
+    }
+    if cli.generate_session_root_key {
+        key_files::generate_session_root_key(&cli.session_root_key_files[0])?;
+    }
+    let roots = cli
+        .session_root_key_files
+        .iter()
+        .map(|p| key_files::load_session_root_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let roots = RootKeys::new(installation, roots)
+        .ok_or_else(|| anyhow!("--session-root-key-file is required"))?;
+    Ok(V3Roots::new(Some(roots)))
 }
 
 /// The identity of `--session-identity`, its flags checked.
@@ -411,7 +488,7 @@ fn provider(cli: &Cli) -> Result<Arc<dyn TokenProvider>> {
 
 async fn serve(
     cli: Cli,
-    keys: KeySet,
+    (keys, v3_roots): (KeySet, V3Roots),
     provider: Arc<dyn TokenProvider>,
     identity: Identity,
     grpc: Option<String>,
@@ -455,6 +532,7 @@ async fn serve(
     };
     let config = Config {
         require_v2: cli.require_v2,
+        require_v3: cli.require_v3,
         rate_limit: RateLimit {
             per_second: cli.rate_per_ip,
             burst: cli.burst_per_ip,
@@ -466,13 +544,17 @@ async fn serve(
     };
     config.validate()?;
     let identity_name = identity.name();
-    let server = TokenServer::new(keys, directory, identity, config);
+    let v3_kids: Vec<String> = v3_roots
+        .get()
+        .map(|r| r.roots().iter().map(|k| k.kid().to_owned()).collect())
+        .unwrap_or_default();
+    let server = TokenServer::new(keys, directory, identity, config).with_v3_roots(v3_roots);
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     let addr = listener.local_addr()?;
     ambient_daemon::announce_listening("token server", addr);
-    info!(%addr, require_v2 = cli.require_v2, identity = identity_name, "token server started");
+    info!(%addr, require_v2 = cli.require_v2, require_v3 = cli.require_v3, v3_kids = ?v3_kids, identity = identity_name, "token server started");
     let shutdown = ambient_daemon::shutdown_signal().context("installing the signal handlers")?;
     server
         .serve(listener, async move {

@@ -62,6 +62,10 @@ fn cmd() -> Command {
         "TOKEN_SERVER_SIGNING_KEY_FILES",
         "TOKEN_SERVER_GENERATE_SIGNING_KEY",
         "TOKEN_SERVER_SESSION_TOKEN_TTL",
+        "TOKEN_SERVER_SESSION_ROOT_KEY_FILES",
+        "TOKEN_SERVER_GENERATE_SESSION_ROOT_KEY",
+        "TOKEN_SERVER_INSTALLATION_ID",
+        "TOKEN_SERVER_REQUIRE_V3",
         "LOG_LEVEL",
         "LOG_FORMAT",
     ] {
@@ -438,6 +442,10 @@ fn help_names_every_env_var_and_hides_secret_values() {
         "TOKEN_SERVER_SESSION_TOKEN_TTL",
         "TOKEN_SERVER_GATEWAY_LISTEN",
         "AMBIENT_API_SERVER_URL",
+        "TOKEN_SERVER_SESSION_ROOT_KEY_FILES",
+        "TOKEN_SERVER_GENERATE_SESSION_ROOT_KEY",
+        "TOKEN_SERVER_INSTALLATION_ID",
+        "TOKEN_SERVER_REQUIRE_V3",
         "LOG_FORMAT",
     ] {
         assert!(stdout.contains(var), "--help lacks {var}");

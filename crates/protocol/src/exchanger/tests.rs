@@ -603,3 +603,180 @@ fn rfc3339_round_trip() {
     assert_eq!(parse_rfc3339(&s), Some(t));
     assert_eq!(parse_rfc3339("yesterday"), None);
 }
+
+/// A directory of its own under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "exchanger-{name}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+mod v3 {
+    use super::*;
+    use crate::exchange::v3::{KeyFileError, RootKey, RootKeys};
+    use crate::exchange::{NonceCache, Rejection};
+
+    const SID: &str = "session-0123456789";
+
+    fn roots() -> RootKeys {
+        let root = RootKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        RootKeys::new("install-1", vec![root]).unwrap_or_else(|| panic!("no root"))
+    }
+
+    fn write(path: &std::path::Path, content: &str) {
+        std::fs::write(path, content).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn verifies(roots: &RootKeys, header: &str) -> Result<(String, String), Rejection> {
+        let nonces = NonceCache::new(16, Duration::from_secs(60));
+        roots
+            .verify(
+                Some(header.as_bytes()),
+                "GET",
+                "/token",
+                SystemTime::now(),
+                &nonces,
+            )
+            .map(|c| (c.session_id, c.generation))
+    }
+
+    #[tokio::test]
+    async fn a_present_key_file_means_v3_an_absent_one_v2_and_a_rewrite_is_seen() {
+        let dir = TempDir::new("v3");
+        let path = dir.0.join("session.key");
+        let (addr, script) = serve(vec![], Some(Answer::Token("tok", None))).await;
+        let mut cfg = config(addr);
+        cfg.session_key_file = Some(path.clone());
+        let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+
+        // Absent: v2.
+        ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(decrypts_to_v2(&script.bearers()[0]));
+
+        // Present: v3, with a fresh nonce per attempt.
+        let first = roots();
+        write(&path, first.key_file(SID, "gen-1").to_json().expose());
+        ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+        ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+        let sent = script.bearers();
+        assert!(sent[1].starts_with("Ambient-HMAC "), "v3 header");
+        assert_ne!(sent[1], sent[2], "a fresh header per attempt");
+        assert_eq!(
+            verifies(&first, &sent[1]),
+            Ok((SID.to_owned(), "gen-1".to_owned()))
+        );
+        assert!(!sent[1].contains(&key_text(&first, "gen-1")), "key sent");
+
+        // Rewritten (root rotation, new pod generation): the next attempt
+        // uses the new key.
+        let second = roots();
+        write(&path, second.key_file(SID, "gen-2").to_json().expose());
+        ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+        let sent = script.bearers();
+        assert_eq!(
+            verifies(&second, &sent[3]),
+            Ok((SID.to_owned(), "gen-2".to_owned()))
+        );
+        assert_eq!(verifies(&first, &sent[3]), Err(Rejection::UnknownKeyId));
+
+        // Removed again: back to v2.
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        ex.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(decrypts_to_v2(&script.bearers()[4]));
+    }
+
+    fn key_text(roots: &RootKeys, generation: &str) -> String {
+        let json: serde_json::Value =
+            serde_json::from_str(roots.key_file(SID, generation).to_json().expose())
+                .unwrap_or_else(|e| panic!("{e}"));
+        json["key"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_malformed_or_foreign_key_file_is_a_clear_error_without_its_content() {
+        let dir = TempDir::new("v3-bad");
+        let path = dir.0.join("session.key");
+        let (addr, script) = serve(vec![], Some(Answer::Token("tok", None))).await;
+        let mut cfg = config(addr);
+        cfg.session_key_file = Some(path.clone());
+        let ex = TokenExchanger::new(cfg).unwrap_or_else(|e| panic!("{e}"));
+        let other = roots().key_file("session-of-someone-else", "gen-1");
+        let cases = [
+            ("not JSON", "SECRET-LOOKING-CONTENT-42".to_owned()),
+            (
+                "v2-shaped",
+                r#"{"v":2,"sid":"SECRET-LOOKING-CONTENT-42"}"#.to_owned(),
+            ),
+            ("empty", String::new()),
+            ("another session's", other.to_json().expose().to_owned()),
+        ];
+        for (name, content) in cases {
+            write(&path, &content);
+            let err = ex
+                .refresh()
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{name}: accepted"));
+            assert!(
+                matches!(
+                    err,
+                    ExchangeError::KeyFile {
+                        error: KeyFileError::Malformed(_),
+                        ..
+                    }
+                ),
+                "{name}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains("session.key"), "{name}: path named: {text}");
+            assert!(
+                !text.contains("SECRET-LOOKING"),
+                "{name}: content echoed: {text}"
+            );
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&content)
+                && let Some(key) = json["key"].as_str()
+            {
+                assert!(!text.contains(key), "{name}: key echoed");
+            }
+        }
+        // Not retried, nothing sent.
+        assert_eq!(script.requests(), 0);
+
+        // A directory where the file should be: unreadable, an error too.
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("{e}"));
+        let err = ex
+            .refresh()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert!(
+            matches!(
+                err,
+                ExchangeError::KeyFile {
+                    error: KeyFileError::Read(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(script.requests(), 0);
+    }
+}
