@@ -32,6 +32,7 @@ use crate::runtime::kube::KubeRuntime;
 use crate::runtime::log::LogRuntime;
 use crate::runtime::process::{self, ProcessRuntime, RuntimeKind};
 use crate::session_identity::{self, SessionIdentities};
+use crate::session_keys::V3Roots;
 use crate::supervisor::supervise;
 use crate::{keypair, leader};
 
@@ -280,12 +281,18 @@ fn informed<K: informer::Kind>(
 fn runtime_of(
     cfg: &Config,
     settings: &Settings,
-    clients: Option<&(kube::Client, kube::Client)>,
-    local: Option<&ProcessRuntime>,
+    (clients, local): (
+        Option<&(kube::Client, kube::Client)>,
+        Option<&ProcessRuntime>,
+    ),
     projects: &Arc<Store<Project>>,
+    v3_roots: &V3Roots,
 ) -> Arc<dyn SessionRuntime> {
     match (clients, local) {
-        (_, Some(local)) => Arc::new(local.clone()),
+        (_, Some(local)) => {
+            local.set_session_keys(v3_roots.clone());
+            Arc::new(local.clone())
+        }
         (Some((_, project)), None) if settings.provision => Arc::new(
             KubeRuntime::new(
                 project.clone(),
@@ -293,7 +300,8 @@ fn runtime_of(
                 &settings.pod.installation,
             )
             .configured(&settings.pod)
-            .knowing(projects.clone()),
+            .knowing(projects.clone())
+            .with_session_keys(v3_roots.clone()),
         ),
         _ => {
             tracing::warn!(
@@ -318,7 +326,7 @@ struct Serving {
 async fn serve_sessions(
     cfg: &Config,
     settings: &Settings,
-    keys: keypair::Keys,
+    (keys, v3_roots): (keypair::Keys, &V3Roots),
     (identities, provider): (&Arc<SessionIdentities>, &Arc<dyn TokenProvider>),
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<Serving> {
@@ -354,6 +362,7 @@ async fn serve_sessions(
         settings.token_server_config(),
         hooks,
     )
+    .with_v3_roots(v3_roots.clone())
     .bind(settings.token_listen)
     .await?;
     ambient_daemon::announce_listening("token server", token_server.local_addr());
@@ -418,18 +427,14 @@ pub async fn run(
             keypair::bootstrap(project.clone(), &settings.runtime_namespace).await?
         }
         (None, Some(local)) => local.keys().await?,
-        (None, None) => tokio::task::spawn_blocking(|| {
-            Ok::<_, anyhow::Error>(keypair::Keys {
-                exchange: ambient_protocol::keys::PrivateKey::generate()?,
-                signing: ambient_session_gateway::token::KeyRing::new(
-                    ambient_session_gateway::token::SigningKey::generate()?,
-                ),
-            })
-        })
-        .await
-        .context("key generation")?
-        .context("key generation")?,
+        (None, None) => tokio::task::spawn_blocking(keypair::Keys::generate)
+            .await
+            .context("key generation")?
+            .context("key generation")?,
     };
+    // Exchange v3: every replica verifies with the roots; the runtime
+    // derives session key files from the current one.
+    let v3_roots = V3Roots::new(keys.roots.keys(&settings.pod.installation));
     let public_key_pem = keys.exchange.public_key().to_pem();
     let provider = provider(&settings.auth)?;
     let rest =
@@ -456,14 +461,26 @@ pub async fn run(
         &mut tasks,
         Some(session_changes.clone()),
     );
-    let runtime = runtime_of(&cfg, &settings, clients.as_ref(), local.as_ref(), &projects);
+    let runtime = runtime_of(
+        &cfg,
+        &settings,
+        (clients.as_ref(), local.as_ref()),
+        &projects,
+        &v3_roots,
+    );
 
     // Every replica serves tokens (from the informer's session cache) and
     // the session gateway.
     let identities = SessionIdentities::new(sessions.clone(), runtime.clone(), session_changes);
     tasks.spawn(identities.clone().forget_ended());
-    let serving =
-        serve_sessions(&cfg, &settings, keys, (&identities, &provider), &mut tasks).await?;
+    let serving = serve_sessions(
+        &cfg,
+        &settings,
+        (keys, &v3_roots),
+        (&identities, &provider),
+        &mut tasks,
+    )
+    .await?;
     let key_store = match (&clients, &local) {
         (Some((_, project)), _) => Some(KeyStore::secret(
             project.clone(),
@@ -472,17 +489,26 @@ pub async fn run(
         (None, Some(local)) => Some(KeyStore::Files(local.clone())),
         (None, None) => None,
     };
-    // Every replica follows the signing keys of the Secret; the leader
-    // rotates them (below).
-    if let (Some(store @ KeyStore::Secret(_)), Some(tokens)) = (&key_store, &serving.tokens) {
+    let roots = rotation::Roots {
+        holder: v3_roots.clone(),
+        installation: settings.pod.installation.clone(),
+        runtime: runtime.clone(),
+    };
+    // Every replica follows the signing keys and roots of the Secret (and
+    // drops retired roots when their time is up); the leader rotates them
+    // (below).
+    if let (Some(store), Some(tokens)) = (&key_store, &serving.tokens) {
         tasks.spawn(rotation::reload(
             store.clone(),
             settings.identity.key_reload,
             tokens.clone(),
+            Some(roots.clone()),
         ));
     }
     let rotating = match (key_store, &serving.tokens, settings.identity.key_rotation) {
-        (Some(store), Some(tokens), Some(period)) => Some((store, tokens.clone(), period)),
+        (Some(store), Some(tokens), Some(period)) => {
+            Some((store, tokens.clone(), period, roots.clone()))
+        }
         _ => None,
     };
 
@@ -561,8 +587,8 @@ pub async fn run(
                     let (stop_tx, stop_rx) = watch::channel(false);
                     let task = tokio::spawn(controller.clone().run(workers, stop_rx));
                     running = Some((stop_tx, task));
-                    rotation_task = rotating.clone().map(|(store, tokens, period)| {
-                        tokio::spawn(rotation::rotate(store, period, tokens))
+                    rotation_task = rotating.clone().map(|(store, tokens, period, roots)| {
+                        tokio::spawn(rotation::rotate(store, period, tokens, Some(roots)))
                     });
                 }
                 (false, true) => {

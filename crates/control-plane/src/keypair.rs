@@ -4,7 +4,8 @@
 //! the winner is re-read and used, so every replica ends up with the same
 //! keys. A Secret written before session tokens existed gets its signing
 //! keys added in place (a conditional update: a concurrent writer wins and
-//! is re-read). [`rotation`] rotates the signing keys.
+//! is re-read). The exchange-v3 root keys ([`roots`]) are added the same
+//! way. [`rotation`] rotates the signing keys and the roots.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -20,7 +21,10 @@ use kube::api::{Api, PostParams};
 
 use crate::names;
 
+pub mod roots;
 pub mod rotation;
+
+use roots::{RootRing, RootsError};
 
 /// The keypair could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,12 @@ pub enum KeypairError {
         name: &'static str,
         source: StoreError,
     },
+    #[error("Secret {namespace}/{name} holds unusable exchange-v3 root keys: {source}")]
+    BadRoots {
+        namespace: String,
+        name: &'static str,
+        source: RootsError,
+    },
 }
 
 /// The keys of the keypair Secret.
@@ -56,6 +66,49 @@ pub struct Keys {
     pub exchange: PrivateKey,
     /// The session tokens' signing keys (RSA-2048).
     pub signing: KeyRing,
+    /// The exchange-v3 root keys.
+    pub roots: RootRing,
+}
+
+impl Keys {
+    /// Fresh keys of every kind (test mode: nothing is stored).
+    pub fn generate() -> Result<Keys, KeypairError> {
+        Ok(Keys {
+            exchange: PrivateKey::generate().map_err(|e| KeypairError::Generate(e.to_string()))?,
+            signing: generate_signing()?,
+            roots: generate_roots()?,
+        })
+    }
+}
+
+fn generate_roots() -> Result<RootRing, KeypairError> {
+    RootRing::generate().map_err(|e| KeypairError::Generate(e.to_string()))
+}
+
+/// The data of `secret` as redacting values.
+fn data_of(secret: &Secret) -> BTreeMap<String, SecretValue> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                SecretValue::new(String::from_utf8_lossy(&v.0).into_owned()),
+            )
+        })
+        .collect()
+}
+
+/// The root ring stored in `secret`; `None` when it holds none yet.
+pub fn roots_of(secret: &Secret) -> Result<Option<RootRing>, RootsError> {
+    RootRing::from_data(&data_of(secret), SystemTime::now())
+}
+
+/// `secret`'s data with `roots` written into it (other keys kept).
+pub fn with_roots(mut secret: Secret, roots: &RootRing) -> Secret {
+    roots.write_into(secret.data.get_or_insert_default());
+    secret
 }
 
 fn generate_signing() -> Result<KeyRing, KeypairError> {
@@ -66,18 +119,7 @@ fn generate_signing() -> Result<KeyRing, KeypairError> {
 
 /// The signing ring stored in `secret`; `None` when it holds none yet.
 fn signing_of(secret: &Secret) -> Result<Option<KeyRing>, StoreError> {
-    let data: BTreeMap<String, SecretValue> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                SecretValue::new(String::from_utf8_lossy(&v.0).into_owned()),
-            )
-        })
-        .collect();
-    match KeyRing::from_secret_data(&data, SystemTime::now()) {
+    match KeyRing::from_secret_data(&data_of(secret), SystemTime::now()) {
         Ok(ring) => Ok(Some(ring)),
         Err(StoreError::NoIndex) => Ok(None),
         Err(e) => Err(e),
@@ -107,6 +149,11 @@ pub async fn bootstrap(client: Client, namespace: &str) -> Result<Keys, KeypairE
         name: names::KEYPAIR_SECRET,
         source,
     };
+    let bad_roots = |source| KeypairError::BadRoots {
+        namespace: namespace.into(),
+        name: names::KEYPAIR_SECRET,
+        source,
+    };
     for _ in 0..3 {
         if let Some(secret) = api.get_opt(names::KEYPAIR_SECRET).await.map_err(kube_err)? {
             let exchange = parse(&secret).map_err(|source| KeypairError::BadKey {
@@ -114,16 +161,34 @@ pub async fn bootstrap(client: Client, namespace: &str) -> Result<Keys, KeypairE
                 name: names::KEYPAIR_SECRET,
                 source,
             })?;
-            if let Some(signing) = signing_of(&secret).map_err(bad_signing)? {
-                return Ok(Keys { exchange, signing });
+            let signing = signing_of(&secret).map_err(bad_signing)?;
+            let roots = roots_of(&secret).map_err(bad_roots)?;
+            if let (Some(signing), Some(roots)) = (&signing, &roots) {
+                return Ok(Keys {
+                    exchange,
+                    signing: signing.clone(),
+                    roots: roots.clone(),
+                });
             }
-            // Written before session tokens: add the signing keys, unless
-            // another replica does first (the update is conditional on the
-            // version read).
-            let signing = tokio::task::spawn_blocking(generate_signing)
-                .await
-                .map_err(|e| KeypairError::Generate(e.to_string()))??;
+            // Written before session tokens or exchange v3: add what is
+            // missing, unless another replica does first (the update is
+            // conditional on the version read).
+            let (added_signing, added_roots) = (signing.is_none(), roots.is_none());
+            let (signing, roots) = tokio::task::spawn_blocking(move || {
+                let signing = match signing {
+                    Some(s) => s,
+                    None => generate_signing()?,
+                };
+                let roots = match roots {
+                    Some(r) => r,
+                    None => generate_roots()?,
+                };
+                Ok::<_, KeypairError>((signing, roots))
+            })
+            .await
+            .map_err(|e| KeypairError::Generate(e.to_string()))??;
             let updated = with_signing(secret, &signing)
+                .map(|s| with_roots(s, &roots))
                 .map_err(|e| KeypairError::Generate(e.to_string()))?;
             match api
                 .replace(names::KEYPAIR_SECRET, &PostParams::default(), &updated)
@@ -132,9 +197,15 @@ pub async fn bootstrap(client: Client, namespace: &str) -> Result<Keys, KeypairE
                 Ok(_) => {
                     tracing::info!(
                         namespace,
-                        "added the session-token signing keys to the keypair Secret"
+                        added_signing,
+                        added_roots,
+                        "added keys to the keypair Secret"
                     );
-                    return Ok(Keys { exchange, signing });
+                    return Ok(Keys {
+                        exchange,
+                        signing,
+                        roots,
+                    });
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     tracing::info!(
@@ -145,14 +216,15 @@ pub async fn bootstrap(client: Client, namespace: &str) -> Result<Keys, KeypairE
                 Err(e) => return Err(kube_err(e)),
             }
         }
-        let (key, signing) = tokio::task::spawn_blocking(|| {
+        let (key, signing, roots) = tokio::task::spawn_blocking(|| {
             let key = PrivateKey::generate().map_err(|e| KeypairError::Generate(e.to_string()))?;
-            Ok::<_, KeypairError>((key, generate_signing()?))
+            Ok::<_, KeypairError>((key, generate_signing()?, generate_roots()?))
         })
         .await
         .map_err(|e| KeypairError::Generate(e.to_string()))??;
         let secret = secret_for(&key, namespace)
             .and_then(|s| with_signing(s, &signing))
+            .map(|s| with_roots(s, &roots))
             .map_err(|e| KeypairError::Generate(e.to_string()))?;
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => {
@@ -164,6 +236,7 @@ pub async fn bootstrap(client: Client, namespace: &str) -> Result<Keys, KeypairE
                 return Ok(Keys {
                     exchange: key,
                     signing,
+                    roots,
                 });
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {

@@ -16,6 +16,7 @@
 //!   keys in one Secret (race-safe bootstrap);
 //! - [`session_identity`]: exchanges bound to the caller's pod, and what the
 //!   session gateway knows of sessions;
+//! - [`session_keys`]: exchange v3's roots and per-pod session key files;
 //! - [`leader`]: Lease-based leader election;
 //! - [`daemon`]: everything wired together, with the embedded token server;
 //! - [`supervisor`]: restarts a long-running task that panicked;
@@ -37,4 +38,5 @@ pub mod render;
 pub mod rest;
 pub mod runtime;
 pub mod session_identity;
+pub mod session_keys;
 pub mod supervisor;

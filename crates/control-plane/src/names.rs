@@ -41,6 +41,21 @@ pub const TENANT_NAMESPACE_PLURAL: &str = "tenantnamespaces";
 /// The Vertex key volume of the runner, and where it is mounted.
 pub const VERTEX_VOLUME: &str = "vertex";
 pub const VERTEX_MOUNT_PATH: &str = "/app/vertex";
+/// The session key volume (exchange v3, wire.md §3): the `K_s` file of the
+/// session's Secret, mounted read-only into the containers that exchange
+/// tokens (runner, ambient-mcp, credential sidecars) — a directory mount,
+/// so a rewritten key (root rotation) reaches running containers.
+pub const SESSION_KEY_VOLUME: &str = "session-key";
+pub const SESSION_KEY_MOUNT_PATH: &str = "/var/run/ambient/session-key";
+/// The key of the session's Secret holding the key file, and the file's name.
+pub const SESSION_KEY_FILE: &str = "session-key.json";
+/// The key file's mode in the containers (owner read only).
+pub const SESSION_KEY_MODE: i32 = 0o400;
+/// On a session's pod: its generation, picked by the control plane when it
+/// creates the pod (`K_s` is derived for it before the pod starts; session
+/// tokens carry it as `gen`). A pod without it (created before) is named
+/// by its UID.
+pub const ANNOTATION_GENERATION: &str = "ambient-code.io/generation";
 /// Where the runner keeps its artifacts (`ARTIFACTS_DIR`, relative to the workspace).
 pub const ARTIFACTS_DIR: &str = "artifacts";
 
@@ -64,6 +79,49 @@ pub fn service_name(session_id: &str) -> String {
 /// The per-session Secret holding values containers get by `secretKeyRef`.
 pub fn secret_name(session_id: &str) -> String {
     format!("session-{}-secrets", safe(session_id))
+}
+
+/// The path of the session key file inside a container.
+pub fn session_key_path() -> String {
+    format!("{SESSION_KEY_MOUNT_PATH}/{SESSION_KEY_FILE}")
+}
+
+/// A fresh pod generation: 32 random hex digits (fits a v3 `gen`,
+/// `[A-Za-z0-9._:-]{1,128}`, and a label value).
+pub fn new_generation() -> String {
+    use std::fmt::Write as _;
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // Never seen; the clock still tells this pod from the previous one.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = nanos.to_be_bytes();
+    }
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The generation of `pod`: [`ANNOTATION_GENERATION`], else its UID.
+pub fn pod_generation(pod: &k8s_openapi::api::core::v1::Pod) -> String {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_GENERATION))
+        .filter(|g| is_generation(g))
+        .cloned()
+        .or_else(|| pod.metadata.uid.clone())
+        .unwrap_or_default()
+}
+
+/// A v3 generation: 1–128 of `A-Z a-z 0-9 . _ : -`.
+pub fn is_generation(g: &str) -> bool {
+    (1..=128).contains(&g.len())
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// The namespace of a project's sessions.
@@ -229,5 +287,26 @@ mod tests {
         for ns in ["team-x", "kubernetes-fans", "my-openshift", "defaults"] {
             assert_eq!(reserved_namespace(ns, "ambient-code", mpp), None, "{ns}");
         }
+    }
+
+    #[test]
+    fn generations_are_fresh_v3_names_and_label_values_and_the_uid_is_the_fallback() {
+        let (a, b) = (new_generation(), new_generation());
+        assert_ne!(a, b);
+        assert!(is_generation(&a) && is_label_value(&a), "{a}");
+        let mut pod = k8s_openapi::api::core::v1::Pod::default();
+        pod.metadata.uid = Some("uid-1".into());
+        assert_eq!(pod_generation(&pod), "uid-1");
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            ANNOTATION_GENERATION.to_owned(),
+            a.clone(),
+        )]));
+        assert_eq!(pod_generation(&pod), a);
+        // A value no v3 header could carry is not a generation.
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            ANNOTATION_GENERATION.to_owned(),
+            "a b".to_owned(),
+        )]));
+        assert_eq!(pod_generation(&pod), "uid-1");
     }
 }

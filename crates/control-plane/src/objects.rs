@@ -145,6 +145,10 @@ pub struct PodConfig {
     pub runner_resources: Resources,
     pub mcp_resources: Resources,
     pub credential_resources: Resources,
+    /// Exchange v3: the containers that exchange tokens get the session key
+    /// file (the session's Secret, [`names::SESSION_KEY_VOLUME`]). Its
+    /// content is the runtime's to write (it picks the pod's generation).
+    pub session_keys: bool,
 }
 
 /// What a session's initial prompt is made of besides its own prompt
@@ -197,7 +201,9 @@ pub struct SessionObjects {
     pub vertex_secret: Option<SecretCopy>,
     pub network_policy: NetworkPolicy,
     pub service_account: ServiceAccount,
-    /// Per-session Secret for `secretKeyRef` values (absent when there are none).
+    /// Per-session Secret for `secretKeyRef` values and the session key file
+    /// (absent when there are none; the key file's content is added by the
+    /// runtime, [`SessionObjects::uses_session_key`]).
     pub secret: Option<KubeSecret>,
     pub pod: Pod,
     pub service: Service,
@@ -213,6 +219,48 @@ pub struct SecretCopy {
 }
 
 impl SessionObjects {
+    /// Whether the pod mounts the session key file (exchange v3): the
+    /// runtime then derives it for the pod's generation and writes it into
+    /// the session's Secret before the pod starts.
+    pub fn uses_session_key(&self) -> bool {
+        self.pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| v.name == names::SESSION_KEY_VOLUME)
+    }
+
+    /// The session's ID (the pod's session label).
+    pub fn session_id(&self) -> &str {
+        self.pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::LABEL_SESSION_ID))
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Names the pod `generation` ([`names::ANNOTATION_GENERATION`]) and
+    /// puts `key_file` (a [`ambient_protocol::exchange::v3::SessionKeyFile`]'s
+    /// JSON) into the session's Secret.
+    pub fn set_session_key(&mut self, generation: &str, key_file: &Secret) {
+        self.pod
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(
+                names::ANNOTATION_GENERATION.to_owned(),
+                generation.to_owned(),
+            );
+        if let Some(secret) = &mut self.secret {
+            secret.data.get_or_insert_default().insert(
+                names::SESSION_KEY_FILE.to_owned(),
+                k8s_openapi::ByteString(key_file.expose().as_bytes().to_vec()),
+            );
+        }
+    }
+
     /// Makes Pod, Service and Secret owned by the session's ServiceAccount
     /// (whose UID is known once it exists), so deleting it collects them.
     /// No `blockOwnerDeletion`: setting it needs `update` on
@@ -279,13 +327,16 @@ pub fn build(
         metadata: meta(names::service_account_name(id)),
         ..ServiceAccount::default()
     };
-    let secret = cfg.anthropic_api_key.as_ref().map(|key| KubeSecret {
+    let session_key = pod::session_key_enabled(cfg, input.public_key_pem);
+    let secret = (cfg.anthropic_api_key.is_some() || session_key).then(|| KubeSecret {
         metadata: meta(names::secret_name(id)),
         type_: Some("Opaque".into()),
-        string_data: Some(BTreeMap::from([(
-            ambient_protocol::env::ANTHROPIC_API_KEY.to_owned(),
-            key.expose().to_owned(),
-        )])),
+        string_data: cfg.anthropic_api_key.as_ref().map(|key| {
+            BTreeMap::from([(
+                ambient_protocol::env::ANTHROPIC_API_KEY.to_owned(),
+                key.expose().to_owned(),
+            )])
+        }),
         ..KubeSecret::default()
     });
     let mut pod_meta = meta(names::pod_name(id));

@@ -47,7 +47,11 @@ async fn embedded_token_server_knows_the_informers_sessions() {
     assert_eq!(claims["project"], ns.as_str(), "{claims}");
     assert_eq!(claims["sub"], format!("ambient-session-{id}"), "{claims}");
     let pod = kube.get("pods", ns, &pod_name(&id)).unwrap_or_default();
-    assert_eq!(claims["gen"], pod["metadata"]["uid"], "{claims}");
+    // The pod's generation: the control plane's name for it, picked when it
+    // created the pod (its session key file is derived for it).
+    let generation = &pod["metadata"]["annotations"]["ambient-code.io/generation"];
+    assert!(generation.is_string(), "{pod}");
+    assert_eq!(&claims["gen"], generation, "{claims}");
     // v1 too, by default (reference runners and sidecars speak it).
     let (code, body) = exchange_v1(token_addr, &key, &id).await;
     assert_eq!(code, 200, "{body}");

@@ -254,6 +254,7 @@ fn help_documents_env_vars_and_hides_secret_values() {
         "CP_TOKEN_LISTEN_ADDR",
         "CP_TOKEN_URL",
         "CP_TOKEN_REQUIRE_V2",
+        "CP_TOKEN_REQUIRE_V3",
         "IMAGE_PULL_SECRET",
         "ANTHROPIC_API_KEY",
         "USE_VERTEX",

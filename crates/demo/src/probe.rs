@@ -21,7 +21,12 @@
 //!   `ok` when it answered OK (a stream:
 //!   when it opened);
 //! - `{"name", "exchange_as": SESSION_ID}`: a token exchange claiming
-//!   another session, from this process.
+//!   another session, from this process;
+//! - `{"name", "exchange_v3": PATH|null, "rest"?: [METHOD, PATH]}`: an
+//!   exchange v3 (wire.md §3) with the session key file at PATH (null:
+//!   `AMBIENT_SESSION_KEY_FILE`), then, when it answered 200 and `rest` is
+//!   given, that call with the token it got; `status` is the exchange's
+//!   status (and the call's, after a `/`).
 
 use std::time::Duration;
 
@@ -80,6 +85,9 @@ pub async fn run(config: Config) -> Result<()> {
             grpc_cell(&api, rpc, session, cell["phase"].as_str()).await?
         } else if let Some(other) = cell["exchange_as"].as_str() {
             exchange_cell(&settings.token, other).await
+        } else if let Some(file) = cell.get("exchange_v3") {
+            let then = cell["rest"].as_array().map(|r| (&http, base.as_str(), r));
+            exchange_v3_cell(&settings.token, file.as_str(), then).await?
         } else {
             bail!("cell {name}: no rest, grpc or exchange_as");
         };
@@ -205,6 +213,55 @@ async fn grpc_cell(
         ),
         other => bail!("unknown rpc {other}"),
     })
+}
+
+/// An exchange v3 with the key file at `file` (else the session's own),
+/// then `then`'s call with the token it got.
+async fn exchange_v3_cell(
+    config: &ambient_runner_client::config::TokenConfig,
+    file: Option<&str>,
+    then: Option<(&reqwest::Client, &str, &Vec<Value>)>,
+) -> Result<(bool, String)> {
+    use ambient_protocol::exchange::v3::SessionKeyFile;
+    use ambient_runner_client::config::TokenConfig;
+    let TokenConfig::Exchange { url, .. } = config else {
+        return Ok((false, "no exchange configured".into()));
+    };
+    let path = match file {
+        Some(f) => f.to_owned(),
+        None => std::env::var(ambient_protocol::env::AMBIENT_SESSION_KEY_FILE)
+            .context("AMBIENT_SESSION_KEY_FILE is not set")?,
+    };
+    let key = match SessionKeyFile::read(std::path::Path::new(&path)) {
+        Ok(k) => k,
+        Err(e) => return Ok((false, format!("error: {e}"))),
+    };
+    let url = reqwest::Url::parse(url.as_str()).context("token URL")?;
+    let header = key.authorization("GET", url.path(), std::time::SystemTime::now())?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let resp = match http
+        .get(url.clone())
+        .header(reqwest::header::AUTHORIZATION, header)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Ok((false, format!("error: {e}"))),
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return Ok((false, status.as_u16().to_string()));
+    }
+    let body: Value = resp.json().await.context("the exchange's answer")?;
+    let token = Secret::new(body["token"].as_str().unwrap_or_default().to_owned());
+    let Some((http, base, rest)) = then else {
+        return Ok((true, "200".into()));
+    };
+    let (ok, call) = rest_cell(http, base, &token, rest, None).await?;
+    Ok((ok, format!("200/{call}")))
 }
 
 /// An exchange claiming `other` from this process: its status code.

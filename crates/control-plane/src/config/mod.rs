@@ -237,6 +237,12 @@ pub struct Config {
     #[arg(long, env = "CP_TOKEN_REQUIRE_V2")]
     pub token_require_v2: bool,
 
+    /// Refuse v1 and v2 token exchanges: only exchange v3 (the session key
+    /// file, wire.md §3) is accepted. Off by default; for installations
+    /// that run only our runner clients and sidecars.
+    #[arg(long, env = "CP_TOKEN_REQUIRE_V3")]
+    pub token_require_v3: bool,
+
     /// Token URL sessions use to reach the token server, e.g.
     /// http://ambient-control-plane.ambient-code.svc:8080/token.
     #[arg(long, env = env::CP_TOKEN_URL)]
@@ -389,6 +395,8 @@ pub struct Settings {
     pub token_listen: SocketAddr,
     /// The embedded token server refuses v1 exchanges.
     pub token_require_v2: bool,
+    /// The embedded token server refuses v1 and v2 exchanges.
+    pub token_require_v3: bool,
     pub health_listen: SocketAddr,
     pub resync: Duration,
     pub pod: crate::objects::PodConfig,
@@ -401,6 +409,7 @@ impl Settings {
     pub fn token_server_config(&self) -> ambient_token_server::Config {
         ambient_token_server::Config {
             require_v2: self.token_require_v2,
+            require_v3: self.token_require_v3,
             ..ambient_token_server::Config::default()
         }
     }
@@ -447,6 +456,7 @@ impl Config {
             runtime_namespace: self.runtime_namespace(),
             token_listen: parse_listen(env::CP_TOKEN_LISTEN_ADDR, &self.token_listen_addr)?,
             token_require_v2: self.token_require_v2,
+            token_require_v3: self.token_require_v3,
             health_listen: parse_listen("CP_HEALTH_LISTEN_ADDR", &self.health_listen_addr)?,
             resync: Duration::from_secs(self.resync_seconds.max(1)),
             identity: self.session.validate(pod.token_url.as_deref())?,

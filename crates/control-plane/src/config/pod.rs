@@ -92,6 +92,7 @@ impl Config {
             runner_resources: self.runner_resources()?,
             mcp_resources: self.sidecar_resources(crate::objects::Resources::mcp())?,
             credential_resources: self.sidecar_resources(crate::objects::Resources::credential())?,
+            session_keys: true,
         })
     }
 

@@ -1,4 +1,5 @@
-//! Rotation of the session tokens' signing keys (issue 25): one step every
+//! Rotation of the session tokens' signing keys (issue 25) and of the
+//! exchange-v3 root keys ([`super::roots`], issue 26), together: one step every
 //! half period, by the leader only (the single process in the process
 //! runtime). A step publishes a fresh *next* key when there is none, else
 //! makes the next key current and retires the old current key until every
@@ -10,6 +11,11 @@
 //! in the state directory. Every replica re-reads the Secret periodically
 //! and signs and verifies with what it holds; a Secret that cannot be read
 //! or parsed keeps the last good keys.
+//!
+//! A root step mirrors a signing step: a new root is published (every
+//! replica verifies with it) half a period before it derives; when it
+//! does, the leader rewrites every live session's key file with it while
+//! the previous root still verifies ([`super::roots::RETIRED_FOR`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,9 +25,12 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 
-use super::{signing_of, with_signing};
+use super::roots::{RootRing, RootStep};
+use super::{roots_of, signing_of, with_roots, with_signing};
 use crate::names;
+use crate::runtime::SessionRuntime;
 use crate::runtime::process::ProcessRuntime;
+use crate::session_keys::V3Roots;
 
 /// What one rotation step did (kids are public).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +87,7 @@ impl std::fmt::Debug for KeyStore {
 /// the write back conditional).
 struct Loaded {
     ring: KeyRing,
+    roots: RootRing,
     secret: Option<Secret>,
 }
 
@@ -104,8 +114,14 @@ impl KeyStore {
                     .with_context(|| {
                         format!("Secret {} holds no signing keys", names::KEYPAIR_SECRET)
                     })?;
+                let roots = roots_of(&secret)
+                    .with_context(|| format!("Secret {}", names::KEYPAIR_SECRET))?
+                    .with_context(|| {
+                        format!("Secret {} holds no root keys", names::KEYPAIR_SECRET)
+                    })?;
                 Ok(Loaded {
                     ring,
+                    roots,
                     secret: Some(secret),
                 })
             }
@@ -113,15 +129,24 @@ impl KeyStore {
                 ring: local
                     .signing_keys()?
                     .context("the state directory holds no signing keys")?,
+                roots: local
+                    .session_roots()?
+                    .context("the state directory holds no root keys")?,
                 secret: None,
             }),
         }
     }
 
-    async fn save(&self, loaded: Loaded, ring: &KeyRing) -> Result<(), SaveError> {
+    async fn save(
+        &self,
+        loaded: Loaded,
+        ring: &KeyRing,
+        roots: &RootRing,
+    ) -> Result<(), SaveError> {
         match (self, loaded.secret) {
             (KeyStore::Secret(api), Some(secret)) => {
                 let updated = with_signing(secret, ring)
+                    .map(|s| with_roots(s, roots))
                     .map_err(|e| SaveError::Failed(anyhow::anyhow!("cannot encode keys: {e}")))?;
                 match api
                     .replace(names::KEYPAIR_SECRET, &PostParams::default(), &updated)
@@ -138,7 +163,10 @@ impl KeyStore {
             (KeyStore::Secret(_), None) => Err(SaveError::Failed(anyhow::anyhow!(
                 "no Secret was read before writing it"
             ))),
-            (KeyStore::Files(local), _) => local.save_signing_keys(ring).map_err(SaveError::Failed),
+            (KeyStore::Files(local), _) => local
+                .save_signing_keys(ring)
+                .and_then(|()| local.save_session_roots(roots))
+                .map_err(SaveError::Failed),
         }
     }
 }
@@ -156,15 +184,100 @@ fn apply(tokens: &SessionTokens, ring: KeyRing) -> bool {
     true
 }
 
+/// Where the exchange-v3 roots go: the holder the token server verifies
+/// with (and key files are derived from), for one installation, and the
+/// runtime whose live sessions' key files are rewritten after a promotion.
+#[derive(Clone)]
+pub struct Roots {
+    pub holder: V3Roots,
+    pub installation: String,
+    pub runtime: Arc<dyn SessionRuntime>,
+}
+
+impl std::fmt::Debug for Roots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roots")
+            .field("holder", &self.holder)
+            .field("installation", &self.installation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Roots {
+    /// Makes the holder verify (and derive) with `ring`; `true` when the
+    /// current root changed.
+    fn apply(&self, ring: &RootRing) -> bool {
+        let Some(keys) = ring.keys(&self.installation) else {
+            return false;
+        };
+        let before = self.holder.get();
+        let same = |b: &ambient_protocol::exchange::v3::RootKeys| {
+            b.roots()
+                .iter()
+                .map(|k| k.kid())
+                .eq(keys.roots().iter().map(|k| k.kid()))
+        };
+        if before.as_deref().is_some_and(same) {
+            return false;
+        }
+        let changed_current = before
+            .as_deref()
+            .is_none_or(|b| b.current().kid() != keys.current().kid());
+        tracing::info!(
+            current = keys.current().kid(),
+            roots = keys.roots().len(),
+            "exchange-v3 root keys changed"
+        );
+        self.holder.replace(keys);
+        changed_current
+    }
+
+    /// Rewrites every live session's key file with the current root
+    /// (3 tries); errors are logged.
+    async fn rewrite(&self) {
+        let Some(keys) = self.holder.get() else {
+            return;
+        };
+        for attempt in 1..=3 {
+            match self.runtime.rewrite_session_keys(&keys).await {
+                Ok(n) => {
+                    tracing::info!(
+                        sessions = n,
+                        root = keys.current().kid(),
+                        "rewrote the session key files"
+                    );
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    attempt,
+                    "cannot rewrite every session key file"
+                ),
+            }
+        }
+    }
+}
+
+/// What one rotation step did to the signing keys and to the roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub signing: Step,
+    pub dropped: usize,
+    pub roots: Option<RootStep>,
+}
+
 /// One rotation step, written back (re-read and redone on a conflict)
-/// and applied to `tokens`.
+/// and applied to `tokens` and `roots` (key files rewritten after a
+/// root promotion).
 pub async fn rotate_once(
     store: &KeyStore,
     tokens: &SessionTokens,
-) -> anyhow::Result<(Step, usize)> {
+    roots: Option<&Roots>,
+) -> anyhow::Result<Done> {
     for _ in 0..5 {
         let loaded = store.load().await?;
         let mut ring = loaded.ring.clone();
+        let mut root_ring = loaded.roots.clone();
         let fresh = match ring.next() {
             Some(_) => None,
             None => Some(
@@ -174,11 +287,29 @@ pub async fn rotate_once(
                     .context("key generation")?,
             ),
         };
-        let done = step(&mut ring, SystemTime::now(), fresh).context("no key to publish")?;
-        match store.save(loaded, &ring).await {
+        let now = SystemTime::now();
+        let (signing, dropped) = step(&mut ring, now, fresh).context("no key to publish")?;
+        let fresh_root = match root_ring.next() {
+            Some(_) => None,
+            None => Some(
+                ambient_protocol::exchange::v3::RootKey::generate()
+                    .map_err(|e| anyhow::anyhow!("key generation: {e}"))?,
+            ),
+        };
+        let root_step = root_ring.step(now, fresh_root);
+        match store.save(loaded, &ring, &root_ring).await {
             Ok(()) => {
                 apply(tokens, ring);
-                return Ok(done);
+                if let Some(roots) = roots
+                    && roots.apply(&root_ring)
+                {
+                    roots.rewrite().await;
+                }
+                return Ok(Done {
+                    signing,
+                    dropped,
+                    roots: root_step,
+                });
             }
             Err(SaveError::Conflict) => {
                 tracing::info!("the keypair Secret changed under the rotation; re-reading it");
@@ -190,18 +321,41 @@ pub async fn rotate_once(
 }
 
 /// Rotates every half `period`, forever (the leader's task).
-pub async fn rotate(store: KeyStore, period: Duration, tokens: Arc<SessionTokens>) {
+pub async fn rotate(
+    store: KeyStore,
+    period: Duration,
+    tokens: Arc<SessionTokens>,
+    roots: Option<Roots>,
+) {
     let half = period / 2;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match rotate_once(&store, &tokens).await {
-            Ok((Step::Published { next }, dropped)) => {
-                tracing::info!(next, dropped, "published the next session signing key");
-            }
-            Ok((Step::Promoted { current, retired }, dropped)) => {
-                tracing::info!(current, retired, dropped, "rotated the session signing key");
+        match rotate_once(&store, &tokens, roots.as_ref()).await {
+            Ok(done) => {
+                match done.signing {
+                    Step::Published { next } => tracing::info!(
+                        next,
+                        dropped = done.dropped,
+                        "published the next session signing key"
+                    ),
+                    Step::Promoted { current, retired } => tracing::info!(
+                        current,
+                        retired,
+                        dropped = done.dropped,
+                        "rotated the session signing key"
+                    ),
+                }
+                match done.roots {
+                    Some(RootStep::Published { next }) => {
+                        tracing::info!(next, "published the next exchange-v3 root key")
+                    }
+                    Some(RootStep::Promoted { current, retired }) => {
+                        tracing::info!(current, retired, "rotated the exchange-v3 root key")
+                    }
+                    None => {}
+                }
             }
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
@@ -213,16 +367,27 @@ pub async fn rotate(store: KeyStore, period: Duration, tokens: Arc<SessionTokens
 
 /// Re-reads the keys every `every` and applies them to `tokens`, forever
 /// (every replica's task); unreadable keys keep the last good ones.
-pub async fn reload(store: KeyStore, every: Duration, tokens: Arc<SessionTokens>) {
+pub async fn reload(
+    store: KeyStore,
+    every: Duration,
+    tokens: Arc<SessionTokens>,
+    roots: Option<Roots>,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         match store.load().await {
             Ok(loaded) => {
+                let now = SystemTime::now();
                 let mut ring = loaded.ring;
-                ring.retire_expired(SystemTime::now());
+                ring.retire_expired(now);
                 apply(&tokens, ring);
+                let mut root_ring = loaded.roots;
+                root_ring.retire_expired(now);
+                if let Some(roots) = &roots {
+                    roots.apply(&root_ring);
+                }
             }
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),

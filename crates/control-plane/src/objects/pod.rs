@@ -75,6 +75,45 @@ pub fn sidecars_enabled(cfg: &PodConfig, public_key_pem: Option<&str>) -> bool {
     cfg.token_url.is_some() && public_key_pem.is_some_and(|k| !k.is_empty())
 }
 
+/// True when the pod gets a session key file (exchange v3): on, and its
+/// containers exchange tokens at all.
+pub fn session_key_enabled(cfg: &PodConfig, public_key_pem: Option<&str>) -> bool {
+    cfg.session_keys && sidecars_enabled(cfg, public_key_pem)
+}
+
+/// Gives the containers that exchange tokens — the runner, ambient-mcp and
+/// the credential sidecars, which are all of a session pod's containers —
+/// the session key file: the session Secret's key file alone, read-only,
+/// mode 0400, as a directory mount (a subPath mount would never see a
+/// rewritten key), its path in `AMBIENT_SESSION_KEY_FILE`.
+fn add_session_key(id: &str, containers: &mut [Container], volumes: &mut Vec<Volume>) {
+    volumes.push(Volume {
+        name: names::SESSION_KEY_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names::secret_name(id)),
+            items: Some(vec![KeyToPath {
+                key: names::SESSION_KEY_FILE.into(),
+                path: names::SESSION_KEY_FILE.into(),
+                mode: Some(names::SESSION_KEY_MODE),
+            }]),
+            default_mode: Some(names::SESSION_KEY_MODE),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    });
+    for c in containers {
+        c.volume_mounts.get_or_insert_default().push(VolumeMount {
+            read_only: Some(true),
+            ..mount(names::SESSION_KEY_VOLUME, names::SESSION_KEY_MOUNT_PATH)
+        });
+        c.env.get_or_insert_default().push(EnvVar {
+            name: ambient_protocol::env::AMBIENT_SESSION_KEY_FILE.into(),
+            value: Some(names::session_key_path()),
+            value_from: None,
+        });
+    }
+}
+
 /// Credential sidecars to run: provider, container name, port, image. None
 /// unless [`sidecars_enabled`].
 pub fn credential_sidecars<'a>(
@@ -259,6 +298,9 @@ pub(super) fn pod_spec(
         volumes.push(empty_dir(tmp, Some(SIDECAR_TMP_LIMIT)));
     }
 
+    if session_key_enabled(cfg, key_pem) {
+        add_session_key(id, &mut containers, &mut volumes);
+    }
     Ok(PodSpec {
         containers,
         restart_policy: Some("Never".into()),

@@ -38,6 +38,7 @@ pub(crate) fn config() -> PodConfig {
         runner_resources: Resources::runner(),
         mcp_resources: Resources::mcp(),
         credential_resources: Resources::credential(),
+        session_keys: false,
     }
 }
 
@@ -576,4 +577,80 @@ fn bad_sessions_are_build_errors() {
     let mut s = session();
     s.environment_variables = Some("[1,2]".into());
     assert!(matches!(input(&s), Some(BuildError::BadEnvironment(_))));
+}
+
+#[test]
+fn the_session_key_file_reaches_every_exchanging_container_read_only_and_nothing_else() {
+    let mut cfg = config();
+    cfg.session_keys = true;
+    cfg.anthropic_api_key = None;
+    let o = build_with(&cfg, Some("PEM"), &all_credentials());
+    assert!(o.uses_session_key());
+    let spec = o.pod.spec.as_ref().unwrap_or_else(|| panic!("no spec"));
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == names::SESSION_KEY_VOLUME)
+        .and_then(|v| v.secret.clone())
+        .unwrap_or_else(|| panic!("no key volume"));
+    assert_eq!(
+        volume.secret_name,
+        Some(names::secret_name(&o.session_id().to_owned()))
+    );
+    assert_eq!(volume.default_mode, Some(0o400));
+    let items = volume.items.unwrap_or_default();
+    assert_eq!(items.len(), 1, "the key file alone");
+    assert_eq!(items[0].key, names::SESSION_KEY_FILE);
+    // Runner, ambient-mcp and every credential sidecar: all of the pod's
+    // containers exchange tokens.
+    assert!(containers(&o).len() >= 3);
+    for c in containers(&o) {
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == names::SESSION_KEY_VOLUME)
+            .unwrap_or_else(|| panic!("{}: no key mount", c.name));
+        assert_eq!(mount.read_only, Some(true), "{}", c.name);
+        assert_eq!(
+            mount.sub_path, None,
+            "{}: a subPath mount never updates",
+            c.name
+        );
+        assert_eq!(
+            value_of(c, ambient_protocol::env::AMBIENT_SESSION_KEY_FILE),
+            Some(names::session_key_path().as_str())
+        );
+    }
+    // The Secret exists (for the key) without an API key; its content is
+    // the runtime's: nothing of a key in the built objects.
+    let secret = o.secret.as_ref().unwrap_or_else(|| panic!("no Secret"));
+    assert!(secret.data.is_none() && secret.string_data.is_none());
+    let mut keyed = o.clone();
+    keyed.set_session_key("gen-1", &Secret::new("{\"v\":3}"));
+    assert_eq!(
+        keyed
+            .pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::ANNOTATION_GENERATION))
+            .map(String::as_str),
+        Some("gen-1")
+    );
+    let data = keyed.secret.and_then(|s| s.data).unwrap_or_default();
+    assert_eq!(data.keys().collect::<Vec<_>>(), [names::SESSION_KEY_FILE]);
+
+    // Off, or without token exchange: no key file anywhere.
+    for (on, key) in [(false, Some("PEM")), (true, None)] {
+        cfg.session_keys = on;
+        let o = build_with(&cfg, key, &all_credentials());
+        assert!(!o.uses_session_key());
+        assert!(
+            containers(&o).iter().all(|c| {
+                value_of(c, ambient_protocol::env::AMBIENT_SESSION_KEY_FILE).is_none()
+            })
+        );
+    }
 }

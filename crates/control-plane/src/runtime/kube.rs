@@ -17,6 +17,7 @@ pub mod caller;
 mod ownership;
 mod platform;
 mod pods;
+mod session_key;
 mod tenant;
 
 pub use access::{LABEL_GROUP_ACCESS, group_role_binding, role_binding_name};
@@ -43,6 +44,7 @@ use crate::config::PlatformMode;
 use crate::informer::Store;
 use crate::names;
 use crate::objects::SessionObjects;
+use crate::session_keys::{self, V3Roots};
 
 /// Sessions as pods.
 #[derive(Clone)]
@@ -63,6 +65,8 @@ pub struct KubeRuntime {
     /// The managed pods, once the reflector of [`SessionRuntime::watch`]
     /// has listed them.
     pods: Arc<Mutex<Option<reflector::Store<Pod>>>>,
+    /// The exchange-v3 roots session key files are derived from.
+    session_keys: Option<V3Roots>,
 }
 
 impl std::fmt::Debug for KubeRuntime {
@@ -118,7 +122,14 @@ impl KubeRuntime {
             projects: None,
             vertex_source: None,
             pods: Arc::default(),
+            session_keys: None,
         }
+    }
+
+    /// Deriving session key files from `roots` (exchange v3).
+    pub fn with_session_keys(mut self, roots: V3Roots) -> Self {
+        self.session_keys = Some(roots);
+        self
     }
 
     /// With what it needs of the pod configuration: the MPP config
@@ -310,18 +321,33 @@ impl SessionRuntime for KubeRuntime {
             if let Some(uid) = sa.metadata.uid.as_deref() {
                 owned.set_owner(uid);
             }
+            let pods = Api::<Pod>::namespaced(c.clone(), ns);
+            let existing = pods
+                .get_opt(&owned.pod.name_any())
+                .await
+                .map_err(classify)?;
+            if owned.uses_session_key() {
+                // The key file is in the Secret before the pod exists: a new
+                // pod gets a fresh generation, an existing one keeps its own.
+                let generation = existing
+                    .as_ref()
+                    .map(names::pod_generation)
+                    .unwrap_or_else(names::new_generation);
+                let key = self
+                    .session_keys
+                    .as_ref()
+                    .and_then(|r| session_keys::key_file(r, owned.session_id(), &generation))
+                    .ok_or_else(|| {
+                        RuntimeError::Transient("no exchange-v3 root keys loaded yet".into())
+                    })?;
+                owned.set_session_key(&generation, &key);
+            }
             if let Some(secret) = &owned.secret {
                 self.apply(&Api::<Secret>::namespaced(c.clone(), ns), secret)
                     .await?;
             }
-            let pods = Api::<Pod>::namespaced(c.clone(), ns);
             // Pods are immutable: apply only when there is none.
-            if pods
-                .get_opt(&owned.pod.name_any())
-                .await
-                .map_err(classify)?
-                .is_none()
-            {
+            if existing.is_none() {
                 self.apply(&pods, &owned.pod).await?;
             }
             self.apply(&Api::<Service>::namespaced(c.clone(), ns), &owned.service)
@@ -477,11 +503,15 @@ impl SessionRuntime for KubeRuntime {
     ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>> {
         Box::pin(async move {
             let pod = self.session_pod(session_id, project_id).await?;
-            Ok(pod.map(|p| {
-                let generation = p.uid().unwrap_or_default();
-                PodFacts::of(&p, generation)
-            }))
+            Ok(pod.map(|p| PodFacts::of(&p, names::pod_generation(&p))))
         })
+    }
+
+    fn rewrite_session_keys<'a>(
+        &'a self,
+        roots: &'a ambient_protocol::exchange::v3::RootKeys,
+    ) -> BoxFuture<'a, Result<usize, RuntimeError>> {
+        Box::pin(self.rewrite_keys(roots))
     }
 
     fn watch(&self, changed: tokio::sync::mpsc::UnboundedSender<String>) -> BoxFuture<'_, ()> {

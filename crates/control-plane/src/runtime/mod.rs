@@ -39,8 +39,11 @@ pub enum Observation {
 /// What the session gateway needs to know of a session's current pod.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PodFacts {
-    /// Names the pod (its UID on Kubernetes, its creation time in the
-    /// process runtime), so a replaced pod's tokens can be told apart.
+    /// Names the pod: its generation, picked by the control plane when it
+    /// created the pod (`crate::names::ANNOTATION_GENERATION` on
+    /// Kubernetes, UID for a pod without it; the pod's request time in the
+    /// process runtime), so a replaced pod's tokens and session key file
+    /// can be told apart.
     pub generation: String,
     /// The credentials delivered to the pod (the `CREDENTIAL_IDS` of its
     /// containers): the only ones its session may fetch.
@@ -217,6 +220,17 @@ pub trait SessionRuntime: Send + Sync + 'static {
         session_id: &'a str,
         project_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<PodFacts>, RuntimeError>>;
+
+    /// Rewrites the session key file of every session pod with `roots`'
+    /// current root (after a root rotation, while the previous root still
+    /// verifies); how many were rewritten. Runtimes without key files: 0.
+    fn rewrite_session_keys<'a>(
+        &'a self,
+        roots: &'a ambient_protocol::exchange::v3::RootKeys,
+    ) -> BoxFuture<'a, Result<usize, RuntimeError>> {
+        let _ = roots;
+        Box::pin(async { Ok(0) })
+    }
 
     /// Runs until dropped, sending the ID of every session whose runtime
     /// state changed (the reconciler enqueues it).

@@ -47,7 +47,7 @@ pub fn pod_caller<'a>(
             .any(|ip| ip.to_canonical() == peer);
         let running = status.phase.as_deref() == Some("Running");
         if matches && running {
-            return Caller::Member(PodFacts::of(pod, pod.uid().unwrap_or_default()));
+            return Caller::Member(PodFacts::of(pod, names::pod_generation(pod)));
         }
         unready |= !running || status.pod_ip.is_none();
     }

@@ -21,6 +21,7 @@
 
 pub mod caller;
 mod exits;
+mod keys;
 pub mod logs;
 mod observe;
 pub mod plan;
@@ -62,6 +63,8 @@ struct Inner {
     tasks: Mutex<tokio::task::JoinSet<()>>,
     /// Set by [`ProcessRuntime::shutdown`]: nothing new starts.
     closing: std::sync::atomic::AtomicBool,
+    /// The exchange-v3 roots session key files are derived from.
+    session_keys: Mutex<Option<crate::session_keys::V3Roots>>,
     /// Held while we run: one control plane per state directory.
     _lock: std::fs::File,
 }
@@ -201,6 +204,7 @@ impl ProcessRuntime {
                 watched: Mutex::default(),
                 tasks: Mutex::default(),
                 closing: Default::default(),
+                session_keys: Mutex::default(),
                 _lock: lock,
             }),
         };
@@ -230,7 +234,20 @@ impl ProcessRuntime {
                 ring
             }
         };
-        Ok(crate::keypair::Keys { exchange, signing })
+        let roots = match self.session_roots()? {
+            Some(roots) => roots,
+            None => {
+                let roots = crate::keypair::roots::RootRing::generate()
+                    .map_err(|e| anyhow::anyhow!("key generation: {e}"))?;
+                self.save_session_roots(&roots)?;
+                roots
+            }
+        };
+        Ok(crate::keypair::Keys {
+            exchange,
+            signing,
+            roots,
+        })
     }
 
     /// The signing keys stored in the state directory (`None`: none yet).
@@ -365,6 +382,10 @@ impl ProcessRuntime {
             return Err(RuntimeError::Transient(
                 "the control plane is stopping".into(),
             ));
+        }
+        if objects.uses_session_key() {
+            let generation = record.pod_requested_at.as_deref().unwrap_or("0");
+            self.write_session_key(&id, generation)?;
         }
         self.start_pod(&id, objects, received.1)
     }
@@ -513,6 +534,14 @@ impl SessionRuntime for ProcessRuntime {
             let id = session_id.to_owned();
             self.blocking(move |rt| rt.inner.pod_facts(&id)).await?
         })
+    }
+
+    fn rewrite_session_keys<'a>(
+        &'a self,
+        roots: &'a ambient_protocol::exchange::v3::RootKeys,
+    ) -> BoxFuture<'a, Result<usize, RuntimeError>> {
+        let roots = roots.clone();
+        Box::pin(async move { self.blocking(move |rt| rt.rewrite_keys_now(&roots)).await? })
     }
 
     fn watch(&self, changed: UnboundedSender<String>) -> BoxFuture<'_, ()> {

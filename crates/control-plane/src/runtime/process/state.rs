@@ -163,6 +163,10 @@ impl Layout {
     pub fn signing_keys(&self) -> PathBuf {
         self.root.join("signing-keys.json")
     }
+    /// The exchange-v3 root keys (the keypair Secret's `session-root-*` data).
+    pub fn session_roots(&self) -> PathBuf {
+        self.root.join("session-roots.json")
+    }
     pub fn keypair(&self) -> PathBuf {
         self.root.join("keypair.pem")
     }

@@ -1,0 +1,239 @@
+//! Exchange v3 on Kubernetes, with a FAKE Kubernetes API
+//! (tests/support/fake_kube — not a cluster): the root keys in the keypair
+//! Secret (one winner between two replicas), each pod's session key file in
+//! its session Secret before the pod exists, mounted read-only 0400 into the
+//! containers that exchange (never a pod spec value), a v3 exchange bound to
+//! the pod's generation, and the key files rewritten after a root rotation
+//! while the old root still verifies.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use ambient_protocol::exchange::v3::SessionKeyFile;
+use base64::Engine as _;
+use integration_tests::TempDir;
+use serde_json::Value;
+use support::exchange::*;
+use support::*;
+
+const KEY_FILE: &str = "session-key.json";
+const MOUNT: &str = "/var/run/ambient/session-key";
+const GENERATION: &str = "ambient-code.io/generation";
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn secret_name(id: &str) -> String {
+    format!("session-{}-secrets", safe(id))
+}
+
+/// The session's key file as its Secret holds it (raw JSON and parsed).
+fn key_file(kube: &FakeKube, ns: &str, id: &str) -> Option<(String, SessionKeyFile)> {
+    let secret = kube.get("secrets", ns, &secret_name(id))?;
+    let raw = String::from_utf8(b64(secret["data"][KEY_FILE].as_str()?)).ok()?;
+    let file = SessionKeyFile::parse(raw.as_bytes()).ok()?;
+    Some((raw, file))
+}
+
+/// The `key` of a key file's JSON.
+fn key_of(raw: &str) -> String {
+    let json: Value = serde_json::from_str(raw).unwrap_or_default();
+    json["key"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A v3 exchange with `file` at the token server `addr`.
+async fn exchange_v3(addr: std::net::SocketAddr, file: &SessionKeyFile) -> (u16, Value) {
+    let header = file
+        .authorization("GET", "/token", SystemTime::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/token"))
+        .header("authorization", header)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn root_index(kube: &FakeKube) -> Value {
+    let secret = kube
+        .get("secrets", "ambient-code", "ambient-cp-token-keypair")
+        .unwrap_or_default();
+    let raw = secret["data"]["session-root-index"]
+        .as_str()
+        .unwrap_or_default();
+    serde_json::from_slice(&b64(raw)).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pods_key_file_is_in_its_secret_before_it_starts_and_exchanges_v3_at_every_replica() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-session-keys");
+    // Two replicas bootstrap the keypair Secret at once: one root wins.
+    let a = control_plane(&dev, &kube, &dir, "cp-a", true);
+    let b = control_plane(&dev, &kube, &dir, "cp-b", true);
+    let ns = &dev.project("proj-v3").await;
+    let id = dev.new_session(ns, "v3").await;
+    wait_phase(&dev, &id, "Creating").await;
+
+    let (raw, file) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    let key = key_of(&raw);
+    assert!(key.len() > 40);
+    let pod = kube
+        .get("pods", ns, &pod_name(&id))
+        .unwrap_or_else(|| panic!("no pod"));
+    let generation = pod["metadata"]["annotations"][GENERATION]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(file.session_id(), id);
+    assert_eq!(
+        file.generation(),
+        generation,
+        "derived for the pod's generation"
+    );
+    assert_ne!(
+        Some(generation.as_str()),
+        pod["metadata"]["uid"].as_str(),
+        "the generation is the control plane's, not the UID"
+    );
+    assert_eq!(
+        file.kid(),
+        root_index(&kube)["current"].as_str().unwrap_or_default()
+    );
+    // The Secret was written before the pod was created.
+    let requests = kube.requests();
+    let first = |plural: &str, name: &str| {
+        requests
+            .iter()
+            .position(|r| r.plural == plural && r.name == name && r.method != "GET")
+            .unwrap_or_else(|| panic!("no write of {plural}/{name}"))
+    };
+    assert!(first("secrets", &secret_name(&id)) < first("pods", &pod_name(&id)));
+
+    // The mount: the key alone, read-only, 0400, a directory (no subPath),
+    // in every container (runner and ambient-mcp here), the path in the
+    // environment; the key itself nowhere in the pod.
+    assert!(!pod.to_string().contains(&key), "K_s in the pod spec");
+    let volumes = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let volume = volumes
+        .iter()
+        .find(|v| v["name"] == "session-key")
+        .unwrap_or_else(|| panic!("no session-key volume: {volumes:?}"));
+    assert_eq!(volume["secret"]["secretName"], secret_name(&id).as_str());
+    assert_eq!(volume["secret"]["defaultMode"], 0o400);
+    assert_eq!(
+        volume["secret"]["items"],
+        serde_json::json!([{"key": KEY_FILE, "path": KEY_FILE, "mode": 0o400}])
+    );
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<_> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["ambient-code-runner", "ambient-mcp"]);
+    for c in &containers {
+        let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+        let m = mounts
+            .iter()
+            .find(|m| m["name"] == "session-key")
+            .unwrap_or_else(|| panic!("{}: no key mount", c["name"]));
+        assert_eq!(m["mountPath"], MOUNT);
+        assert_eq!(m["readOnly"], true);
+        assert!(m.get("subPath").is_none(), "a subPath mount never updates");
+        let env = c["env"].as_array().cloned().unwrap_or_default();
+        let path = env
+            .iter()
+            .find(|e| e["name"] == "AMBIENT_SESSION_KEY_FILE")
+            .and_then(|e| e["value"].as_str());
+        assert_eq!(path, Some(format!("{MOUNT}/{KEY_FILE}").as_str()));
+    }
+
+    // A v3 exchange from the pod: a session token of this generation, at
+    // the leader and at the follower alike (both hold the winning root).
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    wait_phase(&dev, &id, "Running").await;
+    for cp in [&a, &b] {
+        let (code, body) = exchange_v3(cp.addr("token server"), &file).await;
+        assert_eq!(code, 200, "{body}");
+        let claims = claims(body["token"].as_str().unwrap_or_default());
+        assert_eq!(claims["sid"], id.as_str(), "{claims}");
+        assert_eq!(claims["gen"], generation.as_str(), "{claims}");
+    }
+    // Not from the pod: refused.
+    run_pod_at(&kube, ns, &id, "10.9.9.9");
+    let (code, _) = exchange_v3(a.addr("token server"), &file).await;
+    assert_eq!(code, 403);
+    for cp in [&a, &b] {
+        assert!(!cp.logs().contains(&key), "K_s in a control plane's log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_rotation_rewrites_live_key_files_and_the_old_root_still_verifies() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-session-key-rotation");
+    // A step every 5 s: publish, then promote.
+    let env = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("CP_SESSION_KEY_ROTATION_SECONDS", "10"),
+        ("CP_SESSION_KEY_RELOAD_SECONDS", "1"),
+    ];
+    let cp = control_plane_with(&dev, &kube, &dir, "cp-a", true, &env);
+    let ns = &dev.project("proj-v3-rot").await;
+    let id = dev.new_session(ns, "rotation").await;
+    wait_phase(&dev, &id, "Creating").await;
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    let (_, old) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    let old_kid = old.kid().to_owned();
+
+    // The next root is published (in the Secret's index) before any key
+    // file is derived from it; then the live key file is rewritten.
+    let mut published_first = false;
+    eventually(
+        "the key file to be rewritten",
+        Duration::from_secs(60),
+        || {
+            let index = root_index(&kube);
+            let rewritten = key_file(&kube, ns, &id).map(|(_, f)| f.kid().to_owned());
+            if index["next"].is_string() && rewritten.as_deref() == Some(old_kid.as_str()) {
+                published_first = true;
+            }
+            let done = rewritten.is_some_and(|k| k != old_kid);
+            async move { done }
+        },
+    )
+    .await;
+    assert!(published_first, "a root derived before it was published");
+    let (_, new) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    assert_eq!(
+        new.generation(),
+        old.generation(),
+        "same pod, same generation"
+    );
+    let index = root_index(&kube);
+    assert_eq!(index["current"], new.kid());
+    assert_eq!(index["retired"][0]["kid"], old_kid.as_str(), "{index}");
+
+    let token_server = cp.addr("token server");
+    let (code, body) = exchange_v3(token_server, &new).await;
+    assert_eq!(code, 200, "the rewritten key file: {body}");
+    let (code, body) = exchange_v3(token_server, &old).await;
+    assert_eq!(
+        code, 200,
+        "the old root verifies for a token lifetime: {body}"
+    );
+}
