@@ -40,10 +40,7 @@ impl FakeKube {
     /// an admission webhook named `webhook`, with `message` as its reason.
     pub fn deny_next(&self, plural: &str, count: usize, webhook: &str, message: &str) {
         let mut s = self.lock();
-        let queue = s
-            .denials
-            .entry(plural.to_owned())
-            .or_insert_with(VecDeque::new);
+        let queue = s.denials.entry(plural.to_owned()).or_default();
         for _ in 0..count {
             queue.push_back(Denial {
                 webhook: webhook.to_owned(),

@@ -162,7 +162,7 @@ pub(super) fn patch(
         drop(s);
         return refused;
     }
-    if !(apply && !status_only) {
+    if !apply || status_only {
         ssa::record_update(&t.plural, existing.as_ref(), &merged, &manager, &mut owners);
     }
     let obj = fake.stamp(&mut s, merged, &key, existed);

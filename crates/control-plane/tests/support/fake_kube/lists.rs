@@ -178,12 +178,12 @@ impl FieldSelector {
 /// Both selectors of a query, or the 400 answer.
 pub(super) fn selectors(
     q: &HashMap<String, String>,
-) -> Result<(LabelSelector, FieldSelector), Response> {
+) -> Result<(LabelSelector, FieldSelector), Box<Response>> {
     let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str));
     let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str));
     match (labels, fields) {
         (Ok(l), Ok(f)) => Ok((l, f)),
-        (Err(e), _) | (_, Err(e)) => Err(status(400, "BadRequest", &e)),
+        (Err(e), _) | (_, Err(e)) => Err(Box::new(status(400, "BadRequest", &e))),
     }
 }
 
@@ -225,7 +225,7 @@ fn untoken(t: &str) -> Option<(u64, ObjKey)> {
 pub(super) fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
     let (labels, fields) = match selectors(q) {
         Ok(s) => s,
-        Err(bad) => return bad,
+        Err(bad) => return *bad,
     };
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => None,

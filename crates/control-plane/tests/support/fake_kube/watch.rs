@@ -29,7 +29,7 @@ fn respond(body: Body) -> Response {
 pub(super) fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
     let (labels, fields) = match super::lists::selectors(q) {
         Ok(s) => (std::sync::Arc::new(s.0), std::sync::Arc::new(s.1)),
-        Err(bad) => return bad,
+        Err(bad) => return *bad,
     };
     let since: u64 = q
         .get("resourceVersion")
