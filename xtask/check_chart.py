@@ -11,7 +11,10 @@ usage: check_chart.py CHART_DIR RBAC_LIST KUBE_VERSION...
   against the Kubernetes schemas of each KUBE_VERSION (kubernetes-validate);
 - the rendered ClusterRole and Role grant exactly the rules of RBAC_LIST
   (the list kept next to the control plane's code), nothing more or less,
-  and are bound to the ServiceAccount the Deployment runs as.
+  and are bound to the ServiceAccount the Deployment runs as;
+- every kind the control plane's code calls the API on is in RBAC_LIST,
+  and every verb its typed calls need on it (get, list, watch, create,
+  patch, update, delete, read from the kube-rs calls) is granted.
 """
 
 import glob
@@ -133,6 +136,83 @@ def check_code_kinds(rbac_list):
                 fail(f"{path} calls the API on {kind}, which {rbac_list} does not list")
 
 
+# What a kube-rs call on an `Api<Kind>` needs from RBAC.
+METHOD_VERBS = {
+    "get": {"get"},
+    "get_opt": {"get"},
+    "list": {"list"},
+    "create": {"create"},
+    "patch": {"patch"},
+    "replace": {"update"},
+    "delete": {"delete"},
+    "watch": {"watch"},
+}
+
+
+def plural_of(kind):
+    plural = kind.lower()
+    return plural[:-1] + "ies" if plural.endswith("y") else plural + "s"
+
+
+def code_verbs(code):
+    """(resource, verb) pairs a source file's typed calls need: each
+    `let x: Api<Kind>` / `let x = Api::<Kind>::...` binding (the latest one
+    above a call), then `x.get(..)`, `x.list(..)`, ..., `self.apply(&x, ..)`
+    (server-side apply: patch and create), `delete_if_present(&x, ..)`,
+    `watcher(x, ..)` (list and watch), and `self.apply(&Api::<Kind>::..)`.
+    Generic `Api<K>` bindings are skipped (their callers are not typed here)."""
+    needs = set()
+    bindings = []  # (offset, name, kind)
+    for m in re.finditer(r"let\s+(?:mut\s+)?(\w+)\s*(?::\s*Api<(\w+)>\s*=|=\s*Api::<(\w+)>)", code):
+        bindings.append((m.start(), m.group(1), m.group(2) or m.group(3)))
+
+    def kind_at(name, offset):
+        kind = None
+        for start, n, k in bindings:
+            if n == name and start < offset:
+                kind = k
+        return kind
+
+    def need(kind, verbs):
+        if kind and kind not in ("K", "DynamicObject"):
+            for v in verbs:
+                needs.add((plural_of(kind), v))
+
+    for m in re.finditer(r"\b(\w+)\s*\.\s*(get_opt|get|list|create|patch|replace|delete|watch)\s*\(", code):
+        need(kind_at(m.group(1), m.start()), METHOD_VERBS[m.group(2)])
+    for m in re.finditer(r"(?:self\.apply|delete_if_present|watcher)\(\s*&?\s*(\w+)\b", code):
+        call = code[m.start():m.start() + 20]
+        verbs = {"patch", "create"} if "apply" in call else ({"delete"} if "delete" in call else {"list", "watch"})
+        need(kind_at(m.group(1), m.start()), verbs)
+    for m in re.finditer(r"self\.apply\(\s*&Api::<(\w+)>", code):
+        need(m.group(1), {"patch", "create"})
+    return needs
+
+
+def check_code_verbs(rbac_list):
+    """Every verb the control plane's typed calls need on a resource is
+    granted for it (in either scope; resourceNames aside)."""
+    with open(rbac_list) as f:
+        wanted = yaml.safe_load(f)
+    granted = {
+        (res, verb)
+        for scope in wanted.values()
+        for r in scope
+        for res in r.get("resources", [])
+        for verb in r.get("verbs", [])
+    }
+    src = os.path.join(os.path.dirname(rbac_list), "src")
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(src, "**", "*.rs"), recursive=True)):
+        with open(path) as f:
+            code = f.read()
+        for resource, verb in sorted(code_verbs(code)):
+            checked += 1
+            if (resource, verb) not in granted:
+                fail(f"{path} needs {verb} on {resource}, which {rbac_list} does not grant")
+    print(f"check-chart: {checked} (resource, verb) needs of the control plane's typed calls are granted")
+
+
 def expect_refused(chart, label, values, call):
     try:
         call(chart, values)
@@ -166,6 +246,7 @@ def main():
             check_rbac(objects, rbac_list)
 
     check_code_kinds(rbac_list)
+    check_code_verbs(rbac_list)
     schema = lambda c, v: c.validate_schema(v)  # noqa: E731
     expect_refused(chart, "a string replicaCount", {"replicaCount": "two"}, schema)
     expect_refused(chart, "an unknown top-level key", {"replicas": 2}, schema)

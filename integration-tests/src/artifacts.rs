@@ -36,6 +36,45 @@ pub(crate) fn log_file(bin: &str, pid: u32) -> Option<File> {
     File::create(dir.join(format!("{bin}-{pid}-{}.log", unique()))).ok()
 }
 
+/// The log of a server a test runs in its own process (a token server, a
+/// gateway): a test that captures that server's tracing output tees it here
+/// (`in_process_log("token-server")`), so the suite-wide leak scan reads it
+/// like a daemon's. `None` when not recording.
+pub fn in_process_log(server: &str) -> Option<File> {
+    log_file(&format!("in-process-{server}"), std::process::id())
+}
+
+/// A tracing writer for an in-process server: every line goes to `also`
+/// (the test's own capture) and to the server's [`in_process_log`].
+#[derive(Clone, Debug)]
+pub struct TeeLog<W> {
+    also: W,
+    file: Option<std::sync::Arc<std::sync::Mutex<File>>>,
+}
+
+impl<W: Write> TeeLog<W> {
+    pub fn new(server: &str, also: W) -> TeeLog<W> {
+        TeeLog {
+            also,
+            file: in_process_log(server).map(|f| std::sync::Arc::new(std::sync::Mutex::new(f))),
+        }
+    }
+}
+
+impl<W: Write> Write for TeeLog<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(f) = &self.file {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            f.write_all(buf)?;
+        }
+        self.also.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.also.flush()
+    }
+}
+
 /// Records `value` as a secret the suite created: the leak scan fails if any
 /// daemon log contains it (or, for a multi-line value such as a PEM, any of
 /// its lines). Values shorter than 8 characters are ignored.
@@ -58,6 +97,36 @@ pub fn register_secret(value: &str) {
             let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
+}
+
+/// Records one Kubernetes API access the fake API server allowed
+/// (`"<group> <resource> <verb>"`), for the suite-wide comparison with
+/// the control plane's rbac.yaml (`cargo xtask test`). Each distinct line
+/// is worth recording once per process; duplicates are harmless.
+pub fn record_kube_access(line: &str) {
+    let Some(dir) = dir().map(|d| d.join("kube-access")) else {
+        return;
+    };
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let path = dir.join(format!("{}.txt", std::process::id()));
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// Every access [`record_kube_access`] recorded under `dir`.
+pub fn kube_accesses(dir: &Path) -> std::io::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for file in read_dir_sorted(&dir.join("kube-access"))? {
+        for line in std::fs::read_to_string(&file)?.lines() {
+            if !line.trim().is_empty() {
+                out.insert(line.trim().to_owned());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a flag or variable name carries a secret value (or, when it ends in

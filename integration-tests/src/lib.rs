@@ -31,7 +31,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use artifacts::{DIR_VAR as ARTIFACTS_VAR, Leak, names_secret, register_secret, scan_logs};
+pub use artifacts::{
+    DIR_VAR as ARTIFACTS_VAR, Leak, TeeLog, in_process_log, kube_accesses, names_secret,
+    record_kube_access, register_secret, scan_logs,
+};
 pub use deadline::{output_within, wait_within};
 
 /// Path of a workspace binary.

@@ -14,7 +14,7 @@
 //! | 401 from the API → one immediate refresh and retry | `protocol` `exchanger::tests::invalidate_after_401_refetches`; `mcp-sidecar/tests/token.rs` `token_rotation_mid_run_is_handled_by_one_refresh_and_retry`; `runner-client/tests/exchange.rs` `revoked_token_mid_watch_is_refreshed_and_the_watch_continues` |
 //! | credential entrypoint: API down at start → non-zero exit before the child runs | `entrypoint.rs` `fail_closed_paths_exit_non_zero_and_never_start_the_child` ("api down", "exchange refused", "unknown credential", ...) |
 //! | credential rotation while the child runs → the child gets it | `entrypoint.rs` `rotation_reaches_the_running_child`; `credential-entrypoint/tests/interop_python.rs` (bridge sessions) |
-//! | every daemon: SIGTERM → graceful stop in its grace period, exit 0 | devserver: `devserver/tests/lifecycle.rs` `sigterm_stops_gracefully_with_exit_zero`, `sigterm_with_open_watches_still_exits_zero`; token server: `token-server/tests/cli.rs` `serves_on_a_free_port_warns_without_session_check_and_stops_on_sigterm`; control plane: `reconcile.rs` `control_plane_restart_applies_nothing_twice_and_leaks_nothing`; ambient-mcp (open SSE session): `mcp-sidecar/tests/token.rs` `token_rotation_mid_run_is_handled_by_one_refresh_and_retry`; credential-entrypoint with its child: `entrypoint.rs` `every_provider_reaches_the_child` (`stop_cleanly`); runner-client watch: `runner-client/tests/cli.rs` `sigterm_stops_a_watch_with_exit_0` |
+//! | every daemon: SIGTERM → graceful stop in its grace period, exit 0 | devserver: `devserver/tests/lifecycle.rs` `sigterm_stops_gracefully_with_exit_zero`, `sigterm_with_open_watches_still_exits_zero`; token server: `token-server/tests/cli.rs` `platform_identity_serves_the_api_token_warns_and_stops_on_sigterm`; control plane: `reconcile.rs` `control_plane_restart_applies_nothing_twice_and_leaks_nothing`; ambient-mcp (open SSE session): `mcp-sidecar/tests/token.rs` `token_rotation_mid_run_is_handled_by_one_refresh_and_retry`; credential-entrypoint with its child: `entrypoint.rs` `every_provider_reaches_the_child` (`stop_cleanly`); runner-client watch: `runner-client/tests/cli.rs` `sigterm_stops_a_watch_with_exit_0` |
 //! | devserver: full disk / read-only data directory → a clear error, no corruption | here `devserver_on_a_full_disk_refuses_writes_and_keeps_its_data`, `devserver_on_a_read_only_data_dir_stops_in_one_line` |
 //!
 //! A full disk without mounting anything: the devserver runs with SIGXFSZ
@@ -459,4 +459,114 @@ async fn a_missing_service_ca_file_is_ignored_with_a_warning() {
         "warns about the missing file: {}",
         sidecar.logs()
     );
+}
+
+/// Every name a table cell quotes in backticks that could name a test (a
+/// snake_case word with an underscore, or the last part of a `a::b::c`
+/// path), and every `.rs` file it quotes.
+fn quoted(cell: &str) -> (Vec<String>, Vec<String>) {
+    let (mut names, mut files) = (Vec::new(), Vec::new());
+    for (i, part) in cell.split('`').enumerate() {
+        if i % 2 == 0 {
+            continue;
+        }
+        if part.ends_with(".rs") {
+            files.push(part.to_owned());
+            continue;
+        }
+        let last = part.rsplit("::").next().unwrap_or(part);
+        let snake = last
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if snake && last.contains('_') && !last.starts_with('_') {
+            names.push(last.to_owned());
+        }
+    }
+    (names, files)
+}
+
+/// Every `fn` name and every `.rs` path (relative to the repository) of
+/// the repository's Rust sources, `target/` aside.
+fn sources(root: &Path) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    let mut fns = std::collections::BTreeSet::new();
+    let mut paths = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !(name == "target" || name.starts_with('.')) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if !name.ends_with(".rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for piece in text.split("fn ").skip(1) {
+                let ident: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                fns.insert(ident);
+            }
+            // A fuzz target is named by its file.
+            fns.insert(name.trim_end_matches(".rs").to_owned());
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            paths.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    (fns, paths)
+}
+
+/// The fault table (this file) and the security table (`security.rs`):
+/// every row names at least one test, and every test and file a row
+/// names exists, so a renamed or deleted test cannot leave a row pointing
+/// at nothing.
+#[test]
+fn every_row_of_the_fault_and_security_tables_names_tests_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (fns, paths) = sources(&root);
+    let mut problems = Vec::new();
+    let mut rows = 0;
+    for table in ["faults.rs", "security.rs"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join(table);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{table}: {e}"));
+        for line in text.lines() {
+            let Some(row) = line.strip_prefix("//! |") else {
+                continue;
+            };
+            let cells: Vec<&str> = row.split(" | ").collect();
+            if row.starts_with("---") || cells.first().is_some_and(|c| c.trim() == "bullet") {
+                continue;
+            }
+            rows += 1;
+            let bullet = cells.first().map_or("", |c| c.trim());
+            let (names, files) = quoted(&cells[1..].join(" | "));
+            let missing: Vec<&String> = names.iter().filter(|n| !fns.contains(*n)).collect();
+            if !missing.is_empty() {
+                problems.push(format!("{table} {bullet:?}: no test named {missing:?}"));
+            }
+            if names.is_empty() {
+                problems.push(format!("{table} {bullet:?}: names no test"));
+            }
+            for file in files {
+                if !paths.iter().any(|p| p.ends_with(&file)) {
+                    problems.push(format!("{table} {bullet:?}: no file {file}"));
+                }
+            }
+        }
+    }
+    assert!(
+        rows >= 15,
+        "only {rows} table rows found: is the table format changed?"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

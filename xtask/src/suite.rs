@@ -5,8 +5,11 @@
 //! workspace binary (the black-box tests start them), runs the suite with the
 //! interop tests on (nextest, whose `.config/nextest.toml` gives every test a
 //! deadline), the doc tests once, and finally scans every daemon log the suite
-//! captured for every secret the tests created (`integration_tests::scan_logs`).
+//! captured for every secret the tests created (`integration_tests::scan_logs`)
+//! and compares the Kubernetes API calls the fake API server allowed over the
+//! whole suite with the control plane's rbac.yaml.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -136,15 +139,88 @@ pub fn test(extra: &[String]) -> Result<()> {
         }
     });
     // The leak scan runs whatever the outcome: a failed test's logs count too.
-    let scan = scan_for_secrets(&artifacts);
+    let scan = scan_for_secrets(&artifacts, extra.is_empty());
+    let rbac = if extra.is_empty() {
+        rbac_matches_what_the_suite_used(&artifacts)
+    } else {
+        Ok(())
+    };
     outcome?;
-    scan
+    scan?;
+    rbac
 }
 
-fn scan_for_secrets(artifacts: &std::path::Path) -> Result<()> {
+/// rbac.yaml as (group, resource, verb) lines (`core` for the core group),
+/// resourceNames aside.
+fn rbac_yaml_accesses() -> Result<BTreeSet<String>> {
+    let path = root().join("crates/control-plane/rbac.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for scope in ["cluster", "namespace"] {
+        for rule in doc[scope].as_array().into_iter().flatten() {
+            for group in strings(&rule["apiGroups"]) {
+                let group = if group.is_empty() {
+                    "core".to_owned()
+                } else {
+                    group
+                };
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        out.insert(format!("{group} {resource} {verb}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The fake Kubernetes API authorises every request against rbac.yaml and
+/// records each (group, resource, verb) it allowed: over the whole suite,
+/// that must be exactly rbac.yaml. A grant no test needs is a grant the
+/// control plane may not need either; a call no rule covers fails its test
+/// already (403).
+fn rbac_matches_what_the_suite_used(artifacts: &std::path::Path) -> Result<()> {
+    let used = integration_tests::kube_accesses(artifacts)
+        .with_context(|| format!("reading {}", artifacts.display()))?;
+    let listed = rbac_yaml_accesses()?;
+    let unused: Vec<&String> = listed.difference(&used).collect();
+    let unlisted: Vec<&String> = used.difference(&listed).collect();
+    eprintln!(
+        "xtask: the suite used {} of the {} (group, resource, verb) grants of rbac.yaml",
+        used.intersection(&listed).count(),
+        listed.len()
+    );
+    if unused.is_empty() && unlisted.is_empty() {
+        return Ok(());
+    }
+    for u in &unused {
+        eprintln!("xtask: rbac.yaml grants {u}, which no test used");
+    }
+    for u in &unlisted {
+        eprintln!("xtask: the suite used {u}, which rbac.yaml does not grant");
+    }
+    bail!("rbac.yaml and what the suite used differ")
+}
+
+/// The leak scan. A whole-suite run (`whole`: no test filter) that left no
+/// log or recorded no secret scanned nothing: the recording broke, and a
+/// scan of nothing must not pass.
+fn scan_for_secrets(artifacts: &std::path::Path, whole: bool) -> Result<()> {
     let (logs, secrets, leaks) = integration_tests::scan_logs(artifacts)
         .with_context(|| format!("scanning {}", artifacts.display()))?;
     eprintln!("xtask: scanned {logs} daemon logs for {secrets} secrets the suite created");
+    check_scanned(logs, secrets, whole)?;
     if leaks.is_empty() {
         return Ok(());
     }
@@ -155,4 +231,34 @@ fn scan_for_secrets(artifacts: &std::path::Path) -> Result<()> {
         "{} log lines contain a secret the tests created",
         leaks.len()
     )
+}
+
+/// Fails a whole-suite scan of no log or no secret (a filtered run may
+/// start no daemon).
+fn check_scanned(logs: usize, secrets: usize, whole: bool) -> Result<()> {
+    if !whole {
+        return Ok(());
+    }
+    if logs == 0 {
+        bail!(
+            "the leak scan found no log: the suite recorded none (is AMBIENT_TEST_ARTIFACTS passed on?)"
+        );
+    }
+    if secrets == 0 {
+        bail!("the leak scan found no secret to look for: the suite registered none");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_scanned;
+
+    #[test]
+    fn a_whole_suite_scan_of_nothing_fails() {
+        assert!(check_scanned(0, 5, true).is_err());
+        assert!(check_scanned(5, 0, true).is_err());
+        assert!(check_scanned(5, 5, true).is_ok());
+        assert!(check_scanned(0, 0, false).is_ok());
+    }
 }

@@ -14,7 +14,9 @@ pub type Election =
 
 /// Starts competing for the Lease `name` in `namespace` as `identity`.
 /// The receiver says whether this replica leads now; drop it, then await
-/// the [`Election`], to release the Lease so a follower takes over at once.
+/// the [`Election`], to release the Lease: a follower then takes it when the
+/// term it last saw ends (kube-lease-manager sleeps until then), without
+/// having to force it.
 pub async fn elect(
     client: Client,
     namespace: &str,

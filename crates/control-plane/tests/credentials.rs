@@ -280,7 +280,11 @@ async fn a_failing_credential_lookup_is_retried_not_skipped() {
     ];
     let cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &env);
     let sid = dev.new_session(&pid, "needs-creds").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The control plane's own signal that it tried and failed: its log.
+    eventually("a failed reconcile", Duration::from_secs(30), || async {
+        cp.logs().contains("reconcile failed")
+    })
+    .await;
     assert_eq!(dev.phase(&sid).await, "", "started without its credentials");
     assert!(kube.get("pods", &pid, &pod_name(&sid)).is_none());
     assert!(

@@ -87,6 +87,62 @@ async fn embedded_token_server_knows_the_informers_sessions() {
     assert!(!cp.logs().contains(TOKEN), "the API token reached the logs");
 }
 
+/// The fault table's "keeps serving tokens while the API server is down":
+/// with the API server gone (and the control plane's informer failing to
+/// relist, as its log says), a running session's pod still exchanges its
+/// bearer for a token, from the informer's cache; an unknown session is
+/// still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_served_while_the_api_server_is_down() {
+    let kube = FakeKube::start().await;
+    let mut dev = DevServer::start();
+    let dir = TempDir::new("cp-tokens-outage");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+    let key = published_key(&kube);
+    let token_addr = cp.addr("token server");
+
+    let ns = &dev.project("proj-outage").await;
+    let id = dev.new_session(ns, "outage").await;
+    wait_phase(&dev, &id, "Creating").await;
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    wait_phase(&dev, &id, "Running").await;
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 200, "before the outage: {body}");
+
+    let failures = |logs: &str| logs.matches("list/watch failed").count();
+    let before = failures(&cp.logs());
+    dev.daemon.kill();
+    // The control plane's own signal that it is cut off: its informers
+    // report failed relists.
+    eventually(
+        "the informer reports the API server down",
+        Duration::from_secs(30),
+        || async { failures(&cp.logs()) > before },
+    )
+    .await;
+    let (code, body) = exchange(token_addr, &key, &id).await;
+    assert_eq!(code, 200, "during the outage: {body}");
+    assert_eq!(
+        claims(body["token"].as_str().unwrap_or_default())["sid"],
+        id.as_str()
+    );
+    let (code, _) = exchange(token_addr, &key, "no-such-session-0002").await;
+    assert_eq!(
+        code, 403,
+        "an unknown session got a token during the outage"
+    );
+    let health = format!("http://{}/healthz", cp.addr("health"));
+    let up = reqwest::get(&health)
+        .await
+        .map(|r| r.status().as_u16())
+        .ok();
+    assert_eq!(
+        up,
+        Some(200),
+        "the control plane's health during the outage"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_token_require_v2_the_embedded_token_server_refuses_v1() {
     let kube = FakeKube::start().await;
@@ -151,7 +207,18 @@ async fn two_replicas_share_one_key_and_only_the_leader_reconciles() {
         leading(&a.logs()) || leading(&b.logs())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A whole term with both running: the leader renews the Lease (its
+    // own signal that it still holds it), and only then is "the other does
+    // not lead" meaningful.
+    let renew_time = |kube: &FakeKube| {
+        kube.get("leases", "ambient-code", "ambient-control-plane")
+            .map(|l| l["spec"]["renewTime"].clone())
+    };
+    let first = renew_time(&kube);
+    eventually("the leader renews", Duration::from_secs(30), || async {
+        renew_time(&kube) != first
+    })
+    .await;
     assert!(
         leading(&a.logs()) != leading(&b.logs()),
         "exactly one replica reconciles"
@@ -235,4 +302,64 @@ async fn the_exchange_looks_for_the_pod_where_the_project_puts_it_not_where_the_
     run_pod_at(&kube, ns, &id, "127.0.0.1");
     let (code, body) = exchange(token_addr, &key, &id).await;
     assert_eq!(code, 200, "{body}");
+}
+
+/// A hand-over that releases: the leader stops (SIGTERM releases the Lease
+/// with a strategic patch of nulls) and the follower, once the term it saw
+/// ends, acquires the free Lease by server-side apply with no conflict. On
+/// the old fake, which kept the releasing manager as the owner of the
+/// fields its patch removed, every apply of the follower got a 409 a real
+/// API server does not send, and it never led (seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_lease_is_taken_over_without_a_conflict() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-handover");
+    let a = control_plane(&dev, &kube, &dir, "cp-a", true);
+    let b = control_plane(&dev, &kube, &dir, "cp-b", true);
+    let leading = |logs: &str| logs.contains("leading: starting reconcile workers");
+    eventually("one leader", Duration::from_secs(20), || async {
+        leading(&a.logs()) || leading(&b.logs())
+    })
+    .await;
+    let (mut leader, follower, follower_id) = if leading(&a.logs()) {
+        (a, b, "cp-b")
+    } else {
+        (b, a, "cp-a")
+    };
+    let holder = |kube: &FakeKube| {
+        kube.get("leases", "ambient-code", "ambient-control-plane")
+            .map(|l| l["spec"]["holderIdentity"].clone())
+            .unwrap_or_default()
+    };
+    let conflicts = |kube: &FakeKube| {
+        kube.requests()
+            .iter()
+            .filter(|r| r.plural == "leases" && r.status == 409)
+            .count()
+    };
+    let before = conflicts(&kube);
+    let status = leader.terminate(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // Released, not left to expire: no holder until the follower applies.
+    let now = holder(&kube);
+    assert!(now.is_null() || now == follower_id, "{now:?}");
+    eventually("the follower leads", Duration::from_secs(30), || async {
+        leading(&follower.logs())
+    })
+    .await;
+    eventually(
+        "the follower holds the Lease",
+        Duration::from_secs(10),
+        || async { holder(&kube) == follower_id },
+    )
+    .await;
+    assert_eq!(
+        conflicts(&kube),
+        before,
+        "applies to the released Lease were refused"
+    );
+    let session = dev.project("proj-handover").await;
+    let id = dev.new_session(&session, "after-handover").await;
+    wait_phase(&dev, &id, "Creating").await;
 }

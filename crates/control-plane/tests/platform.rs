@@ -49,8 +49,18 @@ async fn mpp_sessions_wait_for_their_tenant_namespace_which_goes_with_the_projec
         tn["spec"],
         json!({"network": {"security-zone": "internal"}, "type": "runtime"})
     );
-    // No namespace of ours: the platform makes it.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // No namespace of ours: the platform makes it. The control plane looks
+    // for it (and finds none) before anything else could have happened.
+    eventually(
+        "the control plane looks for the namespace",
+        Duration::from_secs(30),
+        || async {
+            kube.requests().iter().any(|r| {
+                r.method == "GET" && r.plural == "namespaces" && r.name == ns && r.status == 404
+            })
+        },
+    )
+    .await;
     assert!(kube.get("namespaces", "", &ns).is_none());
     assert_eq!(
         dev.phase(&sid).await,
@@ -144,6 +154,53 @@ async fn vertex_keys_are_copied_mounted_and_kept_in_sync() {
             .is_some_and(|c| c["data"]["ambient-code-key.json"] == "a2V5LTI=")
     })
     .await;
+}
+
+/// Issue 29 item 1: a key the source Secret no longer holds leaves every
+/// copy (server-side apply removes what its manager stopped sending). On
+/// the old fake, which deep-merged applies, the removed key stayed in the
+/// copy and this test failed; a real API server removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_removed_from_the_vertex_secret_leaves_its_copies() {
+    let kube = FakeKube::start().await;
+    let secret = |data: serde_json::Value| {
+        json!({"metadata": {"name": "ambient-vertex", "namespace": "ambient-code"},
+               "type": "Opaque", "data": data})
+    };
+    kube.put(
+        "secrets",
+        "ambient-code",
+        secret(json!({"ambient-code-key.json": "a2V5LTE=", "retired.json": "b2xkLWtleQ=="})),
+    );
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-vertex-removed");
+    let env = [("AMBIENT_API_TOKEN", TOKEN), ("USE_VERTEX", "1")];
+    let _cp = control_plane_with(&dev, &kube, &dir, "cp-a", false, &env);
+    let pid = dev.project("vertex-removed").await;
+    let sid = dev.new_session(&pid, "on-vertex").await;
+    wait_phase(&dev, &sid, "Creating").await;
+    let data = |kube: &FakeKube| {
+        kube.get("secrets", &pid, "ambient-vertex")
+            .map(|c| c["data"].clone())
+    };
+    assert_eq!(
+        data(&kube),
+        Some(json!({"ambient-code-key.json": "a2V5LTE=", "retired.json": "b2xkLWtleQ=="}))
+    );
+    kube.put(
+        "secrets",
+        "ambient-code",
+        secret(json!({"ambient-code-key.json": "a2V5LTI="})),
+    );
+    eventually("copy refreshed", Duration::from_secs(30), || async {
+        data(&kube).is_some_and(|d| d["ambient-code-key.json"] == "a2V5LTI=")
+    })
+    .await;
+    assert_eq!(
+        data(&kube),
+        Some(json!({"ambient-code-key.json": "a2V5LTI="})),
+        "the retired key stayed in the copy"
+    );
 }
 
 /// Issue 24 item 1: the key is written only into namespaces this

@@ -88,7 +88,17 @@ async fn group_access_is_reconciled_and_pruned_and_project_delete_removes_its_na
         .call(Method::DELETE, &format!("/projects/{pid}"), None)
         .await;
     assert!(code == 200 || code == 204, "{code}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The control plane's own word that it handled the deletion and kept
+    // the namespace; only then is the namespace's presence meaningful.
+    eventually(
+        "the project deletion handled",
+        Duration::from_secs(30),
+        || async {
+            cp.logs()
+                .contains("keeping its namespace while sessions still run")
+        },
+    )
+    .await;
     assert!(
         kube.get("namespaces", "", &ns).is_some(),
         "removed under a live session"

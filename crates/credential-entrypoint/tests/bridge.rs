@@ -155,7 +155,23 @@ async fn forwards_both_ways(kind: Kind) {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The call has reached the child (its report lists it) before it is
+    // cancelled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = report(&client).await;
+        if r["mcp"]["waiting"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wait call never reached the child: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     client
         .notify(
             "notifications/cancelled",
@@ -400,14 +416,17 @@ async fn sighup_refreshes_now_and_shares_the_window() {
     assert!(retry.is_some());
     // A second SIGHUP inside the window changes nothing.
     w.rotate(&id, "ghp_bridge_3").await;
+    let skipped = |ep: &Entrypoint| ep.stderr().matches("a refresh ran recently").count();
+    let before = skipped(&ep);
     ep.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The entrypoint's own word that it skipped this refresh, then the
+    // token is checked unchanged.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while skipped(&ep) == before {
+        assert!(Instant::now() < deadline, "{}", ep.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(token_of(&report(&client).await), Some("ghp_bridge_2"));
-    assert!(
-        ep.stderr().contains("a refresh ran recently"),
-        "{}",
-        ep.stderr()
-    );
     ep.signal("TERM");
     assert_eq!(ep.exit().await.code(), Some(0), "{}", ep.stderr());
 }

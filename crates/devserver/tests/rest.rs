@@ -223,6 +223,72 @@ async fn list_envelope_pagination_and_search() {
     assert_error_body(&body);
 }
 
+/// `like` over REST with the glob metacharacters of the store's `GLOB`
+/// (`[`, `*`, `?`) and a backslash in the values: literal characters, not
+/// patterns; `%` and `_` are `like`'s own wildcards. (Only a unit test of
+/// the translation pinned this before; gRPC lists have no search.)
+#[tokio::test]
+async fn like_treats_glob_metacharacters_literally() {
+    let d = common::start(&[]);
+    let rest = Rest::new(&d);
+    let all = [
+        "a[1]", "a1", "a*b", "a?b", "a%b", "a_b", "a\\b", "axb", "ab",
+    ];
+    for name in all {
+        let s = rest
+            .create_session(json!({"name": name, "project_id": "glob"}))
+            .await;
+        assert!(!common::s(&s, "id").is_empty(), "{name}: {s}");
+    }
+    let search = |q: String| {
+        let rest = rest.clone();
+        async move {
+            let rb = rest
+                .request(Method::GET, "sessions")
+                .query(&[("search", q.as_str()), ("size", "100")]);
+            let (st, v) = rest.send(rb).await;
+            assert_eq!(st, StatusCode::OK, "{q}: {v}");
+            let mut names: Vec<String> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let three = {
+        let mut v = vec!["a%b", "a*b", "a?b", "a\\b", "a_b", "axb"];
+        v.sort();
+        v
+    };
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("name like 'a[1]'", vec!["a[1]"]),
+        ("name like '%]'", vec!["a[1]"]),
+        ("name like 'a*b'", vec!["a*b"]),
+        ("name like 'a?b'", vec!["a?b"]),
+        ("name like 'a\\b'", vec!["a\\b"]),
+        ("name like 'a\\%'", vec!["a\\b"]),
+        ("name like 'a%b'", {
+            let mut v = three.clone();
+            v.push("ab");
+            v.sort();
+            v
+        }),
+        ("name like 'a_b'", three),
+        ("name not like '%[%'", {
+            let mut v: Vec<&str> = all.iter().copied().filter(|n| !n.contains('[')).collect();
+            v.sort();
+            v
+        }),
+    ];
+    for (q, want) in cases {
+        let q = format!("project_id = 'glob' and {q}");
+        assert_eq!(search(q.clone()).await, want, "{q}");
+    }
+}
+
 #[tokio::test]
 async fn projects_and_agents() {
     let d = common::start(&[]);

@@ -37,7 +37,9 @@ impl Captured {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_the_session_and_route_never_a_token() {
     let captured = Captured::default();
-    let sink = captured.clone();
+    // Also into the suite's logs, for the suite-wide leak scan.
+    integration_tests::register_secret(OWN_TOKEN);
+    let sink = integration_tests::TeeLog::new("session-gateway", captured.clone());
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)

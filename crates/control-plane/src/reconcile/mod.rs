@@ -228,19 +228,28 @@ impl Controller {
     async fn sweep_once(&self) -> Result<(), RuntimeError> {
         let sessions = self.runtime.sessions().await?;
         let projects = self.runtime.projects().await?;
+        let (mut orphans, mut unknown) = (0, 0);
         for id in sessions {
             if self.sessions.get(&id).is_none() {
                 tracing::info!(session = %id, "orphaned session objects found; cleaning up");
                 self.queue.add(Key::Session(id));
+                orphans += 1;
             }
         }
         for id in projects {
             if self.projects.get(&id).is_none() {
                 tracing::info!(project = %id, "objects of an unknown project found; checking it");
                 self.queue.add(Key::Project(id.clone()));
+                unknown += 1;
             }
             self.queue.add(Key::Access(id));
         }
+        // Tests (and operators) wait for this line: the sweep is over.
+        tracing::info!(
+            orphaned_sessions = orphans,
+            unknown_projects = unknown,
+            "orphan sweep done"
+        );
         Ok(())
     }
 

@@ -77,18 +77,41 @@ impl std::fmt::Debug for KubeRuntime {
     }
 }
 
-/// Maps a Kubernetes error to retry-or-give-up.
+/// Maps a Kubernetes error to retry-or-give-up. A 403 is one of three:
+/// admission refused the object (a webhook's denial, PodSecurity): the
+/// same object is refused again, so give up with the reason; RBAC lacks a
+/// permission (`... cannot <verb> resource ...`): say which, and retry (an
+/// administrator may grant it); anything else (a terminating namespace, a
+/// quota): retry.
 pub fn classify(e: kube::Error) -> RuntimeError {
     match &e {
         kube::Error::Api(s) if s.code == 400 || s.code == 422 => RuntimeError::Permanent(format!(
             "kubernetes refused the object: {} ({})",
             s.message, s.code
         )),
+        kube::Error::Api(s) if s.code == 403 && is_admission_denial(&s.message) => {
+            RuntimeError::Permanent(format!(
+                "kubernetes admission refused the object: {}",
+                s.message
+            ))
+        }
+        kube::Error::Api(s) if s.code == 403 && s.message.contains(" cannot ") => {
+            RuntimeError::Transient(format!(
+                "the control plane lacks a permission (rbac.yaml lists what it needs): {}",
+                s.message
+            ))
+        }
         kube::Error::Api(s) => {
             RuntimeError::Transient(format!("kubernetes answered {}: {}", s.code, s.message))
         }
         other => RuntimeError::Transient(format!("kubernetes request failed: {other}")),
     }
+}
+
+/// How the API server words an admission refusal: a validating webhook's
+/// denial, or a PodSecurity violation.
+fn is_admission_denial(message: &str) -> bool {
+    message.contains("denied the request") || message.contains("violates PodSecurity")
 }
 
 fn is_not_found(e: &kube::Error) -> bool {

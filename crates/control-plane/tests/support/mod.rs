@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use integration_tests::{Daemon, Spec, TempDir};
 use serde_json::{Value, json};
 
-pub use fake_kube::FakeKube;
+#[allow(unused_imports)]
+pub use fake_kube::{Container, FakeKube};
 
 pub const TOKEN: &str = "devserver-test-token";
 

@@ -77,6 +77,9 @@ struct Mcp {
     subscriptions: BTreeSet<String>,
     /// Request IDs the client cancelled.
     cancelled: Vec<Value>,
+    /// Request IDs of the `wait` calls received (so a test knows one is in
+    /// flight before it cancels it).
+    waiting: Vec<Value>,
     /// The `tools/call` waiting for the client's `roots/list` answer.
     roots_for: Option<Value>,
 }
@@ -207,7 +210,8 @@ fn call_tool(msg: &Value, id: Value, counts: &Counts, mcp: &mut Mcp) -> Vec<Valu
     match name {
         Some("report") => {
             let mut r = report(counts);
-            r["mcp"] = json!({"level": mcp.level, "subscriptions": mcp.subscriptions, "cancelled": mcp.cancelled});
+            r["mcp"] = json!({"level": mcp.level, "subscriptions": mcp.subscriptions,
+                "cancelled": mcp.cancelled, "waiting": mcp.waiting});
             vec![reply(id, text(&r))]
         }
         Some("notify") => {
@@ -243,7 +247,10 @@ fn call_tool(msg: &Value, id: Value, counts: &Counts, mcp: &mut Mcp) -> Vec<Valu
             out.push(reply(id, text(&json!({"sent": out.len()}))));
             out
         }
-        Some("wait") => Vec::new(),
+        Some("wait") => {
+            mcp.waiting.push(id);
+            Vec::new()
+        }
         Some("ask_roots") => {
             mcp.roots_for = Some(id);
             vec![json!({"jsonrpc": "2.0", "id": "srv-roots", "method": "roots/list", "params": {}})]

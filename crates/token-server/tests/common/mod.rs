@@ -215,7 +215,10 @@ pub fn capture_logs() -> Capture {
     CAPTURE
         .get_or_init(|| {
             let capture = Capture::default();
-            let writer = capture.clone();
+            // Also into the suite's logs: the leak scan reads this server's
+            // output like a daemon's, for the secrets it was handed.
+            integration_tests::register_secret(API_TOKEN);
+            let writer = integration_tests::TeeLog::new("token-server", capture.clone());
             let subscriber = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::TRACE)
                 .with_ansi(false)

@@ -54,6 +54,8 @@ pub(super) struct Target {
     pub(super) plural: String,
     pub(super) namespace: Option<String>,
     pub(super) name: Option<String>,
+    /// `status` for `.../<name>/status` (the status subresource).
+    pub(super) subresource: Option<String>,
 }
 
 pub(super) fn parse_path(path: &str) -> Option<Target> {
@@ -70,36 +72,56 @@ pub(super) fn parse_path(path: &str) -> Option<Target> {
             plural: (*plural).into(),
             namespace: None,
             name: None,
+            subresource: None,
         }),
         ["namespaces", name] => Some(Target {
             group: group.clone(),
             plural: "namespaces".into(),
             namespace: None,
             name: Some((*name).into()),
+            subresource: None,
         }),
         [plural, name] => Some(Target {
             group: group.clone(),
             plural: (*plural).into(),
             namespace: None,
             name: Some((*name).into()),
+            subresource: None,
+        }),
+        ["namespaces", name, "status"] => Some(Target {
+            group: group.clone(),
+            plural: "namespaces".into(),
+            namespace: None,
+            name: Some((*name).into()),
+            subresource: Some("status".into()),
         }),
         ["namespaces", ns, plural] => Some(Target {
             group: group.clone(),
             plural: (*plural).into(),
             namespace: Some((*ns).into()),
             name: None,
+            subresource: None,
         }),
         ["namespaces", ns, plural, name] => Some(Target {
             group: group.clone(),
             plural: (*plural).into(),
             namespace: Some((*ns).into()),
             name: Some((*name).into()),
+            subresource: None,
         }),
         ["namespaces", ns, plural, name, "status"] => Some(Target {
             group: group.clone(),
             plural: (*plural).into(),
             namespace: Some((*ns).into()),
             name: Some((*name).into()),
+            subresource: Some("status".into()),
+        }),
+        [plural, name, "status"] if *plural != "namespaces" => Some(Target {
+            group: group.clone(),
+            plural: (*plural).into(),
+            namespace: None,
+            name: Some((*name).into()),
+            subresource: Some("status".into()),
         }),
         _ => None,
     }
@@ -133,25 +155,14 @@ pub(super) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A field selector: only `metadata.name=<name>` (or empty) is supported.
+/// Whether `obj` matches a field selector (see `lists`; an invalid one
+/// matches nothing).
 pub fn matches_fields(obj: &Value, selector: &str) -> bool {
-    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
-        let (k, v) = term
-            .split_once("==")
-            .or_else(|| term.split_once('='))
-            .unwrap_or((term, ""));
-        k == "metadata.name" && obj.pointer("/metadata/name").and_then(Value::as_str) == Some(v)
-    })
+    super::lists::FieldSelector::parse(selector).is_ok_and(|f| f.matches(obj))
 }
 
-/// `k=v,k2=v2` (also `k==v`); other forms are not supported by this fake.
+/// Whether `obj` matches a label selector (see `lists`; an invalid one
+/// matches nothing).
 pub fn matches_selector(obj: &Value, selector: &str) -> bool {
-    let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
-        let (k, v) = term
-            .split_once("==")
-            .or_else(|| term.split_once('='))
-            .unwrap_or((term, ""));
-        labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v)
-    })
+    super::lists::LabelSelector::parse(selector).is_ok_and(|l| l.matches(obj))
 }

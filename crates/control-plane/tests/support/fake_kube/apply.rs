@@ -1,64 +1,17 @@
-//! Writes that merge: server-side apply (field owners, conflicts without
-//! `force`) and merge/strategic patches, and the immutable Pod spec.
+//! PATCH: server-side apply and merge/strategic patches (merging and field
+//! ownership in `ssa`), the status subresource's split (a main-resource
+//! write never changes `status`, a `/status` write changes nothing else),
+//! and the immutable Pod spec.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::addressing::{Target, status};
-use super::{FakeKube, ObjKey};
-
-pub(super) fn deep_merge(target: &mut Value, patch: &Value, delete_nulls: bool) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() && delete_nulls {
-                    t.remove(k);
-                } else if let Some(existing) = t.get_mut(k) {
-                    deep_merge(existing, v, delete_nulls);
-                } else {
-                    t.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
-pub(super) fn leaves(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, child) in m {
-                leaves(&format!("{prefix}/{k}"), child, out);
-            }
-        }
-        other => out.push((prefix.to_owned(), other.clone())),
-    }
-}
-
-pub(super) fn owned_leaves(patch: &Value) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    if let Some(m) = patch.as_object() {
-        for (k, v) in m {
-            if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
-                continue;
-            }
-            if k == "metadata" {
-                for sub in ["labels", "annotations"] {
-                    if let Some(x) = v.get(sub) {
-                        leaves(&format!("/metadata/{sub}"), x, &mut out);
-                    }
-                }
-                continue;
-            }
-            leaves(&format!("/{k}"), v, &mut out);
-        }
-    }
-    out
-}
+use super::{FakeKube, ObjKey, admission, ssa};
 
 pub(super) fn immutable_pod_spec(
     key: &ObjKey,
@@ -72,6 +25,49 @@ pub(super) fn immutable_pod_spec(
             "Invalid",
             &format!("Pod {:?} is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`, ...", key.2),
         )
+    })
+}
+
+/// The part of an object a write may change: `status` for the status
+/// subresource, everything else for the main resource. `next` gets the
+/// other part from `current`.
+pub(super) fn keep_other_part(current: Option<&Value>, next: &mut Value, status_only: bool) {
+    let current_status = current.and_then(|c| c.get("status")).cloned();
+    if status_only {
+        let status = next.get("status").cloned();
+        if let Some(c) = current {
+            *next = c.clone();
+        }
+        match status {
+            Some(st) => next["status"] = st,
+            None => {
+                if let Some(m) = next.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        return;
+    }
+    match current_status {
+        Some(st) => next["status"] = st,
+        None => {
+            if let Some(m) = next.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+}
+
+/// The manager of a write: `fieldManager`, as the API server requires for
+/// apply (kube-rs always sends one) and defaults for updates.
+pub(super) fn manager_of(q: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    q.get("fieldManager").cloned().unwrap_or_else(|| {
+        headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .unwrap_or("unknown")
+            .to_owned()
     })
 }
 
@@ -91,12 +87,25 @@ pub(super) fn patch(
     let Ok(patch) = serde_json::from_slice::<Value>(body) else {
         return status(400, "BadRequest", "body is not JSON");
     };
-    let manager = q
-        .get("fieldManager")
-        .cloned()
-        .unwrap_or_else(|| "unknown".into());
-    let force = q.get("force").is_some_and(|f| f == "true");
     let apply = content_type.starts_with("application/apply-patch");
+    let keyed = apply || content_type.starts_with("application/strategic-merge-patch");
+    if !apply && !keyed && !content_type.starts_with("application/merge-patch") {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            &format!("the fake does not take {content_type:?} patches"),
+        );
+    }
+    if apply && !q.contains_key("fieldManager") {
+        return status(
+            400,
+            "BadRequest",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        );
+    }
+    let manager = manager_of(q, headers);
+    let force = q.get("force").is_some_and(|f| f == "true");
+    let status_only = t.subresource.as_deref() == Some("status");
     let key: ObjKey = (t.plural.clone(), ns.to_owned(), name.to_owned());
     if apply
         && fake.get(&key.0, &key.1, &key.2).is_none()
@@ -107,52 +116,69 @@ pub(super) fn patch(
     let mut s = fake.lock();
     let existing = s.objects.get(&key).cloned();
     let existed = existing.is_some();
-    let leaves = owned_leaves(&patch);
-    if apply
-        && !force
-        && let Some(current) = &existing
-    {
-        let owners = s.owners.get(&key).cloned().unwrap_or_default();
-        for (path, value) in &leaves {
-            if let Some(owner) = owners.get(path)
-                && owner != &manager
-                && current.pointer(path) != Some(value)
-            {
+    if !existed && (!apply || status_only) {
+        drop(s);
+        return status(404, "NotFound", &format!("{} {name:?} not found", t.plural));
+    }
+    let mut owners = s.owners.get(&key).cloned().unwrap_or_default();
+    let mut merged = if apply && !status_only {
+        match ssa::apply(
+            &t.plural,
+            existing.as_ref(),
+            &patch,
+            &manager,
+            force,
+            &mut owners,
+        ) {
+            Ok(obj) => obj,
+            Err(conflicts) => {
                 drop(s);
+                let list: Vec<String> = conflicts
+                    .iter()
+                    .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
+                    .collect();
                 return status(
                     409,
                     "Conflict",
-                    &format!("Apply failed with 1 conflict: conflict with {owner:?}: {path}"),
+                    &format!(
+                        "Apply failed with {} conflict(s): {}",
+                        list.len(),
+                        list.join("; ")
+                    ),
                 );
             }
         }
-    }
-    let merged = match existing.clone() {
-        Some(mut current) => {
-            deep_merge(&mut current, &patch, !apply);
-            current
-        }
-        None if apply => patch.clone(),
-        None => {
-            drop(s);
-            return status(404, "NotFound", "not found");
-        }
+    } else {
+        let mut next = existing.clone().unwrap_or_default();
+        ssa::merge(&t.plural, &mut next, &patch, keyed, !apply);
+        next
     };
+    keep_other_part(existing.as_ref(), &mut merged, status_only);
     if let Some(refused) = immutable_pod_spec(&key, existing.as_ref(), &merged) {
         drop(s);
         return refused;
     }
+    if let Some(refused) = admission::admit(&mut s, &key, existing.as_ref(), &mut merged) {
+        drop(s);
+        return refused;
+    }
+    if !apply || status_only {
+        ssa::record_update(&t.plural, existing.as_ref(), &merged, &manager, &mut owners);
+    }
     let obj = fake.stamp(&mut s, merged, &key, existed);
     s.objects.insert(key.clone(), obj.clone());
-    let owners = s.owners.entry(key).or_default();
-    for (path, _) in leaves {
-        owners.insert(path, manager.clone());
-    }
+    s.owners.insert(key, owners);
     drop(s);
     fake.emit(
         &t.plural,
         if existed { "MODIFIED" } else { "ADDED" },
         obj.clone(),
     );
-    axum::Json(obj).into_response()
+    fake.delete_when_finalized(&(t.plural.clone(), ns.to_owned(), name.to_owned()));
+    let code = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (code, axum::Json(obj)).into_response()
 }

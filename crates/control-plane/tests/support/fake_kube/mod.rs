@@ -1,37 +1,47 @@
-//! A FAKE Kubernetes API server for tests — not a real one.
+//! A FAKE Kubernetes API server for tests — not a real one. There is no
+//! API server on the machines the suite runs on, so everything the control
+//! plane does with Kubernetes is tested against this fake: it aims to be as
+//! strict as a real one where the control plane depends on it, and says
+//! here (and in each module's doc) what it leaves out.
 //!
-//! It implements just the verbs the control plane (kube-rs, its watcher and
-//! kube-lease-manager) uses, over HTTP on a loopback port:
-//! - GET one object; LIST (all namespaces or one) with `labelSelector`
-//!   (`k=v` terms joined by commas); WATCH (`watch=true`) as JSON lines,
-//!   replaying events newer than `resourceVersion`, then live;
-//! - POST create (409 AlreadyExists), PUT replace (409 on a stale
-//!   resourceVersion), DELETE (cascades a Namespace's objects and collects
-//!   objects whose ownerReference names the deleted UID, like the GC);
-//! - PATCH: server-side apply (creates when absent; deep-merges maps, replaces
-//!   arrays, keeps `status`; without `force` a field owned by another
-//!   manager with a different value is a 409 Conflict) and merge/strategic
-//!   patches (null deletes; 404 when absent).
+//! Over HTTP on a loopback port, JSON only, it serves:
+//! - GET; LIST with label and field selectors, `limit` and `continue`
+//!   (`lists`: 400 for a selector it does not understand, 410 for a
+//!   continue token older than a compaction); WATCH (`watch`: JSON lines
+//!   replaying events newer than `resourceVersion`, then live; 410 when
+//!   compacted; bookmarks; `timeoutSeconds`);
+//! - POST (409 AlreadyExists), PUT (409 on a stale resourceVersion),
+//!   PATCH: server-side apply and merge/strategic patches (`ssa`: lists
+//!   merged by their merge keys, fields a manager stopped applying
+//!   removed, field ownership recorded for every write, 409 conflicts
+//!   without `force`), the `status` subresource (`apply`: a main-resource
+//!   write never changes `status`, a `/status` write nothing else);
+//! - DELETE (`deletion`): finalizers, `propagationPolicy`, graceful pod
+//!   termination, a namespace Terminating until emptied (refusing new
+//!   objects with 403), asynchronous garbage collection of owned objects;
+//! - admission (`admission`): names and labels validated (422), defaults
+//!   filled in, PodSecurity `restricted` on pods, injectable webhook
+//!   denials (403); a Pod's spec is immutable (422); objects in a missing
+//!   namespace are 404;
+//! - authorisation (`rbac`): every request against
+//!   `crates/control-plane/rbac.yaml` (verb, group, resource, subresource,
+//!   scope, resourceNames, `bind` for granted ClusterRoles), 403 otherwise
+//!   and listed by `denied`; what it allowed is recorded for the suite-wide
+//!   comparison with rbac.yaml.
 //!
-//! And what a real API server does that the code must cope with:
-//! - graceful deletion: a deleted pod is Terminating (`deletionTimestamp`)
-//!   for `pod_grace` before it goes; a deleted namespace is Terminating,
-//!   refuses new objects (403) and goes once emptied;
-//! - objects created in a namespace that does not exist: 404;
-//! - a changed Pod spec (immutable): 422;
-//! - event-log compaction (`compact`): a watch from an older
-//!   resourceVersion gets 410 Gone (an ERROR event); `break_watches` ends
-//!   every open watch; bookmarks when asked (`allowWatchBookmarks`) and
-//!   `timeoutSeconds`.
+//! A kubelet stand-in (`kubelet`) moves a pod's containers through the
+//! states a node reports. Tests can inject failures per object
+//! (`fail_next`), per namespace (`fail_next_in`) or per verb
+//! (`fail_next_verb`, [`HANG`]), compact the event log, break every watch,
+//! and read every request made (each recorded once, with its status).
 //!
-//! Every request is authorised against `crates/control-plane/rbac.yaml`
-//! (see `rbac`): one it does not allow is 403 Forbidden and listed by
-//! `denied`.
-//!
-//! Tests can inject failures per object (`fail_next`), per namespace
-//! (`fail_next_in`) or per verb (`fail_next_verb`), set a pod's runner
-//! state or whole status, and read every request made (each recorded
-//! once, with its status).
+//! Not modelled: protobuf, authentication (every bearer is the control
+//! plane's service account; bearers are recorded), API discovery beyond the
+//! kinds listed in `addressing::kind_of`, `managedFields` in responses,
+//! schema validation beyond names and labels, quotas and LimitRanges,
+//! dry runs, the snapshot consistency of paged lists, controllers other
+//! than the garbage collector (no Deployments, no Services' endpoints),
+//! real time (grace periods and back-offs are short or states).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -42,14 +52,20 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 mod addressing;
+mod admission;
 mod apply;
+mod deletion;
+mod kubelet;
+mod lists;
 mod rbac;
 mod serve;
+mod ssa;
 mod watch;
 
+use addressing::matches_selector;
 use addressing::{Target, kind_of, status};
-pub use addressing::{matches_fields, matches_selector};
-pub use rbac::{Access, Rbac};
+pub use kubelet::Container;
+use rbac::Rbac;
 
 /// (plural, namespace, name); namespace is "" for cluster-scoped objects.
 pub type ObjKey = (String, String, String);
@@ -77,8 +93,12 @@ struct StoreState {
     /// (plural, bearer token or "") of every request, in order.
     bearers: Vec<(String, String)>,
     objects: BTreeMap<ObjKey, Value>,
-    /// Field owners per object (leaf path → manager), for apply conflicts.
-    owners: HashMap<ObjKey, HashMap<String, String>>,
+    /// Field owners per object (manager → its fields), see `ssa`.
+    owners: HashMap<ObjKey, ssa::Owners>,
+    /// Injected admission webhook denials, by plural (`deny_next`).
+    denials: HashMap<String, VecDeque<admission::Denial>>,
+    /// The PodSecurity level of namespaces without an `enforce` label.
+    pod_security_default: String,
     rv: u64,
     uid: u64,
     log: Vec<WatchEvent>,
@@ -90,10 +110,17 @@ struct StoreState {
     compacted: u64,
     /// How long a deleted pod stays Terminating.
     pod_grace: std::time::Duration,
+    /// Terminating pods and namespaces still in their grace period.
+    in_grace: std::collections::HashSet<ObjKey>,
     /// What the control plane is granted (rbac.yaml).
     rbac: Rbac,
     /// Every request refused by `rbac`, as the API server words it.
     denied: Vec<String>,
+    /// Every (group, resource, verb) `rbac` allowed so far.
+    used: std::collections::BTreeSet<(String, String, String)>,
+    /// Whether the requests are the control plane's (recorded for the
+    /// suite-wide comparison with rbac.yaml); off for tests of the fake.
+    records_access: bool,
 }
 
 /// A fault "code" for [`FakeKube::fail_next_verb`]: the request is read and
@@ -115,6 +142,8 @@ impl FakeKube {
             bearers: Vec::new(),
             objects: BTreeMap::new(),
             owners: HashMap::new(),
+            denials: HashMap::new(),
+            pod_security_default: "restricted".into(),
             rv: 0,
             uid: 0,
             log: Vec::new(),
@@ -123,8 +152,11 @@ impl FakeKube {
             requests: Vec::new(),
             compacted: 0,
             pod_grace: std::time::Duration::from_millis(300),
+            in_grace: Default::default(),
             rbac: Rbac::of_the_control_plane(),
             denied: Vec::new(),
+            used: Default::default(),
+            records_access: true,
         }));
         let (events, _) = broadcast::channel(4096);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -196,6 +228,14 @@ impl FakeKube {
     /// Every request so far (each recorded once, with its answer's status).
     pub fn requests(&self) -> Vec<Request> {
         self.lock().requests.clone()
+    }
+
+    /// A fake whose clients are tests, not the control plane: what it
+    /// allows is not counted as the control plane's use of rbac.yaml.
+    pub async fn start_for_tests_of_the_fake() -> FakeKube {
+        let fake = FakeKube::start().await;
+        fake.lock().records_access = false;
+        fake
     }
 
     /// Every request rbac.yaml does not allow (answered 403), described.
@@ -349,58 +389,6 @@ impl FakeKube {
             .and_then(VecDeque::pop_front)
     }
 
-    /// 403 Forbidden (recorded) when rbac.yaml does not allow the request.
-    fn authorize(
-        &self,
-        verb: &str,
-        t: &Target,
-        ns: &str,
-        q: &HashMap<String, String>,
-    ) -> Option<Response> {
-        let name = t.name.clone().unwrap_or_default();
-        let field = q.get("fieldSelector").map(String::as_str).unwrap_or("");
-        let access = |verb| Access {
-            verb,
-            group: &t.group,
-            plural: &t.plural,
-            namespace: ns,
-            name: &name,
-            field_name: rbac::field_name(field),
-        };
-        let mut wanted = vec![match verb {
-            "LIST" => "list",
-            "WATCH" => "watch",
-            "GET" => "get",
-            "POST" => "create",
-            "PUT" => "update",
-            "APPLY" | "PATCH" => "patch",
-            "DELETE" => "delete",
-            _ => "unknown",
-        }];
-        // Server-side apply creating the object is a create as well.
-        if verb == "APPLY" && self.get(&t.plural, ns, &name).is_none() {
-            wanted.push("create");
-        }
-        let rbac = self.lock().rbac.clone();
-        let refused = wanted
-            .into_iter()
-            .map(access)
-            .find(|a| !rbac.allows(a))?
-            .describe();
-        let mut s = self.lock();
-        s.denied.push(refused.clone());
-        s.requests.push(Request {
-            method: verb.to_owned(),
-            plural: t.plural.clone(),
-            namespace: ns.to_owned(),
-            name,
-            existed: false,
-            status: 403,
-        });
-        drop(s);
-        Some(status(403, "Forbidden", &refused))
-    }
-
     /// Why `ns` cannot take a new object now (404 missing, 403 terminating).
     fn refuse_in(&self, ns: &str) -> Option<Response> {
         if ns.is_empty() {
@@ -423,82 +411,10 @@ impl FakeKube {
         }
     }
 
-    /// A client's DELETE: pods and namespaces first go Terminating, like a
-    /// real API server; everything else goes at once. `None` when absent.
-    fn delete_gracefully(&self, key: &ObjKey) -> Option<Value> {
-        let graceful = key.0 == "pods" || key.0 == "namespaces";
-        let current = self.get(&key.0, &key.1, &key.2)?;
-        if !graceful {
-            return self.delete(key);
-        }
-        if current.pointer("/metadata/deletionTimestamp").is_none() {
-            self.update(key.clone(), |o| {
-                o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-                if key.0 == "namespaces" {
-                    o["status"] = json!({"phase": "Terminating"});
-                }
-            });
-            let (fake, key) = (self.clone(), key.clone());
-            let grace = self.lock().pod_grace;
-            tokio::spawn(async move {
-                if key.0 == "namespaces" {
-                    let inside: Vec<ObjKey> = fake
-                        .lock()
-                        .objects
-                        .keys()
-                        .filter(|(_, ns, _)| ns == &key.2)
-                        .cloned()
-                        .collect();
-                    for k in inside {
-                        fake.delete(&k);
-                    }
-                }
-                tokio::time::sleep(grace).await;
-                fake.delete(&key);
-            });
-        }
-        self.get(&key.0, &key.1, &key.2)
-    }
-
     fn take_fault(&self, plural: &str, name: &str) -> Option<u16> {
         self.lock()
             .faults
             .get_mut(&(plural.into(), name.into()))
             .and_then(VecDeque::pop_front)
-    }
-
-    fn delete(&self, key: &ObjKey) -> Option<Value> {
-        let removed = {
-            let mut s = self.lock();
-            let obj = s.objects.remove(key)?;
-            s.owners.remove(key);
-            s.rv += 1;
-            let mut obj = obj;
-            obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-            obj
-        };
-        self.emit(&key.0, "DELETED", removed.clone());
-        // Namespace deletion removes its objects; the GC collects owned objects.
-        let uid = removed
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let dependents: Vec<ObjKey> = self
-            .lock()
-            .objects
-            .iter()
-            .filter(|((_, ns, _), o)| {
-                (key.0 == "namespaces" && ns == &key.2)
-                    || o.pointer("/metadata/ownerReferences")
-                        .and_then(Value::as_array)
-                        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for d in dependents {
-            self.delete(&d);
-        }
-        Some(removed)
     }
 }

@@ -8,9 +8,24 @@
 //!
 //! As Kubernetes does: `resourceNames` never allow `create`, and allow
 //! `list`/`watch` only with a `metadata.name=<name>` field selector;
-//! server-side apply of an object that does not exist needs `create` too.
+//! server-side apply of an object that does not exist needs `create` too;
+//! a subresource is the resource `<plural>/<subresource>` (`pods/status`);
+//! writing a RoleBinding that grants a ClusterRole needs `bind` on that
+//! ClusterRole (the escalation check; the control plane never holds every
+//! right of the roles it grants).
+//!
+//! Every allowed (group, resource, verb) is recorded
+//! (`integration_tests::record_kube_access`): `cargo xtask test` compares
+//! what the whole suite used with rbac.yaml, both ways.
 
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::response::Response;
 use serde_json::Value;
+
+use super::addressing::{Target, status};
+use super::{FakeKube, Request};
 
 /// The control plane's namespace in every test (its kubeconfig default).
 pub const CONTROL_PLANE_NAMESPACE: &str = "ambient-code";
@@ -48,7 +63,7 @@ impl Access<'_> {
             format!("in the namespace {:?}", self.namespace)
         };
         format!(
-            "{} {:?} is forbidden: cannot {} resource {:?} in API group {:?} {scope}",
+            "{} {:?} is forbidden: User \"system:serviceaccount:{CONTROL_PLANE_NAMESPACE}:ambient-control-plane\" cannot {} resource {:?} in API group {:?} {scope}",
             self.plural, self.name, self.verb, self.plural, self.group
         )
     }
@@ -133,4 +148,100 @@ pub fn field_name(selector: &str) -> Option<&str> {
         term.strip_prefix("metadata.name==")
             .or_else(|| term.strip_prefix("metadata.name="))
     })
+}
+
+/// The ClusterRole a RoleBinding body grants, if it grants one.
+fn granted_cluster_role(t: &Target, verb: &str, body: &Bytes) -> Option<String> {
+    if t.plural != "rolebindings" || !matches!(verb, "POST" | "PUT" | "APPLY" | "PATCH") {
+        return None;
+    }
+    let obj: Value = serde_json::from_slice(body).ok()?;
+    (obj.pointer("/roleRef/kind")? == "ClusterRole")
+        .then(|| obj.pointer("/roleRef/name")?.as_str().map(str::to_owned))
+        .flatten()
+}
+
+impl FakeKube {
+    /// 403 Forbidden (recorded) when rbac.yaml does not allow the request.
+    pub(super) fn authorize(
+        &self,
+        verb: &str,
+        t: &Target,
+        ns: &str,
+        q: &HashMap<String, String>,
+        body: &Bytes,
+    ) -> Option<Response> {
+        let name = t.name.clone().unwrap_or_default();
+        let field = q.get("fieldSelector").map(String::as_str).unwrap_or("");
+        // RBAC names a subresource as `<resource>/<subresource>`.
+        let resource = match &t.subresource {
+            Some(sub) => format!("{}/{sub}", t.plural),
+            None => t.plural.clone(),
+        };
+        let rbac_verb = match verb {
+            "LIST" => "list",
+            "WATCH" => "watch",
+            "GET" => "get",
+            "POST" => "create",
+            "PUT" => "update",
+            "APPLY" | "PATCH" => "patch",
+            "DELETE" => "delete",
+            _ => "unknown",
+        };
+        let mut wanted = vec![Access {
+            verb: rbac_verb,
+            group: &t.group,
+            plural: &resource,
+            namespace: ns,
+            name: &name,
+            field_name: field_name(field),
+        }];
+        // Server-side apply creating the object is a create as well.
+        if verb == "APPLY" && self.get(&t.plural, ns, &name).is_none() {
+            wanted.push(Access {
+                verb: "create",
+                ..wanted[0].clone()
+            });
+        }
+        let role = granted_cluster_role(t, verb, body);
+        if let Some(role) = &role {
+            wanted.push(Access {
+                verb: "bind",
+                group: "rbac.authorization.k8s.io",
+                plural: "clusterroles",
+                namespace: ns,
+                name: role,
+                field_name: None,
+            });
+        }
+        let rbac = self.lock().rbac.clone();
+        let Some(refused) = wanted.iter().find(|a| !rbac.allows(a)) else {
+            let mut s = self.lock();
+            for a in &wanted {
+                let used = (a.group.to_owned(), a.plural.to_owned(), a.verb.to_owned());
+                if s.used.insert(used) && s.records_access {
+                    integration_tests::record_kube_access(&format!(
+                        "{} {} {}",
+                        if a.group.is_empty() { "core" } else { a.group },
+                        a.plural,
+                        a.verb
+                    ));
+                }
+            }
+            return None;
+        };
+        let refused = refused.describe();
+        let mut s = self.lock();
+        s.denied.push(refused.clone());
+        s.requests.push(Request {
+            method: verb.to_owned(),
+            plural: t.plural.clone(),
+            namespace: ns.to_owned(),
+            name,
+            existed: false,
+            status: 403,
+        });
+        drop(s);
+        Some(status(403, "Forbidden", &refused))
+    }
 }

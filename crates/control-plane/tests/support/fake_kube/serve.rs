@@ -9,11 +9,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::addressing::{Target, kind_of, parse_path, query, reason_for, status};
-use super::apply::{immutable_pod_spec, patch};
-use super::{FakeKube, HANG, Request, matches_fields, matches_selector, watch};
+use super::addressing::{Target, parse_path, query, reason_for, status};
+use super::apply::{immutable_pod_spec, keep_other_part, manager_of, patch};
+use super::{FakeKube, HANG, Request, admission, deletion, lists, ssa, watch};
 
 pub(super) async fn handle(
     State(fake): State<FakeKube>,
@@ -52,7 +52,7 @@ pub(super) async fn handle(
         }
         (m, _) => m.as_str(),
     };
-    if let Some(refused) = fake.authorize(verb, &t, &ns, &q) {
+    if let Some(refused) = fake.authorize(verb, &t, &ns, &q, &body) {
         return refused;
     }
     if let Some(code) = fake.take_verb_fault(verb, &t.plural) {
@@ -123,7 +123,7 @@ fn serve(
             if verb == "WATCH" {
                 watch::watch(fake, t, q)
             } else {
-                list(fake, t, q)
+                lists::list(fake, t, q)
             }
         }
         (Method::GET, Some(name)) => match fake.get(&t.plural, &ns, &name) {
@@ -148,8 +148,17 @@ fn serve(
                 drop(s);
                 return status(409, "AlreadyExists", &format!("{name} already exists"));
             }
+            let mut obj = obj;
+            keep_other_part(None, &mut obj, false);
+            if let Some(refused) = admission::admit(&mut s, &key, None, &mut obj) {
+                drop(s);
+                return refused;
+            }
+            let mut owners = ssa::Owners::new();
+            ssa::record_update(&t.plural, None, &obj, &manager_of(q, headers), &mut owners);
             let obj = fake.stamp(&mut s, obj, &key, false);
-            s.objects.insert(key, obj.clone());
+            s.objects.insert(key.clone(), obj.clone());
+            s.owners.insert(key, owners);
             drop(s);
             fake.emit(&t.plural, "ADDED", obj.clone());
             (StatusCode::CREATED, axum::Json(obj)).into_response()
@@ -170,22 +179,34 @@ fn serve(
                 drop(s);
                 return status(409, "Conflict", "the object has been modified");
             }
+            let mut obj = obj;
+            let status_only = t.subresource.as_deref() == Some("status");
+            keep_other_part(Some(&current), &mut obj, status_only);
             if let Some(refused) = immutable_pod_spec(&key, Some(&current), &obj) {
                 drop(s);
                 return refused;
             }
-            let mut obj = obj;
+            if let Some(refused) = admission::admit(&mut s, &key, Some(&current), &mut obj) {
+                drop(s);
+                return refused;
+            }
             obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            let mut owners = s.owners.get(&key).cloned().unwrap_or_default();
+            let manager = manager_of(q, headers);
+            ssa::record_update(&t.plural, Some(&current), &obj, &manager, &mut owners);
             let obj = fake.stamp(&mut s, obj, &key, true);
-            s.objects.insert(key, obj.clone());
+            s.objects.insert(key.clone(), obj.clone());
+            s.owners.insert(key, owners);
             drop(s);
             fake.emit(&t.plural, "MODIFIED", obj.clone());
+            fake.delete_when_finalized(&(t.plural.clone(), ns.clone(), name.clone()));
             axum::Json(obj).into_response()
         }
         (Method::PATCH, Some(name)) => patch(fake, t, &ns, &name, q, headers, body),
         (Method::DELETE, Some(name)) => {
             let key = (t.plural.clone(), ns.clone(), name.clone());
-            let removed = fake.delete_gracefully(&key);
+            let opts = deletion::DeleteOptions::parse(body, q);
+            let removed = fake.delete_by_client(&key, &opts);
             match removed {
                 Some(o) => axum::Json(o).into_response(),
                 None => status(404, "NotFound", "not found"),
@@ -193,29 +214,4 @@ fn serve(
         }
         _ => status(405, "MethodNotAllowed", "not supported by the fake"),
     }
-}
-
-/// LIST: the objects of `t`'s kind (in its namespace, or all) matching
-/// the label and field selectors.
-fn list(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
-    let selector = q.get("labelSelector").cloned().unwrap_or_default();
-    let fields = q.get("fieldSelector").cloned().unwrap_or_default();
-    let s = fake.lock();
-    let items: Vec<Value> = s
-        .objects
-        .iter()
-        .filter(|((p, ns, _), o)| {
-            p == &t.plural
-                && t.namespace.as_ref().is_none_or(|want| want == ns)
-                && matches_selector(o, &selector)
-                && matches_fields(o, &fields)
-        })
-        .map(|(_, o)| o.clone())
-        .collect();
-    let (kind, api_version) = kind_of(&t.plural);
-    axum::Json(
-        json!({"kind": format!("{kind}List"), "apiVersion": api_version,
-        "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
-    )
-    .into_response()
 }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::{FakeKube, Target, WatchEvent, kind_of, matches_selector, status};
+use super::{FakeKube, Target, WatchEvent, kind_of, status};
 
 fn line(v: &Value) -> Result<Bytes, std::io::Error> {
     let mut line = serde_json::to_vec(v).unwrap_or_default();
@@ -27,8 +27,10 @@ fn respond(body: Body) -> Response {
 }
 
 pub(super) fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) -> Response {
-    let selector = q.get("labelSelector").cloned().unwrap_or_default();
-    let fields = q.get("fieldSelector").cloned().unwrap_or_default();
+    let (labels, fields) = match super::lists::selectors(q) {
+        Ok(s) => (std::sync::Arc::new(s.0), std::sync::Arc::new(s.1)),
+        Err(bad) => return *bad,
+    };
     let since: u64 = q
         .get("resourceVersion")
         .and_then(|r| r.parse().ok())
@@ -56,8 +58,8 @@ pub(super) fn watch(fake: &FakeKube, t: &Target, q: &HashMap<String, String>) ->
                     .and_then(Value::as_str)
                     == Some(want)
             })
-            && matches_selector(&e.object, &selector)
-            && super::matches_fields(&e.object, &fields)
+            && labels.matches(&e.object)
+            && fields.matches(&e.object)
     };
     let keep2 = keep.clone();
     let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {
