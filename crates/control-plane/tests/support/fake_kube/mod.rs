@@ -26,7 +26,8 @@
 //!
 //! Every request is authorised against `crates/control-plane/rbac.yaml`
 //! (see `rbac`): one it does not allow is 403 Forbidden and listed by
-//! `denied`.
+//! `denied`; a SelfSubjectAccessReview is answered from the same rules, and
+//! `revoke` takes a verb away (a cluster granting less).
 //!
 //! Tests can inject failures per object (`fail_next`), per namespace
 //! (`fail_next_in`) or per verb (`fail_next_verb`), set a pod's runner
@@ -196,6 +197,26 @@ impl FakeKube {
     /// Every request so far (each recorded once, with its answer's status).
     pub fn requests(&self) -> Vec<Request> {
         self.lock().requests.clone()
+    }
+
+    /// From now on, `verb` on `resource` of API group `group` is not
+    /// granted (requests and SelfSubjectAccessReviews alike).
+    pub fn revoke(&self, verb: &str, group: &str, resource: &str) {
+        let mut s = self.lock();
+        s.rbac = s.rbac.clone().without(verb, group, resource);
+    }
+
+    /// Grants exactly rbac.yaml again.
+    pub fn restore_rbac(&self) {
+        self.lock().rbac = Rbac::of_the_control_plane();
+    }
+
+    /// The SelfSubjectAccessReviews answered so far.
+    pub fn reviews(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.plural == "selfsubjectaccessreviews" && r.status == 201)
+            .count()
     }
 
     /// Every request rbac.yaml does not allow (answered 403), described.
