@@ -144,10 +144,17 @@ struct Health {
     sessions: Arc<Store<Session>>,
     projects: Arc<Store<Project>>,
     settings: Arc<Store<ProjectSettings>>,
+    /// Every Kubernetes permission of rbac.yaml is granted (`permissions`).
+    permissions: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
-    if h.sessions.is_synced() && h.projects.is_synced() && h.settings.is_synced() {
+    if !h.permissions.load(std::sync::atomic::Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "missing Kubernetes permissions (see the log)",
+        )
+    } else if h.sessions.is_synced() && h.projects.is_synced() && h.settings.is_synced() {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "informers not synced")
@@ -435,14 +442,34 @@ pub async fn run(
     // Exchange v3: every replica verifies with the roots; the runtime
     // derives session key files from the current one.
     let v3_roots = V3Roots::new(keys.roots.keys(&settings.pod.installation));
+    // Every verb of rbac.yaml, asked of the API server until granted.
+    let permissions = Arc::new(std::sync::atomic::AtomicBool::new(clients.is_none()));
+    if let Some((own, project)) = &clients {
+        tokio::spawn(crate::permissions::check_until_granted(
+            own.clone(),
+            project.clone(),
+            settings.runtime_namespace.clone(),
+            permissions.clone(),
+        ));
+    }
     let public_key_pem = keys.exchange.public_key().to_pem();
     let provider = provider(&settings.auth)?;
-    let rest =
-        Rest::new(&cfg.api_server_url, provider.clone()).context("AMBIENT_API_SERVER_URL")?;
+    // The OpenShift service CA, when present, is trusted by both sides of
+    // the API client (as the reference does); an explicit gRPC CA file
+    // takes its place for gRPC.
+    let service_ca = cfg
+        .service_ca_file
+        .is_file()
+        .then(|| cfg.service_ca_file.clone());
+    if let Some(ca) = &service_ca {
+        tracing::info!(file = %ca.display(), "trusting the service CA for the API server");
+    }
+    let rest = Rest::new(&cfg.api_server_url, provider.clone(), service_ca.as_slice())
+        .context("AMBIENT_API_SERVER_URL")?;
     let api = Api::new(
         &cfg.grpc_server_addr,
         cfg.grpc_use_tls,
-        cfg.grpc_ca_cert_file.as_deref(),
+        cfg.grpc_ca_cert_file.as_deref().or(service_ca.as_deref()),
         provider.clone(),
     )?;
 
@@ -519,6 +546,7 @@ pub async fn run(
             sessions: sessions.clone(),
             projects: projects.clone(),
             settings: settings_store.clone(),
+            permissions,
         },
     )
     .await?;
@@ -552,7 +580,10 @@ pub async fn run(
             queue.clone(),
             metrics.clone(),
         )
-        .with_rest(rest, settings.service_identity.clone()),
+        .with_rest(rest, settings.service_identity.clone())
+        .with_manager(crate::runtime::kube::own_service_account(
+            &settings.runtime_namespace,
+        )),
     );
 
     let lease_client = clients.map(|(own, _)| own);

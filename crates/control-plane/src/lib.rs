@@ -10,13 +10,14 @@
 //! - [`reconcile`]: the session, project and project-settings reconcilers;
 //! - [`runtime`]: the `SessionRuntime` trait and `KubeRuntime`;
 //! - [`names`] and [`objects`]: names/labels/ports and the typed Kubernetes
-//!   objects of a session (wire.md §4);
+//!   objects of a session (wire.md §4) and of a project;
 //! - [`render`]: the objects of one session as YAML, without a cluster;
 //! - [`keypair`]: the token-exchange key and the session tokens' signing
 //!   keys in one Secret (race-safe bootstrap);
 //! - [`session_identity`]: exchanges bound to the caller's pod, and what the
 //!   session gateway knows of sessions;
 //! - [`session_keys`]: exchange v3's roots and per-pod session key files;
+//! - [`permissions`]: the startup check of every verb of `rbac.yaml`;
 //! - [`leader`]: Lease-based leader election;
 //! - [`daemon`]: everything wired together, with the embedded token server;
 //! - [`supervisor`]: restarts a long-running task that panicked;
@@ -32,6 +33,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod objects;
+pub mod permissions;
 pub mod queue;
 pub mod reconcile;
 pub mod render;

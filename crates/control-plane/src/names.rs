@@ -27,6 +27,9 @@ pub const WORKSPACE_PATH: &str = "/workspace";
 pub const SERVICE_CA_CONFIGMAP: &str = "openshift-service-ca.crt";
 pub const SERVICE_CA_VOLUME: &str = "service-ca";
 pub const SERVICE_CA_PATH: &str = "/etc/pki/ca-trust/extracted/pem/service-ca.crt";
+/// The service CA OpenShift puts beside a pod's ServiceAccount token.
+pub const SERVICE_ACCOUNT_SERVICE_CA: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt";
 pub const KEYPAIR_SECRET: &str = "ambient-cp-token-keypair";
 /// On a copied Secret (the Vertex key): `<namespace>/<name>` of its source.
 pub const ANNOTATION_COPIED_FROM: &str = "ambient-code.io/copied-from";
@@ -56,6 +59,28 @@ pub const SESSION_KEY_MODE: i32 = 0o400;
 /// tokens carry it as `gen`). A pod without it (created before) is named
 /// by its UID.
 pub const ANNOTATION_GENERATION: &str = "ambient-code.io/generation";
+/// A project namespace's Secret for runner settings, created empty once and
+/// then left to the project's users (the reference's `ensureRunnerSecrets`).
+pub const RUNNER_SECRETS: &str = "ambient-runner-secrets";
+/// The Role and RoleBinding giving the control plane its rights in a
+/// project namespace.
+pub const PROJECT_MANAGER: &str = "ambient-control-plane-project-manager";
+/// Project annotation naming the project's creator (a Kubernetes user, or
+/// `system:serviceaccount:<ns>:<name>`): bound `ambient-project-admin`.
+pub const ANNOTATION_CREATED_BY: &str = "ambient-code.io/created-by";
+/// On the creator's admin RoleBinding (the reference's label).
+pub const LABEL_ROLE: &str = "ambient-code.io/role";
+/// Marks the creator's admin RoleBinding of a project namespace.
+pub const LABEL_CREATOR_ADMIN: &str = "ambient-code.io/creator-admin";
+pub const PROJECT_SETTINGS_GROUP: &str = "vteam.ambient-code";
+pub const PROJECT_SETTINGS_VERSION: &str = "v1alpha1";
+pub const PROJECT_SETTINGS_KIND: &str = "ProjectSettings";
+pub const PROJECT_SETTINGS_PLURAL: &str = "projectsettings";
+/// The one ProjectSettings object of a project namespace (its CRD allows no other name).
+pub const PROJECT_SETTINGS_NAME: &str = "projectsettings";
+/// The control plane's ServiceAccount when it cannot tell its own (the
+/// reference's fixed name).
+pub const CONTROL_PLANE_SERVICE_ACCOUNT: &str = "ambient-control-plane";
 /// Where the runner keeps its artifacts (`ARTIFACTS_DIR`, relative to the workspace).
 pub const ARTIFACTS_DIR: &str = "artifacts";
 

@@ -8,6 +8,7 @@
 mod env;
 mod platform;
 mod pod;
+pub mod project;
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,7 @@ pub use pod::{
     credential_sidecars, delivered_credentials, mcp_enabled, pull_policy, security_context,
     sidecars_enabled,
 };
+pub use project::{ProjectObjects, ServiceAccountRef, build_project};
 
 /// Images of the credential sidecars; a provider without an image gets no sidecar.
 #[derive(Debug, Clone, Default)]
@@ -441,6 +443,47 @@ pub fn network_policy(ns: &str, project_id: &str, cfg: &PodConfig) -> NetworkPol
             ..NetworkPolicySpec::default()
         }),
     }
+}
+
+/// The network policy to apply over `existing` (the one in the namespace
+/// now, if any): `wanted` with the `from` peers of `existing`'s first
+/// ingress rule kept, ours appended when absent — as the reference does, so
+/// control planes in several namespaces share one policy (an apply of
+/// `wanted` alone would replace the list: `from` is atomic). Its
+/// resourceVersion goes with it, so a concurrent change is a conflict,
+/// retried, never lost.
+pub fn merge_network_policy(
+    wanted: &NetworkPolicy,
+    existing: Option<&NetworkPolicy>,
+) -> NetworkPolicy {
+    let Some(existing) = existing else {
+        return wanted.clone();
+    };
+    let first_from = |np: &NetworkPolicy| {
+        np.spec
+            .as_ref()
+            .and_then(|s| s.ingress.as_ref())
+            .and_then(|i| i.first())
+            .and_then(|r| r.from.clone())
+            .unwrap_or_default()
+    };
+    let mut peers = first_from(existing);
+    for peer in first_from(wanted) {
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+    let mut merged = wanted.clone();
+    if let Some(rule) = merged
+        .spec
+        .as_mut()
+        .and_then(|s| s.ingress.as_mut())
+        .and_then(|i| i.first_mut())
+    {
+        rule.from = Some(peers);
+    }
+    merged.metadata.resource_version = existing.metadata.resource_version.clone();
+    merged
 }
 
 #[cfg(test)]

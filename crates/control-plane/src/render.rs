@@ -1,5 +1,6 @@
 //! `ambient-control-plane render`: every object the KubeRuntime would apply
-//! for one session, as a multi-document YAML stream. No cluster and no API
+//! for one session (or, given only a project, for that project), as a
+//! multi-document YAML stream. No cluster and no API
 //! server needed: the debugging view operators use, and what tests assert on.
 //!
 //! Input files hold the REST JSON shapes of wire.md §2. Secret values are
@@ -11,10 +12,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ambient_protocol::provider::Provider;
-use ambient_protocol::v1::{ObjectReference, Project, Session};
+use ambient_protocol::v1::{ObjectReference, Project, ProjectSettings, Session};
 use serde_json::Value;
 
-use crate::objects::{self, PodConfig, PromptSources, SessionInput, SessionObjects};
+use crate::objects::{
+    self, PodConfig, ProjectObjects, PromptSources, ServiceAccountRef, SessionInput, SessionObjects,
+};
 
 /// The ServiceAccount UID in rendered ownerReferences.
 pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
@@ -22,12 +25,17 @@ pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
 /// Arguments of `render`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
-    /// Session as REST JSON (`GET /sessions/{id}`).
-    #[arg(long)]
-    pub session_file: PathBuf,
+    /// Session as REST JSON (`GET /sessions/{id}`). Without it, the
+    /// objects of the project of --project-file are rendered instead.
+    #[arg(long, required_unless_present = "project_file")]
+    pub session_file: Option<PathBuf>,
     /// Project as REST JSON (`GET /projects/{id}`).
     #[arg(long)]
     pub project_file: Option<PathBuf>,
+    /// The project's settings as REST JSON (`GET /project_settings/{id}`):
+    /// its ProjectSettings object (with --project-file alone).
+    #[arg(long)]
+    pub settings_file: Option<PathBuf>,
     /// The published public key (SPKI PEM).
     #[arg(long)]
     pub public_key_file: Option<PathBuf>,
@@ -64,14 +72,21 @@ fn read_json(path: &Path) -> Result<Value, RenderError> {
     })
 }
 
-/// Renders the objects of the session described by `args`.
-pub fn render(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError> {
-    let invalid = |path: &Path, reason: String| RenderError::Invalid {
+fn invalid(path: &Path, reason: String) -> RenderError {
+    RenderError::Invalid {
         path: path.display().to_string(),
         reason,
+    }
+}
+
+/// Renders the objects of the session described by `args` (of its project
+/// when no session is given).
+pub fn render(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError> {
+    let Some(session_file) = &args.session_file else {
+        return render_project(cfg, args);
     };
-    let session = session_from_json(&read_json(&args.session_file)?)
-        .map_err(|r| invalid(&args.session_file, r))?;
+    let session =
+        session_from_json(&read_json(session_file)?).map_err(|r| invalid(session_file, r))?;
     let project = match &args.project_file {
         Some(p) => Some(project_from_json(&read_json(p)?).map_err(|r| invalid(p, r))?),
         None => None,
@@ -117,6 +132,70 @@ pub fn render(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError>
     to_yaml(&objects)
 }
 
+/// The objects of the project of `--project-file` (with the settings of
+/// `--settings-file`), the project-manager binding naming the chart's
+/// ServiceAccount as the reference names it.
+fn render_project(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError> {
+    let Some(path) = &args.project_file else {
+        return Err(RenderError::Read {
+            path: "--project-file".into(),
+            reason: "needed without --session-file".into(),
+        });
+    };
+    let project = project_from_json(&read_json(path)?).map_err(|r| invalid(path, r))?;
+    if objects::project::project_id(&project).is_empty() {
+        return Err(invalid(path, "project has no id".into()));
+    }
+    let settings = match &args.settings_file {
+        Some(p) => Some(settings_from_json(&read_json(p)?).map_err(|r| invalid(p, r))?),
+        None => None,
+    };
+    let manager = ServiceAccountRef {
+        namespace: cfg.control_plane_namespace.clone(),
+        name: crate::names::CONTROL_PLANE_SERVICE_ACCOUNT.into(),
+    };
+    let objects = objects::build_project(cfg, &project, settings.as_ref(), &manager);
+    project_to_yaml(&objects)
+}
+
+/// A project's objects as a YAML stream, in apply order, secrets redacted.
+pub fn project_to_yaml(objects: &ProjectObjects) -> Result<String, RenderError> {
+    let mut docs: Vec<Value> = Vec::new();
+    let mut push = |v: Result<Value, serde_json::Error>| -> Result<(), RenderError> {
+        docs.push(v.map_err(|e| RenderError::Yaml(e.to_string()))?);
+        Ok(())
+    };
+    if let Some(tn) = &objects.tenant_namespace {
+        push(serde_json::to_value(tn))?;
+    }
+    if let Some(ns) = &objects.namespace {
+        push(with_type(ns))?;
+    }
+    let mut secret = objects.runner_secrets.clone();
+    if let Some(data) = secret.string_data.as_mut() {
+        data.values_mut().for_each(|v| *v = "<redacted>".into());
+    }
+    push(with_type(&secret))?;
+    push(with_type(&objects.manager_role))?;
+    push(with_type(&objects.manager_binding))?;
+    if let Some(Ok(rb)) = &objects.creator_binding {
+        push(with_type(rb))?;
+    }
+    push(serde_json::to_value(&objects.settings))?;
+    yaml_stream(docs)
+}
+
+fn yaml_stream(docs: Vec<Value>) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for doc in docs {
+        out.push_str("---\n");
+        out.push_str(
+            &serde_yaml_ng::to_string(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
 /// The objects as a YAML stream, in apply order, secrets redacted.
 pub fn to_yaml(objects: &SessionObjects) -> Result<String, RenderError> {
     let mut docs: Vec<Value> = Vec::new();
@@ -149,14 +228,7 @@ pub fn to_yaml(objects: &SessionObjects) -> Result<String, RenderError> {
     }
     push(with_type(&objects.pod))?;
     push(with_type(&objects.service))?;
-    let mut out = String::new();
-    for doc in docs {
-        out.push_str("---\n");
-        out.push_str(
-            &serde_yaml_ng::to_string(&doc).map_err(|e| RenderError::Yaml(e.to_string()))?,
-        );
-    }
-    Ok(out)
+    yaml_stream(docs)
 }
 
 /// JSON of a k8s-openapi object with its `apiVersion` and `kind`.
@@ -275,6 +347,19 @@ pub fn project_from_json(v: &Value) -> Result<Project, String> {
         labels: s("labels")?,
         annotations: s("annotations")?,
         status: s("status")?,
+    })
+}
+
+/// Project settings from their REST JSON shape.
+pub fn settings_from_json(v: &Value) -> Result<ProjectSettings, String> {
+    if !v.is_object() {
+        return Err("expected a JSON object".into());
+    }
+    Ok(ProjectSettings {
+        metadata: Some(metadata(v, "ProjectSettings")?),
+        project_id: string_field(v, "project_id")?.unwrap_or_default(),
+        group_access: string_field(v, "group_access")?,
+        repositories: string_field(v, "repositories")?,
     })
 }
 

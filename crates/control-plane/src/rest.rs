@@ -70,8 +70,14 @@ impl std::fmt::Debug for Rest {
 }
 
 impl Rest {
-    /// A client of the API server at `api_url` (e.g. `http://api:8000`).
-    pub fn new(api_url: &str, provider: Arc<dyn TokenProvider>) -> Result<Self, RestError> {
+    /// A client of the API server at `api_url` (e.g. `http://api:8000`),
+    /// trusting the system roots and the CA certificates of `ca_files`
+    /// (PEM bundles; the OpenShift service CA).
+    pub fn new(
+        api_url: &str,
+        provider: Arc<dyn TokenProvider>,
+        ca_files: &[std::path::PathBuf],
+    ) -> Result<Self, RestError> {
         let mut base = Url::parse(api_url.trim()).map_err(|e| RestError::Address(e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(RestError::Address(
@@ -82,7 +88,17 @@ impl Rest {
             .map_err(|()| RestError::Address("cannot be a base URL".into()))?
             .pop_if_empty()
             .extend(["api", "ambient", "v1"]);
+        let mut roots = Vec::new();
+        for path in ca_files {
+            let pem = std::fs::read(path).map_err(|e| {
+                RestError::Address(format!("cannot read the CA file {}: {e}", path.display()))
+            })?;
+            roots.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RestError::Address(format!("the CA file {} is not PEM: {e}", path.display()))
+            })?);
+        }
         let http = reqwest::Client::builder()
+            .tls_certs_merge(roots)
             .timeout(CALL_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -248,6 +264,7 @@ mod tests {
             Arc::new(ambient_token_server::StaticToken::new(
                 ambient_protocol::Secret::new("t"),
             )),
+            &[],
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let url = rest.url(&["credentials", "a/b?c"], &[("search", "x = 'y'")]);
@@ -260,7 +277,8 @@ mod tests {
                 "ftp://x",
                 Arc::new(ambient_token_server::StaticToken::new(
                     ambient_protocol::Secret::new("t"),
-                ))
+                )),
+                &[]
             )
             .is_err()
         );

@@ -164,13 +164,14 @@ async fn a_namespace_without_our_installation_label_is_refused() {
     let dev = DevServer::start();
     let dir = TempDir::new("cp-no-installation");
     let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
-    let pid = dev.project("half-labelled").await;
+    // There before the project (whose namespace is now made at once).
     kube.put(
         "namespaces",
         "",
-        json!({"metadata": {"name": pid,
+        json!({"metadata": {"name": "half-labelled",
                 "labels": {"ambient-code.io/managed-by": "ambient-control-plane"}}}),
     );
+    let pid = dev.project("half-labelled").await;
     let sid = dev.new_session(&pid, "intruder").await;
     wait_phase(&dev, &sid, "Failed").await;
     let why = conditions(&dev, &sid).await;

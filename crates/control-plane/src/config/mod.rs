@@ -136,6 +136,12 @@ pub struct Config {
     #[arg(long, env = "CP_KUBE_REQUEST_TIMEOUT", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub kube_request_timeout: u64,
 
+    /// The OpenShift service CA, trusted (when the file exists) by the REST
+    /// client, and by gRPC without AMBIENT_GRPC_CA_CERT_FILE, as the
+    /// reference does. Hidden: only tests point it elsewhere.
+    #[arg(long, env = "CP_SERVICE_CA_FILE", hide = true, default_value = crate::names::SERVICE_ACCOUNT_SERVICE_CA)]
+    pub service_ca_file: PathBuf,
+
     /// kube: sessions become pods; test: touch no cluster and only log
     /// what would be done.
     #[arg(long, env = "MODE", value_enum, default_value_t = Mode::Kube)]

@@ -653,4 +653,40 @@ fn the_session_key_file_reaches_every_exchanging_container_read_only_and_nothing
             })
         );
     }
+/// The `kubernetes.io/metadata.name` of each `from` peer of a policy's first rule.
+fn from_namespaces(np: &NetworkPolicy) -> Vec<String> {
+    np.spec
+        .iter()
+        .flat_map(|s| s.ingress.iter().flatten())
+        .take(1)
+        .flat_map(|r| r.from.iter().flatten())
+        .filter_map(|p| {
+            p.namespace_selector
+                .as_ref()?
+                .match_labels
+                .as_ref()?
+                .get("kubernetes.io/metadata.name")
+                .cloned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_network_policy_merges_control_plane_namespaces() {
+    let cfg = config();
+    let ours = network_policy("p", "p", &cfg);
+    assert_eq!(
+        from_namespaces(&merge_network_policy(&ours, None)),
+        ["ambient-code"]
+    );
+    let mut other_cfg = config();
+    other_cfg.control_plane_namespace = "other-cp".into();
+    let mut existing = network_policy("p", "p", &other_cfg);
+    existing.metadata.resource_version = Some("42".into());
+    let merged = merge_network_policy(&ours, Some(&existing));
+    assert_eq!(from_namespaces(&merged), ["other-cp", "ambient-code"]);
+    assert_eq!(merged.metadata.resource_version.as_deref(), Some("42"));
+    // Already there: nothing added twice.
+    let again = merge_network_policy(&ours, Some(&merged));
+    assert_eq!(from_namespaces(&again), ["other-cp", "ambient-code"]);
 }

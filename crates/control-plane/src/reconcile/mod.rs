@@ -19,7 +19,7 @@ use crate::api::{Api, ApiError};
 use crate::credentials::CredentialError;
 use crate::informer::Store;
 use crate::metrics::Metrics;
-use crate::objects::PodConfig;
+use crate::objects::{PodConfig, ServiceAccountRef};
 use crate::queue::WorkQueue;
 use crate::rest::{Rest, RestError};
 use crate::runtime::{RuntimeError, SessionRuntime};
@@ -89,6 +89,9 @@ pub struct Controller {
     /// The control plane's user ID in the API (`GRPC_SERVICE_ACCOUNT`):
     /// sessions' token-reader grants are made for it.
     pub service_identity: Option<String>,
+    /// The control plane's ServiceAccount, bound to the project-manager Role
+    /// of every project namespace.
+    pub manager: ServiceAccountRef,
     /// Sessions whose grants were revoked since this process started (a
     /// terminal session's resync then asks the API nothing).
     revoked: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -124,7 +127,12 @@ impl Controller {
         queue: WorkQueue<Key>,
         metrics: Metrics,
     ) -> Self {
+        let manager = ServiceAccountRef {
+            namespace: pod_config.control_plane_namespace.clone(),
+            name: crate::names::CONTROL_PLANE_SERVICE_ACCOUNT.to_owned(),
+        };
         Self {
+            manager,
             api,
             sessions,
             projects,
@@ -145,6 +153,13 @@ impl Controller {
     pub fn with_rest(mut self, rest: Rest, service_identity: Option<String>) -> Self {
         self.rest = Some(rest);
         self.service_identity = service_identity;
+        self
+    }
+
+    /// Binding `manager` (the control plane's own ServiceAccount) to the
+    /// project-manager Role of project namespaces.
+    pub fn with_manager(mut self, manager: ServiceAccountRef) -> Self {
+        self.manager = manager;
         self
     }
 
@@ -198,6 +213,9 @@ impl Controller {
     pub fn enqueue_all(&self) {
         for id in self.sessions.ids() {
             self.queue.add(Key::Session(id));
+        }
+        for id in self.projects.ids() {
+            self.queue.add(Key::Project(id));
         }
         for id in self.settings.ids() {
             self.queue.add(Key::ProjectSettings(id));

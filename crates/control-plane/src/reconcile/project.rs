@@ -1,20 +1,25 @@
-//! The project and project-settings reconcilers: a deleted project's
-//! namespace and group access go (also when it was deleted while the
-//! control plane was down), and a project's group access is exactly what
+//! The project and project-settings reconcilers: a project the API knows
+//! has its objects (`objects::project`: namespace, runner Secret,
+//! project-manager Role and binding, creator's admin binding,
+//! ProjectSettings) kept converged; a deleted project's namespace and group
+//! access go (also when it was deleted while the control plane was down),
+//! taking those objects with it; a project's group access is exactly what
 //! its settings say — nothing for a project the API no longer knows.
 
 use ambient_protocol::phase::Phase;
+use ambient_protocol::v1::Project;
 
 use super::{Controller, Done, PROJECT_WAIT, ReconcileError};
+use crate::objects::build_project;
 use crate::runtime::{GroupBinding, Role, RuntimeError};
 
 impl Controller {
-    /// A project that is not cached: when the API confirms it gone (or we
-    /// saw it deleted), its group access is revoked and its namespace
-    /// removed once none of its sessions still runs.
+    /// A cached project is converged; one that is not: when the API
+    /// confirms it gone (or we saw it deleted), its group access is revoked
+    /// and its namespace removed once none of its sessions still runs.
     pub(super) async fn reconcile_project(&self, id: &str) -> Result<Done, ReconcileError> {
-        if self.projects.get(id).is_some() {
-            return self.reconcile_access(id).await;
+        if let Some(project) = self.projects.get(id) {
+            return self.converge_project(&project).await;
         }
         if !self.projects.is_deleted(id) {
             // Found by the orphan sweep: only the API can say it is gone.
@@ -43,7 +48,25 @@ impl Controller {
         Ok(Done::Converged)
     }
 
-    /// Project settings changed or were deleted: their project's access.
+    /// A known project: its objects, then its group access. A namespace
+    /// that is not ours (reserved, or someone else's) gets nothing, and
+    /// retrying will not change that.
+    async fn converge_project(&self, project: &Project) -> Result<Done, ReconcileError> {
+        let id = crate::objects::project::project_id(project);
+        let settings = self.settings.find(|s| s.project_id == id);
+        let objects = build_project(&self.pod_config, project, settings.as_ref(), &self.manager);
+        match self.runtime.provision_project(&objects).await {
+            Ok(()) => {}
+            Err(RuntimeError::Permanent(why)) => {
+                tracing::warn!(project = %id, reason = %why, "project objects refused");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.reconcile_access(id).await
+    }
+
+    /// Project settings changed or were deleted: their project's objects
+    /// (its ProjectSettings) and access.
     pub(super) async fn reconcile_settings(&self, id: &str) -> Result<Done, ReconcileError> {
         let Some(settings) = self
             .settings
@@ -52,7 +75,11 @@ impl Controller {
         else {
             return Ok(Done::Converged);
         };
-        let done = self.reconcile_access(&settings.project_id).await?;
+        let done = if self.projects.get(&settings.project_id).is_some() {
+            self.reconcile_project(&settings.project_id).await?
+        } else {
+            self.reconcile_access(&settings.project_id).await?
+        };
         self.settings.forget_tombstone(id);
         Ok(done)
     }

@@ -9,7 +9,8 @@
 //! at once; deletes by label, never a namespace we do not manage.
 //! Which namespaces are ours ([`ownership`]), the pod watch and what a pod
 //! says ([`pods`]), group access ([`access`]), MPP TenantNamespaces
-//! ([`tenant`]), the image-puller grant and Vertex key copy ([`platform`])
+//! ([`tenant`]), the image-puller grant and Vertex key copy ([`platform`]),
+//! a project's own objects ([`project`])
 //! and which pod a connection comes from ([`caller`]) live in submodules.
 
 mod access;
@@ -17,6 +18,7 @@ pub mod caller;
 mod ownership;
 mod platform;
 mod pods;
+mod project;
 mod session_key;
 mod tenant;
 
@@ -24,6 +26,7 @@ pub use access::{LABEL_GROUP_ACCESS, group_role_binding, role_binding_name};
 pub use pods::{
     BROKEN_CONTAINER_REASONS, FAILING_WAIT_REASONS, MAX_RESTARTS, PodSessions, observe_pod,
 };
+pub use project::own_service_account;
 pub use tenant::ACTIVE_WAIT;
 
 use std::collections::BTreeSet;
@@ -43,7 +46,7 @@ use super::{BoxFuture, Caller, GroupBinding, Observation, PodFacts, RuntimeError
 use crate::config::PlatformMode;
 use crate::informer::Store;
 use crate::names;
-use crate::objects::SessionObjects;
+use crate::objects::{ProjectObjects, SessionObjects};
 use crate::session_keys::{self, V3Roots};
 
 /// Sessions as pods.
@@ -326,11 +329,14 @@ impl SessionRuntime for KubeRuntime {
             if let Some(rb) = &objects.image_puller {
                 self.apply_image_puller(rb).await?;
             }
-            self.apply(
-                &Api::<NetworkPolicy>::namespaced(c.clone(), ns),
-                &objects.network_policy,
-            )
-            .await?;
+            let policies = Api::<NetworkPolicy>::namespaced(c.clone(), ns);
+            let existing = policies
+                .get_opt(&objects.network_policy.name_any())
+                .await
+                .map_err(classify)?;
+            let policy =
+                crate::objects::merge_network_policy(&objects.network_policy, existing.as_ref());
+            self.apply(&policies, &policy).await?;
             if let Some(copy) = &objects.vertex_secret {
                 self.apply_secret_copy(copy).await?;
             }
@@ -377,6 +383,13 @@ impl SessionRuntime for KubeRuntime {
                 .await?;
             Ok(())
         })
+    }
+
+    fn provision_project<'a>(
+        &'a self,
+        objects: &'a ProjectObjects,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.apply_project(objects))
     }
 
     fn observe<'a>(

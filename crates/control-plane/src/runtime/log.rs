@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use super::{BoxFuture, GroupBinding, Observation, RuntimeError, SessionRuntime};
-use crate::objects::SessionObjects;
+use crate::objects::{ProjectObjects, SessionObjects};
 
 /// Logs what it would do; what it "runs" is kept in memory.
 #[derive(Debug, Default)]
@@ -111,6 +111,24 @@ impl SessionRuntime for LogRuntime {
     fn projects(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>> {
         let ids = self.projects_set().iter().cloned().collect();
         Box::pin(async move { Ok(ids) })
+    }
+
+    fn provision_project<'a>(
+        &'a self,
+        objects: &'a ProjectObjects,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        tracing::info!(
+            project = %objects.project_id,
+            namespace = %objects.namespace_name,
+            creator_binding = objects
+                .creator_binding
+                .as_ref()
+                .and_then(|b| b.as_ref().ok())
+                .map(name_of)
+                .unwrap_or_default(),
+            "test mode: would apply the project's namespace, runner Secret, project-manager Role and binding, creator binding and ProjectSettings"
+        );
+        Box::pin(async { Ok(()) })
     }
 
     fn remove_project<'a>(

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use ambient_protocol::env;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::objects::SessionObjects;
+use crate::objects::{ProjectObjects, SessionObjects};
 
 /// A boxed, sendable future (the runtime is used as a trait object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -188,6 +188,19 @@ pub trait SessionRuntime: Send + Sync + 'static {
     /// IDs of the projects that have a namespace or group access of ours
     /// (to find projects and settings deleted while we were down).
     fn projects(&self) -> BoxFuture<'_, Result<Vec<String>, RuntimeError>>;
+
+    /// Creates a project's objects and keeps them converged (its
+    /// namespace, runner Secret, project-manager Role and binding, the
+    /// creator's admin binding, ProjectSettings). Only in a namespace of
+    /// ours: one that is not is a permanent error. Runtimes without
+    /// namespaces have nothing to do.
+    fn provision_project<'a>(
+        &'a self,
+        objects: &'a ProjectObjects,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        let _ = objects;
+        Box::pin(async { Ok(()) })
+    }
 
     /// Removes what a deleted project owned (its namespace, when we manage it).
     fn remove_project<'a>(&'a self, project_id: &'a str)

@@ -20,6 +20,9 @@ pub(super) fn kind_of(plural: &str) -> (&'static str, &'static str) {
         "rolebindings" => ("RoleBinding", "rbac.authorization.k8s.io/v1"),
         "leases" => ("Lease", "coordination.k8s.io/v1"),
         "tenantnamespaces" => ("TenantNamespace", "tenant.paas.redhat.com/v1alpha1"),
+        "roles" => ("Role", "rbac.authorization.k8s.io/v1"),
+        "projectsettings" => ("ProjectSettings", "vteam.ambient-code/v1alpha1"),
+        "selfsubjectaccessreviews" => ("SelfSubjectAccessReview", "authorization.k8s.io/v1"),
         _ => ("Unknown", "v1"),
     }
 }

@@ -35,6 +35,10 @@
 //! (`fail_next_verb`, [`HANG`]), compact the event log, break every watch,
 //! and read every request made (each recorded once, with its status).
 //!
+//! Every request is authorised against `crates/control-plane/rbac.yaml`
+//! (see `rbac`); a SelfSubjectAccessReview is answered from the same rules,
+//! and `revoke` takes a verb away (a cluster granting less).
+//!
 //! Not modelled: protobuf, authentication (every bearer is the control
 //! plane's service account; bearers are recorded), API discovery beyond the
 //! kinds listed in `addressing::kind_of`, `managedFields` in responses,
@@ -236,6 +240,26 @@ impl FakeKube {
         let fake = FakeKube::start().await;
         fake.lock().records_access = false;
         fake
+    }
+
+    /// From now on, `verb` on `resource` of API group `group` is not
+    /// granted (requests and SelfSubjectAccessReviews alike).
+    pub fn revoke(&self, verb: &str, group: &str, resource: &str) {
+        let mut s = self.lock();
+        s.rbac = s.rbac.clone().without(verb, group, resource);
+    }
+
+    /// Grants exactly rbac.yaml again.
+    pub fn restore_rbac(&self) {
+        self.lock().rbac = Rbac::of_the_control_plane();
+    }
+
+    /// The SelfSubjectAccessReviews answered so far.
+    pub fn reviews(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.plural == "selfsubjectaccessreviews" && r.status == 201)
+            .count()
     }
 
     /// Every request rbac.yaml does not allow (answered 403), described.

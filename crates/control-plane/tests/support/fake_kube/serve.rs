@@ -84,6 +84,19 @@ pub(super) async fn handle(
         });
         return status(code, reason_for(code), "injected failure");
     }
+    if t.plural == "selfsubjectaccessreviews" && method == Method::POST {
+        let review = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+        let rbac = fake.lock().rbac.clone();
+        fake.record(Request {
+            method: verb.to_owned(),
+            plural: t.plural.clone(),
+            namespace: ns,
+            name: String::new(),
+            existed: false,
+            status: 201,
+        });
+        return (StatusCode::CREATED, axum::Json(rbac.review(&review))).into_response();
+    }
     let name = match &t.name {
         Some(n) => n.clone(),
         None if method == Method::POST => serde_json::from_slice::<Value>(&body)
