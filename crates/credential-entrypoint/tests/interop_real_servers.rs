@@ -245,7 +245,7 @@ impl JiraStub {
         );
         self.seen
             .lock()
-            .map(|s| s.iter().any(|a| *a == basic))
+            .map(|s| s.contains(&basic))
             .unwrap_or(false)
     }
 }
