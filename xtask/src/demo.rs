@@ -10,6 +10,10 @@
 //! printing its addresses, the API token file and commands to try, then
 //! cleans up the same way. `--bin-dir DIR` runs the binaries in DIR and
 //! builds nothing (the test of `--keep` uses the suite's build).
+//! `--real-servers` also binds a kubeconfig credential whose sidecar runs
+//! the real kubernetes-mcp-server (the pinned one of the interop tests,
+//! installed under `target/interop-servers` when missing) over its stdio
+//! mode, and the runner lists that server's tools through the sidecar.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,16 +74,18 @@ fn interrupted_flag() -> Arc<AtomicBool> {
 #[derive(Debug, Default)]
 struct Args {
     keep: bool,
+    real_servers: bool,
     bin_dir: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Args> {
-    let usage = "usage: cargo xtask demo [--keep] [--bin-dir DIR]";
+    let usage = "usage: cargo xtask demo [--keep] [--real-servers] [--bin-dir DIR]";
     let mut parsed = Args::default();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--keep" => parsed.keep = true,
+            "--real-servers" => parsed.real_servers = true,
             "--bin-dir" => match rest.next() {
                 Some(dir) => parsed.bin_dir = Some(dir.into()),
                 None => bail!("--bin-dir needs a directory\n{usage}"),
@@ -92,7 +98,11 @@ fn parse(args: &[String]) -> Result<Args> {
 
 /// Runs the demo.
 pub fn demo(args: &[String]) -> Result<()> {
-    let Args { keep, bin_dir } = parse(args)?;
+    let Args {
+        keep,
+        real_servers,
+        bin_dir,
+    } = parse(args)?;
     let clock = Clock(Instant::now());
     let stop = interrupted_flag();
     let bin_dir = match bin_dir {
@@ -108,10 +118,20 @@ pub fn demo(args: &[String]) -> Result<()> {
             target_dir().join("debug")
         }
     };
+    let mut control_plane_args = vec!["--stop-sessions-on-exit".to_owned()];
+    if real_servers {
+        clock.step("the real third-party MCP servers (target/interop-servers; installed once)…");
+        let kube = crate::servers::prepare()?.join(crate::servers::KUBERNETES_MCP_SERVER);
+        control_plane_args.push("--credential-command".into());
+        control_plane_args.push(format!(
+            "kubeconfig=exec {} --disable-multi-cluster --kubeconfig \"$CREDENTIAL_KUBECONFIG_PATH\"",
+            kube.display()
+        ));
+    }
     let options = Options {
         bin_dir: Some(bin_dir.clone()),
         credential_refresh_seconds: Some(5),
-        control_plane_args: vec!["--stop-sessions-on-exit".into()],
+        control_plane_args,
         log_level: Some("info".into()),
         ..Options::default()
     };
@@ -128,8 +148,13 @@ pub fn demo(args: &[String]) -> Result<()> {
         system.state_dir().display()
     ));
     let credential = format!("ghp_demo{}", random_hex());
-    let secrets = [system.token().to_owned(), credential.clone()];
-    let outcome = steps(&system, &clock, &stop, &credential);
+    let kube_token = format!("demo-kube-{}", random_hex());
+    let mut secrets = vec![system.token().to_owned(), credential.clone()];
+    let kubeconfig = real_servers.then(|| {
+        secrets.push(kube_token.clone());
+        demo_kubeconfig(&kube_token)
+    });
+    let outcome = steps(&system, &clock, &stop, &credential, kubeconfig.as_deref());
     let session = match outcome {
         Ok(id) => id,
         Err(e) => {
@@ -161,10 +186,19 @@ fn steps(
     clock: &Clock,
     stop: &AtomicBool,
     credential: &str,
+    kubeconfig: Option<&str>,
 ) -> Result<String> {
     let e = anyhow::Error::msg;
     system.create_project(PROJECT).map_err(e)?;
     clock.step(&format!("project {PROJECT:?} created"));
+    if let Some(kubeconfig) = kubeconfig {
+        let id = system
+            .bind_credential(PROJECT, "kubeconfig", kubeconfig)
+            .map_err(e)?;
+        clock.step(&format!(
+            "kubeconfig credential {id} (cluster {DEMO_CLUSTER:?}) bound to project {PROJECT:?}; its sidecar runs the real kubernetes-mcp-server"
+        ));
+    }
     let cred_id = system
         .bind_credential(PROJECT, "github", credential)
         .map_err(e)?;
@@ -208,6 +242,18 @@ fn steps(
         if !text.iter().any(|t| t.contains(needle)) {
             bail!("no message shows {what}");
         }
+    }
+    if kubeconfig.is_some() {
+        let Some(line) = text
+            .iter()
+            .find(|t| t.contains("credential kubeconfig sidecar serves kubernetes-mcp-server"))
+        else {
+            bail!("the runner did not list the tools of kubernetes-mcp-server through its sidecar");
+        };
+        if !line.contains("configuration_view") {
+            bail!("kubernetes-mcp-server's tools lack configuration_view: {line}");
+        }
+        clock.step("the runner listed the real kubernetes-mcp-server's tools through its credential sidecar (/sse)");
     }
     let proof = fingerprint(credential);
     if !text
@@ -276,6 +322,16 @@ fn follow(system: &LocalSystem, clock: &Clock, stop: &AtomicBool, id: &str) -> R
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The cluster of the demo's kubeconfig (never contacted).
+const DEMO_CLUSTER: &str = "ambient-demo-cluster";
+
+/// A kubeconfig naming [`DEMO_CLUSTER`] with `token` as its user's.
+fn demo_kubeconfig(token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {DEMO_CLUSTER}\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: demo\n  context:\n    cluster: {DEMO_CLUSTER}\n    user: demo\ncurrent-context: demo\nusers:\n- name: demo\n  user:\n    token: {token}\n"
+    )
 }
 
 /// `target/` (or `CARGO_TARGET_DIR`).

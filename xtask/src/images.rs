@@ -112,6 +112,8 @@ pub struct Options {
     pub tag: Option<String>,
     pub only: Vec<String>,
     pub base: Option<PathBuf>,
+    /// The credential provider a `--base` image serves (its default command).
+    pub provider: Option<String>,
 }
 
 impl Options {
@@ -130,6 +132,11 @@ impl Options {
                 "--tag" => o.tag = Some(value()?),
                 "--only" => o.only.push(value()?),
                 "--base" => o.base = Some(value()?.into()),
+                "--provider" => {
+                    let p = value()?;
+                    provider_command(&p)?;
+                    o.provider = Some(p);
+                }
                 other => bail!("build-images: unknown option {other:?}"),
             }
         }
@@ -144,6 +151,34 @@ impl Options {
         }
         Ok(o)
     }
+}
+
+/// What `--provider P` makes a credential image's default command: our
+/// bridge (`--serve-mcp` on P's sidecar port, wire.md §4) in front of the
+/// base image's entrypoint, so the runner finds `/sse` whatever the
+/// server's own HTTP transports are; for kubeconfig also the server's
+/// arguments (kubernetes-mcp-server in its stdio mode, on the kubeconfig
+/// the entrypoint writes; its `--port` listener serves no `/sse` from
+/// 0.0.67 on). Returns the entrypoint's arguments, the port and the `Cmd`.
+pub fn provider_command(provider: &str) -> Result<(Vec<String>, u16, Option<Vec<String>>)> {
+    let port = match provider {
+        "github" => 8091,
+        "jira" => 8092,
+        "kubeconfig" => 8093,
+        "google" => 8094,
+        "gitlab" => 8095,
+        other => bail!("--provider {other:?}: expected github, jira, kubeconfig, google or gitlab"),
+    };
+    let cmd = (provider == "kubeconfig").then(|| {
+        [
+            "--disable-multi-cluster",
+            "--kubeconfig",
+            "/tmp/.ambient_kubeconfig",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    Ok((vec!["--serve-mcp".into(), format!(":{port}")], port, cmd))
 }
 
 /// One built image, as `build-images` reports and `test-images` uses it.
@@ -225,7 +260,14 @@ pub fn build(opts: &Options) -> Result<Vec<Built>> {
         spec.labels
             .insert("org.opencontainers.image.title".into(), d.name.into());
         let image = if d.wraps_base {
-            let (tree, command) = layer::private_rootfs(&binary, d.binary)?;
+            let (tree, mut command) = layer::private_rootfs(&binary, d.binary)?;
+            if let Some(p) = &opts.provider {
+                let (args, port, cmd) = provider_command(p)?;
+                command.extend(args);
+                spec.ports = vec![port];
+                spec.env.push(format!("CREDENTIAL_PROVIDER={p}"));
+                spec.cmd = cmd;
+            }
             spec.entrypoint = command;
             Image::assemble(&spec, &tree, base.as_ref())?
         } else {
@@ -472,6 +514,33 @@ mod tests {
                 d.package
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_provider_image_bridges_its_server_on_the_sidecar_port() -> Result<()> {
+        let (args, port, cmd) = provider_command("kubeconfig")?;
+        assert_eq!(
+            (args, port),
+            (vec!["--serve-mcp".into(), ":8093".into()], 8093)
+        );
+        assert_eq!(
+            cmd,
+            Some(
+                [
+                    "--disable-multi-cluster",
+                    "--kubeconfig",
+                    "/tmp/.ambient_kubeconfig"
+                ]
+                .map(String::from)
+                .to_vec()
+            ),
+            "kubernetes-mcp-server in its stdio mode"
+        );
+        let (_, port, cmd) = provider_command("jira")?;
+        assert_eq!((port, cmd), (8092, None), "the base image's own Cmd");
+        assert!(provider_command("vertex").is_err());
+        assert!(Options::parse(&["--provider".into(), "nope".into()]).is_err());
         Ok(())
     }
 }

@@ -34,14 +34,17 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod servers;
 mod suite;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo [--keep]   run the whole system on this machine (devserver, control plane with the
-                  process runtime, a session of the demo runner) and clean up; --keep leaves it running
-  test            prepare the interop virtualenv (once) and run every test,
+  demo [--keep] [--real-servers]
+                  run the whole system on this machine (devserver, control plane with the
+                  process runtime, a session of the demo runner) and clean up; --keep leaves it running;
+                  --real-servers adds a kubeconfig sidecar running the real kubernetes-mcp-server
+  test            prepare the interop virtualenv and the real MCP servers (once) and run every test,
                   then scan every daemon log the suite captured for its secrets
   lint            cargo fmt --check and clippy -D warnings, interop tests included
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
@@ -57,9 +60,10 @@ commands:
                   every benchmark and the image sizes: PASS/MISS per figure,
                   target/bench/summary.json and an SVG chart per benchmark
                   (--record: also BENCHMARKS.md and docs/bench/)
-  build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT]
+  build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT [--provider P]]
                   release-build each daemon and write one OCI image per daemon
-                  (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images)
+                  (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images);
+                  --provider P: the credential image's default command for P (--serve-mcp on its port)
   test-images     build the images twice (same digests?), run them in podman, push to a local registry
   check-chart     render deploy/helm with real Helm, lint, validate objects, values and RBAC";
 

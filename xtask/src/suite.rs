@@ -10,7 +10,7 @@
 //! whole suite with the control plane's rbac.yaml.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -21,19 +21,26 @@ use crate::{cargo, root, run};
 /// requirements are unchanged.
 pub(crate) fn interop_python() -> Result<PathBuf> {
     let root = root();
-    let venv = root.join("target/interop-venv");
-    let python = venv.join("bin/python");
-    let requirements = root.join("xtask/interop-requirements.txt");
-    let wanted =
-        std::fs::read_to_string(&requirements).context("reading xtask/interop-requirements.txt")?;
-    let stamp = venv.join(".requirements");
+    venv(
+        &root.join("target/interop-venv"),
+        &root.join("xtask/interop-requirements.txt"),
+    )
+}
+
+/// A virtualenv at `dir` holding exactly the pinned `requirements`:
+/// created once, reinstalled when the file changes. Returns its python.
+pub(crate) fn venv(dir: &Path, requirements: &Path) -> Result<PathBuf> {
+    let python = dir.join("bin/python");
+    let wanted = std::fs::read_to_string(requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = dir.join(".requirements");
     if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(python);
     }
     let system_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     if !python.exists() {
-        run(Command::new(&system_python).args(["-m", "venv"]).arg(&venv))
-            .context("creating the interop virtualenv (needs python3 with venv and ensurepip)")?;
+        run(Command::new(&system_python).args(["-m", "venv"]).arg(dir))
+            .context("creating a virtualenv (needs python3 with venv and ensurepip)")?;
     }
     run(Command::new(&python)
         .args([
@@ -44,8 +51,8 @@ pub(crate) fn interop_python() -> Result<PathBuf> {
             "--disable-pip-version-check",
             "-r",
         ])
-        .arg(&requirements))
-    .context("installing the interop requirements")?;
+        .arg(requirements))
+    .with_context(|| format!("installing {}", requirements.display()))?;
     std::fs::write(&stamp, wanted)?;
     Ok(python)
 }
@@ -97,6 +104,7 @@ pub fn lint() -> Result<()> {
 
 pub fn test(extra: &[String]) -> Result<()> {
     let python = interop_python()?;
+    let servers = crate::servers::prepare()?;
     let features = interop_features()?;
     // Black-box tests start the real binaries: build them all first. Every
     // target, with the test build's features: the same feature resolution as
@@ -128,6 +136,7 @@ pub fn test(extra: &[String]) -> Result<()> {
         .args(["--features", &features, "--no-fail-fast"])
         .args(extra)
         .env("AMBIENT_TEST_PYTHON", &python)
+        .env(crate::servers::VAR, &servers)
         .env(integration_tests::ARTIFACTS_VAR, &artifacts);
     let outcome = run(&mut suite);
     // `cargo test` ran the doc tests already; nextest does not run them.

@@ -26,6 +26,15 @@ pub const GITHUB_TOOLSETS: (&str, &str) = (
     "repos,issues,pull_requests,code_security",
 );
 
+/// mcp-atlassian (0.23 and later) answers every MCP request `401` unless
+/// the request carries a per-user Atlassian identity, or this is `true`,
+/// which lets it use the server-wide credential from its environment. A
+/// credential sidecar serves exactly one session's one credential, and only
+/// its own pod reaches it (loopback binding, NetworkPolicy): the
+/// server-wide credential *is* that user's. Set unless the environment
+/// already says otherwise.
+pub const ALLOW_GLOBAL_CRED_FALLBACK: (&str, &str) = (env::ALLOW_GLOBAL_CRED_FALLBACK, "true");
+
 /// Where files go.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -108,6 +117,8 @@ pub fn map(provider: Provider, cred: &Credential, paths: &Paths) -> Result<Deliv
                 out.set(env::JIRA_USERNAME, email);
                 out.set(env::JIRA_EMAIL, email);
             }
+            let (name, value) = ALLOW_GLOBAL_CRED_FALLBACK;
+            out.defaults.insert(name.into(), value.into());
         }
         Provider::Kubeconfig => {
             let token = cred.str("token").ok_or_else(|| missing("token"))?;
@@ -250,6 +261,13 @@ mod tests {
         assert_eq!(e.get("JIRA_API_TOKEN"), Some(&"j"));
         assert_eq!(e.get("JIRA_USERNAME"), Some(&"a@b"));
         assert_eq!(e.get("JIRA_EMAIL"), Some(&"a@b"));
+        assert_eq!(
+            d.defaults
+                .get("ALLOW_GLOBAL_CRED_FALLBACK")
+                .map(String::as_str),
+            Some("true"),
+            "mcp-atlassian refuses every request without it"
+        );
 
         let sa = r#"{"type":"service_account","client_email":"x@y"}"#;
         let d = map(Provider::Google, &cred(json!({"token": sa})), &paths()).unwrap_or_default();

@@ -7,7 +7,9 @@
 //!    `push_message`;
 //! 3. connects to every credential sidecar of `CREDENTIAL_MCP_URLS`
 //!    (`<url>/sse`), calls its `report` tool and shows a fingerprint of the
-//!    credential its command received — never the credential;
+//!    credential its command received — never the credential; a sidecar
+//!    running a real third-party server (no `report` tool) has its server
+//!    name and tools shown instead;
 //! 4. exits 0. With `DEMO_RUNNER_HOLD=1` it first waits for a `user`
 //!    message `exit` (or SIGTERM); with `DEMO_RUNNER_WATCH_CREDENTIALS=1`
 //!    it meanwhile pushes a message whenever a credential's fingerprint
@@ -85,6 +87,17 @@ pub async fn run(config: Config) -> Result<()> {
         let mcp = McpSession::connect(url, SIDECAR_WAIT)
             .await
             .with_context(|| format!("connecting to the {provider} credential sidecar"))?;
+        let tools = mcp.tool_names().await?;
+        if !tools.iter().any(|t| t == "report") {
+            push(format!(
+                "credential {provider} sidecar serves {} with {} tools: {}",
+                mcp.server(),
+                tools.len(),
+                tools.join(", ")
+            ))
+            .await?;
+            continue;
+        }
         let print = credential_print(&mcp, *provider).await?;
         push(format!(
             "credential {provider} arrived: its MCP server got {} = {print}",

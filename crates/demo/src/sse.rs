@@ -22,6 +22,8 @@ pub struct McpSession {
     waiters: Waiters,
     next_id: AtomicI64,
     reader: tokio::task::JoinHandle<()>,
+    /// The `serverInfo.name` the server gave at `initialize`.
+    server: String,
 }
 
 impl Drop for McpSession {
@@ -70,14 +72,15 @@ impl McpSession {
             let origin = reqwest::Url::parse(base)?;
             origin.join(&path)?.to_string()
         };
-        let session = McpSession {
+        let mut session = McpSession {
             http,
             endpoint,
             waiters,
             next_id: AtomicI64::new(1),
             reader,
+            server: String::new(),
         };
-        session
+        let init = session
             .request(
                 "initialize",
                 json!({
@@ -87,10 +90,44 @@ impl McpSession {
                 }),
             )
             .await?;
+        session.server = init
+            .pointer("/serverInfo/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
         session
             .notify("notifications/initialized", json!({}))
             .await?;
         Ok(session)
+    }
+
+    /// The server's name (`serverInfo.name` of `initialize`).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The names of the server's tools (`tools/list`, every page).
+    pub async fn tool_names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self.request("tools/list", params).await?;
+            names.extend(
+                page.get("tools")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.get("name").and_then(Value::as_str).map(String::from)),
+            );
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+                _ => return Ok(names),
+            }
+        }
     }
 
     async fn post(&self, msg: &Value) -> Result<()> {

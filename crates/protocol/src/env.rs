@@ -93,5 +93,9 @@ pub const JIRA_API_TOKEN: &str = "JIRA_API_TOKEN";
 pub const JIRA_URL: &str = "JIRA_URL";
 pub const JIRA_USERNAME: &str = "JIRA_USERNAME";
 pub const JIRA_EMAIL: &str = "JIRA_EMAIL";
+/// mcp-atlassian (0.23 on) refuses MCP requests without a per-user identity
+/// unless this is `true` (set for the jira sidecar: it serves one session's
+/// one credential to its own pod only).
+pub const ALLOW_GLOBAL_CRED_FALLBACK: &str = "ALLOW_GLOBAL_CRED_FALLBACK";
 pub const GOOGLE_ACCESS_TOKEN: &str = "GOOGLE_ACCESS_TOKEN";
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";

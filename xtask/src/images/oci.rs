@@ -61,6 +61,8 @@ pub fn digest(bytes: &[u8]) -> String {
 #[derive(Debug, Default)]
 pub struct Spec {
     pub entrypoint: Vec<String>,
+    /// `Some` replaces the base image's `Cmd`.
+    pub cmd: Option<Vec<String>>,
     pub env: Vec<String>,
     pub ports: Vec<u16>,
     /// `None` keeps the base image's user.
@@ -102,6 +104,9 @@ impl Image {
             );
         }
         inner["Entrypoint"] = json!(entrypoint);
+        if let Some(cmd) = &spec.cmd {
+            inner["Cmd"] = json!(cmd);
+        }
         let mut env: Vec<String> = inner["Env"]
             .as_array()
             .map(|a| {
@@ -325,6 +330,7 @@ mod tests {
     fn spec() -> Spec {
         Spec {
             entrypoint: vec!["/usr/local/bin/d".into()],
+            cmd: None,
             env: vec!["A=1".into()],
             ports: vec![8080],
             user: Some("65532:65532".into()),
@@ -389,6 +395,14 @@ mod tests {
         );
         assert_eq!(inner["User"], "1001");
         assert_eq!(inner["Env"], json!(["PATH=/usr/bin", "A=1"]));
+        assert!(inner["Cmd"].is_null(), "the base's Cmd kept (none)");
+        let with_cmd = Spec {
+            cmd: Some(vec!["--stdio".into()]),
+            ..ours
+        };
+        let img = Image::assemble(&with_cmd, &tree(b"ours")?, Some(&base))?;
+        let config: Value = serde_json::from_slice(&img.config.bytes)?;
+        assert_eq!(config["config"]["Cmd"], json!(["--stdio"]));
         assert_eq!(
             config["rootfs"]["diff_ids"].as_array().map(Vec::len),
             Some(2)

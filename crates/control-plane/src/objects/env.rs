@@ -309,10 +309,14 @@ pub(super) fn credential_env(
     if let Some(m) = &cfg.mpp_config_namespace {
         e.push(plain(env::MPP_CONFIG_NAMESPACE, m.clone()));
     }
-    if provider == Provider::Jira
-        && let Some(v) = user_environment(input.session)?.get(env::JIRA_READ_ONLY_MODE)
-    {
-        e.push(plain(env::JIRA_READ_ONLY_MODE, v.clone()));
+    if provider == Provider::Jira {
+        if let Some(v) = user_environment(input.session)?.get(env::JIRA_READ_ONLY_MODE) {
+            e.push(plain(env::JIRA_READ_ONLY_MODE, v.clone()));
+        }
+        // For any entrypoint (the reference's passes its environment on):
+        // mcp-atlassian 0.23 answers every request 401 without it. Ours
+        // sets it too; see its `mapping::ALLOW_GLOBAL_CRED_FALLBACK`.
+        e.push(plain(env::ALLOW_GLOBAL_CRED_FALLBACK, "true"));
     }
     exchange_env(cfg, key_pem, &mut e);
     proxy_env(cfg, &mut e);

@@ -134,6 +134,27 @@ pub fn credential_sidecars<'a>(
         .collect()
 }
 
+/// The third-party server a credential sidecar runs, as the container's
+/// `args` (the image's `CMD`, after its entrypoint and bridge), where the
+/// image's own is wrong: the google image's `python -m workspace_mcp` does
+/// not exist in the workspace-mcp it pins (1.17.1), whose entry point is
+/// the `workspace-mcp` script. The others keep the image's command: the
+/// reference jira and github images' work as they are, and the reference
+/// k8s image names its server in the entrypoint, so no `args` could
+/// change its form (its `--port` listener serves no `/sse` from
+/// kubernetes-mcp-server 0.0.67 on; an image of ours bridges its stdio
+/// mode with `--serve-mcp`, README).
+pub fn server_args(provider: Provider) -> Option<Vec<String>> {
+    match provider {
+        Provider::Google => Some(
+            ["workspace-mcp", "--permissions", "gmail:send", "drive:full"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        _ => None,
+    }
+}
+
 /// The credentials a session's pod actually delivers: those with a
 /// sidecar, or — when no sidecar runs — all of them as `CREDENTIAL_IDS`
 /// (the reference's rule). The rest are resolved but not delivered.
@@ -286,7 +307,7 @@ pub(super) fn pod_spec(
     for (provider, name, port_number, image) in sidecars {
         let tmp = format!("cred-tmp-{provider}");
         let env = credential_env(cfg, input, id, ns, provider, key_pem)?;
-        containers.push(sidecar(
+        let mut container = sidecar(
             name,
             image,
             format!("cred-{provider}"),
@@ -294,7 +315,9 @@ pub(super) fn pod_spec(
             env,
             &cfg.credential_resources,
             &tmp,
-        ));
+        );
+        container.args = server_args(provider);
+        containers.push(container);
         volumes.push(empty_dir(tmp, Some(SIDECAR_TMP_LIMIT)));
     }
 

@@ -513,12 +513,32 @@ fn one_credential_sidecar_per_provider_with_an_image() {
     );
     assert_eq!(value_of(&jira, "JIRA_READ_ONLY_MODE"), Some("true"));
     assert_eq!(value_of(&jira, "AGENTIC_SESSION_NAMESPACE"), Some("proj1"));
+    // mcp-atlassian 0.23 answers 401 to every request without it.
+    assert_eq!(value_of(&jira, "ALLOW_GLOBAL_CRED_FALLBACK"), Some("true"));
     let gh = containers(&o)
         .iter()
         .find(|c| c.name == "credential-github")
         .cloned()
         .unwrap_or_default();
     assert!(value_of(&gh, "JIRA_READ_ONLY_MODE").is_none());
+    assert!(value_of(&gh, "ALLOW_GLOBAL_CRED_FALLBACK").is_none());
+    // The sidecars' commands: the image's (entrypoint and CMD), but
+    // google's CMD names workspace-mcp's real entry point.
+    for c in containers(&o)
+        .iter()
+        .filter(|c| c.name.starts_with("credential-"))
+    {
+        assert!(c.command.is_none(), "{}", c.name);
+        let args = c.args.clone().unwrap_or_default();
+        if c.name == "credential-google" {
+            assert_eq!(
+                args,
+                ["workspace-mcp", "--permissions", "gmail:send", "drive:full"]
+            );
+        } else {
+            assert!(args.is_empty(), "{}: {args:?}", c.name);
+        }
+    }
 
     // Providers without an image, and unresolved providers, get no sidecar.
     let mut cfg = config();
