@@ -10,6 +10,9 @@
 mod all;
 mod chart;
 mod figure;
+mod line_chart;
+mod plot;
+mod relist;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,7 +38,8 @@ pub fn release_build() -> Result<PathBuf> {
     Ok(crate::demo::target_dir().join("release"))
 }
 
-/// `cargo xtask bench <name> [SECONDS|SESSIONS]`.
+/// `cargo xtask bench <name> [SECONDS|SESSIONS]` (`relist` alone or with
+/// `--full`: the relist series, [`relist`]).
 pub fn bench(extra: &[String]) -> Result<()> {
     let Some(name) = extra.first() else {
         bail!("bench needs a name\n\n{USAGE}");
@@ -70,6 +74,9 @@ pub fn bench(extra: &[String]) -> Result<()> {
             run(example(&release, "session_token_bench")
                 .args(["--seconds", &seconds, "--out"])
                 .arg(&out))
+        }
+        "relist" if extra.len() == 1 || extra[1] == "--full" => {
+            relist::run_series(&out, extra.get(1).is_some())
         }
         "relist" => {
             let sessions = number("10000", "SESSIONS")?;
@@ -115,7 +122,11 @@ pub fn bench(extra: &[String]) -> Result<()> {
             let release = release_build()?;
             let sidecars = crate::images::build_sidecars()?;
             let mcp_proxy = bench_mcp_proxy()?;
-            run(example(&release, "bridge_bench")
+            let mut cmd = example(&release, "bridge_bench");
+            if let Some(kib) = ambient_mcp_idle_rss_kib() {
+                cmd.args(["--ambient-mcp-rss-kib", &kib.to_string()]);
+            }
+            run(cmd
                 .arg("--bin-dir")
                 .arg(&release)
                 .arg("--sidecar")
@@ -131,10 +142,31 @@ pub fn bench(extra: &[String]) -> Result<()> {
     }
 }
 
-/// PyPI `mcp-proxy`, the reference images' bridge, in `target/bench-venv`
-/// (created once) for `bench credential-bridge` to compare with.
+/// The PyPI `mcp-proxy` release compared with: pinned, so that a new
+/// release does not move the comparison between two runs.
+const MCP_PROXY: &str = "mcp-proxy==0.13.0";
+
+/// ambient-mcp's idle RSS from the last `bench mcp-sidecar` (`bench all` runs
+/// it first), for the per-session memory of `bench credential-bridge`.
+fn ambient_mcp_idle_rss_kib() -> Option<u64> {
+    let text = std::fs::read_to_string(root().join("target/bench/mcp-sidecar.json")).ok()?;
+    let report: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mib = report["figures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["name"] == "idle RSS")?["value"]
+        .as_f64()?;
+    Some((mib * 1024.0).round() as u64)
+}
+
+/// PyPI `mcp-proxy` ([`MCP_PROXY`]), the reference images' bridge, in a
+/// virtualenv of its own under `target/` (created once per pinned version)
+/// for `bench credential-bridge` to compare with.
 fn bench_mcp_proxy() -> Result<PathBuf> {
-    let venv = root().join("target/bench-venv");
+    let venv = root().join(format!(
+        "target/bench-venv-{}",
+        MCP_PROXY.replace("==", "-")
+    ));
     let proxy = venv.join("bin/mcp-proxy");
     if !proxy.exists() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -145,7 +177,7 @@ fn bench_mcp_proxy() -> Result<PathBuf> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            "mcp-proxy",
+            MCP_PROXY,
         ]))
         .context("installing mcp-proxy from PyPI")?;
     }
