@@ -23,10 +23,27 @@ pub use all::all;
 
 use crate::{USAGE, cargo, root, run};
 
+/// Set to a directory of already built binaries and examples (e.g.
+/// `target/debug`), the benchmarks run those instead of building in release:
+/// a smoke run of the benchmarks' plumbing on a machine too busy for a
+/// release build. Its figures say nothing about the release binaries.
+const BIN_DIR_ENV: &str = "AMBIENT_BENCH_BIN_DIR";
+
+fn prebuilt() -> Option<PathBuf> {
+    std::env::var_os(BIN_DIR_ENV).map(PathBuf::from)
+}
+
 /// Builds every binary and example of the workspace in release, once per
 /// invocation of cargo (a no-op when nothing changed), and returns the
-/// directory they are in.
+/// directory they are in ([`BIN_DIR_ENV`] instead when set).
 pub fn release_build() -> Result<PathBuf> {
+    if let Some(dir) = prebuilt() {
+        eprintln!(
+            "xtask: {BIN_DIR_ENV}: running the binaries of {} (no release build)",
+            dir.display()
+        );
+        return Ok(dir);
+    }
     run(cargo().args([
         "build",
         "--release",
@@ -108,7 +125,10 @@ pub fn bench(extra: &[String]) -> Result<()> {
         }
         "mcp-sidecar" | "mcp" => {
             let release = release_build()?;
-            let sidecars = crate::images::build_sidecars()?;
+            let sidecars = match prebuilt() {
+                Some(dir) => dir,
+                None => crate::images::build_sidecars()?,
+            };
             let out = root().join("target/bench/mcp-sidecar.json");
             run(example(&release, "mcp_bench")
                 .arg("--bin-dir")
@@ -120,7 +140,10 @@ pub fn bench(extra: &[String]) -> Result<()> {
         }
         "credential-bridge" => {
             let release = release_build()?;
-            let sidecars = crate::images::build_sidecars()?;
+            let sidecars = match prebuilt() {
+                Some(dir) => dir,
+                None => crate::images::build_sidecars()?,
+            };
             let mcp_proxy = bench_mcp_proxy()?;
             let mut cmd = example(&release, "bridge_bench");
             if let Some(kib) = ambient_mcp_idle_rss_kib() {
