@@ -55,10 +55,11 @@ commands:
                   reconcile [SESSIONS] [RATE]: REST create → pod create request seen by the
                   process runtime, at RATE sessions/s (0: one at a time); without
                   arguments the series at 1, 5 (200 sessions: the figures), 20 and 50/s
-  bench all [--record] [--full]
+  bench all [--record] [--full] [--redraw]
                   every benchmark and the image sizes: PASS/MISS per figure,
                   target/bench/summary.json, an SVG chart per benchmark and a
                   line chart per series (--full: relist at 100 000 sessions too;
+                  --redraw: run nothing, draw from the last runs' JSON;
                   --record: also BENCHMARKS.md and docs/bench/)
   build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT]
                   release-build each daemon and write one OCI image per daemon

@@ -8,7 +8,7 @@
 //! 2. throughput: 16 concurrent pushers on one session for SECONDS; the
 //!    messages/s the watch delivers (each checked to come once, in order);
 //! 3. the series: 1, 100 and 1 000 sessions watched at once, each with one
-//!    pusher sending a message every 200 ms for SECONDS/2 and its own watch;
+//!    pusher sending a message every 500 ms for SECONDS and its own watch;
 //!    push → watch p50/p99 over every session (`plots` of the report).
 //!
 //! Arguments: `--devserver PATH --seconds N --out FILE`.
@@ -34,7 +34,7 @@ const PUSHERS: usize = 16;
 /// Sessions watched at once in the series.
 const WATCHED: &[usize] = &[1, 100, 1000];
 /// How often each session's pusher sends in the series.
-const PUSH_EVERY: Duration = Duration::from_millis(200);
+const PUSH_EVERY: Duration = Duration::from_millis(500);
 /// Sessions per gRPC connection in the series (a server caps the streams
 /// of one HTTP/2 connection; agents are separate processes anyway).
 const SESSIONS_PER_CONNECTION: usize = 50;
@@ -265,7 +265,7 @@ async fn main() -> Result<()> {
 
     let (delivery, rtt, last) = latency(&messages, args.seconds / 2).await?;
     let (received, rate) = throughput(&messages, last, args.seconds / 2).await?;
-    let watched = watched_series(&grpc, args.seconds / 2).await?;
+    let watched = watched_series(&grpc, args.seconds).await?;
     let line = |f: fn(&(usize, f64, f64, usize)) -> f64| -> Vec<serde_json::Value> {
         watched.iter().map(|p| json!([p.0, f(p)])).collect()
     };
@@ -288,7 +288,7 @@ async fn main() -> Result<()> {
         "plots": [{
             "id": "runner-messages-watched",
             "title": "message stream: push → watch vs sessions watched at once",
-            "x": {"label": "sessions watched, one pusher each (5 messages/s)", "unit": "", "log": true},
+            "x": {"label": "sessions watched, one pusher each (2 messages/s)", "unit": "", "log": true},
             "y": {"label": "push → watch", "unit": "ms", "log": true},
             "series": [
                 {"name": "p50", "points": line(|p| p.1)},

@@ -6,7 +6,9 @@
 //! one SVG chart per benchmark (`chart`). A benchmark may also write `plots`
 //! (`plot`): how a cost grows with the work, each drawn as a line chart
 //! (`line_chart`) and tabled in the summary. `--full` also runs the sizes
-//! too slow for every run (relist at 100 000 sessions). `--record` also
+//! too slow for every run (relist at 100 000 sessions). `--redraw` runs
+//! nothing: it reads the JSON each benchmark last wrote and draws again.
+//! `--record` also
 //! copies the summary to `BENCHMARKS.md` and the charts to `docs/bench/`.
 
 use std::fmt::Write as _;
@@ -66,12 +68,15 @@ struct Outcome {
 
 /// `cargo xtask bench all [--record] [--full]`.
 pub fn all(args: &[String]) -> Result<()> {
-    let (mut record, mut full) = (false, false);
+    let (mut record, mut full, mut redraw) = (false, false, false);
     for arg in args {
         match arg.as_str() {
             "--record" => record = true,
             "--full" => full = true,
-            other => bail!("bench all takes only --record and --full, got {other:?}"),
+            "--redraw" => redraw = true,
+            other => {
+                bail!("bench all takes only --record, --full and --redraw, got {other:?}")
+            }
         }
     }
     let dir = root().join("target/bench");
@@ -83,7 +88,7 @@ pub fn all(args: &[String]) -> Result<()> {
     for (i, (bench, about)) in ALL.iter().enumerate() {
         println!("bench all: [{}/{}] {bench}: {about}", i + 1, ALL.len());
         let t0 = Instant::now();
-        let (result, plots) = match run_one(bench, &dir, full) {
+        let (result, plots) = match run_one(bench, &dir, full, redraw) {
             Ok((figures, plots)) => (Ok(figures), plots),
             Err(e) => (Err(e), vec![]),
         };
@@ -165,15 +170,17 @@ pub fn all(args: &[String]) -> Result<()> {
 }
 
 /// Runs one benchmark and reads its figures and plots back.
-fn run_one(bench: &str, dir: &Path, full: bool) -> Result<(Vec<Figure>, Vec<Plot>)> {
-    if bench == "image-sizes" {
+fn run_one(bench: &str, dir: &Path, full: bool, redraw: bool) -> Result<(Vec<Figure>, Vec<Plot>)> {
+    if bench == "image-sizes" && !redraw {
         return Ok((image_sizes(dir)?, vec![]));
     }
     let mut args = vec![bench.to_owned()];
     if full && bench == "relist" {
         args.push("--full".into());
     }
-    super::bench(&args)?;
+    if !redraw {
+        super::bench(&args)?;
+    }
     let file = dir.join(format!("{bench}.json"));
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("{bench} wrote no {}", file.display()))?;
