@@ -10,6 +10,9 @@
 mod all;
 mod chart;
 mod figure;
+mod line_chart;
+mod plot;
+mod relist;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,10 +23,27 @@ pub use all::all;
 
 use crate::{USAGE, cargo, root, run};
 
+/// Set to a directory of already built binaries and examples (e.g.
+/// `target/debug`), the benchmarks run those instead of building in release:
+/// a smoke run of the benchmarks' plumbing on a machine too busy for a
+/// release build. Its figures say nothing about the release binaries.
+const BIN_DIR_ENV: &str = "AMBIENT_BENCH_BIN_DIR";
+
+fn prebuilt() -> Option<PathBuf> {
+    std::env::var_os(BIN_DIR_ENV).map(PathBuf::from)
+}
+
 /// Builds every binary and example of the workspace in release, once per
 /// invocation of cargo (a no-op when nothing changed), and returns the
-/// directory they are in.
+/// directory they are in ([`BIN_DIR_ENV`] instead when set).
 pub fn release_build() -> Result<PathBuf> {
+    if let Some(dir) = prebuilt() {
+        eprintln!(
+            "xtask: {BIN_DIR_ENV}: running the binaries of {} (no release build)",
+            dir.display()
+        );
+        return Ok(dir);
+    }
     run(cargo().args([
         "build",
         "--release",
@@ -35,7 +55,8 @@ pub fn release_build() -> Result<PathBuf> {
     Ok(crate::demo::target_dir().join("release"))
 }
 
-/// `cargo xtask bench <name> [SECONDS|SESSIONS]`.
+/// `cargo xtask bench <name> [SECONDS|SESSIONS]` (`relist` alone or with
+/// `--full`: the relist series, [`relist`]).
 pub fn bench(extra: &[String]) -> Result<()> {
     let Some(name) = extra.first() else {
         bail!("bench needs a name\n\n{USAGE}");
@@ -71,6 +92,9 @@ pub fn bench(extra: &[String]) -> Result<()> {
                 .args(["--seconds", &seconds, "--out"])
                 .arg(&out))
         }
+        "relist" if extra.len() == 1 || extra[1] == "--full" => {
+            relist::run_series(&out, extra.get(1).is_some())
+        }
         "relist" => {
             let sessions = number("10000", "SESSIONS")?;
             let release = release_build()?;
@@ -101,7 +125,10 @@ pub fn bench(extra: &[String]) -> Result<()> {
         }
         "mcp-sidecar" | "mcp" => {
             let release = release_build()?;
-            let sidecars = crate::images::build_sidecars()?;
+            let sidecars = match prebuilt() {
+                Some(dir) => dir,
+                None => crate::images::build_sidecars()?,
+            };
             let out = root().join("target/bench/mcp-sidecar.json");
             run(example(&release, "mcp_bench")
                 .arg("--bin-dir")
@@ -113,9 +140,16 @@ pub fn bench(extra: &[String]) -> Result<()> {
         }
         "credential-bridge" => {
             let release = release_build()?;
-            let sidecars = crate::images::build_sidecars()?;
+            let sidecars = match prebuilt() {
+                Some(dir) => dir,
+                None => crate::images::build_sidecars()?,
+            };
             let mcp_proxy = bench_mcp_proxy()?;
-            run(example(&release, "bridge_bench")
+            let mut cmd = example(&release, "bridge_bench");
+            if let Some(kib) = ambient_mcp_idle_rss_kib() {
+                cmd.args(["--ambient-mcp-rss-kib", &kib.to_string()]);
+            }
+            run(cmd
                 .arg("--bin-dir")
                 .arg(&release)
                 .arg("--sidecar")
@@ -131,10 +165,31 @@ pub fn bench(extra: &[String]) -> Result<()> {
     }
 }
 
-/// PyPI `mcp-proxy`, the reference images' bridge, in `target/bench-venv`
-/// (created once) for `bench credential-bridge` to compare with.
+/// The PyPI `mcp-proxy` release compared with: pinned, so that a new
+/// release does not move the comparison between two runs.
+const MCP_PROXY: &str = "mcp-proxy==0.13.0";
+
+/// ambient-mcp's idle RSS from the last `bench mcp-sidecar` (`bench all` runs
+/// it first), for the per-session memory of `bench credential-bridge`.
+fn ambient_mcp_idle_rss_kib() -> Option<u64> {
+    let text = std::fs::read_to_string(root().join("target/bench/mcp-sidecar.json")).ok()?;
+    let report: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mib = report["figures"]
+        .as_array()?
+        .iter()
+        .find(|f| f["name"] == "idle RSS")?["value"]
+        .as_f64()?;
+    Some((mib * 1024.0).round() as u64)
+}
+
+/// PyPI `mcp-proxy` ([`MCP_PROXY`]), the reference images' bridge, in a
+/// virtualenv of its own under `target/` (created once per pinned version)
+/// for `bench credential-bridge` to compare with.
 fn bench_mcp_proxy() -> Result<PathBuf> {
-    let venv = root().join("target/bench-venv");
+    let venv = root().join(format!(
+        "target/bench-venv-{}",
+        MCP_PROXY.replace("==", "-")
+    ));
     let proxy = venv.join("bin/mcp-proxy");
     if !proxy.exists() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -145,7 +200,7 @@ fn bench_mcp_proxy() -> Result<PathBuf> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            "mcp-proxy",
+            MCP_PROXY,
         ]))
         .context("installing mcp-proxy from PyPI")?;
     }

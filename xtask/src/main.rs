@@ -50,16 +50,20 @@ commands:
   fuzz [SECONDS]  run each fuzz target for SECONDS (default 30); needs cargo-fuzz
   bench <name> [SECONDS]
                   run a benchmark (release build) for SECONDS per phase (default 10);
-                  names: token-exchange, session-tokens, relist (SECONDS is the session count there),
+                  names: token-exchange, session-tokens, relist (SECONDS is the session count there;
+                  without it the 1 000 / 10 000 series, --full adds 100 000),
                   runner-messages, gateway (push → watch and REST GET overhead through the session gateway),
                   mcp-sidecar (cold start, idle RSS, tool-call overhead),
                   credential-bridge (idle RSS vs PyPI mcp-proxy, rotation latency),
                   reconcile [SESSIONS] [RATE]: REST create → pod create request seen by the
-                  process runtime, at RATE sessions/s (default 200 at 5/s; 0: one at a time)
-  bench all [--record]
+                  process runtime, at RATE sessions/s (0: one at a time); without
+                  arguments the series at 1, 5 (200 sessions: the figures), 20 and 50/s
+  bench all [--record] [--full] [--redraw]
                   every benchmark and the image sizes: PASS/MISS per figure,
-                  target/bench/summary.json and an SVG chart per benchmark
-                  (--record: also BENCHMARKS.md and docs/bench/)
+                  target/bench/summary.json, an SVG chart per benchmark and a
+                  line chart per series (--full: relist at 100 000 sessions too;
+                  --redraw: run nothing, draw from the last runs' JSON;
+                  --record: also BENCHMARKS.md and docs/bench/)
   build-images [--out DIR] [--push [http://]REGISTRY[/NS]] [--tag T] [--only NAME]... [--base LAYOUT [--provider P]]
                   release-build each daemon and write one OCI image per daemon
                   (layout DIR/NAME/ and archive DIR/NAME.tar; DIR defaults to target/images);

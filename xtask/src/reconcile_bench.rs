@@ -1,6 +1,9 @@
 //! `cargo xtask bench reconcile [SESSIONS] [RATE]`: the reconcile latency of
 //! quality.md — session created over REST → its pod's create request seen
 //! by the runtime, with the process runtime (p50 ≤ 50 ms, p99 ≤ 250 ms).
+//! Without arguments, the series: one run per creation rate of [`SERIES`]
+//! (1, 5, 20, 50 sessions/s), each in a fresh system; the 5/s run gives the
+//! figures, and the `plots` of the report draw p50/p99 against the rate.
 //!
 //! What is measured: from just before the `POST /sessions` (the create, which
 //! also starts it) to the `pod_requested_at` the process runtime records in
@@ -95,8 +98,31 @@ fn spread(values: &mut [f64]) -> (f64, f64, f64) {
     )
 }
 
-/// Runs the benchmark: `args` are `[SESSIONS] [RATE]` (200, 5 per second).
+/// The creation rates of the series (sessions per second) and how many
+/// sessions each creates: 5/s is quality.md's figure (200 sessions, as a
+/// single run); the others last 5–20 s each.
+const SERIES: &[(f64, usize)] = &[(1.0, 20), (DEFAULT_RATE, 200), (20.0, 200), (50.0, 250)];
+
+/// One run's latencies (milliseconds) and rate.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    count: usize,
+    rate: f64,
+    achieved: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    runner50: f64,
+    runner99: f64,
+    rest50: f64,
+}
+
+/// Runs the benchmark: `args` are `[SESSIONS] [RATE]` (one run), or none:
+/// the series over [`SERIES`], whose 5/s run gives the figures.
 pub fn run(out: &Path, args: &[String]) -> Result<()> {
+    if args.is_empty() {
+        return run_series(out);
+    }
     let count: usize = match args.first() {
         Some(s) => s
             .parse()
@@ -111,6 +137,26 @@ pub fn run(out: &Path, args: &[String]) -> Result<()> {
             .with_context(|| format!("RATE must be a number of sessions per second, got {s:?}"))?,
         None => DEFAULT_RATE,
     };
+    let m = measure(count, rate)?;
+    write(out, &m, &[])
+}
+
+/// Every rate of [`SERIES`], each in a fresh system; the figures of the
+/// default rate and the plot of p50/p99 against the rate.
+fn run_series(out: &Path) -> Result<()> {
+    let mut runs = Vec::new();
+    for &(rate, count) in SERIES {
+        runs.push(measure(count, rate)?);
+    }
+    let headline = runs
+        .iter()
+        .find(|m| m.rate == DEFAULT_RATE)
+        .copied()
+        .context("the series has the default rate")?;
+    write(out, &headline, &runs)
+}
+
+fn measure(count: usize, rate: f64) -> Result<Measured> {
     // The workspace's one release build (one feature set: nothing rebuilt twice).
     let release = crate::bench::release_build()?;
     let marks = std::env::temp_dir().join(format!("reconcile-bench-{}", std::process::id()));
@@ -201,22 +247,69 @@ pub fn run(out: &Path, args: &[String]) -> Result<()> {
     println!(
         "reconcile: context: created (REST) → runner process started p50 {runner50:.1} ms, p99 {runner99:.1} ms; the REST create call itself p50 {rest50:.1} ms, p99 {rest99:.1} ms"
     );
+    Ok(Measured {
+        count,
+        rate,
+        achieved,
+        p50,
+        p99,
+        max,
+        runner50,
+        runner99,
+        rest50,
+    })
+}
+
+/// Writes `reconcile.json`: the figures of `m`, and with a series the plot
+/// of create → runtime request p50/p99 against the creation rate.
+fn write(out: &Path, m: &Measured, series: &[Measured]) -> Result<()> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    let load = if m.rate > 0.0 {
+        format!("{} sessions/s, open loop", m.rate)
+    } else {
+        "one at a time".to_owned()
+    };
+    let points = |f: fn(&Measured) -> f64| -> Vec<Value> {
+        series.iter().map(|m| json!([m.rate, f(m)])).collect()
+    };
+    let plots = if series.is_empty() {
+        vec![]
+    } else {
+        vec![json!({
+            "id": "reconcile-rate",
+            "title": "reconcile: create → runtime request vs creation rate (process runtime)",
+            "x": {"label": "sessions created per second", "unit": "1/s", "log": true},
+            "y": {"label": "create → runtime request", "unit": "ms", "log": true},
+            "series": [
+                {"name": "p50", "points": points(|m| m.p50)},
+                {"name": "p99", "points": points(|m| m.p99)},
+            ],
+            "levels": [
+                {"name": "target p50", "value": 50.0},
+                {"name": "target p99", "value": 250.0},
+            ],
+        })]
+    };
     let report = json!({
-        "sessions": count,
-        "rate_per_second": rate,
+        "sessions": m.count,
+        "rate_per_second": m.rate,
         "load": load,
+        "series": series.iter().map(|m| json!({
+            "rate_per_second": m.rate, "sessions": m.count, "achieved_per_second": m.achieved,
+            "p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max,
+        })).collect::<Vec<_>>(),
         "figures": [
-            figure("create → runtime request p50", p50, "ms", Some(50.0), "lower"),
-            figure("create → runtime request p99", p99, "ms", Some(250.0), "lower"),
-            figure("create → runtime request max", max, "ms", None, "lower"),
-            figure("create → runner started p50", runner50, "ms", None, "lower"),
-            figure("create → runner started p99", runner99, "ms", None, "lower"),
-            figure("REST create call p50", rest50, "ms", None, "lower"),
-            figure("sessions created per second", achieved, "1/s", None, "higher"),
+            figure("create → runtime request p50", m.p50, "ms", Some(50.0), "lower"),
+            figure("create → runtime request p99", m.p99, "ms", Some(250.0), "lower"),
+            figure("create → runtime request max", m.max, "ms", None, "lower"),
+            figure("create → runner started p50", m.runner50, "ms", None, "lower"),
+            figure("create → runner started p99", m.runner99, "ms", None, "lower"),
+            figure("REST create call p50", m.rest50, "ms", None, "lower"),
+            figure("sessions created per second", m.achieved, "1/s", None, "higher"),
         ],
+        "plots": plots,
     });
     std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
     println!("wrote {}", out.display());

@@ -8,20 +8,28 @@
 //!   a child per MCP session); target ≤ 0.2×;
 //! - rotation latency: a credential PATCHed in the API → the running child
 //!   (restarted, env provider) reports the new token, with
-//!   `--refresh-interval 1` (so the figure is bounded by that interval).
+//!   `--refresh-interval 1` (so the figure is bounded by that interval);
+//! - tool-call latency through each, side by side: the same client (a
+//!   Streamable HTTP MCP client at `/mcp`) calling the same child's `report`
+//!   tool, calls alternating between the two bridges (p50, p99);
+//! - per-session memory, after those calls: the bridge with its child
+//!   (RSS of the process tree), ours with ambient-mcp's idle RSS added
+//!   (`--ambient-mcp-rss-kib`, from `bench mcp-sidecar`), as one line an
+//!   operator multiplies by sessions (`plots`).
 //!
 //! The credential-entrypoint measured is `--sidecar PATH` (xtask passes the
 //! binary its image ships: the sidecar build profile), else the one in
 //! `--bin-dir`.
 //!
-//! Arguments: `--bin-dir DIR [--sidecar PATH] --mcp-proxy PATH --out FILE [--rotations N]`.
+//! Arguments: `--bin-dir DIR [--sidecar PATH] --mcp-proxy PATH --out FILE [--rotations N]
+//! [--calls N] [--ambient-mcp-rss-kib KIB]`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use integration_tests::bench::{Proc, rss_kib, start_announced};
+use integration_tests::bench::{Proc, percentile, rss_kib, start_announced};
 use serde_json::{Value, json};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -40,6 +48,122 @@ struct Args {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     rotations: usize,
+    /// Tool calls through each bridge.
+    #[arg(long, default_value_t = 300)]
+    calls: usize,
+    /// ambient-mcp's idle RSS, added to ours in the per-session memory.
+    #[arg(long)]
+    ambient_mcp_rss_kib: Option<u64>,
+}
+
+/// A Streamable HTTP MCP client of one session at `url` (`…/mcp`).
+struct McpClient {
+    http: reqwest::Client,
+    url: String,
+    session: Option<String>,
+    next: u64,
+}
+
+impl McpClient {
+    async fn connect(http: &reqwest::Client, url: String) -> Result<Self> {
+        let mut c = Self {
+            http: http.clone(),
+            url,
+            session: None,
+            next: 0,
+        };
+        c.request(
+            "initialize",
+            json!({"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "bridge-bench", "version": "0"}}),
+        )
+        .await?;
+        let resp = c
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(format!("{}: initialized: HTTP {}", c.url, resp.status()).into());
+        }
+        Ok(c)
+    }
+
+    fn post(&self, body: Value) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req
+    }
+
+    /// One request; its result (the answer may come as JSON or as SSE).
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value> {
+        self.next += 1;
+        let id = self.next;
+        let resp = self
+            .post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(format!("{}: {method}: HTTP {}", self.url, resp.status()).into());
+        }
+        if let Some(s) = resp.headers().get("mcp-session-id") {
+            self.session = Some(s.to_str()?.to_owned());
+        }
+        let text = resp.text().await?;
+        let answer = std::iter::once(text.as_str())
+            .chain(text.lines().filter_map(|l| l.strip_prefix("data:")))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v["id"] == json!(id))
+            .ok_or_else(|| format!("{}: {method}: no answer in {text:?}", self.url))?;
+        if !answer["error"].is_null() {
+            return Err(format!("{}: {method}: {}", self.url, answer["error"]).into());
+        }
+        Ok(answer["result"].clone())
+    }
+}
+
+/// RSS of `pid` and every process below it, in KiB.
+fn tree_rss_kib(pid: u32) -> Result<u64> {
+    let mut total = rss_kib(pid)?;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            // A process that exited meanwhile holds no memory.
+            total += tree_rss_kib(child).unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// Tool calls alternating between the two clients: each one's latencies.
+async fn alternate_calls(
+    a: &mut McpClient,
+    b: &mut McpClient,
+    calls: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let (mut la, mut lb) = (Vec::new(), Vec::new());
+    let call = json!({"name": "report", "arguments": {}});
+    for i in 0..calls + 20 {
+        for (client, lat) in [(&mut *a, &mut la), (&mut *b, &mut lb)] {
+            let t0 = Instant::now();
+            client.request("tools/call", call.clone()).await?;
+            // The first 20 of each warm up.
+            if i >= 20 {
+                lat.push(t0.elapsed());
+            }
+        }
+    }
+    la.sort();
+    lb.sort();
+    Ok((la, lb))
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 /// Starts `cmd` and waits for `<name> listening on <addr>` for each name.
@@ -165,7 +289,7 @@ async fn main() -> Result<()> {
     let server = bin("credential-test-mcp-server");
 
     // Idle RSS, side by side.
-    let (ours, _) = start(
+    let (ours, ours_addr) = start(
         Command::new(&entrypoint)
             .args(["--serve-mcp", "127.0.0.1:0"])
             .arg(&server)
@@ -195,6 +319,35 @@ async fn main() -> Result<()> {
     let ratio = ours_kib as f64 / theirs_kib as f64;
     println!(
         "idle RSS: credential-entrypoint --serve-mcp {ours_kib} KiB, mcp-proxy {theirs_kib} KiB, ratio {ratio:.3} (target <= 0.2)"
+    );
+
+    // Tool calls through each, same child and client, alternating; then
+    // the memory of each bridge with its child.
+    let mut ours_mcp = McpClient::connect(&http, format!("http://{}/mcp", ours_addr[0])).await?;
+    let mut theirs_mcp = McpClient::connect(&http, format!("http://127.0.0.1:{port}/mcp")).await?;
+    let (ours_lat, theirs_lat) =
+        alternate_calls(&mut ours_mcp, &mut theirs_mcp, args.calls).await?;
+    let (ours50, ours99) = (
+        us(percentile(&ours_lat, 0.5)),
+        us(percentile(&ours_lat, 0.99)),
+    );
+    let (theirs50, theirs99) = (
+        us(percentile(&theirs_lat, 0.5)),
+        us(percentile(&theirs_lat, 0.99)),
+    );
+    println!(
+        "tool call (report) through credential-entrypoint: p50 {ours50:.0} µs, p99 {ours99:.0} µs; through mcp-proxy: p50 {theirs50:.0} µs, p99 {theirs99:.0} µs ({} calls each, alternating)",
+        ours_lat.len()
+    );
+    let ours_tree_kib = tree_rss_kib(ours.id())?;
+    let theirs_tree_kib = tree_rss_kib(theirs.id())?;
+    let ours_session_kib = ours_tree_kib + args.ambient_mcp_rss_kib.unwrap_or(0);
+    println!(
+        "per-session memory (RSS, after the calls): credential-entrypoint + child {ours_tree_kib} KiB{}, mcp-proxy + child {theirs_tree_kib} KiB",
+        match args.ambient_mcp_rss_kib {
+            Some(k) => format!(" (+ ambient-mcp idle {k} KiB = {ours_session_kib} KiB)"),
+            None => " (ambient-mcp not given)".into(),
+        }
     );
     drop((ours, theirs));
 
@@ -249,13 +402,61 @@ async fn main() -> Result<()> {
             serde_json::to_string_pretty(&json!({
                 "idle_rss_kib": {"credential_entrypoint": ours_kib, "mcp_proxy": theirs_kib, "ratio": ratio},
                 "rotation_ms": {"refresh_interval_s": 1, "mean": mean, "max": max, "samples": ms},
+                "tool_call_us": {
+                    "calls": ours_lat.len(),
+                    "credential_entrypoint": {"p50": ours50, "p99": ours99},
+                    "mcp_proxy": {"p50": theirs50, "p99": theirs99},
+                },
+                "session_rss_kib": {
+                    "credential_entrypoint_and_child": ours_tree_kib,
+                    "ambient_mcp_idle": args.ambient_mcp_rss_kib,
+                    "ours": ours_session_kib,
+                    "mcp_proxy_and_child": theirs_tree_kib,
+                },
+                "plots": [memory_plot(ours_session_kib, theirs_tree_kib, args.ambient_mcp_rss_kib.is_some())],
                 // The figures `cargo xtask bench all` reports.
                 "figures": [
                     {"name": "idle RSS vs mcp-proxy", "value": ratio, "unit": "x", "target": 0.2, "better": "lower"},
                     {"name": "rotation -> child, mean", "value": mean, "unit": "ms", "target": null, "better": "lower"},
+                    {"name": "tool call p50 vs mcp-proxy", "value": ours50 / theirs50, "unit": "x", "target": null, "better": "lower"},
+                    {"name": "tool call p50, credential-entrypoint", "value": ours50, "unit": "µs", "target": null, "better": "lower"},
+                    {"name": "tool call p50, mcp-proxy", "value": theirs50, "unit": "µs", "target": null, "better": "lower"},
+                    {"name": "tool call p99, credential-entrypoint", "value": ours99, "unit": "µs", "target": null, "better": "lower"},
+                    {"name": "tool call p99, mcp-proxy", "value": theirs99, "unit": "µs", "target": null, "better": "lower"},
+                    {"name": "per-session memory vs mcp-proxy + child", "value": ours_session_kib as f64 / theirs_tree_kib as f64, "unit": "x", "target": null, "better": "lower"},
                 ],
             }))?,
         )?;
     }
     Ok(())
+}
+
+/// Per-session sidecar memory, multiplied by sessions: one line each.
+fn memory_plot(ours_kib: u64, theirs_kib: u64, with_ambient_mcp: bool) -> Value {
+    let line = |kib: u64| -> Vec<Value> {
+        [1u32, 10, 100, 1000]
+            .iter()
+            .map(|n| json!([n, f64::from(*n) * kib as f64 / 1024.0]))
+            .collect()
+    };
+    let ours = if with_ambient_mcp {
+        "ambient-mcp + credential-entrypoint + child"
+    } else {
+        "credential-entrypoint + child"
+    };
+    json!({
+        "id": "sidecar-memory",
+        "title": format!(
+            "per-session sidecar memory: {:.1} MiB (ours) vs {:.1} MiB (mcp-proxy) per session",
+            ours_kib as f64 / 1024.0,
+            theirs_kib as f64 / 1024.0
+        ),
+        "x": {"label": "sessions", "unit": "", "log": true},
+        "y": {"label": "sidecar memory (RSS)", "unit": "MiB", "log": true},
+        "series": [
+            {"name": ours, "points": line(ours_kib)},
+            {"name": "mcp-proxy + child", "points": line(theirs_kib)},
+        ],
+        "levels": [],
+    })
 }

@@ -6,7 +6,10 @@
 //!    message coming out of a `watch` stream on the same session (p50, p99),
 //!    beside the bare push round trip;
 //! 2. throughput: 16 concurrent pushers on one session for SECONDS; the
-//!    messages/s the watch delivers (each checked to come once, in order).
+//!    messages/s the watch delivers (each checked to come once, in order);
+//! 3. the series: 1, 100 and 1 000 sessions watched at once, each with one
+//!    pusher sending a message every 500 ms for SECONDS and its own watch;
+//!    push → watch p50/p99 over every session (`plots` of the report).
 //!
 //! Arguments: `--devserver PATH --seconds N --out FILE`.
 
@@ -28,6 +31,13 @@ use serde_json::json;
 const TOKEN: &str = "runner-messages-bench-token";
 const WARMUP: usize = 200;
 const PUSHERS: usize = 16;
+/// Sessions watched at once in the series.
+const WATCHED: &[usize] = &[1, 100, 1000];
+/// How often each session's pusher sends in the series.
+const PUSH_EVERY: Duration = Duration::from_millis(500);
+/// Sessions per gRPC connection in the series (a server caps the streams
+/// of one HTTP/2 connection; agents are separate processes anyway).
+const SESSIONS_PER_CONNECTION: usize = 50;
 
 #[derive(Parser)]
 struct Args {
@@ -157,25 +167,108 @@ async fn throughput(messages: &SessionMessages, after: i64, seconds: u64) -> Res
     Ok((received, received as f64 / elapsed))
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let (_server, grpc) = start_devserver(&args.devserver)?;
-    let api = Api::new(&grpc, false, None, TokenSource::fixed(Secret::new(TOKEN)))?;
+async fn create_session(api: &Api, name: String) -> Result<String> {
     let session = api
         .unary(
             CreateSessionRequest {
-                name: "bench".into(),
+                name,
                 ..CreateSessionRequest::default()
             },
             |ch, req| async move { SessionServiceClient::new(ch).create_session(req).await },
         )
         .await?;
-    let id = session.metadata.map(|m| m.id).unwrap_or_default();
+    Ok(session.metadata.map(|m| m.id).unwrap_or_default())
+}
+
+/// One session of the series: a paced pusher and its own watch; the push →
+/// watch time of every message after the first.
+async fn paced(
+    messages: SessionMessages,
+    offset: Duration,
+    run: Duration,
+) -> Result<Vec<Duration>> {
+    let mut watch = Box::pin(messages.watch(0));
+    let t0 = tokio::time::Instant::now() + offset;
+    let mut delivery = Vec::new();
+    for i in 0u32.. {
+        let due = t0 + PUSH_EVERY * i;
+        if due > t0 + run {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let start = Instant::now();
+        let pushed = messages.push("bench", format!("watched-{i}")).await?;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
+                Ok(Some(Ok(m))) if m.seq == pushed.seq => break,
+                Ok(Some(Ok(m))) if m.seq < pushed.seq => continue,
+                other => bail!("watch: expected seq {}, got {other:?}", pushed.seq),
+            }
+        }
+        if i > 0 {
+            delivery.push(start.elapsed());
+        }
+    }
+    Ok(delivery)
+}
+
+/// The series over [`WATCHED`]: (sessions, p50 ms, p99 ms, samples).
+async fn watched_series(grpc: &str, seconds: u64) -> Result<Vec<(usize, f64, f64, usize)>> {
+    let most = WATCHED.iter().copied().max().unwrap_or(1);
+    let mut apis = Vec::new();
+    for _ in 0..most.div_ceil(SESSIONS_PER_CONNECTION) {
+        apis.push(Api::new(
+            grpc,
+            false,
+            None,
+            TokenSource::fixed(Secret::new(TOKEN)),
+        )?);
+    }
+    let mut sessions = Vec::new();
+    for i in 0..most {
+        let api = apis[i / SESSIONS_PER_CONNECTION].clone();
+        let id = create_session(&api, format!("watched-{i}")).await?;
+        sessions.push(SessionMessages::new(api, id));
+    }
+    let run = Duration::from_secs(seconds.max(2));
+    let mut points = Vec::new();
+    for &n in WATCHED {
+        let mut tasks = Vec::new();
+        for (i, messages) in sessions.iter().take(n).enumerate() {
+            // Pushers spread evenly over the interval, not all at once.
+            let offset = PUSH_EVERY.mul_f64(i as f64 / n as f64);
+            tasks.push(tokio::spawn(paced(messages.clone(), offset, run)));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        all.sort();
+        let (p50, p99) = (percentile(&all, 0.50), percentile(&all, 0.99));
+        println!(
+            "push → watch with {n} sessions watched (one pusher each, every {} ms): p50 {p50:.3} ms, p99 {p99:.3} ms ({} samples)",
+            PUSH_EVERY.as_millis(),
+            all.len()
+        );
+        points.push((n, p50, p99, all.len()));
+    }
+    Ok(points)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let (_server, grpc) = start_devserver(&args.devserver)?;
+    let api = Api::new(&grpc, false, None, TokenSource::fixed(Secret::new(TOKEN)))?;
+    let id = create_session(&api, "bench".into()).await?;
     let messages = SessionMessages::new(api, id);
 
     let (delivery, rtt, last) = latency(&messages, args.seconds / 2).await?;
     let (received, rate) = throughput(&messages, last, args.seconds / 2).await?;
+    let watched = watched_series(&grpc, args.seconds).await?;
+    let line = |f: fn(&(usize, f64, f64, usize)) -> f64| -> Vec<serde_json::Value> {
+        watched.iter().map(|p| json!([p.0, f(p)])).collect()
+    };
 
     let mut report = json!({
         "bench": "runner-messages",
@@ -187,6 +280,22 @@ async fn main() -> Result<()> {
             "messages_per_s": rate,
         },
         "target_p50_ms": 5.0,
+        "watched_series": watched.iter().map(|(n, p50, p99, samples)| json!({
+            "sessions": n, "p50_ms": p50, "p99_ms": p99, "samples": samples,
+            "push_every_ms": PUSH_EVERY.as_millis() as u64,
+        })).collect::<Vec<_>>(),
+        // The line chart `cargo xtask bench all` draws.
+        "plots": [{
+            "id": "runner-messages-watched",
+            "title": "message stream: push → watch vs sessions watched at once",
+            "x": {"label": "sessions watched, one pusher each (2 messages/s)", "unit": "", "log": true},
+            "y": {"label": "push → watch", "unit": "ms", "log": true},
+            "series": [
+                {"name": "p50", "points": line(|p| p.1)},
+                {"name": "p99", "points": line(|p| p.2)},
+            ],
+            "levels": [{"name": "target p50", "value": 5.0}],
+        }],
     });
     // The figures `cargo xtask bench all` reports.
     report["figures"] = json!([

@@ -18,6 +18,8 @@
 //! In the throughput phases the per-IP rate limit is off (all clients share 127.0.0.1); every
 //! other check runs as in production, the session check against an
 //! in-memory directory.
+//! Last, the series: exchanges/s, p50 and p99 of 1, 4, 16 and 64 closed-loop
+//! clients (N/5 seconds each), drawn beside the raw decrypt rate (`plots`).
 
 #[path = "token_exchange_bench/v3.rs"]
 mod v3;
@@ -76,6 +78,9 @@ fn main() -> anyhow::Result<()> {
     let r = rt.block_on(run_rounds(&key, window, threads))?;
     let flood = rt.block_on(flood_phase(&key, window))?;
     let v3 = rt.block_on(v3::series(&key, window, threads))?;
+    // The series: one entry per exchange protocol measured.
+    let slice = window.div_f64(ROUNDS as f64).max(Duration::from_secs(1));
+    let series = vec![rt.block_on(v2_clients_series(&key, slice, threads, r.raw))?];
 
     println!(
         "raw RSA-4096 OAEP decryptions/s ({threads} threads on {cores} cores, tight loop): {:.1}",
@@ -163,6 +168,8 @@ fn main() -> anyhow::Result<()> {
                 "p99_target_ms": 5.0,
             },
         },
+        "clients_series": clients_detail(&series),
+        "plots": clients_plots(&series, raw),
         // The figures `cargo xtask bench all` reports: {name, value, unit, target, better}.
         "figures": [
             {"name": "exchanges/raw decrypts", "value": ratio, "unit": "x", "target": 0.85, "better": "higher"},
@@ -578,4 +585,196 @@ fn bench_server(key: &PrivateKey, config: Config) -> anyhow::Result<TokenServer>
         Identity::SessionTokens(Arc::new(tokens)),
         config,
     ))
+}
+
+// The concurrency series (issue 30): exchanges/s and latency against the
+// number of concurrent clients, beside the raw decrypt rate of the same run.
+
+/// Concurrent closed-loop clients of the series.
+const SERIES_CLIENTS: &[usize] = &[1, 4, 16, 64];
+
+/// One point of a series: `clients` closed-loop clients for a window.
+struct ClientsPoint {
+    clients: usize,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Requests not answered with a token: shed by the server (503 with
+    /// its key queue full, connections over the per-IP cap) or timed out.
+    refused: u64,
+}
+
+/// A named series of the clients charts. Each exchange protocol measured is
+/// one entry: the charts draw every entry of the list on the same axes.
+struct ClientsSeries {
+    name: &'static str,
+    points: Vec<ClientsPoint>,
+}
+
+/// The v2 series against a fresh server (no per-IP limit, as the
+/// throughput rounds): for each client count, `slice` of closed-loop
+/// exchanges, each client sending its next request when the last answered.
+async fn v2_clients_series(
+    key: &PrivateKey,
+    slice: Duration,
+    threads: usize,
+    raw: f64,
+) -> anyhow::Result<ClientsSeries> {
+    let server = bench_server(
+        key,
+        Config {
+            rate_limit: RateLimit {
+                per_second: 0.0,
+                burst: 0,
+                ..RateLimit::default()
+            },
+            max_key_ops: threads,
+            // The clients stand for pods on as many IPs: all of them share
+            // 127.0.0.1 here, whose production cap is 32 connections.
+            max_connections_per_ip: 1024,
+            ..Config::default()
+        },
+    )?;
+    let running = server.bind("127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}/token", running.local_addr());
+    let mut points = Vec::new();
+    for &clients in SERIES_CLIENTS {
+        // Enough bearers for the raw rate over the window, encrypted first.
+        let pool = bearers(
+            key,
+            200 + (raw * (slice.as_secs_f64() + 0.3) * 1.5) as usize,
+        )?;
+        let point = clients_point(pool, "authorization", &url, clients, slice).await?;
+        eprintln!(
+            "bench: v2, {clients} clients: {:.1} exchanges/s, p50 {:.2} ms, p99 {:.2} ms, {} refused",
+            point.per_sec, point.p50_ms, point.p99_ms, point.refused
+        );
+        points.push(point);
+    }
+    running.shutdown().await?;
+    Ok(ClientsSeries { name: "v2", points })
+}
+
+/// `clients` closed-loop clients sending `header: <pool entry>` to `url`
+/// (each entry once) for `window` after a short warm-up: exchanges/s and
+/// the latency of every request answered with a token within the window;
+/// the others are counted (a saturated server sheds load by design).
+async fn clients_point(
+    pool: Arc<Vec<String>>,
+    header: &'static str,
+    url: &str,
+    clients: usize,
+    window: Duration,
+) -> anyhow::Result<ClientsPoint> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(clients)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let measure_from = Instant::now() + Duration::from_millis(300);
+    let measure_to = measure_from + window;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url, pool, next) = (http.clone(), url.to_owned(), pool.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < measure_to {
+                let Some(value) = pool.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let sent = Instant::now();
+                let ok = match http.get(&url).header(header, value).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let now = Instant::now();
+                if !ok {
+                    errors += 1;
+                } else if now >= measure_from && now < measure_to {
+                    // Answered within the window: counted, and its latency.
+                    lat.push(now - sent);
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (lat, errs) = t.await?;
+        all.extend(lat);
+        errors += errs;
+    }
+    if all.is_empty() {
+        anyhow::bail!("no exchange succeeded with {clients} clients ({errors} refused)");
+    }
+    if next.load(Ordering::Relaxed) >= pool.len() {
+        eprintln!("bench: warning: the bearer pool ran out before the window ended");
+    }
+    all.sort();
+    let pct = |p: f64| match all.len() {
+        0 => f64::NAN,
+        n => all[((n as f64 * p).ceil() as usize).clamp(1, n) - 1].as_secs_f64() * 1e3,
+    };
+    Ok(ClientsPoint {
+        clients,
+        per_sec: all.len() as f64 / window.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        refused: errors,
+    })
+}
+
+/// The two line charts of the series (`plots` of the report, drawn by
+/// `cargo xtask bench all`): throughput with the raw decrypt rate as its
+/// limit line, and p99 latency with its target.
+fn clients_plots(series: &[ClientsSeries], raw: f64) -> serde_json::Value {
+    let lines = |y: fn(&ClientsPoint) -> f64| -> Vec<serde_json::Value> {
+        series
+            .iter()
+            .map(|s| {
+                let points: Vec<_> = s
+                    .points
+                    .iter()
+                    .map(|p| serde_json::json!([p.clients, y(p)]))
+                    .collect();
+                serde_json::json!({"name": s.name, "points": points})
+            })
+            .collect()
+    };
+    let clients = serde_json::json!({"label": "concurrent clients", "unit": "", "log": true});
+    serde_json::json!([
+        {
+            "id": "token-exchange-throughput",
+            "title": "token exchange: throughput vs concurrent clients",
+            "x": clients,
+            "y": {"label": "exchanges per second", "unit": "1/s", "log": false},
+            "series": lines(|p| p.per_sec),
+            "levels": [{"name": "raw RSA-4096 decrypts/s", "value": raw}],
+        },
+        {
+            "id": "token-exchange-p99",
+            "title": "token exchange: p99 latency vs concurrent clients",
+            "x": clients,
+            "y": {"label": "p99 latency", "unit": "ms", "log": true},
+            "series": lines(|p| p.p99_ms),
+            "levels": [{"name": "target p99", "value": 25.0}],
+        },
+    ])
+}
+
+/// The series as plain numbers, for the report's detail.
+fn clients_detail(series: &[ClientsSeries]) -> serde_json::Value {
+    series
+        .iter()
+        .map(|s| {
+            let points: Vec<_> = s
+                .points
+                .iter()
+                .map(|p| serde_json::json!({"clients": p.clients, "exchanges_per_sec": p.per_sec, "p50_ms": p.p50_ms, "p99_ms": p.p99_ms, "refused": p.refused}))
+                .collect();
+            (s.name.to_owned(), serde_json::Value::from(points))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

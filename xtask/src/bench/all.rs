@@ -3,8 +3,13 @@
 //! [`Figure`]s (the image sizes come from `build-images` here); this prints a
 //! progress line per benchmark and one line per figure with its target and
 //! PASS/MISS, writes `target/bench/summary.json` and `summary.md`, and draws
-//! one SVG chart per benchmark (`chart`). `--record` also copies the summary
-//! to `BENCHMARKS.md` and the charts to `docs/bench/`.
+//! one SVG chart per benchmark (`chart`). A benchmark may also write `plots`
+//! (`plot`): how a cost grows with the work, each drawn as a line chart
+//! (`line_chart`) and tabled in the summary. `--full` also runs the sizes
+//! too slow for every run (relist at 100 000 sessions). `--redraw` runs
+//! nothing: it reads the JSON each benchmark last wrote and draws again.
+//! `--record` also
+//! copies the summary to `BENCHMARKS.md` and the charts to `docs/bench/`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,6 +20,8 @@ use serde_json::{Value, json};
 
 use super::chart;
 use super::figure::{Better, Figure, number};
+use super::line_chart;
+use super::plot::Plot;
 use crate::images::{self, Options};
 use crate::root;
 
@@ -34,7 +41,7 @@ const ALL: &[(&str, &str)] = &[
     ),
     (
         "relist",
-        "10 000 sessions relisted and reconciled, no-op runtime",
+        "1 000 and 10 000 sessions (--full: 100 000) relisted and reconciled, no-op runtime",
     ),
     (
         "mcp-sidecar",
@@ -56,15 +63,22 @@ struct Outcome {
     about: &'static str,
     seconds: f64,
     result: Result<Vec<Figure>>,
+    plots: Vec<Plot>,
 }
 
-/// `cargo xtask bench all [--record]`.
+/// `cargo xtask bench all [--record] [--full]`.
 pub fn all(args: &[String]) -> Result<()> {
-    let record = match args {
-        [] => false,
-        [flag] if flag == "--record" => true,
-        other => bail!("bench all takes only --record, got {other:?}"),
-    };
+    let (mut record, mut full, mut redraw) = (false, false, false);
+    for arg in args {
+        match arg.as_str() {
+            "--record" => record = true,
+            "--full" => full = true,
+            "--redraw" => redraw = true,
+            other => {
+                bail!("bench all takes only --record, --full and --redraw, got {other:?}")
+            }
+        }
+    }
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
@@ -74,7 +88,10 @@ pub fn all(args: &[String]) -> Result<()> {
     for (i, (bench, about)) in ALL.iter().enumerate() {
         println!("bench all: [{}/{}] {bench}: {about}", i + 1, ALL.len());
         let t0 = Instant::now();
-        let result = run_one(bench, &dir);
+        let (result, plots) = match run_one(bench, &dir, full, redraw) {
+            Ok((figures, plots)) => (Ok(figures), plots),
+            Err(e) => (Err(e), vec![]),
+        };
         let seconds = t0.elapsed().as_secs_f64();
         match &result {
             Ok(figures) => println!(
@@ -94,6 +111,7 @@ pub fn all(args: &[String]) -> Result<()> {
             about,
             seconds,
             result,
+            plots,
         });
     }
     let total = started.elapsed().as_secs_f64();
@@ -111,14 +129,18 @@ pub fn all(args: &[String]) -> Result<()> {
             );
         }
     }
-    write_summary(&dir, &date, total, &outcomes)?;
+    let command = std::iter::once("cargo xtask bench all")
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    write_summary(&dir, &date, &command, total, &outcomes)?;
     let charts = draw_charts(&dir, &outcomes)?;
     let machine = format!(
         "{}; load average {load_at_start} at the start, {} at the end",
         machine(),
         load_average()
     );
-    let markdown = summary_markdown(&date, &machine, total, &outcomes, &charts);
+    let markdown = summary_markdown(&date, &command, &machine, total, &outcomes, &charts);
     std::fs::write(dir.join("summary.md"), &markdown)?;
     println!(
         "wrote target/bench/summary.json, summary.md and {} charts",
@@ -147,22 +169,36 @@ pub fn all(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs one benchmark and reads its figures back.
-fn run_one(bench: &str, dir: &Path) -> Result<Vec<Figure>> {
-    if bench == "image-sizes" {
-        return image_sizes(dir);
+/// Runs one benchmark and reads its figures and plots back.
+fn run_one(bench: &str, dir: &Path, full: bool, redraw: bool) -> Result<(Vec<Figure>, Vec<Plot>)> {
+    if bench == "image-sizes" && !redraw {
+        return Ok((image_sizes(dir)?, vec![]));
     }
-    super::bench(&[bench.to_owned()])?;
+    let mut args = vec![bench.to_owned()];
+    if full && bench == "relist" {
+        args.push("--full".into());
+    }
+    if !redraw {
+        super::bench(&args)?;
+    }
     let file = dir.join(format!("{bench}.json"));
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("{bench} wrote no {}", file.display()))?;
     let report: Value = serde_json::from_str(&text)?;
-    report["figures"]
+    let figures = report["figures"]
         .as_array()
         .with_context(|| format!("{} has no figures array", file.display()))?
         .iter()
         .map(Figure::from_json)
-        .collect()
+        .collect::<Result<_>>()?;
+    let plots = report["plots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Plot::from_json)
+        .collect::<Result<_>>()
+        .with_context(|| format!("{}: plots", file.display()))?;
+    Ok((figures, plots))
 }
 
 /// Every image built (`build-images`, credential-entrypoint onto the
@@ -202,13 +238,20 @@ fn image_sizes(dir: &Path) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-fn write_summary(dir: &Path, date: &str, total: f64, outcomes: &[Outcome]) -> Result<()> {
+fn write_summary(
+    dir: &Path,
+    date: &str,
+    command: &str,
+    total: f64,
+    outcomes: &[Outcome],
+) -> Result<()> {
     let benches: Vec<Value> = outcomes
         .iter()
         .map(|o| match &o.result {
             Ok(figures) => json!({
                 "bench": o.bench, "about": o.about, "seconds": o.seconds,
                 "figures": figures.iter().map(Figure::to_json).collect::<Vec<_>>(),
+                "plots": o.plots.iter().map(Plot::to_json).collect::<Vec<_>>(),
             }),
             Err(e) => json!({
                 "bench": o.bench, "about": o.about, "seconds": o.seconds,
@@ -218,7 +261,7 @@ fn write_summary(dir: &Path, date: &str, total: f64, outcomes: &[Outcome]) -> Re
         .collect();
     let summary = json!({
         "date": date,
-        "command": "cargo xtask bench all",
+        "command": command,
         "seconds": total,
         "benches": benches,
     });
@@ -229,7 +272,8 @@ fn write_summary(dir: &Path, date: &str, total: f64, outcomes: &[Outcome]) -> Re
     Ok(())
 }
 
-/// One chart per benchmark that returned figures: `<bench>.svg` in `dir`.
+/// One bar chart per benchmark that returned figures, `<bench>.svg` in
+/// `dir`, then one line chart per plot, `<plot id>.svg`.
 fn draw_charts(dir: &Path, outcomes: &[Outcome]) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for o in outcomes {
@@ -241,7 +285,53 @@ fn draw_charts(dir: &Path, outcomes: &[Outcome]) -> Result<Vec<String>> {
         std::fs::write(dir.join(&name), chart::svg(o.bench, figures))?;
         names.push(name);
     }
+    for plot in outcomes.iter().flat_map(|o| &o.plots) {
+        let name = format!("{}.svg", plot.id);
+        std::fs::write(dir.join(&name), line_chart::svg(plot))?;
+        names.push(name);
+    }
     Ok(names)
+}
+
+/// A plot as a Markdown table: a row per x, a column per series.
+fn plot_table(plot: &Plot) -> String {
+    let mut md = format!("**{}**\n\n| {} |", plot.title, plot.x.caption());
+    for series in &plot.series {
+        let _ = write!(md, " {} |", unit_caption(&series.name, &plot.y.unit));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---:|".repeat(plot.series.len()));
+    md.push('\n');
+    for x in plot.xs() {
+        let _ = write!(md, "| {} |", number(x));
+        for series in &plot.series {
+            match series.points.iter().find(|p| p.0 == x) {
+                Some((_, y)) => {
+                    let _ = write!(md, " {} |", number(*y));
+                }
+                None => md.push_str(" - |"),
+            }
+        }
+        md.push('\n');
+    }
+    for level in &plot.levels {
+        let _ = writeln!(
+            md,
+            "\n{} {} {}",
+            level.name,
+            number(level.value),
+            plot.y.unit
+        );
+    }
+    md
+}
+
+fn unit_caption(name: &str, unit: &str) -> String {
+    if unit.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name} ({unit})")
+    }
 }
 
 /// The machine a run measured: cores and memory.
@@ -273,6 +363,7 @@ fn load_average() -> String {
 
 fn summary_markdown(
     date: &str,
+    command: &str,
     machine: &str,
     total: f64,
     outcomes: &[Outcome],
@@ -281,7 +372,7 @@ fn summary_markdown(
     let mut md = String::from("# Benchmarks\n\n");
     let _ = writeln!(
         md,
-        "Latest run: {date}, `cargo xtask bench all --record` on this project's \
+        "Latest run: {date}, `{command}` on this project's \
          development machine ({machine}), {total:.0} s in all. \
          Targets are quality.md's; ratios are measured side by side in one run. \
          `target/bench/summary.json` has the same figures; each benchmark's own JSON \
@@ -313,6 +404,10 @@ fn summary_markdown(
     md.push('\n');
     for chart in charts {
         let _ = writeln!(md, "![{chart}](docs/bench/{chart})\n");
+        let id = chart.trim_end_matches(".svg");
+        if let Some(plot) = outcomes.iter().flat_map(|o| &o.plots).find(|p| p.id == id) {
+            let _ = writeln!(md, "{}", plot_table(plot));
+        }
     }
     md
 }
@@ -396,6 +491,39 @@ mod tests {
     }
 
     #[test]
+    fn a_plot_is_tabled_with_a_row_per_x_and_a_column_per_series() {
+        use crate::bench::plot::{Axis, Level, Series};
+        let plot = Plot {
+            id: "token-exchange-throughput".into(),
+            title: "exchanges/s".into(),
+            x: Axis::new("concurrent clients", "", true),
+            y: Axis::new("throughput", "/s", false),
+            series: vec![
+                Series {
+                    name: "v2".into(),
+                    points: vec![(1.0, 210.0), (4.0, 700.4)],
+                },
+                Series {
+                    name: "v3".into(),
+                    points: vec![(4.0, 9000.0)],
+                },
+            ],
+            levels: vec![Level {
+                name: "raw RSA decrypts".into(),
+                value: 900.0,
+            }],
+        };
+        let md = plot_table(&plot);
+        assert!(
+            md.contains("| concurrent clients, log scale | v2 (/s) | v3 (/s) |"),
+            "{md}"
+        );
+        assert!(md.contains("|---|---:|---:|"), "{md}");
+        assert!(md.contains("| 1 | 210 | - |\n| 4 | 700 | 9000 |"), "{md}");
+        assert!(md.contains("raw RSA decrypts 900 /s"), "{md}");
+    }
+
+    #[test]
     fn epoch_seconds_become_calendar_dates() {
         assert_eq!(civil(0), "1970-01-01 00:00 UTC");
         assert_eq!(civil(951_827_696), "2000-02-29 12:34 UTC");
@@ -413,6 +541,7 @@ mod tests {
         );
         let md = summary_markdown(
             "2026-01-01 00:00 UTC",
+            "cargo xtask bench all --record",
             "2 cores, 24 GiB; load average 0.5",
             60.0,
             &[],

@@ -17,7 +17,7 @@ const TOP: f64 = 50.0;
 const PLOT: f64 = 240.0;
 
 /// Labels go into SVG text: escape what XML needs escaped.
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
