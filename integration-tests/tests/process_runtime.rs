@@ -331,3 +331,67 @@ fn a_credential_rotated_mid_session_reaches_the_sidecars_command() {
     send_user_message(&sys, &id, "exit");
     ok(sys.wait_phase(&id, &["Completed"], LIMIT));
 }
+
+/// A session started again resumes its messages after the last one of its
+/// previous run (`RESUME_AFTER_SEQ`): the demo runner's `exit` of the first
+/// run does not end the second one.
+#[test]
+fn a_session_started_again_resumes_after_its_last_message() {
+    let sys = system();
+    ok(sys.create_project(PROJECT));
+    let id = holding_session(&sys, "resume");
+    send_user_message(&sys, &id, "exit");
+    ok(sys.wait_phase(&id, &["Completed"], LIMIT));
+    let last = ok(sys.messages(&id))
+        .iter()
+        .filter_map(|m| m.get("seq").and_then(Value::as_i64))
+        .max()
+        .unwrap_or_default();
+    assert!(last > 0);
+    ok(sys.api("POST", &format!("/sessions/{id}/start"), None));
+    let resumed = format!("watching messages after seq {last}");
+    ok(sys.wait_until(
+        LIMIT,
+        "the restarted runner to hold after the last message",
+        || {
+            Ok(sys
+                .container_log(&id, "ambient-code-runner")
+                .contains(&resumed))
+        },
+    ));
+    send_user_message(&sys, &id, "exit");
+    ok(sys.wait_phase(&id, &["Completed"], LIMIT));
+}
+
+/// A stop signals each container's main process first, as the kubelet
+/// does: this runner traps SIGTERM and ends its child through a FIFO, which
+/// works only while the child is alive (a SIGTERM to every process at once
+/// kills the child first, and the runner then hangs until SIGKILL).
+#[test]
+fn a_stop_signals_the_main_processes_first_so_they_end_their_children() {
+    let runner = r#"mkfifo ask || exit 1
+( read line < ask; echo "child finished: $line" ) &
+child=$!
+trap 'echo bye > ask; wait $child; echo "main: child done"; exit 0' TERM
+echo "holding until SIGTERM"
+wait $child
+echo "main: the child ended by itself"
+exit 1"#;
+    let sys = LocalSystem::start(Options {
+        runner_command: Some(runner.into()),
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    ok(sys.create_project(PROJECT));
+    let id = ok(sys.start_session(PROJECT, "graceful", json!({})));
+    ok(sys.wait_until(LIMIT, "the runner to hold", || {
+        Ok(sys
+            .container_log(&id, "ambient-code-runner")
+            .contains("holding until SIGTERM"))
+    }));
+    ok(sys.api("POST", &format!("/sessions/{id}/stop"), None));
+    ok(sys.wait_phase(&id, &["Stopped"], LIMIT));
+    let log = sys.container_log(&id, "ambient-code-runner");
+    assert!(log.contains("child finished: bye"), "{log}");
+    assert!(log.contains("main: child done"), "{log}");
+}

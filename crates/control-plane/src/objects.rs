@@ -30,7 +30,7 @@ use kube::api::DynamicObject;
 use crate::config::PlatformMode;
 use crate::names;
 
-pub use env::{go_float, initial_prompt, user_environment};
+pub use env::{environment_problem, go_float, initial_prompt, user_environment};
 pub use platform::{
     image_puller, tenant_namespace, tenant_namespace_for, tenant_namespace_resource, vertex_secret,
 };
@@ -174,6 +174,9 @@ pub struct SessionInput<'a> {
     pub credentials: &'a BTreeMap<Provider, String>,
     /// The rest of the initial prompt.
     pub prompt: &'a PromptSources,
+    /// The highest message seq of a session started again
+    /// (`RESUME_AFTER_SEQ`), when known.
+    pub last_seq: Option<i64>,
 }
 
 /// Why a session cannot be turned into objects (a permanent error).
@@ -183,8 +186,6 @@ pub enum BuildError {
     NoProject,
     #[error("session id is empty")]
     NoId,
-    #[error("environment_variables is not a JSON object of strings: {0}")]
-    BadEnvironment(String),
 }
 
 /// The objects of one session, in apply order.

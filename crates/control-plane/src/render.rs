@@ -126,6 +126,7 @@ pub fn render(cfg: &PodConfig, args: &RenderArgs) -> Result<String, RenderError>
             public_key_pem: key.as_deref(),
             credentials: &credentials,
             prompt: &prompt,
+            last_seq: None,
         },
         Some(PLACEHOLDER_UID),
     )?;

@@ -368,3 +368,108 @@ async fn a_broken_sidecar_fails_the_session() {
         );
     }
 }
+
+/// The value of `name` in the runner container's environment of `pod`.
+fn runner_env(pod: &serde_json::Value, name: &str) -> Option<String> {
+    pod["spec"]["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "ambient-code-runner")?["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_variables_that_are_no_json_are_ignored_reported_and_the_session_starts() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-bad-env");
+    let cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+
+    let ns = &dev.project("proj-env").await;
+    let body = serde_json::json!({"name": "bad-env", "project_id": ns,
+        "environment_variables": "{\"FOO\": not json"});
+    let (code, s) = dev.call(Method::POST, "/sessions", Some(body)).await;
+    assert_eq!(code, 201, "{s}");
+    let id = s["id"].as_str().unwrap_or_default().to_owned();
+    wait_phase(&dev, &id, "Creating").await;
+    let pod = kube
+        .get("pods", ns, &pod_name(&id))
+        .unwrap_or_else(|| panic!("no pod"));
+    assert_eq!(runner_env(&pod, "SESSION_ID").as_deref(), Some(id.as_str()));
+    assert_eq!(runner_env(&pod, "FOO"), None);
+    let conditions = dev.session(&id).await["conditions"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        conditions.contains("EnvironmentVariables") && conditions.contains("InvalidJSON"),
+        "{conditions}"
+    );
+    assert!(
+        cp.logs()
+            .contains("environment_variables is no JSON object"),
+        "a warning is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_started_again_resumes_after_its_last_message() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-resume");
+    let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
+
+    let ns = &dev.project("proj-resume").await;
+    let id = dev.new_session(ns, "resume").await;
+    wait_phase(&dev, &id, "Creating").await;
+    let first = kube
+        .get("pods", ns, &pod_name(&id))
+        .unwrap_or_else(|| panic!("no pod"));
+    assert_eq!(runner_env(&first, "IS_RESUME"), None);
+    assert_eq!(runner_env(&first, "RESUME_AFTER_SEQ"), None);
+    assert!(kube.set_runner_state(ns, &pod_name(&id), running()));
+    wait_phase(&dev, &id, "Running").await;
+    let mut last = 0;
+    for text in ["one", "two", "three"] {
+        let (code, m) = dev
+            .call(
+                Method::POST,
+                &format!("/sessions/{id}/messages"),
+                Some(serde_json::json!({"payload": text})),
+            )
+            .await;
+        assert_eq!(code, 201, "{m}");
+        last = m["seq"].as_i64().unwrap_or_default();
+    }
+    assert!(last > 0);
+    assert!(kube.set_runner_state(ns, &pod_name(&id), exited(0)));
+    wait_phase(&dev, &id, "Completed").await;
+    eventually(
+        "the completed session's pod deleted",
+        Duration::from_secs(30),
+        || async { kube.get("pods", ns, &pod_name(&id)).is_none() },
+    )
+    .await;
+
+    let (code, s) = dev
+        .call(Method::POST, &format!("/sessions/{id}/start"), None)
+        .await;
+    assert_eq!(code, 200, "{s}");
+    eventually(
+        "the restarted session's pod",
+        Duration::from_secs(30),
+        || async { kube.get("pods", ns, &pod_name(&id)).is_some() },
+    )
+    .await;
+    let again = kube
+        .get("pods", ns, &pod_name(&id))
+        .unwrap_or_else(|| panic!("no pod"));
+    assert_eq!(runner_env(&again, "IS_RESUME").as_deref(), Some("true"));
+    assert_eq!(
+        runner_env(&again, "RESUME_AFTER_SEQ"),
+        Some(last.to_string())
+    );
+}

@@ -103,12 +103,13 @@ pub struct Cli {
     pub session_key_file: Option<PathBuf>,
 
     /// Token exchange protocol (v1 only for a reference control plane that
-    /// checks the plaintext against its sessions).
+    /// checks the plaintext against its sessions). AMBIENT_EXCHANGE_PROTOCOL,
+    /// its older name, is read when AMBIENT_CP_TOKEN_PROTOCOL is unset.
     #[arg(
         long,
         value_enum,
         value_name = "V",
-        env = "AMBIENT_EXCHANGE_PROTOCOL",
+        env = env::AMBIENT_CP_TOKEN_PROTOCOL,
         default_value = "v2"
     )]
     pub exchange_protocol: ExchangeProtocol,
@@ -285,7 +286,7 @@ pub fn split(argv: &[OsString]) -> (Vec<OsString>, Vec<OsString>) {
 /// come back as clap errors.
 pub fn parse(argv: &[OsString]) -> Result<Invocation, clap::Error> {
     let (options, command) = split(argv);
-    let cli = Cli::try_parse_from(options)?;
+    let cli = ambient_daemon::env_rules::try_parse_from::<Cli, _, _>(options)?;
     Ok(Invocation { cli, command })
 }
 

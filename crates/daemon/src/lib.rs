@@ -3,11 +3,14 @@
 //! the `<name> listening on <addr>` line on stdout that tests and scripts
 //! wait for ([`announce`]), and the one-line refusal of a command line that
 //! does not parse ([`usage`]), the non-dumpable process of a daemon that
-//! holds secrets ([`dumpable`]), a panic report that never shows a secret
-//! from the environment ([`panic`]), and the async runtime ([`runtime`]).
+//! holds secrets ([`dumpable`]), the environment read as the reference
+//! reads it: empty is unset, booleans by its rules ([`env_rules`]), a panic
+//! report that never shows a secret from the environment ([`panic`]), and
+//! the async runtime ([`runtime`]).
 
 pub mod announce;
 pub mod dumpable;
+pub mod env_rules;
 pub mod logging;
 pub mod panic;
 pub mod runtime;

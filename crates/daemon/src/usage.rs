@@ -7,12 +7,13 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command};
 
-/// Parses the process's command line into `C`, exiting as
+/// Parses the process's command line into `C`, its environment read by the
+/// daemons' rules ([`crate::env_rules`]), exiting as
 /// [`exit_on_parse_error`] does on a parse error, and with one line and exit
 /// 2 when an argument whose ID is in `secret_ids` got its value from the
 /// command line rather than from its environment variable.
 pub fn parse_refusing_secret_args<C: clap::Parser>(prefix: &str, secret_ids: &[&str]) -> C {
-    let cmd = C::command();
+    let cmd = crate::env_rules::apply(C::command());
     let matches = match cmd.clone().try_get_matches() {
         Ok(m) => m,
         Err(e) => exit_on_parse_error(prefix, &e),

@@ -11,7 +11,9 @@
 //!    running a real third-party server (no `report` tool) has its server
 //!    name and tools shown instead;
 //! 4. exits 0. With `DEMO_RUNNER_HOLD=1` it first waits for a `user`
-//!    message `exit` (or SIGTERM); with `DEMO_RUNNER_WATCH_CREDENTIALS=1`
+//!    message `exit` (or SIGTERM), after `RESUME_AFTER_SEQ` when the
+//!    session was started again (an `exit` of the last run does not count
+//!    twice); with `DEMO_RUNNER_WATCH_CREDENTIALS=1`
 //!    it meanwhile pushes a message whenever a credential's fingerprint
 //!    changes (a rotation reaching the sidecar's command).
 
@@ -191,9 +193,15 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    say("holding until a user message \"exit\" (or SIGTERM)");
+    let after = std::env::var(ambient_protocol::env::RESUME_AFTER_SEQ)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    say(&format!(
+        "holding until a user message \"exit\" (or SIGTERM), watching messages after seq {after}"
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut watch = Box::pin(messages.watch(0));
+    let mut watch = Box::pin(messages.watch(after));
     let watching = flag("DEMO_RUNNER_WATCH_CREDENTIALS");
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     loop {

@@ -483,6 +483,51 @@ async fn credentials_token_is_write_only() {
     );
 }
 
+/// The reference runner fetches `/projects/{p}/credentials/{id}/token`:
+/// every credential route is served under a project path too, the same
+/// credential whatever the project segment (as the reference answers).
+#[tokio::test]
+async fn credential_routes_are_served_under_a_project_path_too() {
+    let d = common::start(&[]);
+    let rest = Rest::new(&d);
+    let secret = "ghp_project_path_value_2";
+    let (st, c) = rest
+        .post(
+            "projects/p1/credentials",
+            json!({"name": "gh", "provider": "github", "token": secret}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    let id = s(&c, "id").to_owned();
+    let (st, tok) = rest
+        .get(&format!("projects/p1/credentials/{id}/token"))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    assert_eq!(
+        tok,
+        json!({"credential_id": id, "provider": "github", "token": secret})
+    );
+    let (st, meta) = rest.get(&format!("projects/p1/credentials/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(meta["provider"], "github");
+    assert!(!meta.to_string().contains(secret));
+    let (st, list) = rest.get("projects/p1/credentials").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["kind"], "CredentialList");
+    let (st, _) = rest
+        .patch(
+            &format!("projects/p1/credentials/{id}"),
+            json!({"token": "ghp_rotated_2"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, tok) = rest.get(&format!("credentials/{id}/token")).await;
+    assert_eq!(tok["token"], "ghp_rotated_2");
+    let (st, body) = rest.get("projects/p1/credentials/nope/token").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_error_body(&body);
+}
+
 #[tokio::test]
 async fn bad_input_changes_nothing() {
     let d = common::start(&[]);

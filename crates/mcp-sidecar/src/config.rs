@@ -86,7 +86,7 @@ pub struct Config {
     #[arg(
         long,
         value_enum,
-        env = "AMBIENT_CP_TOKEN_PROTOCOL",
+        env = env::AMBIENT_CP_TOKEN_PROTOCOL,
         default_value = "v2"
     )]
     pub exchange_protocol: ExchangeProtocol,

@@ -340,3 +340,73 @@ async fn legacy_sse_endpoint_and_unknown_sessions() {
         assert_eq!(r.status().as_u16(), 403, "{path}");
     }
 }
+
+/// A session whose start fails stays (as the reference leaves it: it can be
+/// started again), and the tool's error names it. Against a fake API that
+/// creates, refuses the start, and records every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_start_fails_is_left_and_the_error_names_it() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = calls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/ambient/v1/sessions",
+            post(|| async {
+                let s = json!({"id": "sess-left", "kind": "Session", "name": "x",
+                    "project_id": "p1"});
+                (StatusCode::CREATED, axum::Json(s))
+            }),
+        )
+        .route(
+            "/api/ambient/v1/sessions/{id}/start",
+            post(|| async {
+                let e = json!({"kind": "Error", "code": "409", "reason": "cannot start now"});
+                (StatusCode::CONFLICT, axum::Json(e))
+            }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let seen = seen.clone();
+                async move {
+                    if let Ok(mut c) = seen.lock() {
+                        c.push(format!("{} {}", req.method(), req.uri().path()));
+                    }
+                    next.run(req).await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mcp = sidecar_static(&format!("http://{addr}"), API_TOKEN);
+    let client = connect(Kind::Streamable, mcp.addr("mcp")).await;
+    let err = client
+        .call(
+            "create_session",
+            json!({"project_id": "p1", "prompt": "do it"}),
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("create_session succeeded"));
+    assert_eq!(err["code"], "START_FAILED", "{err}");
+    let reason = s(&err["reason"]);
+    assert!(reason.contains("sess-left"), "{reason}");
+    let calls = calls.lock().map(|c| c.clone()).unwrap_or_default();
+    assert_eq!(
+        calls,
+        vec![
+            "POST /api/ambient/v1/sessions".to_owned(),
+            "POST /api/ambient/v1/sessions/sess-left/start".to_owned()
+        ],
+        "nothing but the create and the start"
+    );
+}

@@ -1,4 +1,8 @@
-//! Environment variable names of wire.md §5, so that a rename is one edit.
+//! Environment variable names of wire.md §5, so that a rename is one edit,
+//! and the rules every daemon reads them by ([`reads_as`], the boolean
+//! readings [`is_true`], [`is_one_or_true`], [`is_truthy`]).
+
+use std::ffi::OsString;
 
 // --- read by the control plane -------------------------------------------------
 pub const AMBIENT_API_SERVER_URL: &str = "AMBIENT_API_SERVER_URL";
@@ -72,6 +76,54 @@ pub const CLOUD_ML_REGION: &str = "CLOUD_ML_REGION";
 pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
 pub const GCE_METADATA_TIMEOUT: &str = "GCE_METADATA_TIMEOUT";
 
+// --- every exchange client (runner client, ambient-mcp, credential entrypoint) -----
+/// Ours: the token-exchange protocol a client speaks (`v1`, `v2`).
+pub const AMBIENT_CP_TOKEN_PROTOCOL: &str = "AMBIENT_CP_TOKEN_PROTOCOL";
+/// The older name of [`AMBIENT_CP_TOKEN_PROTOCOL`] (the credential
+/// entrypoint's), still read when the current name is unset.
+pub const AMBIENT_EXCHANGE_PROTOCOL: &str = "AMBIENT_EXCHANGE_PROTOCOL";
+
+/// Old names still read when the current name is unset: `(name, alias)`.
+pub const ALIASES: [(&str, &str); 1] = [(AMBIENT_CP_TOKEN_PROTOCOL, AMBIENT_EXCHANGE_PROTOCOL)];
+
+/// Which variable a daemon reads for `name`, given the environment `get`:
+/// `name` itself when it holds a value, else its alias (see [`ALIASES`])
+/// when that holds one, else none. An empty value counts as unset, as the
+/// reference's `envOrDefault` reads it: manifests rendered by templating
+/// tools set empty values routinely.
+pub fn reads_as(name: &str, get: impl Fn(&str) -> Option<OsString>) -> Option<&str> {
+    let set = |n: &str| get(n).is_some_and(|v| !v.is_empty());
+    if set(name) {
+        return Some(name);
+    }
+    ALIASES
+        .iter()
+        .find(|(current, alias)| *current == name && set(alias))
+        .map(|(_, alias)| *alias)
+}
+
+/// The reference control plane's boolean (`AMBIENT_GRPC_USE_TLS`, and every
+/// boolean of ours in the Go daemons' places): exactly `true` is true,
+/// anything else false.
+pub fn is_true(value: &str) -> bool {
+    value == "true"
+}
+
+/// The reference control plane's `USE_VERTEX`: `1` or `true`, anything else false.
+pub fn is_one_or_true(value: &str) -> bool {
+    matches!(value, "1" | "true")
+}
+
+/// The reference runner's booleans (`is_env_truthy`, `AMBIENT_GRPC_USE_TLS`
+/// in its gRPC client): `1`, `true` or `yes` in any case, around any
+/// whitespace; anything else false.
+pub fn is_truthy(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes"
+    )
+}
+
 // --- ambient-mcp sidecar ------------------------------------------------------------
 pub const MCP_TRANSPORT: &str = "MCP_TRANSPORT";
 pub const MCP_BIND_ADDR: &str = "MCP_BIND_ADDR";
@@ -99,3 +151,82 @@ pub const JIRA_EMAIL: &str = "JIRA_EMAIL";
 pub const ALLOW_GLOBAL_CRED_FALLBACK: &str = "ALLOW_GLOBAL_CRED_FALLBACK";
 pub const GOOGLE_ACCESS_TOKEN: &str = "GOOGLE_ACCESS_TOKEN";
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn empty_is_unset_and_an_alias_is_read_only_when_the_name_is_unset() {
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cells: [(Pairs<'_>, Option<&str>); 6] = [
+            (&[], None),
+            (&[(AMBIENT_CP_TOKEN_PROTOCOL, "")], None),
+            (
+                &[(AMBIENT_CP_TOKEN_PROTOCOL, "v1")],
+                Some(AMBIENT_CP_TOKEN_PROTOCOL),
+            ),
+            (
+                &[(AMBIENT_EXCHANGE_PROTOCOL, "v1")],
+                Some(AMBIENT_EXCHANGE_PROTOCOL),
+            ),
+            (
+                &[
+                    (AMBIENT_CP_TOKEN_PROTOCOL, ""),
+                    (AMBIENT_EXCHANGE_PROTOCOL, "v1"),
+                ],
+                Some(AMBIENT_EXCHANGE_PROTOCOL),
+            ),
+            (
+                &[
+                    (AMBIENT_CP_TOKEN_PROTOCOL, "v2"),
+                    (AMBIENT_EXCHANGE_PROTOCOL, "v1"),
+                ],
+                Some(AMBIENT_CP_TOKEN_PROTOCOL),
+            ),
+        ];
+        for (pairs, want) in cells {
+            assert_eq!(
+                reads_as(AMBIENT_CP_TOKEN_PROTOCOL, env(pairs)),
+                want,
+                "{pairs:?}"
+            );
+        }
+        // No alias: empty is unset all the same.
+        assert_eq!(reads_as(MODE_FOR_TEST, env(&[(MODE_FOR_TEST, "")])), None);
+        assert_eq!(
+            reads_as(MODE_FOR_TEST, env(&[(MODE_FOR_TEST, " ")])),
+            Some(MODE_FOR_TEST)
+        );
+    }
+
+    const MODE_FOR_TEST: &str = "MODE";
+
+    #[test]
+    fn booleans_read_as_the_reference_reads_them() {
+        for (value, exact, vertex, truthy) in [
+            ("true", true, true, true),
+            ("TRUE", false, false, true),
+            ("1", false, true, true),
+            ("yes", false, false, true),
+            (" Yes ", false, false, true),
+            ("false", false, false, false),
+            ("0", false, false, false),
+            ("", false, false, false),
+            ("on", false, false, false),
+        ] {
+            assert_eq!(is_true(value), exact, "{value:?}");
+            assert_eq!(is_one_or_true(value), vertex, "{value:?}");
+            assert_eq!(is_truthy(value), truthy, "{value:?}");
+        }
+    }
+}

@@ -40,3 +40,64 @@ pub(crate) fn test_key() -> &'static keys::PrivateKey {
     static KEY: std::sync::OnceLock<keys::PrivateKey> = std::sync::OnceLock::new();
     KEY.get_or_init(|| keys::PrivateKey::generate().unwrap_or_else(|e| panic!("keygen: {e}")))
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use crate::v1;
+    use prost::Message as _;
+
+    /// `ambient.v1.Error` has the reference's field numbers and types: each
+    /// field, encoded alone, starts with the tag `(number << 3) | wire type`.
+    #[test]
+    fn the_error_message_has_the_reference_fields() {
+        let text = |n: u8| (n << 3) | 2;
+        let cells: [(v1::Error, u8); 6] = [
+            (
+                v1::Error {
+                    id: "i".into(),
+                    ..Default::default()
+                },
+                text(1),
+            ),
+            (
+                v1::Error {
+                    kind: "Error".into(),
+                    ..Default::default()
+                },
+                text(2),
+            ),
+            (
+                v1::Error {
+                    href: "/h".into(),
+                    ..Default::default()
+                },
+                text(3),
+            ),
+            (
+                v1::Error {
+                    code: 404,
+                    ..Default::default()
+                },
+                4 << 3,
+            ),
+            (
+                v1::Error {
+                    reason: "r".into(),
+                    ..Default::default()
+                },
+                text(5),
+            ),
+            (
+                v1::Error {
+                    operation_id: "o".into(),
+                    ..Default::default()
+                },
+                text(6),
+            ),
+        ];
+        for (message, tag) in cells {
+            let bytes = message.encode_to_vec();
+            assert_eq!(bytes.first(), Some(&tag), "{message:?}");
+        }
+    }
+}

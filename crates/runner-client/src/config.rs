@@ -36,17 +36,6 @@ pub enum ExchangeProtocol {
     V2,
 }
 
-/// `AMBIENT_GRPC_USE_TLS`: `true`, `1` or `yes` turn TLS on (any case), as
-/// the reference runner reads it; `false`, `0`, `no` or empty leave it off;
-/// anything else is refused rather than silently read as "off".
-pub fn parse_use_tls(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" | "" => Ok(false),
-        other => Err(format!("expected true/1/yes or false/0/no, got {other:?}")),
-    }
-}
-
 /// Connection and token settings shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -54,8 +43,9 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", env = env::AMBIENT_GRPC_URL, default_value = DEFAULT_GRPC_URL)]
     pub grpc_url: String,
 
-    /// Use TLS to the API server: true/1/yes or false/0/no.
-    #[arg(long, value_name = "BOOL", env = env::AMBIENT_GRPC_USE_TLS, default_value = "false", value_parser = parse_use_tls)]
+    /// Use TLS to the API server: as the reference runner reads it, `true`,
+    /// `1` or `yes` (any case) is true, anything else false.
+    #[arg(long, value_name = "BOOL", env = env::AMBIENT_GRPC_USE_TLS, default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_truthy)]
     pub grpc_use_tls: bool,
 
     /// CA certificate (PEM) to trust for gRPC TLS besides the system roots.
@@ -89,7 +79,7 @@ pub struct Config {
         long,
         value_enum,
         value_name = "V",
-        env = "AMBIENT_CP_TOKEN_PROTOCOL",
+        env = env::AMBIENT_CP_TOKEN_PROTOCOL,
         default_value = "v2"
     )]
     pub exchange_protocol: ExchangeProtocol,
@@ -266,18 +256,6 @@ mod tests {
         let mut argv = vec!["t", "--bot-token-file", "/nonexistent/bot-token"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).map(|c| c.config)
-    }
-
-    #[test]
-    fn use_tls_accepts_the_reference_spellings_and_refuses_others() {
-        for v in ["true", "1", "yes", "TRUE", "Yes"] {
-            assert_eq!(parse_use_tls(v), Ok(true), "{v}");
-        }
-        for v in ["false", "0", "no", ""] {
-            assert_eq!(parse_use_tls(v), Ok(false), "{v}");
-        }
-        assert!(parse_use_tls("maybe").is_err());
-        assert!(parse(&["--grpc-use-tls", "enabled"]).is_err());
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! REST under `/api/ambient/v1`, within the session's project ([`TABLE`]).
 //! Who calls what:
 //! - ambient-mcp's 16 tools: `GET /sessions` (list), `GET /sessions/{id}`,
-//!   `POST /sessions` + `POST /sessions/{id}/start` (create, delegation;
-//!   `DELETE /sessions/{id}` to clean up one whose start failed),
+//!   `POST /sessions` + `POST /sessions/{id}/start` (create, delegation; a
+//!   session whose start failed stays, as the reference leaves it),
 //!   `POST /sessions/{id}/messages`, `PATCH /sessions/{id}` (labels,
 //!   annotations), `GET /sessions/{id}/messages` (JSON and SSE, the watch),
 //!   `GET /projects` (`search=name=…` fallback), `GET/PATCH /projects/{id}`,
@@ -49,9 +49,6 @@ pub enum Scope {
     Project,
     /// `{session}` is a session of the session's project (looked up).
     SessionInProject,
-    /// `{session}` is a session of the project that never started (phase
-    /// empty): the cleanup of a create whose start failed.
-    UnstartedSessionInProject,
     /// `{session}` is the token's own session.
     OwnSession,
     /// `{project}` is the session's project and `{agent}` one of its agents
@@ -147,11 +144,6 @@ pub const TABLE: &[Rule] = &[
     with(
         SESSION_PATCH,
         rule("PATCH", "/sessions/{session}", Scope::SessionInProject),
-    ),
-    rule(
-        "DELETE",
-        "/sessions/{session}",
-        Scope::UnstartedSessionInProject,
     ),
     rule("POST", "/sessions/{session}/start", Scope::SessionInProject),
     with(
@@ -313,6 +305,7 @@ mod tests {
     fn anything_else_is_not_allowed() {
         for (m, p) in [
             ("DELETE", "/projects/p1"),
+            ("DELETE", "/sessions/s1"),
             ("POST", "/sessions/s/stop"),
             ("GET", "/role_bindings"),
             ("GET", "/credentials"),

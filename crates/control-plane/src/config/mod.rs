@@ -56,15 +56,6 @@ pub const DEFAULT_OIDC_TOKEN_URL: &str =
 /// sessions (ours always keeps metrics), `kube` provisions them.
 pub const RECONCILERS: [&str; 2] = ["tally", "kube"];
 
-/// `USE_VERTEX` and other reference booleans written as `1`/`true`/`0`/`false`.
-fn parse_flag(raw: &str) -> Result<bool, String> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" => Ok(true),
-        "0" | "false" | "" => Ok(false),
-        other => Err(format!("{other:?} is not 1, true, 0 or false")),
-    }
-}
-
 /// The control plane's settings, as flags and environment variables.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -88,8 +79,8 @@ pub struct Config {
     pub oidc_token_url: Option<String>,
 
     /// Accept a plain-http OIDC token URL (the client secret then crosses the
-    /// network unencrypted; for local development only).
-    #[arg(long, env = "OIDC_ALLOW_INSECURE")]
+    /// network unencrypted; for local development only). Only `true` is true.
+    #[arg(long, env = "OIDC_ALLOW_INSECURE", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_true)]
     pub allow_insecure_oidc: bool,
 
     /// OIDC client ID.
@@ -110,8 +101,9 @@ pub struct Config {
     #[arg(long = "grpc-server-addr", env = env::AMBIENT_GRPC_SERVER_ADDR, default_value = "localhost:8001")]
     pub grpc_server_addr: String,
 
-    /// Use TLS for gRPC (to the API server, and told to runners).
-    #[arg(long, env = env::AMBIENT_GRPC_USE_TLS, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    /// Use TLS for gRPC (to the API server, and told to runners). As the
+    /// reference reads it: only `true` is true.
+    #[arg(long, env = env::AMBIENT_GRPC_USE_TLS, default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_true)]
     pub grpc_use_tls: bool,
 
     /// CA file to trust for gRPC TLS (besides the system roots).
@@ -239,8 +231,8 @@ pub struct Config {
 
     /// Refuse v1 token exchanges (a bare session ID): only the
     /// replay-resistant v2 is accepted. Off by default, for reference
-    /// runners and sidecars that speak v1 only.
-    #[arg(long, env = "CP_TOKEN_REQUIRE_V2")]
+    /// runners and sidecars that speak v1 only. Only `true` is true.
+    #[arg(long, env = "CP_TOKEN_REQUIRE_V2", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_true)]
     pub token_require_v2: bool,
 
     /// Refuse v1 and v2 token exchanges: only exchange v3 (the session key
@@ -276,8 +268,9 @@ pub struct Config {
     #[arg(long, env = env::ANTHROPIC_API_KEY, hide_env_values = true)]
     pub anthropic_api_key: Option<Secret>,
 
-    /// Use Vertex AI instead of the Anthropic API (`1`/`true` or `0`/`false`).
-    #[arg(long, env = env::USE_VERTEX, default_value = "false", value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true")]
+    /// Use Vertex AI instead of the Anthropic API: as the reference reads
+    /// it, `1` or `true` is true, anything else false.
+    #[arg(long, env = env::USE_VERTEX, default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_one_or_true)]
     pub use_vertex: bool,
 
     /// Vertex region (CLOUD_ML_REGION) handed to runners.
@@ -340,8 +333,9 @@ pub struct Config {
     #[arg(long, env = "CP_HEALTH_LISTEN_ADDR", default_value = ":8081")]
     pub health_listen_addr: String,
 
-    /// Run reconcile workers only while holding the Lease (all replicas serve tokens).
-    #[arg(long, env = "CP_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    /// Run reconcile workers only while holding the Lease (all replicas
+    /// serve tokens). Only `true` is true.
+    #[arg(long, env = "CP_LEADER_ELECTION", default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_true)]
     pub leader_election: bool,
 
     /// Name of the leader-election Lease.

@@ -155,6 +155,9 @@ pub(super) fn runner_env(
     exchange_env(cfg, key_pem, &mut ours);
     if session.start_time.is_some() {
         ours.push(plain(env::IS_RESUME, "true"));
+        if let Some(seq) = input.last_seq {
+            ours.push(plain(env::RESUME_AFTER_SEQ, seq.to_string()));
+        }
     }
     if cfg.anthropic_api_key.is_some() {
         ours.push(from_secret(
@@ -192,7 +195,7 @@ pub(super) fn runner_env(
     proxy_env(cfg, &mut ours);
     credential_urls(input.credentials, sidecars, &mut ours);
 
-    let mut runner: Vec<EnvVar> = user_environment(session)?
+    let mut runner: Vec<EnvVar> = user_environment(session)
         .into_iter()
         .filter(|(k, _)| !ours.iter().any(|o| &o.name == k))
         .filter(|(k, _)| {
@@ -310,7 +313,7 @@ pub(super) fn credential_env(
         e.push(plain(env::MPP_CONFIG_NAMESPACE, m.clone()));
     }
     if provider == Provider::Jira {
-        if let Some(v) = user_environment(input.session)?.get(env::JIRA_READ_ONLY_MODE) {
+        if let Some(v) = user_environment(input.session).get(env::JIRA_READ_ONLY_MODE) {
             e.push(plain(env::JIRA_READ_ONLY_MODE, v.clone()));
         }
         // For any entrypoint (the reference's passes its environment on):
@@ -324,16 +327,24 @@ pub(super) fn credential_env(
 }
 
 /// The session's `environment_variables` (a JSON object; non-string values
-/// as their JSON text).
-pub fn user_environment(session: &Session) -> Result<BTreeMap<String, String>, BuildError> {
+/// as their JSON text). A value that is no JSON object reads as none, as
+/// the reference reads it: the session starts, and the reconciler reports
+/// it ([`environment_problem`]).
+pub fn user_environment(session: &Session) -> BTreeMap<String, String> {
+    parse_environment(session).unwrap_or_default()
+}
+
+/// Why the session's `environment_variables` is ignored, when it is.
+pub fn environment_problem(session: &Session) -> Option<String> {
+    parse_environment(session).err()
+}
+
+fn parse_environment(session: &Session) -> Result<BTreeMap<String, String>, String> {
     match session.environment_variables.as_deref().map(str::trim) {
         None | Some("") => Ok(BTreeMap::new()),
         Some(raw) => {
-            let value: serde_json::Value =
-                serde_json::from_str(raw).map_err(|e| BuildError::BadEnvironment(e.to_string()))?;
-            let obj = value
-                .as_object()
-                .ok_or_else(|| BuildError::BadEnvironment("not an object".into()))?;
+            let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+            let obj = value.as_object().ok_or("not a JSON object")?;
             Ok(obj
                 .iter()
                 .map(|(k, v)| match v {

@@ -97,6 +97,7 @@ pub(crate) fn build_session(
             public_key_pem: key,
             credentials: creds,
             prompt,
+            last_seq: None,
         },
         Some("uid-sa-1"),
     )
@@ -588,15 +589,76 @@ fn bad_sessions_are_build_errors() {
                 public_key_pem: None,
                 credentials: &creds,
                 prompt: &prompt,
+                last_seq: None,
             },
             None,
         )
         .err()
     };
     assert_eq!(input(&s), Some(BuildError::NoProject));
+}
+
+#[test]
+fn environment_variables_that_are_no_json_object_are_ignored_and_reported() {
+    for raw in ["[1,2]", "{not json", "\"text\""] {
+        let mut s = session();
+        s.environment_variables = Some(raw.into());
+        let o = build_session(
+            &config(),
+            &s,
+            Some(KEY),
+            &BTreeMap::new(),
+            &PromptSources::default(),
+        );
+        let runner = &containers(&o)[0];
+        assert_eq!(
+            value_of(runner, "SESSION_ID"),
+            Some("2ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"),
+            "{raw}"
+        );
+        assert!(value_of(runner, "FOO").is_none(), "{raw}");
+        assert!(environment_problem(&s).is_some(), "{raw}");
+    }
     let mut s = session();
-    s.environment_variables = Some("[1,2]".into());
-    assert!(matches!(input(&s), Some(BuildError::BadEnvironment(_))));
+    s.environment_variables = Some(r#"{"FOO":"bar"}"#.into());
+    assert_eq!(environment_problem(&s), None);
+    s.environment_variables = None;
+    assert_eq!(environment_problem(&s), None);
+}
+
+#[test]
+fn a_resumed_session_resumes_after_its_last_message() {
+    let mut s = session();
+    let creds = BTreeMap::new();
+    let prompt = PromptSources::default();
+    let runner_env = |s: &Session, last_seq| {
+        let o = build(
+            &config(),
+            SessionInput {
+                session: s,
+                project: None,
+                public_key_pem: Some(KEY),
+                credentials: &creds,
+                prompt: &prompt,
+                last_seq,
+            },
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let runner = containers(&o)[0].clone();
+        (
+            value_of(&runner, "IS_RESUME").map(str::to_owned),
+            value_of(&runner, "RESUME_AFTER_SEQ").map(str::to_owned),
+        )
+    };
+    // A first start: neither, whatever the messages.
+    assert_eq!(runner_env(&s, Some(7)), (None, None));
+    s.start_time = Some(prost_types::Timestamp::default());
+    assert_eq!(
+        runner_env(&s, Some(7)),
+        (Some("true".into()), Some("7".into()))
+    );
+    assert_eq!(runner_env(&s, None), (Some("true".into()), None));
 }
 
 #[test]

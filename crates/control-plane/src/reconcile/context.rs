@@ -15,6 +15,16 @@ use crate::credentials;
 use crate::objects::PromptSources;
 use crate::rest::Rest;
 
+/// What [`Controller::session_context`] read.
+#[derive(Debug, Default)]
+pub struct SessionContext {
+    /// Provider → credential ID.
+    pub credentials: BTreeMap<Provider, String>,
+    pub prompt: PromptSources,
+    /// See [`last_message_seq`].
+    pub last_seq: Option<i64>,
+}
+
 /// A string field of a REST object.
 fn field(v: &Value, name: &str) -> Option<String> {
     v.get(name)
@@ -59,23 +69,55 @@ pub async fn prompt_sources(
     Ok(sources)
 }
 
+/// The highest message seq of `session` (0 without messages), for a
+/// session started again (`RESUME_AFTER_SEQ`); `None` for a first start, or
+/// when the messages cannot be read (logged: the runner then gets
+/// `IS_RESUME` alone, as from the reference, rather than no start at all).
+pub async fn last_message_seq(rest: &Rest, session: &Session) -> Option<i64> {
+    session.start_time?;
+    let id = session.metadata.as_ref().map(|m| m.id.as_str())?;
+    match rest.get(&["sessions", id, "messages"]).await {
+        Ok(Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(|m| m.get("seq").and_then(Value::as_i64))
+                .max()
+                .unwrap_or(0),
+        ),
+        Ok(_) => {
+            tracing::warn!(session = %id, "the session's messages are no list; RESUME_AFTER_SEQ not set");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "cannot read the session's messages; RESUME_AFTER_SEQ not set");
+            None
+        }
+    }
+}
+
 impl Controller {
-    /// The credentials and prompt parts of `session` (none without REST).
+    /// The credentials, prompt parts and last message seq of `session`
+    /// (none without REST).
     pub(super) async fn session_context(
         &self,
         session: &Session,
-    ) -> Result<(BTreeMap<Provider, String>, PromptSources), ReconcileError> {
+    ) -> Result<SessionContext, ReconcileError> {
         let Some(rest) = &self.rest else {
-            return Ok((BTreeMap::new(), PromptSources::default()));
+            return Ok(SessionContext::default());
         };
         let project_id = session.project_id.as_deref().unwrap_or_default();
         // Independent reads: concurrently, so provisioning waits for the
         // slowest, not for their sum.
-        let (creds, prompt) = tokio::join!(
+        let (creds, prompt, last_seq) = tokio::join!(
             credentials::resolve(rest, project_id, session.agent_id.as_deref()),
-            prompt_sources(rest, session)
+            prompt_sources(rest, session),
+            last_message_seq(rest, session)
         );
-        Ok((creds?, prompt?))
+        Ok(SessionContext {
+            credentials: creds?,
+            prompt: prompt?,
+            last_seq,
+        })
     }
 
     /// Grants the service identity read access to `delivered` for the

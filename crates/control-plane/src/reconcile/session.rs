@@ -103,21 +103,16 @@ impl Controller {
         let id = id_of(session);
         match (phase, observed) {
             (_, Observation::Terminating) => Ok(Done::After(POD_EVENT_FALLBACK)),
-            // A restarted session still has the finished pod of its last run.
+            // A restarted session still has the finished pod of its last
+            // run: once it is gone (the process runtime may remove it in
+            // this very call, and no pod event follows then), start anew.
             (Phase::Pending, Observation::Exited(_) | Observation::Failed(_)) => {
-                self.runtime.stop(id, ns).await?;
+                if self.runtime.stop(id, ns).await? {
+                    return self.start(session, ns).await;
+                }
                 Ok(Done::After(POD_EVENT_FALLBACK))
             }
-            (Phase::Pending, Observation::Absent) => {
-                // A (re)started session: its re-provision count starts at 0.
-                let Some(undelivered) = self.provision(session, ns, 0).await? else {
-                    return Ok(Done::Converged);
-                };
-                let conditions = undelivered_condition(&undelivered);
-                self.write_status(session, Phase::Creating, conditions, Some(ns))
-                    .await?;
-                Ok(Done::Converged)
-            }
+            (Phase::Pending, Observation::Absent) => self.start(session, ns).await,
             (_, Observation::Absent) => {
                 // Remembered on the session's ServiceAccount, so a restart
                 // or failover of the control plane does not forget it.
@@ -165,6 +160,17 @@ impl Controller {
                 Ok(Done::Converged)
             }
         }
+    }
+
+    /// Starts a (re)started session's pod: its re-provision count starts at 0.
+    async fn start(&self, session: &Session, ns: &str) -> Result<Done, ReconcileError> {
+        let Some(undelivered) = self.provision(session, ns, 0).await? else {
+            return Ok(Done::Converged);
+        };
+        let conditions = start_conditions(session, &undelivered);
+        self.write_status(session, Phase::Creating, conditions, Some(ns))
+            .await?;
+        Ok(Done::Converged)
     }
 
     /// The session's project as the API knows it: cached, or fetched when
@@ -215,9 +221,14 @@ impl Controller {
         // Resolved once, here: the pod keeps what it was built with.
         let started = std::time::Instant::now();
         let waited = since_created_ms(session);
-        let (credentials, prompt) = self.session_context(session).await?;
+        let read = self.session_context(session).await?;
+        let credentials = read.credentials;
         let context = started.elapsed();
         let key = self.public_key_pem.as_deref();
+        if let Some(why) = objects::environment_problem(session) {
+            tracing::warn!(session = %id_of(session), reason = %why,
+                "environment_variables is no JSON object: ignored, the session starts without it");
+        }
         let built = objects::build(
             &self.pod_config,
             SessionInput {
@@ -225,7 +236,8 @@ impl Controller {
                 project: Some(&project),
                 public_key_pem: key,
                 credentials: &credentials,
-                prompt: &prompt,
+                prompt: &read.prompt,
+                last_seq: read.last_seq,
             },
             None,
         );
@@ -364,21 +376,29 @@ fn since_created_ms(session: &Session) -> Option<f64> {
     SystemTime::now().duration_since(created).ok().map(ms)
 }
 
-/// The `conditions` of a session whose credentials were not all delivered.
-fn undelivered_condition(undelivered: &[Provider]) -> Option<String> {
-    if undelivered.is_empty() {
-        return None;
+/// The `conditions` of a session started with something left out: its
+/// credentials not all delivered, its `environment_variables` ignored.
+fn start_conditions(session: &Session, undelivered: &[Provider]) -> Option<String> {
+    let mut conditions = Vec::new();
+    if !undelivered.is_empty() {
+        let names: Vec<&str> = undelivered.iter().map(|p| p.as_str()).collect();
+        let message = format!(
+            "credentials resolved but not delivered (no sidecar image): {}",
+            names.join(", ")
+        );
+        conditions.push(
+            serde_json::json!({"type": "CredentialsDelivered", "status": "False",
+            "reason": "NoSidecarImage", "message": message}),
+        );
     }
-    let names: Vec<&str> = undelivered.iter().map(|p| p.as_str()).collect();
-    let message = format!(
-        "credentials resolved but not delivered (no sidecar image): {}",
-        names.join(", ")
-    );
-    Some(
-        serde_json::json!([{"type": "CredentialsDelivered", "status": "False",
-            "reason": "NoSidecarImage", "message": message}])
-        .to_string(),
-    )
+    if let Some(why) = objects::environment_problem(session) {
+        let message = format!("environment_variables ignored: not a JSON object ({why})");
+        conditions.push(
+            serde_json::json!({"type": "EnvironmentVariables", "status": "False",
+            "reason": "InvalidJSON", "message": message}),
+        );
+    }
+    (!conditions.is_empty()).then(|| serde_json::Value::Array(conditions).to_string())
 }
 
 #[cfg(test)]

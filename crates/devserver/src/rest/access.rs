@@ -1,4 +1,8 @@
 //! `/credentials` (the token is write-only), `/roles`, `/role_bindings`.
+//! The credential routes are also served under `/projects/{pid}`, as the
+//! reference serves them (the reference runner fetches
+//! `/projects/{p}/credentials/{id}/token`); the project segment selects
+//! nothing there, credentials being bound to projects by role bindings.
 
 use axum::Router;
 use axum::extract::{Extension, Path, State};
@@ -6,10 +10,18 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
 
+use serde::Deserialize;
+
 use super::{ListQ, RawBody, Result, body, created, no_content, ok, query};
 use crate::mapping::{credential_json, list_json, role_binding_json, role_json};
 use crate::model::{CredentialFields, RoleBindingFields, RoleFields};
 use crate::service::{Api, Caller};
+
+/// The credential of a path, with or without a `/projects/{pid}` before it.
+#[derive(Debug, Deserialize)]
+struct CredentialPath {
+    id: String,
+}
 
 async fn credentials_list(State(api): State<Api>, q: ListQ) -> Result<Response> {
     let page = api.list_credentials(&query(q)?.list_query()).await?;
@@ -30,25 +42,34 @@ async fn credentials_create(
     )))
 }
 
-async fn credential_get(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
+async fn credential_get(
+    State(api): State<Api>,
+    Path(CredentialPath { id }): Path<CredentialPath>,
+) -> Result<Response> {
     Ok(ok(credential_json(&api.get_credential(&id).await?)))
 }
 
 async fn credential_patch(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    Path(CredentialPath { id }): Path<CredentialPath>,
     raw: RawBody,
 ) -> Result<Response> {
     let f: CredentialFields = body(raw)?;
     Ok(ok(credential_json(&api.update_credential(&id, f).await?)))
 }
 
-async fn credential_delete(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
+async fn credential_delete(
+    State(api): State<Api>,
+    Path(CredentialPath { id }): Path<CredentialPath>,
+) -> Result<Response> {
     api.delete_credential(&id).await?;
     Ok(no_content())
 }
 
-async fn credential_token(State(api): State<Api>, Path(id): Path<String>) -> Result<Response> {
+async fn credential_token(
+    State(api): State<Api>,
+    Path(CredentialPath { id }): Path<CredentialPath>,
+) -> Result<Response> {
     let (provider, token) = api.credential_token(&id).await?;
     let mut resp = ok(serde_json::json!({
         "credential_id": id,
@@ -115,18 +136,25 @@ async fn binding_delete(State(api): State<Api>, Path(id): Path<String>) -> Resul
 
 /// The credential, role and role binding routes.
 pub(super) fn routes() -> Router<Api> {
-    Router::new()
-        .route(
-            "/credentials",
-            get(credentials_list).post(credentials_create),
-        )
-        .route(
-            "/credentials/{id}",
-            get(credential_get)
-                .patch(credential_patch)
-                .delete(credential_delete),
-        )
-        .route("/credentials/{id}/token", get(credential_token))
+    let mut router = Router::new();
+    for prefix in ["", "/projects/{pid}"] {
+        router = router
+            .route(
+                &format!("{prefix}/credentials"),
+                get(credentials_list).post(credentials_create),
+            )
+            .route(
+                &format!("{prefix}/credentials/{{id}}"),
+                get(credential_get)
+                    .patch(credential_patch)
+                    .delete(credential_delete),
+            )
+            .route(
+                &format!("{prefix}/credentials/{{id}}/token"),
+                get(credential_token),
+            );
+    }
+    router
         .route("/roles", get(roles_list).post(roles_create))
         .route("/roles/{id}", get(role_get))
         .route("/role_bindings", get(bindings_list).post(bindings_create))

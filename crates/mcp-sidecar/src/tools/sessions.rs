@@ -66,8 +66,15 @@ struct NewSession {
 }
 
 /// Creates then starts a session. If the start fails, the created session
-/// is deleted again, so a failure leaves nothing half-made behind.
-async fn create_and_start(api: &Api, new: NewSession, failed: &'static str) -> ToolResult {
+/// stays, as the reference leaves it (it can be started again), and the
+/// error names it. `failed` and `start_failed` are the error codes of the
+/// two steps.
+async fn create_and_start(
+    api: &Api,
+    new: NewSession,
+    failed: &'static str,
+    start_failed: &'static str,
+) -> ToolResult {
     let mut body = json!({
         "name": new.name,
         "project_id": new.project_id,
@@ -97,10 +104,12 @@ async fn create_and_start(api: &Api, new: NewSession, failed: &'static str) -> T
     {
         Ok(started) => Ok(projection::one(&started, SESSION)),
         Err(e) => {
-            if let Err(cleanup) = api.delete(&path(&id)).await {
-                tracing::warn!(session = id, error = %cleanup, "cannot delete a session whose start failed");
-            }
-            Err(ToolError::api(&e, NOT_FOUND, "START_FAILED"))
+            let mut err = ToolError::api(&e, NOT_FOUND, start_failed);
+            err.reason = format!(
+                "session {id} was created, but its start failed: {}",
+                err.reason
+            );
+            Err(err)
         }
     }
 }
@@ -120,7 +129,7 @@ pub async fn create(api: &Api, args: &Args) -> ToolResult {
         llm_model: args.opt_str("model")?,
         parent_session_id: args.opt_str("parent_session_id")?,
     };
-    create_and_start(api, new, "CREATE_FAILED").await
+    create_and_start(api, new, "CREATE_FAILED", "START_FAILED").await
 }
 
 /// Pushes a user message. Every distinct `@mention` is resolved first (an
@@ -178,7 +187,9 @@ pub async fn push_message(api: &Api, args: &Args) -> ToolResult {
             llm_model: None,
             parent_session_id: Some(session_id.clone()),
         };
-        delegated.push(create_and_start(api, new, "DELEGATION_FAILED").await?);
+        delegated.push(
+            create_and_start(api, new, "DELEGATION_FAILED", "DELEGATION_START_FAILED").await?,
+        );
     }
     let mut result = json!({
         "message": projection::one(&pushed, MESSAGE),

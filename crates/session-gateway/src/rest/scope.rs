@@ -106,22 +106,6 @@ pub async fn check(
                 Err(resp) => Plan::Answer(resp),
             }
         }
-        Scope::UnstartedSessionInProject => {
-            let id = params.session.unwrap_or_default();
-            match gw.lookup(&format!("/sessions/{id}"), own).await {
-                Answer::Object(s)
-                    if s.get("project_id").and_then(Value::as_str) == Some(own)
-                        && s.get("phase")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .is_empty() =>
-                {
-                    forward(body)
-                }
-                Answer::Failed(resp) => Plan::Answer(resp),
-                _ => Plan::Deny("only a session of the project that never started may be deleted"),
-            }
-        }
         Scope::AgentInProject => {
             let path = params.upstream_path(rule);
             match gw.lookup(&path, own).await {

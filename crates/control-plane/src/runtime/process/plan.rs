@@ -5,15 +5,17 @@
 //! loopback port (in `host:port` values, bind addresses and `*_PORT`
 //! values), every path under a volume mount for that volume's local
 //! directory (so `/workspace` is the session's work directory). ConfigMap
-//! and Secret volumes have no local content: a variable naming a file in
-//! one (the optional OpenShift service CA) is left out.
+//! and Secret volumes are directories of the session too, holding what the
+//! runtime is given for them ([`ProcessSettings::pod_service_ca_file`],
+//! [`ProcessSettings::vertex_key_file`]); without it a variable naming a
+//! file in one (the optional OpenShift service CA) is left out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ambient_protocol::env;
 use ambient_protocol::provider::Provider;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Secret, VolumeMount};
 
 use super::settings::{Command, ProcessSettings};
 use crate::names;
@@ -41,6 +43,9 @@ pub struct Planned {
     pub ports: BTreeMap<u16, u16>,
     /// Local directories to create first.
     pub dirs: Vec<PathBuf>,
+    /// Files to copy in first: (where, from). The local content of the
+    /// pod's ConfigMap and Secret volumes.
+    pub files: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Why a pod cannot run as processes (permanent: the session fails).
@@ -86,13 +91,15 @@ pub fn plan(
             }
         }
     }
-    // ConfigMap and Secret volumes have no local content: a variable
-    // naming a file in one is left out, as an absent optional source is.
+    // A ConfigMap or Secret volume the runtime has no content for: a
+    // variable naming a file in one is left out, as an absent optional
+    // source is.
     let absent: Vec<&str> = spec
         .volumes
         .iter()
         .flatten()
         .filter(|v| v.config_map.is_some() || v.secret.is_some())
+        .filter(|v| volume_source(settings, &v.name).is_none())
         .map(|v| v.name.as_str())
         .collect();
     let volume_dir = |name: &str| (volume_dir(name), absent.contains(&name));
@@ -100,6 +107,36 @@ pub fn plan(
         .iter()
         .map(|c| plan_container(settings, objects, c, &ports, &volume_dir))
         .collect()
+}
+
+/// The local file standing for the content of the ConfigMap or Secret
+/// volume `name`, when the runtime was given one.
+fn volume_source<'s>(settings: &'s ProcessSettings, name: &str) -> Option<&'s Path> {
+    match name {
+        names::SERVICE_CA_VOLUME => settings.pod_service_ca_file.as_deref(),
+        names::VERTEX_VOLUME => settings.vertex_key_file.as_deref(),
+        _ => None,
+    }
+}
+
+/// The file of volume `m` a source is copied to: the service CA's subPath
+/// file; for the Vertex key, the file the container's
+/// GOOGLE_APPLICATION_CREDENTIALS names in it (else the reference's name).
+fn volume_file(c: &Container, m: &VolumeMount, local: &Path) -> PathBuf {
+    if m.name != names::VERTEX_VOLUME {
+        return local.to_path_buf();
+    }
+    let named = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == env::GOOGLE_APPLICATION_CREDENTIALS)
+        .and_then(|e| e.value.as_deref())
+        .and_then(|v| v.strip_prefix(m.mount_path.as_str()))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or("ambient-code-key.json");
+    local.join(named)
 }
 
 fn role_of(c: &Container) -> Option<Role> {
@@ -127,6 +164,7 @@ fn plan_container(
     volume_dir: &impl Fn(&str) -> (PathBuf, bool),
 ) -> Result<Planned, PlanError> {
     let role = role_of(c).ok_or_else(|| PlanError::UnknownContainer(c.name.clone()))?;
+    let mut files = Vec::new();
     // Mount path → local path (subPath mounts name a file inside the
     // volume), and whether the volume has no local content.
     let mut mounts: Vec<Mount> = c
@@ -137,6 +175,9 @@ fn plan_container(
             let (mut local, absent) = volume_dir(&m.name);
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 local = local.join(sub);
+            }
+            if let Some(source) = volume_source(settings, &m.name) {
+                files.push((volume_file(c, m, &local), source.to_path_buf()));
             }
             Mount {
                 path: m.mount_path.clone(),
@@ -244,6 +285,7 @@ fn plan_container(
         cwd,
         ports: own_ports,
         dirs,
+        files,
     })
 }
 

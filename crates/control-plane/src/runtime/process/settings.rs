@@ -67,8 +67,21 @@ pub struct RuntimeArgs {
     /// Process runtime: stop every session's processes when the control
     /// plane exits (by default they keep running, like pods, and the next
     /// start adopts them).
-    #[arg(long, env = "CP_STOP_SESSIONS_ON_EXIT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "CP_STOP_SESSIONS_ON_EXIT", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_true)]
     pub stop_sessions_on_exit: bool,
+
+    /// Process runtime: the file that stands for the pod's OpenShift service
+    /// CA (the optional ConfigMap): copied into each session, where the
+    /// containers' SSL_CERT_FILE, REQUESTS_CA_BUNDLE and
+    /// AMBIENT_GRPC_CA_CERT_FILE then point. Unset: those are left out.
+    #[arg(long, env = "CP_POD_SERVICE_CA_FILE", value_name = "PEM")]
+    pub pod_service_ca_file: Option<PathBuf>,
+
+    /// Process runtime, USE_VERTEX: the Vertex key file that stands for the
+    /// VERTEX_SECRET_NAME Secret: copied into each session where the
+    /// runner's GOOGLE_APPLICATION_CREDENTIALS then points.
+    #[arg(long, env = "CP_VERTEX_KEY_FILE", value_name = "JSON")]
+    pub vertex_key_file: Option<PathBuf>,
 }
 
 /// How a container of the pod is started locally.
@@ -101,6 +114,10 @@ pub struct ProcessSettings {
     pub default_credential_command: Command,
     pub credential_refresh_seconds: Option<u64>,
     pub stop_sessions_on_exit: bool,
+    /// The local content of the service-CA ConfigMap volume.
+    pub pod_service_ca_file: Option<PathBuf>,
+    /// The local content of the Vertex Secret volume (its one key).
+    pub vertex_key_file: Option<PathBuf>,
     /// This binary (the container shim).
     pub shim: PathBuf,
 }
@@ -118,6 +135,8 @@ pub enum SettingsError {
     Exe(String),
     #[error("no state directory: set CP_STATE_DIR (or HOME)")]
     NoStateDir,
+    #[error("{0}: {1:?} is not a readable file")]
+    NoFile(&'static str, PathBuf),
 }
 
 impl RuntimeArgs {
@@ -178,8 +197,25 @@ impl RuntimeArgs {
             ))]),
             credential_refresh_seconds: self.credential_refresh_seconds,
             stop_sessions_on_exit: self.stop_sessions_on_exit,
+            pod_service_ca_file: readable("CP_POD_SERVICE_CA_FILE", &self.pod_service_ca_file)?,
+            vertex_key_file: readable("CP_VERTEX_KEY_FILE", &self.vertex_key_file)?,
             shim: exe,
         })
+    }
+}
+
+/// `path` when it names a readable file (checked once, at startup).
+fn readable(name: &'static str, path: &Option<PathBuf>) -> Result<Option<PathBuf>, SettingsError> {
+    match path {
+        Some(p)
+            if std::fs::File::open(p).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file())) =>
+        {
+            std::path::absolute(p)
+                .map(Some)
+                .map_err(|e| SettingsError::Exe(e.to_string()))
+        }
+        Some(p) => Err(SettingsError::NoFile(name, p.clone())),
+        None => Ok(None),
     }
 }
 

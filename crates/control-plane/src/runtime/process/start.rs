@@ -44,6 +44,15 @@ impl ProcessRuntime {
         {
             state::private_dir(dir).map_err(|e| io(&format!("mkdir {}", dir.display()), e))?;
         }
+        for (to, from) in planned.iter().flat_map(|p| p.files.iter()) {
+            let bytes = std::fs::read(from)
+                .map_err(|e| io(&format!("cannot read {}", from.display()), e))?;
+            if let Some(dir) = to.parent() {
+                state::private_dir(dir).map_err(|e| io(&format!("mkdir {}", dir.display()), e))?;
+            }
+            state::write_atomic(to, &bytes, state::Durability::Process)
+                .map_err(|e| io(&format!("cannot write {}", to.display()), e))?;
+        }
         let record = PodRecord {
             containers: planned
                 .iter()

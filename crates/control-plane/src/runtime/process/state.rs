@@ -224,6 +224,7 @@ impl Layout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     pub state: char,
+    pub ppid: i32,
     pub session: i32,
     pub start: u64,
 }
@@ -235,6 +236,7 @@ pub fn parse_stat(raw: &str) -> Option<ProcStat> {
     // fields[0] is field 3 (state); field n is fields[n - 3].
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
     })
@@ -292,6 +294,35 @@ pub fn session_members(leaders: &[PidRecord]) -> Vec<i32> {
         .collect()
 }
 
+/// The main process of each container, as the kubelet signals it first:
+/// the live children of the shims (a shim runs one). A container whose
+/// shim is gone has no known main process: every process of its session
+/// counts then. One pass over `/proc`.
+pub fn main_processes(leaders: &[PidRecord]) -> Vec<i32> {
+    let ours: Vec<(i32, bool)> = leaders
+        .iter()
+        .filter(|l| l.leads_our_session())
+        .map(|l| (l.pid, l.alive()))
+        .collect();
+    if ours.is_empty() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            stat(*pid).is_some_and(|s| {
+                ours.iter().any(|(leader, alive)| {
+                    s.session == *leader && *pid != *leader && (!alive || s.ppid == *leader)
+                })
+            })
+        })
+        .collect()
+}
+
 /// Sends `signal` to every process of the sessions `leaders` lead; how many got it.
 pub fn signal_sessions(leaders: &[PidRecord], signal: rustix::process::Signal) -> usize {
     self::signal(&session_members(leaders), signal)
@@ -324,6 +355,7 @@ mod tests {
             parse_stat(raw),
             Some(ProcStat {
                 state: 'S',
+                ppid: 1,
                 session: 1234,
                 start: 98765
             })

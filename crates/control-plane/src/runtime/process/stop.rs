@@ -1,6 +1,9 @@
-//! Stopping a session's pod: SIGTERM to every process of its containers'
-//! sessions, SIGKILL after the grace period, the pod's directory removed
-//! once nothing of it runs; a delete (cleanup) waits for that itself.
+//! Stopping a session's pod as the kubelet stops one: SIGTERM to each
+//! container's main process (the others keep running, so a main process
+//! can end its children gracefully), SIGKILL to whatever is left once the
+//! main processes are gone or the grace period is over; the pod's
+//! directory removed once nothing of it runs. A delete (cleanup) waits for
+//! that itself.
 
 use std::time::Duration;
 
@@ -30,6 +33,26 @@ impl Inner {
         };
         state::signal_sessions(&leaders(self, id, &pod), signal)
     }
+
+    /// SIGTERM to the main process of each of the pod's containers; how
+    /// many got it.
+    pub(super) fn terminate_main(&self, id: &str) -> usize {
+        let Ok(Some(pod)) = self.pod(id) else {
+            return 0;
+        };
+        state::signal(
+            &state::main_processes(&leaders(self, id, &pod)),
+            Signal::TERM,
+        )
+    }
+
+    /// True while a container's shim runs (its main process has not ended).
+    pub(super) fn containers_running(&self, id: &str) -> bool {
+        self.pod(id)
+            .ok()
+            .flatten()
+            .is_some_and(|pod| leaders(self, id, &pod).iter().any(PidRecord::alive))
+    }
 }
 
 impl ProcessRuntime {
@@ -44,7 +67,8 @@ impl ProcessRuntime {
             .map_err(|e| io("a blocking task of the process runtime", e))
     }
 
-    /// SIGTERM, up to `grace` for everything to exit, then SIGKILL.
+    /// SIGTERM to the main processes, up to `grace` for them to exit, then
+    /// SIGKILL to whatever is left.
     pub(super) async fn terminate(&self, id: &str, grace: Duration) {
         let owned = id.to_owned();
         let live = |id: String| {
@@ -56,16 +80,26 @@ impl ProcessRuntime {
                     .map_or(0, |pod| rt.inner.live_processes(&id, &pod))
             })
         };
-        let send = |id: String, signal| self.blocking(move |rt| rt.inner.signal_pod(&id, signal));
-        if send(owned.clone(), Signal::TERM).await.unwrap_or(0) == 0 {
+        let running = |id: String| self.blocking(move |rt| rt.inner.containers_running(&id));
+        let term = self
+            .blocking({
+                let id = owned.clone();
+                move |rt| rt.inner.terminate_main(&id)
+            })
+            .await
+            .unwrap_or(0);
+        if term == 0 && live(owned.clone()).await.unwrap_or(0) == 0 {
             return;
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while live(owned.clone()).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
+        while running(owned.clone()).await.unwrap_or(false)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let send = |id: String, signal| self.blocking(move |rt| rt.inner.signal_pod(&id, signal));
         if send(owned.clone(), Signal::KILL).await.unwrap_or(0) > 0 {
-            tracing::warn!(session = %id, "processes outlived SIGTERM: killed");
+            tracing::info!(session = %id, "processes left after the main processes: killed");
             let until = tokio::time::Instant::now() + Duration::from_secs(2);
             while live(owned.clone()).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < until
             {
@@ -90,7 +124,17 @@ impl ProcessRuntime {
         if pod.stopping_since_ms.is_some() && !grace_over && leaders.iter().any(PidRecord::alive) {
             return Ok(false);
         }
-        let members = state::session_members(&leaders);
+        let mut members = state::session_members(&leaders);
+        if pod.stopping_since_ms.is_some() && !members.is_empty() {
+            // The main processes are gone (or the grace period is over):
+            // the rest goes, as a container's processes go with its main one.
+            state::signal(&members, Signal::KILL);
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            while !members.is_empty() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+                members = state::session_members(&leaders);
+            }
+        }
         if members.is_empty() {
             let dir = inner.layout.pod(id);
             std::fs::remove_dir_all(&dir)
@@ -102,19 +146,13 @@ impl ProcessRuntime {
             tracing::info!(session = %id, "session processes gone");
             return Ok(true);
         }
-        match pod.stopping_since_ms {
-            None => {
-                pod.stopping_since_ms = Some(now_ms());
-                state::write_json(&inner.layout.pod_record(id), &pod)
-                    .map_err(|e| io("cannot write the pod record", e))?;
-                let signalled = state::signal(&members, Signal::TERM);
-                tracing::info!(session = %id, processes = signalled, "stopping session processes");
-                self.escalate_after(id, Duration::from_secs(pod.grace_seconds));
-            }
-            Some(_) if grace_over => {
-                state::signal(&members, Signal::KILL);
-            }
-            Some(_) => {}
+        if pod.stopping_since_ms.is_none() {
+            pod.stopping_since_ms = Some(now_ms());
+            state::write_json(&inner.layout.pod_record(id), &pod)
+                .map_err(|e| io("cannot write the pod record", e))?;
+            let signalled = state::signal(&state::main_processes(&leaders), Signal::TERM);
+            tracing::info!(session = %id, processes = signalled, "stopping the containers' main processes");
+            self.escalate_after(id, Duration::from_secs(pod.grace_seconds));
         }
         Ok(false)
     }

@@ -66,6 +66,7 @@ fn objects() -> SessionObjects {
             public_key_pem: Some(KEY),
             credentials: &credentials,
             prompt: &objects::PromptSources::default(),
+            last_seq: None,
         },
         None,
     )
@@ -228,4 +229,93 @@ fn each_container_has_a_home_of_its_own() {
         homes.insert(home);
     }
     assert_eq!(homes.len(), all.len(), "containers share a HOME");
+}
+
+/// With USE_VERTEX and the files standing for the Vertex Secret and the
+/// service-CA ConfigMap, the variables naming files in those volumes point
+/// at copies in the session's directory (the runner's key check finds its
+/// key there); without them, they are left out.
+#[test]
+fn secret_and_config_map_volumes_are_files_of_the_session_when_given() {
+    let here = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let here = here.display().to_string();
+    let args = Probe::try_parse_from([
+        "cp",
+        "--state-dir",
+        "/state",
+        "--pod-service-ca-file",
+        &here,
+        "--vertex-key-file",
+        &here,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let given = args
+        .config
+        .runtime
+        .process()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = Probe::try_parse_from(["cp", "--use-vertex", "--vertex-project-id", "proj-v"])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let mut pod = cfg.pod_config().unwrap_or_else(|e| panic!("{e}"));
+    given.adjust(&mut pod, "http://127.0.0.1:7001/token".into());
+    let session = Session {
+        metadata: Some(ObjectReference {
+            id: "s1".into(),
+            ..ObjectReference::default()
+        }),
+        name: "vertex".into(),
+        project_id: Some("p1".into()),
+        ..Session::default()
+    };
+    let o = objects::build(
+        &pod,
+        SessionInput {
+            session: &session,
+            project: None,
+            public_key_pem: Some(KEY),
+            credentials: &BTreeMap::new(),
+            prompt: &objects::PromptSources::default(),
+            last_seq: None,
+        },
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let volumes = PathBuf::from("/state/pod/volumes");
+    let plan_with = |s: &ProcessSettings| {
+        plan(s, &o, |v| volumes.join(v), || Ok(40_001)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let all = plan_with(&given);
+    let runner = by_role(&all, Role::Runner);
+    let key = volumes.join("vertex").join("ambient-code-key.json");
+    let ca = volumes.join("service-ca").join("service-ca.crt");
+    assert_eq!(runner.env["USE_VERTEX"], "1");
+    assert_eq!(
+        runner.env["GOOGLE_APPLICATION_CREDENTIALS"],
+        key.display().to_string()
+    );
+    for var in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "AMBIENT_GRPC_CA_CERT_FILE",
+    ] {
+        assert_eq!(runner.env[var], ca.display().to_string(), "{var}");
+    }
+    assert!(
+        runner.files.contains(&(key, PathBuf::from(&here))),
+        "{:?}",
+        runner.files
+    );
+    assert!(
+        runner.files.contains(&(ca, PathBuf::from(&here))),
+        "{:?}",
+        runner.files
+    );
+
+    // Not given: left out, as an absent optional source is.
+    let all = plan_with(&settings());
+    let runner = by_role(&all, Role::Runner);
+    assert!(!runner.env.contains_key("GOOGLE_APPLICATION_CREDENTIALS"));
+    assert!(!runner.env.contains_key("SSL_CERT_FILE"));
+    assert!(runner.files.is_empty());
 }
