@@ -78,16 +78,16 @@ pub async fn run(config: Config) -> Result<()> {
     for cell in &cells {
         let name = cell["name"].as_str().unwrap_or("?").to_owned();
         let token = tokens.token().await?.value;
-        let (ok, status) = if let Some(rest) = cell["rest"].as_array() {
+        let (ok, status) = if let Some(file) = cell.get("exchange_v3") {
+            let then = cell["rest"].as_array().map(|r| (&http, base.as_str(), r));
+            exchange_v3_cell(&settings.token, file.as_str(), then).await?
+        } else if let Some(rest) = cell["rest"].as_array() {
             rest_cell(&http, &base, &token, rest, cell.get("body")).await?
         } else if let Some(rpc) = cell["grpc"].as_str() {
             let session = cell["session"].as_str().unwrap_or(&session_id);
             grpc_cell(&api, rpc, session, cell["phase"].as_str()).await?
         } else if let Some(other) = cell["exchange_as"].as_str() {
             exchange_cell(&settings.token, other).await
-        } else if let Some(file) = cell.get("exchange_v3") {
-            let then = cell["rest"].as_array().map(|r| (&http, base.as_str(), r));
-            exchange_v3_cell(&settings.token, file.as_str(), then).await?
         } else {
             bail!("cell {name}: no rest, grpc or exchange_as");
         };
