@@ -52,8 +52,12 @@ pub const SESSION_KEY_VOLUME: &str = "session-key";
 pub const SESSION_KEY_MOUNT_PATH: &str = "/var/run/ambient/session-key";
 /// The key of the session's Secret holding the key file, and the file's name.
 pub const SESSION_KEY_FILE: &str = "session-key.json";
-/// The key file's mode in the containers (owner read only).
-pub const SESSION_KEY_MODE: i32 = 0o400;
+/// The key file's mode in the containers: read-only for everyone in the
+/// pod. The kubelet writes Secret files as root; the session's containers
+/// run as a non-root user and could not read 0400 without an fsGroup. Only
+/// the runner and ambient-mcp mount it (the credential sidecars, whose
+/// third-party children share their user, do not).
+pub const SESSION_KEY_MODE: i32 = 0o444;
 /// On a session's pod: its generation, picked by the control plane when it
 /// creates the pod (`K_s` is derived for it before the pod starts; session
 /// tokens carry it as `gen`). A pod without it (created before) is named

@@ -246,7 +246,7 @@ async fn exchange(
                 value,
                 path,
                 (inner.clock)(),
-                &inner.nonces,
+                &inner.v3_nonces,
             )
             .map_err(Failure::Rejected)?;
             let claim = SessionClaim {

@@ -169,6 +169,10 @@ pub enum ServeError {
 pub(crate) struct Inner {
     pub(crate) keys: KeySet,
     pub(crate) nonces: NonceCache,
+    /// v3's own nonces: only a key holder adds one (the MAC is checked
+    /// first), so whoever fills the v2 cache with the public key alone
+    /// cannot make v3 refreshes fail closed.
+    pub(crate) v3_nonces: NonceCache,
     pub(crate) directory: Arc<dyn SessionDirectory>,
     pub(crate) identity: Identity,
     pub(crate) binding: Arc<dyn CallerBinding>,
@@ -264,6 +268,7 @@ impl TokenServer {
             inner: Arc::new(Inner {
                 keys,
                 nonces: NonceCache::new(config.nonce_capacity, V2_SKEW),
+                v3_nonces: NonceCache::new(config.nonce_capacity, V2_SKEW),
                 directory,
                 identity,
                 binding,

@@ -442,3 +442,32 @@ async fn a_full_nonce_memory_fails_closed_for_v3() {
     f.clock.fetch_add(121, Ordering::SeqCst);
     assert_eq!(f.get(Some(&f.header(&file))).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_requests_cannot_fill_the_nonce_memory_v3_relies_on() {
+    // Anyone with the public key can send v2 requests; v3 nonces are only
+    // added behind a valid MAC and are remembered apart.
+    let f = fixture(
+        Config {
+            nonce_capacity: 1,
+            ..config()
+        },
+        V3Roots::new(Some(roots(&[&root()]))),
+    )
+    .await;
+    let pk = keys().0.public_key();
+    let v2 = encrypt_v2(pk, LIVE, f.now()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.get(Some(&format!("Bearer {v2}"))).await.0, 200);
+    let v2 = encrypt_v2(pk, LIVE, f.now()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        f.get(Some(&format!("Bearer {v2}"))).await.0,
+        503,
+        "the v2 memory is full"
+    );
+    let file = f.key_file(LIVE, "gen-1");
+    assert_eq!(
+        f.get(Some(&f.header(&file))).await.0,
+        200,
+        "v3 is unaffected"
+    );
+}

@@ -81,11 +81,13 @@ pub fn session_key_enabled(cfg: &PodConfig, public_key_pem: Option<&str>) -> boo
     cfg.session_keys && sidecars_enabled(cfg, public_key_pem)
 }
 
-/// Gives the containers that exchange tokens — the runner, ambient-mcp and
-/// the credential sidecars, which are all of a session pod's containers —
-/// the session key file: the session Secret's key file alone, read-only,
-/// mode 0400, as a directory mount (a subPath mount would never see a
-/// rewritten key), its path in `AMBIENT_SESSION_KEY_FILE`.
+/// Gives the runner and ambient-mcp the session key file: the session
+/// Secret's key file alone, read-only (mode [`names::SESSION_KEY_MODE`]), as
+/// a directory mount (a subPath mount would never see a rewritten key), its
+/// path in `AMBIENT_SESSION_KEY_FILE`. Not the credential sidecars: their
+/// child, a third-party MCP server running as the same user, could read a
+/// file at a known path and exchange tokens for the whole session; they keep
+/// the v2 exchange, whose variables their child never sees.
 fn add_session_key(id: &str, containers: &mut [Container], volumes: &mut Vec<Volume>) {
     volumes.push(Volume {
         name: names::SESSION_KEY_VOLUME.into(),
@@ -101,7 +103,10 @@ fn add_session_key(id: &str, containers: &mut [Container], volumes: &mut Vec<Vol
         }),
         ..Volume::default()
     });
-    for c in containers {
+    for c in containers
+        .iter_mut()
+        .filter(|c| c.name == names::RUNNER_CONTAINER || c.name == names::MCP_CONTAINER)
+    {
         c.volume_mounts.get_or_insert_default().push(VolumeMount {
             read_only: Some(true),
             ..mount(names::SESSION_KEY_VOLUME, names::SESSION_KEY_MOUNT_PATH)

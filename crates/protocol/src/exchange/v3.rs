@@ -380,7 +380,12 @@ pub fn parse_header(header: &[u8]) -> Result<V3Header, Rejection> {
     if !is_name(kid) || !is_name(generation) || !is_session_id(sid) {
         return Err(Bad);
     }
-    if ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) {
+    // Canonical decimal only: the MAC covers the number, so one request has
+    // one header text (no leading zeros).
+    if ts.len() > 19
+        || !ts.bytes().all(|b| b.is_ascii_digit())
+        || (ts.len() > 1 && ts.starts_with('0'))
+    {
         return Err(Bad);
     }
     let ts: i64 = ts.parse().map_err(|_| Bad)?;

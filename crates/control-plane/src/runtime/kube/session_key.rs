@@ -21,6 +21,22 @@ fn mounts_session_key(pod: &Pod) -> bool {
 }
 
 impl KubeRuntime {
+    /// Labels can be set by anyone who may create pods: a key is written only
+    /// for a pod named as its session's pod, in the namespace of a project
+    /// this installation knows, labelled with that project.
+    fn is_session_pod_of_ours(&self, pod: &Pod, session_id: &str, namespace: &str) -> bool {
+        let Some(project) = pod.labels().get(names::LABEL_PROJECT_ID) else {
+            return false;
+        };
+        let known = self
+            .projects
+            .as_ref()
+            .is_none_or(|p| p.get(project).is_some());
+        known
+            && pod.name_any() == names::pod_name(session_id)
+            && namespace == names::namespace(self.mode, project)
+    }
+
     pub(super) async fn rewrite_keys(&self, roots: &RootKeys) -> Result<usize, RuntimeError> {
         let pods: Vec<Pod> = self
             .list_labelled(&names::managed_selector(&self.installation))
@@ -35,6 +51,11 @@ impl KubeRuntime {
                 continue;
             };
             let ns = pod.namespace().unwrap_or_default();
+            if !self.is_session_pod_of_ours(pod, id, &ns) {
+                tracing::warn!(session = %id, namespace = %ns, pod = %pod.name_any(),
+                    "a pod with our labels outside its session's place: no key written for it");
+                continue;
+            }
             let key = roots.key_file(id, &names::pod_generation(pod)).to_json();
             let value =
                 serde_json::to_value(k8s_openapi::ByteString(key.expose().as_bytes().to_vec()))
