@@ -662,7 +662,7 @@ fn a_resumed_session_resumes_after_its_last_message() {
 }
 
 #[test]
-fn the_session_key_file_reaches_every_exchanging_container_read_only_and_nothing_else() {
+fn the_session_key_file_reaches_the_runner_and_ambient_mcp_read_only_and_nothing_else() {
     let mut cfg = config();
     cfg.session_keys = true;
     cfg.anthropic_api_key = None;
@@ -680,14 +680,30 @@ fn the_session_key_file_reaches_every_exchanging_container_read_only_and_nothing
         volume.secret_name,
         Some(names::secret_name(&o.session_id().to_owned()))
     );
-    assert_eq!(volume.default_mode, Some(0o400));
+    // Readable by the containers' non-root user (the kubelet writes root-owned files).
+    assert_eq!(volume.default_mode, Some(0o444));
     let items = volume.items.unwrap_or_default();
     assert_eq!(items.len(), 1, "the key file alone");
     assert_eq!(items[0].key, names::SESSION_KEY_FILE);
-    // Runner, ambient-mcp and every credential sidecar: all of the pod's
-    // containers exchange tokens.
+    // The runner and ambient-mcp; never a credential sidecar (its
+    // third-party child shares its user and could read the file).
     assert!(containers(&o).len() >= 3);
     for c in containers(&o) {
+        if c.name != names::RUNNER_CONTAINER && c.name != names::MCP_CONTAINER {
+            assert!(
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .all(|m| m.name != names::SESSION_KEY_VOLUME),
+                "{}: a credential sidecar mounts the key",
+                c.name
+            );
+            assert_eq!(
+                value_of(c, ambient_protocol::env::AMBIENT_SESSION_KEY_FILE),
+                None
+            );
+            continue;
+        }
         let mount = c
             .volume_mounts
             .iter()
@@ -735,6 +751,8 @@ fn the_session_key_file_reaches_every_exchanging_container_read_only_and_nothing
             })
         );
     }
+}
+
 /// The `kubernetes.io/metadata.name` of each `from` peer of a policy's first rule.
 fn from_namespaces(np: &NetworkPolicy) -> Vec<String> {
     np.spec
