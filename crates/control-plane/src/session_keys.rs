@@ -2,7 +2,7 @@
 //! replica verifies with ([`V3Roots`], shared with the embedded token
 //! server), and each session pod's key file `K_s`, derived for the pod's
 //! generation under the current root. The runtime writes it where only the
-//! containers that exchange tokens read it (a read-only 0400 mount of the
+//! containers that exchange tokens read it (a read-only 0444 mount of the
 //! session's Secret on Kubernetes, a 0600 file in the session directory in
 //! the process runtime) before the pod starts, and rewrites it after a root
 //! rotation, while the previous root still verifies.

@@ -1,7 +1,7 @@
 //! Exchange v3 on Kubernetes, with a FAKE Kubernetes API
 //! (tests/support/fake_kube — not a cluster): the root keys in the keypair
 //! Secret (one winner between two replicas), each pod's session key file in
-//! its session Secret before the pod exists, mounted read-only 0400 into the
+//! its session Secret before the pod exists, mounted read-only (0444) into the
 //! containers that exchange (never a pod spec value), a v3 exchange bound to
 //! the pod's generation, and the key files rewritten after a root rotation
 //! while the old root still verifies.
@@ -117,7 +117,7 @@ async fn a_pods_key_file_is_in_its_secret_before_it_starts_and_exchanges_v3_at_e
     };
     assert!(first("secrets", &secret_name(&id)) < first("pods", &pod_name(&id)));
 
-    // The mount: the key alone, read-only, 0400, a directory (no subPath),
+    // The mount: the key alone, read-only, 0444, a directory (no subPath),
     // in every container (runner and ambient-mcp here), the path in the
     // environment; the key itself nowhere in the pod.
     assert!(!pod.to_string().contains(&key), "K_s in the pod spec");
@@ -130,10 +130,10 @@ async fn a_pods_key_file_is_in_its_secret_before_it_starts_and_exchanges_v3_at_e
         .find(|v| v["name"] == "session-key")
         .unwrap_or_else(|| panic!("no session-key volume: {volumes:?}"));
     assert_eq!(volume["secret"]["secretName"], secret_name(&id).as_str());
-    assert_eq!(volume["secret"]["defaultMode"], 0o400);
+    assert_eq!(volume["secret"]["defaultMode"], 0o444);
     assert_eq!(
         volume["secret"]["items"],
-        serde_json::json!([{"key": KEY_FILE, "path": KEY_FILE, "mode": 0o400}])
+        serde_json::json!([{"key": KEY_FILE, "path": KEY_FILE, "mode": 0o444}])
     );
     let containers = pod["spec"]["containers"]
         .as_array()
