@@ -676,10 +676,7 @@ fn the_session_key_file_reaches_the_runner_and_ambient_mcp_read_only_and_nothing
         .find(|v| v.name == names::SESSION_KEY_VOLUME)
         .and_then(|v| v.secret.clone())
         .unwrap_or_else(|| panic!("no key volume"));
-    assert_eq!(
-        volume.secret_name,
-        Some(names::secret_name(o.session_id()))
-    );
+    assert_eq!(volume.secret_name, Some(names::secret_name(o.session_id())));
     // Readable by the containers' non-root user (the kubelet writes root-owned files).
     assert_eq!(volume.default_mode, Some(0o444));
     let items = volume.items.unwrap_or_default();
