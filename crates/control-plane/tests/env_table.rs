@@ -52,6 +52,7 @@ const ROWS: &[Row] = &[
     value("RUNNER_LOG_LEVEL", "debug"),
     value("CP_TOKEN_LISTEN_ADDR", ":9090"),
     boolean("CP_TOKEN_REQUIRE_V2", is_true),
+    boolean("CP_TOKEN_REQUIRE_V3", is_true),
     text("CP_TOKEN_URL"),
     text("HTTP_PROXY"),
     text("HTTPS_PROXY"),
@@ -94,6 +95,7 @@ const ROWS: &[Row] = &[
     value("CP_SESSION_KEY_ROTATION_HOURS", "12"),
     text("CP_SESSION_KEY_ROTATION_SECONDS"),
     value("CP_SESSION_KEY_RELOAD_SECONDS", "30"),
+    text("CP_SERVICE_CA_FILE"),
 ];
 
 #[test]

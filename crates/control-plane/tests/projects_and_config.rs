@@ -183,10 +183,6 @@ fn bad_auth_settings_stop_startup_with_one_line() {
             vec![("AMBIENT_API_TOKEN", "t"), ("RUNNER_MEMORY_LIMIT", "4GB")],
             "RUNNER_MEMORY_LIMIT",
         ),
-        (
-            vec![("AMBIENT_API_TOKEN", "t"), ("USE_VERTEX", "maybe")],
-            "USE_VERTEX",
-        ),
         (vec![("AMBIENT_API_TOKEN", "t"), ("MODE", "prod")], "prod"),
         (
             vec![

@@ -18,6 +18,7 @@ const ROWS: &[Row] = &[
     text("SESSION_ID"),
     text("AMBIENT_TOKEN"),
     value("AMBIENT_CP_TOKEN_PROTOCOL", "v1"),
+    text("AMBIENT_SESSION_KEY_FILE"),
     value("MCP_ALLOWED_HOSTS", "mcp.local"),
     value("MCP_ALLOWED_PEERS", "10.0.0.0/8"),
     text("SSL_CERT_FILE"),

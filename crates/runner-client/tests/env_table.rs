@@ -18,6 +18,7 @@ const ROWS: &[Row] = &[
     text("AMBIENT_CP_TOKEN_URL"),
     text("AMBIENT_CP_TOKEN_PUBLIC_KEY"),
     value("AMBIENT_CP_TOKEN_PROTOCOL", "v1"),
+    text("AMBIENT_SESSION_KEY_FILE"),
     text("SESSION_ID"),
     value("BOT_TOKEN_FILE", "/b/token"),
     text("BOT_TOKEN"),

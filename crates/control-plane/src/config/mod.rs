@@ -237,8 +237,9 @@ pub struct Config {
 
     /// Refuse v1 and v2 token exchanges: only exchange v3 (the session key
     /// file, wire.md §3) is accepted. Off by default; for installations
-    /// that run only our runner clients and sidecars.
-    #[arg(long, env = "CP_TOKEN_REQUIRE_V3")]
+    /// that run only our runner clients and no credential sidecars (those
+    /// keep v2). Only `true` is true.
+    #[arg(long, env = "CP_TOKEN_REQUIRE_V3", default_value = "false", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = ambient_daemon::env_rules::is_true)]
     pub token_require_v3: bool,
 
     /// Token URL sessions use to reach the token server, e.g.
