@@ -17,6 +17,7 @@ const ROWS: &[Row] = &[
     text("AMBIENT_CP_TOKEN_URL"),
     text("AMBIENT_CP_TOKEN_PUBLIC_KEY"),
     value("AMBIENT_CP_TOKEN_PROTOCOL", "v1"),
+    text("AMBIENT_SESSION_KEY_FILE"),
     value("PLATFORM_MODE", "mpp"),
     value("AMBIENT_CREDENTIAL_REFRESH_SECONDS", "5"),
     value("CREDENTIAL_ON_ROTATE", "ignore"),

@@ -430,7 +430,11 @@ impl Config {
     /// Checks everything that does not need the network.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let auth = self.auth()?;
-        let pod = self.pod_config()?;
+        let mut pod = self.pod_config()?;
+        // Exchange v3 binds a key to the pod's generation, which only the
+        // gateway identity's caller binding knows: the platform escape hatch
+        // keeps the reference's exchange (v1/v2) and gives pods no key.
+        pod.session_keys = self.session.session_identity == SessionIdentityMode::Gateway;
         if self.workers == 0 {
             return Err(ConfigError::Invalid {
                 name: "CP_WORKERS",
