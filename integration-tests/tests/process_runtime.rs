@@ -363,6 +363,43 @@ fn a_session_started_again_resumes_after_its_last_message() {
     ok(sys.wait_phase(&id, &["Completed"], LIMIT));
 }
 
+/// A session started again while the pod of its last run is still
+/// stopping (a sidecar slow to end on SIGTERM) starts once that pod is
+/// gone. It stayed `Pending` forever before: the stopping pod was observed
+/// as terminating and nothing went on with its stop.
+#[test]
+fn a_session_started_while_its_last_pod_stops_starts_once_it_is_gone() {
+    let dir = integration_tests::TempDir::new("slow-sidecar");
+    let sidecar = dir.path().join("slow-mcp-sidecar");
+    let script = "#!/bin/sh\ntrap 'sleep 2; exit 0' TERM\nwhile :; do sleep 0.1; done\n";
+    ok(std::fs::write(&sidecar, script).map_err(|e| e.to_string()));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::Permissions::from_mode(0o755);
+        ok(std::fs::set_permissions(&sidecar, mode).map_err(|e| e.to_string()));
+    }
+    let sys = LocalSystem::start(Options {
+        runner_command: Some("echo \"runner ran\"".into()),
+        control_plane_args: vec!["--mcp-command".into(), sidecar.display().to_string()],
+        ..Options::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    ok(sys.create_project(PROJECT));
+    let id = ok(sys.start_session(PROJECT, "restart-while-stopping", json!({})));
+    ok(sys.wait_phase(&id, &["Completed"], LIMIT));
+    let first = sys.pod_requested_at(&id);
+    ok(sys.api("POST", &format!("/sessions/{id}/start"), None));
+    ok(sys.wait_until(LIMIT, "the runner of the second run", || {
+        Ok(sys.pod_requested_at(&id) != first
+            && sys
+                .container_log(&id, "ambient-code-runner")
+                .matches("runner ran")
+                .count()
+                >= 2)
+    }));
+    ok(sys.wait_phase(&id, &["Completed"], LIMIT));
+}
+
 /// A stop signals each container's main process first, as the kubelet
 /// does: this runner traps SIGTERM and ends its child through a FIFO, which
 /// works only while the child is alive (a SIGTERM to every process at once

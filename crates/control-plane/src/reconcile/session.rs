@@ -102,17 +102,23 @@ impl Controller {
     ) -> Result<Done, ReconcileError> {
         let id = id_of(session);
         match (phase, observed) {
-            (_, Observation::Terminating) => Ok(Done::After(POD_EVENT_FALLBACK)),
-            // A restarted session still has the finished pod of its last
-            // run: once it is gone (the process runtime may remove it in
-            // this very call, and no pod event follows then), start anew.
-            (Phase::Pending, Observation::Exited(_) | Observation::Failed(_)) => {
+            // A restarted session still has the pod of its last run,
+            // finished or still stopping (started again while the stop of
+            // a terminal phase was under way): the stop goes on here, as
+            // nothing else drives it now, and once the pod is gone (the
+            // process runtime may remove it in this very call, and no pod
+            // event follows then) the session starts anew.
+            (
+                Phase::Pending,
+                Observation::Exited(_) | Observation::Failed(_) | Observation::Terminating,
+            ) => {
                 if self.runtime.stop(id, ns).await? {
                     return self.start(session, ns).await;
                 }
                 Ok(Done::After(POD_EVENT_FALLBACK))
             }
             (Phase::Pending, Observation::Absent) => self.start(session, ns).await,
+            (_, Observation::Terminating) => Ok(Done::After(POD_EVENT_FALLBACK)),
             (_, Observation::Absent) => {
                 // Remembered on the session's ServiceAccount, so a restart
                 // or failover of the control plane does not forget it.
