@@ -17,9 +17,12 @@ use std::time::{Duration, SystemTime};
 use ambient_protocol::exchange::encrypt_v1;
 use ambient_protocol::exchange::v3::{RootKey, RootKeys, SessionKeyFile};
 use ambient_protocol::keys::PrivateKey;
-use ambient_token_server::{Config, RateLimit, V3Roots};
+use ambient_token_server::{Config, RateLimit, TokenServer, V3Roots};
 
-use super::{CLIENTS, Latency, ROUNDS, SESSION, bench_server, closed_loop, open_loop};
+use super::{
+    CLIENTS, ClientsSeries, Latency, ROUNDS, SERIES_CLIENTS, SESSION, bench_server, clients_point,
+    closed_loop, open_loop,
+};
 
 /// Nonces remembered in the v3 series (see the module doc).
 const NONCE_CAPACITY: usize = 4_000_000;
@@ -71,26 +74,8 @@ pub async fn series(
     window: Duration,
     threads: usize,
 ) -> anyhow::Result<V3Results> {
-    let root = RootKey::generate()?;
-    let roots = RootKeys::new("bench-installation", vec![root])
-        .ok_or_else(|| anyhow::anyhow!("no root"))?;
-    // The standalone binding: every caller is generation "0".
-    let file = roots.key_file(SESSION, "0");
-    let server = bench_server(
-        key,
-        Config {
-            rate_limit: RateLimit {
-                per_second: 0.0,
-                burst: 0,
-                ..RateLimit::default()
-            },
-            max_key_ops: threads,
-            nonce_capacity: NONCE_CAPACITY,
-            ..Config::default()
-        },
-    )?
-    .with_v3_roots(V3Roots::new(Some(roots)));
-    let running = server.clone().bind("127.0.0.1:0".parse()?).await?;
+    let (server, file) = v3_server(key, threads)?;
+    let running = server.bind("127.0.0.1:0".parse()?).await?;
     let base = format!("http://{}", running.local_addr());
     let url = format!("{base}/token");
     let http = reqwest::Client::builder()
@@ -98,13 +83,7 @@ pub async fn series(
         .pool_max_idle_per_host(CLIENTS)
         .timeout(Duration::from_secs(30))
         .build()?;
-    // The session's token is signed once, before the measurements.
-    let warm = http
-        .get(&url)
-        .header("authorization", &headers(&file, 1)?[0])
-        .send()
-        .await?;
-    anyhow::ensure!(warm.status().is_success(), "v3 warm-up: {}", warm.status());
+    warm_up(&http, &url, &file).await?;
 
     let slice = window.div_f64(ROUNDS as f64).max(Duration::from_secs(1));
     let (mut rounds, mut v1_sum, mut v3_sum, mut ops) = (Vec::new(), 0.0, 0.0, 0u64);
@@ -144,4 +123,79 @@ pub async fn series(
         lat,
         private_key_ops: ops,
     })
+}
+
+/// A token server with one v3 root (nonce memory raised, see the module
+/// doc) and the bench session's key file under it.
+fn v3_server(key: &PrivateKey, threads: usize) -> anyhow::Result<(TokenServer, SessionKeyFile)> {
+    let root = RootKey::generate()?;
+    let roots = RootKeys::new("bench-installation", vec![root])
+        .ok_or_else(|| anyhow::anyhow!("no root"))?;
+    // The standalone binding: every caller is generation "0".
+    let file = roots.key_file(SESSION, "0");
+    let server = bench_server(
+        key,
+        Config {
+            rate_limit: RateLimit {
+                per_second: 0.0,
+                burst: 0,
+                ..RateLimit::default()
+            },
+            max_key_ops: threads,
+            nonce_capacity: NONCE_CAPACITY,
+            // As the v2 clients series: the clients stand for pods on as
+            // many IPs, all on 127.0.0.1 here.
+            max_connections_per_ip: 1024,
+            ..Config::default()
+        },
+    )?
+    .with_v3_roots(V3Roots::new(Some(roots)));
+    Ok((server, file))
+}
+
+/// The session's token is signed once, before any measurement.
+async fn warm_up(http: &reqwest::Client, url: &str, file: &SessionKeyFile) -> anyhow::Result<()> {
+    let warm = http
+        .get(url)
+        .header("authorization", &headers(file, 1)?[0])
+        .send()
+        .await?;
+    anyhow::ensure!(warm.status().is_success(), "v3 warm-up: {}", warm.status());
+    Ok(())
+}
+
+/// The v3 entry of the clients charts: for each client count, `slice` of
+/// closed-loop refreshes against a fresh v3 server, as the v2 entry.
+pub async fn clients_series(
+    key: &PrivateKey,
+    slice: Duration,
+    threads: usize,
+) -> anyhow::Result<ClientsSeries> {
+    let (server, file) = v3_server(key, threads)?;
+    let running = server.bind("127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}/token", running.local_addr());
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    warm_up(&http, &url, &file).await?;
+    let mut points = Vec::new();
+    let mut budget = 100_000usize;
+    for &clients in SERIES_CLIENTS {
+        let point = clients_point(
+            headers(&file, budget)?,
+            "authorization",
+            &url,
+            clients,
+            slice,
+        )
+        .await?;
+        eprintln!(
+            "bench: v3, {clients} clients: {:.1} refreshes/s, p50 {:.2} ms, p99 {:.2} ms, {} refused",
+            point.per_sec, point.p50_ms, point.p99_ms, point.refused
+        );
+        // Enough headers for the next count at twice this one's rate.
+        budget =
+            budget.max(2_000 + (2.0 * point.per_sec * (slice.as_secs_f64() + 0.3) * 1.5) as usize);
+        points.push(point);
+    }
+    running.shutdown().await?;
+    Ok(ClientsSeries { name: "v3", points })
 }
