@@ -533,9 +533,12 @@ pub async fn run(
         ));
     }
     let rotating = match (key_store, &serving.tokens, settings.identity.key_rotation) {
-        (Some(store), Some(tokens), Some(period)) => {
-            Some((store, tokens.clone(), period, roots.clone()))
-        }
+        (Some(store), Some(tokens), Some(period)) => Some((
+            store,
+            tokens.clone(),
+            (period, settings.identity.key_reload),
+            roots.clone(),
+        )),
         _ => None,
     };
 
@@ -618,9 +621,18 @@ pub async fn run(
                     let (stop_tx, stop_rx) = watch::channel(false);
                     let task = tokio::spawn(controller.clone().run(workers, stop_rx));
                     running = Some((stop_tx, task));
-                    rotation_task = rotating.clone().map(|(store, tokens, period, roots)| {
-                        tokio::spawn(rotation::rotate(store, period, tokens, Some(roots)))
-                    });
+                    rotation_task =
+                        rotating
+                            .clone()
+                            .map(|(store, tokens, (period, retry), roots)| {
+                                tokio::spawn(rotation::rotate(
+                                    store,
+                                    period,
+                                    retry,
+                                    tokens,
+                                    Some(roots),
+                                ))
+                            });
                 }
                 (false, true) => {
                     tracing::info!("lost the lease: stopping reconcile workers");

@@ -237,3 +237,162 @@ async fn a_root_rotation_rewrites_live_key_files_and_the_old_root_still_verifies
         "the old root verifies for a token lifetime: {body}"
     );
 }
+
+/// A rewrite after a promotion that fails (the API server refuses the
+/// session Secret's patch more often than a pass tries) is tried again
+/// until the key file derives from the new root. Before, three failed
+/// tries were logged and the file kept the old root, which stops verifying
+/// one token lifetime later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_key_file_rewrite_is_retried_until_it_converges() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-session-key-retry");
+    let env = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        // A step every 8 s: the next promotion (which rewrites anew) is
+        // far behind the retries of the first one, 1 s apart.
+        ("CP_SESSION_KEY_ROTATION_SECONDS", "16"),
+        ("CP_SESSION_KEY_RELOAD_SECONDS", "1"),
+    ];
+    let cp = control_plane_with(&dev, &kube, &dir, "cp-a", true, &env);
+    let ns = &dev.project("proj-v3-retry").await;
+    let id = dev.new_session(ns, "retry").await;
+    wait_phase(&dev, &id, "Creating").await;
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    let (_, old) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    // Once the next root is published, the Secret's next writes fail.
+    eventually("the next root", Duration::from_secs(30), || {
+        let published = root_index(&kube)["next"].is_string();
+        async move { published }
+    })
+    .await;
+    // More failures than the three quick tries a pass once made.
+    kube.fail_next("secrets", &secret_name(&id), &[500; 4]);
+    eventually(
+        "the key file to be rewritten",
+        Duration::from_secs(60),
+        || {
+            let kid = key_file(&kube, ns, &id).map(|(_, f)| f.kid().to_owned());
+            let done = kid.is_some_and(|k| k != old.kid());
+            async move { done }
+        },
+    )
+    .await;
+    let refused = kube
+        .requests()
+        .iter()
+        .filter(|r| r.plural == "secrets" && r.name == secret_name(&id) && r.status == 500)
+        .count();
+    assert_eq!(refused, 4, "every injected failure was met first");
+    let (_, new) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    let index = root_index(&kube);
+    assert_eq!(index["current"], new.kid());
+    assert_eq!(
+        index["retired"][0]["kid"],
+        old.kid(),
+        "rewritten after the first promotion, not by a later one: {index}"
+    );
+    let (code, body) = exchange_v3(cp.addr("token server"), &new).await;
+    assert_eq!(code, 200, "the rewritten key file: {body}");
+}
+
+/// A new leader rewrites the live key files once: its predecessor may have
+/// promoted a root and died before rewriting them. And the rewrite writes
+/// no key for a pod that only looks like a session's (our labels, another
+/// namespace or another name): such a pod can be made by anyone who may
+/// create pods, and would otherwise get a key, or overwrite the session's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
+    use ambient_protocol::exchange::v3::RootKey;
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-session-key-leader");
+    let env = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("CP_SESSION_KEY_ROTATION_SECONDS", "3600"),
+        ("CP_SESSION_KEY_RELOAD_SECONDS", "1"),
+    ];
+    let ns = &dev.project("proj-v3-leader").await;
+    let id;
+    let old;
+    {
+        let _first = control_plane_with(&dev, &kube, &dir, "cp-a", false, &env);
+        id = dev.new_session(ns, "leader").await;
+        wait_phase(&dev, &id, "Creating").await;
+        run_pod_at(&kube, ns, &id, "127.0.0.1");
+        old = key_file(&kube, ns, &id)
+            .unwrap_or_else(|| panic!("no key file"))
+            .1;
+    }
+    // What a leader that promoted a new root and died before rewriting
+    // leaves: the keypair Secret names the new root current.
+    let root = RootKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut keypair = kube
+        .get("secrets", "ambient-code", "ambient-cp-token-keypair")
+        .unwrap_or_else(|| panic!("no keypair Secret"));
+    let until = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    let index =
+        serde_json::json!({"current": root.kid(), "retired": [{"kid": old.kid(), "until": until}]});
+    let b64e = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    keypair["data"][format!("session-root-{}", root.kid())] =
+        b64e(root.to_base64().expose()).into();
+    keypair["data"]["session-root-index"] = b64e(&index.to_string()).into();
+    kube.put("secrets", "ambient-code", keypair);
+    // Two look-alikes of the session's pod: its labels and key volume, one
+    // in another namespace, one beside it under another name (with a
+    // generation of its own).
+    let pod = kube
+        .get("pods", ns, &pod_name(&id))
+        .unwrap_or_else(|| panic!("no pod"));
+    let look_alike = |ns: &str, name: &str| {
+        let mut p = pod.clone();
+        let meta = &mut p["metadata"];
+        for field in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "ownerReferences",
+        ] {
+            meta.as_object_mut().map(|m| m.remove(field));
+        }
+        meta["namespace"] = ns.into();
+        meta["name"] = name.into();
+        meta["annotations"][GENERATION] = "intruder-generation".into();
+        p
+    };
+    kube.put("pods", "intruder", look_alike("intruder", &pod_name(&id)));
+    kube.put("pods", ns, look_alike(ns, "not-the-session-pod"));
+
+    let second = control_plane_with(&dev, &kube, &dir, "cp-b", false, &env);
+    eventually(
+        "the new leader to rewrite the key file",
+        Duration::from_secs(30),
+        || {
+            let kid = key_file(&kube, ns, &id).map(|(_, f)| f.kid().to_owned());
+            let done = kid.as_deref() == Some(root.kid());
+            async move { done }
+        },
+    )
+    .await;
+    let (_, new) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    assert_eq!(
+        new.generation(),
+        old.generation(),
+        "the session pod's generation"
+    );
+    assert!(
+        kube.get("secrets", "intruder", &secret_name(&id)).is_none(),
+        "a key written for a pod in another namespace"
+    );
+    let logs = second.logs();
+    assert!(
+        logs.contains("outside its session's place"),
+        "the look-alikes were not noticed: {logs}"
+    );
+    let (code, body) = exchange_v3(second.addr("token server"), &new).await;
+    assert_eq!(code, 200, "{body}");
+}

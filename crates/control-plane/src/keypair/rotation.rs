@@ -232,29 +232,59 @@ impl Roots {
         changed_current
     }
 
-    /// Rewrites every live session's key file with the current root
-    /// (3 tries); errors are logged.
-    async fn rewrite(&self) {
+    /// Rewrites every live session's key file with the current root;
+    /// `false` (logged) when some could not be written.
+    async fn rewrite(&self) -> bool {
         let Some(keys) = self.holder.get() else {
-            return;
+            return true;
         };
-        for attempt in 1..=3 {
-            match self.runtime.rewrite_session_keys(&keys).await {
-                Ok(n) => {
-                    tracing::info!(
-                        sessions = n,
-                        root = keys.current().kid(),
-                        "rewrote the session key files"
-                    );
-                    return;
-                }
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    attempt,
-                    "cannot rewrite every session key file"
-                ),
+        match self.runtime.rewrite_session_keys(&keys).await {
+            Ok(n) => {
+                tracing::info!(
+                    sessions = n,
+                    root = keys.current().kid(),
+                    "rewrote the session key files"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rewrite every session key file; retrying");
+                false
             }
         }
+    }
+}
+
+/// The key-file rewrites the leader still owes (exchange v3). A promotion
+/// owes two passes: the second catches a pod provisioned with the old root
+/// while the first listed the pods. A new leader owes one, as it cannot
+/// know whether its predecessor finished the passes of its last promotion.
+/// A failed pass stays owed and is retried every reload period, well
+/// within [`super::roots::RETIRED_FOR`], while the old root verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RewritesOwed(u8);
+
+impl RewritesOwed {
+    /// What a new leader owes.
+    pub fn on_leading() -> Self {
+        Self(1)
+    }
+
+    /// After a rotation step: a promotion owes two more passes.
+    pub fn after(self, step: Option<&RootStep>) -> Self {
+        match step {
+            Some(RootStep::Promoted { .. }) => Self(2),
+            _ => self,
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.0 > 0
+    }
+
+    /// After a pass that succeeded (`ok`) or not.
+    pub fn passed(self, ok: bool) -> Self {
+        Self(if ok { self.0.saturating_sub(1) } else { self.0 })
     }
 }
 
@@ -267,8 +297,8 @@ pub struct Done {
 }
 
 /// One rotation step, written back (re-read and redone on a conflict)
-/// and applied to `tokens` and `roots` (key files rewritten after a
-/// root promotion).
+/// and applied to `tokens` and `roots` (the key files are the caller's:
+/// [`RewritesOwed`]).
 pub async fn rotate_once(
     store: &KeyStore,
     tokens: &SessionTokens,
@@ -300,10 +330,8 @@ pub async fn rotate_once(
         match store.save(loaded, &ring, &root_ring).await {
             Ok(()) => {
                 apply(tokens, ring);
-                if let Some(roots) = roots
-                    && roots.apply(&root_ring)
-                {
-                    roots.rewrite().await;
+                if let Some(roots) = roots {
+                    roots.apply(&root_ring);
                 }
                 return Ok(Done {
                     signing,
@@ -320,47 +348,82 @@ pub async fn rotate_once(
     anyhow::bail!("the signing keys keep changing under the rotation")
 }
 
-/// Rotates every half `period`, forever (the leader's task).
+/// Rotates every half `period`, forever (the leader's task), and rewrites
+/// the session key files it owes ([`RewritesOwed`]) at once after a step,
+/// then every `retry` until none is owed.
 pub async fn rotate(
     store: KeyStore,
     period: Duration,
+    retry: Duration,
     tokens: Arc<SessionTokens>,
     roots: Option<Roots>,
 ) {
     let half = period / 2;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_tick = tokio::time::interval(retry);
+    retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut owed = match roots {
+        Some(_) => RewritesOwed::on_leading(),
+        None => RewritesOwed::default(),
+    };
     loop {
-        tick.tick().await;
-        match rotate_once(&store, &tokens, roots.as_ref()).await {
-            Ok(done) => {
-                match done.signing {
-                    Step::Published { next } => tracing::info!(
-                        next,
-                        dropped = done.dropped,
-                        "published the next session signing key"
-                    ),
-                    Step::Promoted { current, retired } => tracing::info!(
-                        current,
-                        retired,
-                        dropped = done.dropped,
-                        "rotated the session signing key"
-                    ),
-                }
-                match done.roots {
-                    Some(RootStep::Published { next }) => {
-                        tracing::info!(next, "published the next exchange-v3 root key")
-                    }
-                    Some(RootStep::Promoted { current, retired }) => {
-                        tracing::info!(current, retired, "rotated the exchange-v3 root key")
-                    }
-                    None => {}
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(step) = rotate_logged(&store, &tokens, roots.as_ref()).await {
+                    owed = owed.after(step.as_ref());
+                    // The first pass at once: every replica verifies the
+                    // new root already (published half a period ago).
+                    retry_tick.reset_immediately();
                 }
             }
-            Err(e) => tracing::warn!(
+            _ = retry_tick.tick(), if owed.any() => {
+                if let Some(roots) = &roots {
+                    owed = owed.passed(roots.rewrite().await);
+                }
+            }
+        }
+    }
+}
+
+/// One rotation step, logged; the roots' step when it was written.
+async fn rotate_logged(
+    store: &KeyStore,
+    tokens: &SessionTokens,
+    roots: Option<&Roots>,
+) -> Option<Option<RootStep>> {
+    match rotate_once(store, tokens, roots).await {
+        Ok(done) => {
+            match done.signing {
+                Step::Published { next } => tracing::info!(
+                    next,
+                    dropped = done.dropped,
+                    "published the next session signing key"
+                ),
+                Step::Promoted { current, retired } => tracing::info!(
+                    current,
+                    retired,
+                    dropped = done.dropped,
+                    "rotated the session signing key"
+                ),
+            }
+            match &done.roots {
+                Some(RootStep::Published { next }) => {
+                    tracing::info!(next, "published the next exchange-v3 root key")
+                }
+                Some(RootStep::Promoted { current, retired }) => {
+                    tracing::info!(current, retired, "rotated the exchange-v3 root key")
+                }
+                None => {}
+            }
+            Some(done.roots)
+        }
+        Err(e) => {
+            tracing::warn!(
                 error = format!("{e:#}"),
                 "session signing key rotation failed; next try in half a period"
-            ),
+            );
+            None
         }
     }
 }
@@ -508,5 +571,27 @@ mod tests {
             tokens.ring().find(k0.kid()).is_some(),
             "the old key verifies"
         );
+    }
+
+    #[test]
+    fn a_promotion_owes_two_passes_a_failed_pass_stays_owed() {
+        let promoted = RootStep::Promoted {
+            current: "b".into(),
+            retired: "a".into(),
+        };
+        let published = RootStep::Published { next: "c".into() };
+        let owed = RewritesOwed::on_leading();
+        assert!(owed.any());
+        assert!(!owed.passed(true).any());
+        assert_eq!(owed.passed(false), owed, "a failed pass is owed still");
+        assert_eq!(
+            owed.after(Some(&published)),
+            owed,
+            "publishing owes nothing"
+        );
+        let owed = RewritesOwed::default().after(Some(&promoted));
+        assert!(owed.passed(true).any(), "the second pass");
+        assert!(!owed.passed(true).passed(true).any());
+        assert!(!RewritesOwed::default().after(None).any());
     }
 }
