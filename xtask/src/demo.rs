@@ -106,7 +106,10 @@ pub fn demo(args: &[String]) -> Result<()> {
     let clock = Clock(Instant::now());
     let stop = interrupted_flag();
     let bin_dir = match bin_dir {
-        Some(dir) => dir,
+        // The containers run in their own directories: a relative path
+        // would name nothing there.
+        Some(dir) => std::fs::canonicalize(&dir)
+            .map_err(|e| anyhow::anyhow!("--bin-dir {}: {e}", dir.display()))?,
         None => {
             clock.step("building the binaries (cargo build)…");
             let mut build = super::cargo();
