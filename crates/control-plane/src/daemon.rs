@@ -292,7 +292,7 @@ fn runtime_of(
         Option<&(kube::Client, kube::Client)>,
         Option<&ProcessRuntime>,
     ),
-    projects: &Arc<Store<Project>>,
+    (projects, sessions): (&Arc<Store<Project>>, &Arc<Store<Session>>),
     v3_roots: &V3Roots,
 ) -> Arc<dyn SessionRuntime> {
     match (clients, local) {
@@ -307,7 +307,7 @@ fn runtime_of(
                 &settings.pod.installation,
             )
             .configured(&settings.pod)
-            .knowing(projects.clone())
+            .knowing(projects.clone(), sessions.clone())
             .with_session_keys(v3_roots.clone()),
         ),
         _ => {
@@ -492,7 +492,7 @@ pub async fn run(
         &cfg,
         &settings,
         (clients.as_ref(), local.as_ref()),
-        &projects,
+        (&projects, &sessions),
         &v3_roots,
     );
 

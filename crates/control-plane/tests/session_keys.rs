@@ -70,6 +70,31 @@ fn root_index(kube: &FakeKube) -> Value {
     serde_json::from_slice(&b64(raw)).unwrap_or_default()
 }
 
+/// Writes into the keypair Secret what a leader that promoted a fresh
+/// root leaves (`retired` verifies 600 s more); returns the new root.
+fn promote_root(kube: &FakeKube, retired: &str) -> ambient_protocol::exchange::v3::RootKey {
+    let root =
+        ambient_protocol::exchange::v3::RootKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut keypair = kube
+        .get("secrets", "ambient-code", "ambient-cp-token-keypair")
+        .unwrap_or_else(|| panic!("no keypair Secret"));
+    let until = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 600;
+    let index =
+        serde_json::json!({"current": root.kid(), "retired": [{"kid": retired, "until": until}]});
+    let b64e = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    keypair["data"][format!("session-root-{}", root.kid())] =
+        b64e(root.to_base64().expose()).into();
+    keypair["data"]["session-root-index"] = b64e(&index.to_string()).into();
+    keypair["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("resourceVersion"));
+    kube.put("secrets", "ambient-code", keypair);
+    root
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pods_key_file_is_in_its_secret_before_it_starts_and_exchanges_v3_at_every_replica() {
     let kube = FakeKube::start().await;
@@ -300,11 +325,11 @@ async fn a_failed_key_file_rewrite_is_retried_until_it_converges() {
 /// A new leader rewrites the live key files once: its predecessor may have
 /// promoted a root and died before rewriting them. And the rewrite writes
 /// no key for a pod that only looks like a session's (our labels, another
-/// namespace or another name): such a pod can be made by anyone who may
-/// create pods, and would otherwise get a key, or overwrite the session's.
+/// namespace, another name, or another project's namespace with that
+/// project's label): such a pod can be made by anyone who may create pods,
+/// and would otherwise get a key, or overwrite the session's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
-    use ambient_protocol::exchange::v3::RootKey;
     let kube = FakeKube::start().await;
     let dev = DevServer::start();
     let dir = TempDir::new("cp-session-key-leader");
@@ -314,6 +339,8 @@ async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
         ("CP_SESSION_KEY_RELOAD_SECONDS", "1"),
     ];
     let ns = &dev.project("proj-v3-leader").await;
+    // A project whose admin may create pods and Secrets in its namespace.
+    let tenant = &dev.project("proj-v3-tenant").await;
     let id;
     let old;
     {
@@ -327,21 +354,7 @@ async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
     }
     // What a leader that promoted a new root and died before rewriting
     // leaves: the keypair Secret names the new root current.
-    let root = RootKey::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut keypair = kube
-        .get("secrets", "ambient-code", "ambient-cp-token-keypair")
-        .unwrap_or_else(|| panic!("no keypair Secret"));
-    let until = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 600;
-    let index =
-        serde_json::json!({"current": root.kid(), "retired": [{"kid": old.kid(), "until": until}]});
-    let b64e = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    keypair["data"][format!("session-root-{}", root.kid())] =
-        b64e(root.to_base64().expose()).into();
-    keypair["data"]["session-root-index"] = b64e(&index.to_string()).into();
-    kube.put("secrets", "ambient-code", keypair);
+    let root = promote_root(&kube, old.kid());
     // Two look-alikes of the session's pod: its labels and key volume, one
     // in another namespace, one beside it under another name (with a
     // generation of its own).
@@ -366,6 +379,19 @@ async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
     };
     kube.put("pods", "intruder", look_alike("intruder", &pod_name(&id)));
     kube.put("pods", ns, look_alike(ns, "not-the-session-pod"));
+    // The tenant's look-alike is consistent in itself (its own project's
+    // label, in that project's namespace, named as the session's pod) and
+    // has a Secret of the session's name to receive the key: the session
+    // is not the tenant project's, so nothing is written there.
+    let mut in_tenant = look_alike(tenant, &pod_name(&id));
+    in_tenant["metadata"]["labels"]["ambient-code.io/project-id"] = tenant.as_str().into();
+    kube.put("pods", tenant, in_tenant);
+    kube.put(
+        "secrets",
+        tenant,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret_name(&id), "namespace": tenant}}),
+    );
 
     let second = control_plane_with(&dev, &kube, &dir, "cp-b", false, &env);
     eventually(
@@ -388,6 +414,10 @@ async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
         kube.get("secrets", "intruder", &secret_name(&id)).is_none(),
         "a key written for a pod in another namespace"
     );
+    assert!(
+        key_file(&kube, tenant, &id).is_none(),
+        "the session's key written for the tenant's look-alike"
+    );
     let logs = second.logs();
     assert!(
         logs.contains("outside its session's place"),
@@ -395,4 +425,51 @@ async fn a_new_leader_rewrites_stale_key_files_but_never_for_look_alike_pods() {
     );
     let (code, body) = exchange_v3(second.addr("token server"), &new).await;
     assert_eq!(code, 200, "{body}");
+}
+
+/// A follower that becomes leader rewrites with the roots the keypair
+/// Secret holds then, not with what it last reloaded: its predecessor may
+/// have promoted a root since. It rewrote every key file under the root
+/// just retired before (seen failing: the file kept the old root).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_taking_the_lead_rewrites_with_the_roots_of_the_secret_now() {
+    let kube = FakeKube::start().await;
+    let dev = DevServer::start();
+    let dir = TempDir::new("cp-session-key-handover");
+    // Neither replica re-reads the keys by itself during the test.
+    let env = [
+        ("AMBIENT_API_TOKEN", TOKEN),
+        ("CP_SESSION_KEY_ROTATION_SECONDS", "36000"),
+        ("CP_SESSION_KEY_RELOAD_SECONDS", "3600"),
+    ];
+    let a = control_plane_with(&dev, &kube, &dir, "cp-a", true, &env);
+    let b = control_plane_with(&dev, &kube, &dir, "cp-b", true, &env);
+    let leading = |logs: &str| logs.contains("leading: starting reconcile workers");
+    eventually("one leader", Duration::from_secs(20), || async {
+        leading(&a.logs()) || leading(&b.logs())
+    })
+    .await;
+    let (mut leader, follower) = if leading(&a.logs()) { (a, b) } else { (b, a) };
+    let ns = &dev.project("proj-v3-handover").await;
+    let id = dev.new_session(ns, "handover").await;
+    wait_phase(&dev, &id, "Creating").await;
+    run_pod_at(&kube, ns, &id, "127.0.0.1");
+    let (_, old) = key_file(&kube, ns, &id).unwrap_or_else(|| panic!("no key file"));
+    let root = promote_root(&kube, old.kid());
+    let status = leader.terminate(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    eventually("the follower leads", Duration::from_secs(30), || async {
+        leading(&follower.logs())
+    })
+    .await;
+    eventually(
+        "the key file under the Secret's current root",
+        Duration::from_secs(20),
+        || {
+            let kid = key_file(&kube, ns, &id).map(|(_, f)| f.kid().to_owned());
+            let done = kid.as_deref() == Some(root.kid());
+            async move { done }
+        },
+    )
+    .await;
 }

@@ -379,9 +379,30 @@ pub async fn rotate(
             }
             _ = retry_tick.tick(), if owed.any() => {
                 if let Some(roots) = &roots {
-                    owed = owed.passed(roots.rewrite().await);
+                    owed = owed.passed(rewrite_pass(&store, roots).await);
                 }
             }
+        }
+    }
+}
+
+/// A rewrite pass with the roots the store holds now, not this replica's
+/// last reload: a new leader's may predate its predecessor's promotion,
+/// and would rewrite every key file under the root just retired.
+async fn rewrite_pass(store: &KeyStore, roots: &Roots) -> bool {
+    match store.load().await {
+        Ok(loaded) => {
+            let mut ring = loaded.roots;
+            ring.retire_expired(SystemTime::now());
+            roots.apply(&ring);
+            roots.rewrite().await
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot read the root keys before rewriting the session key files; retrying"
+            );
+            false
         }
     }
 }

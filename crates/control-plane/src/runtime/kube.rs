@@ -32,7 +32,7 @@ pub use tenant::ACTIVE_WAIT;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use ambient_protocol::v1::Project;
+use ambient_protocol::v1::{Project, Session};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -63,6 +63,9 @@ pub struct KubeRuntime {
     /// The API's projects (the informer cache): the Vertex key is copied
     /// only into namespaces of projects it holds.
     projects: Option<Arc<Store<Project>>>,
+    /// The API's sessions (the informer cache): a session key is written
+    /// only for a session of the project its pod's namespace belongs to.
+    sessions: Option<Arc<Store<Session>>>,
     /// The Vertex key Secret whose copies are kept in sync: (namespace, name).
     vertex_source: Option<(String, String)>,
     /// The managed pods, once the reflector of [`SessionRuntime::watch`]
@@ -146,6 +149,7 @@ impl KubeRuntime {
             mpp_config_namespace: None,
             control_plane_namespace: String::new(),
             projects: None,
+            sessions: None,
             vertex_source: None,
             pods: Arc::default(),
             session_keys: None,
@@ -171,10 +175,12 @@ impl KubeRuntime {
         self
     }
 
-    /// Knowing the API's projects (the informer cache): without them no
-    /// project is known, and no Vertex key copy is refreshed.
-    pub fn knowing(mut self, projects: Arc<Store<Project>>) -> Self {
+    /// Knowing the API's projects and sessions (the informer caches):
+    /// without them no project is known, no Vertex key copy is refreshed,
+    /// and no session key file is rewritten.
+    pub fn knowing(mut self, projects: Arc<Store<Project>>, sessions: Arc<Store<Session>>) -> Self {
         self.projects = Some(projects);
+        self.sessions = Some(sessions);
         self
     }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use ambient_protocol::exchange::v3::RootKeys;
+use ambient_protocol::exchange::v3::{RootKeys, SessionKeyFile};
 use anyhow::Context as _;
 
 use super::state::{self, Durability, SessionRecord};
@@ -86,7 +86,9 @@ impl ProcessRuntime {
             .map_err(|e| io("cannot write the session key file", e))
     }
 
-    /// Rewrites the key file of every session pod that has one.
+    /// Rewrites the key file of every session pod that has one, when it
+    /// holds that pod's generation under an older root (a pod started
+    /// meanwhile has written its own key: left as it is).
     pub(super) fn rewrite_keys_now(&self, roots: &RootKeys) -> Result<usize, RuntimeError> {
         let layout = &self.inner.layout;
         let mut rewritten = 0;
@@ -100,6 +102,12 @@ impl ProcessRuntime {
             let Some(generation) = record.and_then(|r| r.pod_requested_at) else {
                 continue;
             };
+            match SessionKeyFile::read(&path) {
+                Ok(f) if f.generation() != generation || f.kid() == roots.current().kid() => {
+                    continue;
+                }
+                _ => {}
+            }
             let key = roots.key_file(&id, &generation).to_json();
             state::write_atomic(&path, key.expose().as_bytes(), Durability::Process)
                 .map_err(|e| io("cannot rewrite the session key file", e))?;

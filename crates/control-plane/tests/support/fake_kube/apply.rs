@@ -120,6 +120,20 @@ pub(super) fn patch(
         drop(s);
         return status(404, "NotFound", &format!("{} {name:?} not found", t.plural));
     }
+    // A resourceVersion in the patch is a precondition, as on a real server.
+    if let (Some(want), Some(obj)) = (patch.pointer("/metadata/resourceVersion"), &existing)
+        && Some(want) != obj.pointer("/metadata/resourceVersion")
+    {
+        drop(s);
+        return status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on {} {name:?}: the object has been modified; please apply your changes to the latest version and try again",
+                t.plural
+            ),
+        );
+    }
     let mut owners = s.owners.get(&key).cloned().unwrap_or_default();
     let mut merged = if apply && !status_only {
         match ssa::apply(
