@@ -299,8 +299,11 @@ async fn main() -> Result<()> {
     )?;
     let port = free_port()?;
     let theirs = Proc(
+        // Its child gets the environment ours gets (credential-entrypoint
+        // passes its own on): the same child answers the same `report`.
         Command::new(&args.mcp_proxy)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--pass-environment", "--"])
             .arg(&server)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -3,8 +3,8 @@
 //! credential entrypoint's tests and benchmarks. Not for production.
 //!
 //! It reports what it was given: its arguments, its environment, and the
-//! content of every file an argument or an environment value points at —
-//! through its `report` tool, and (when `TEST_SERVER_REPORT_DIR` is set) as
+//! content of every file (up to 64 KiB) an argument or an environment value
+//! points at — through its `report` tool, and (when `TEST_SERVER_REPORT_DIR` is set) as
 //! `<dir>/report-<pid>.json`, rewritten every 100 ms so that a file rotated
 //! under it shows up. For the MCP bridge's forwarding tests it also has
 //! tools that send notifications (`notify`), wait to be cancelled (`wait`),
@@ -38,14 +38,19 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// Arguments, environment, pointed-at files and signals seen, as JSON.
+/// Files larger than this are not reported.
+const MAX_REPORTED_FILE: u64 = 64 * 1024;
+
 fn report(counts: &Counts) -> Value {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let mut files = BTreeMap::new();
     for candidate in args.iter().chain(env.values()) {
         let path = Path::new(candidate);
+        // Credential files are small; a variable naming a program (`CARGO`
+        // under cargo) or a CA bundle is not one to read at every call.
         if path.is_absolute()
-            && path.is_file()
+            && std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_REPORTED_FILE)
             && let Ok(content) = std::fs::read_to_string(path)
         {
             files.insert(candidate.clone(), content);
