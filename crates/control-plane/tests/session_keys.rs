@@ -473,3 +473,131 @@ async fn a_follower_taking_the_lead_rewrites_with_the_roots_of_the_secret_now() 
     )
     .await;
 }
+
+/// The rewrite itself, in process against the fake: a Secret holding the
+/// key of another generation of the session's pod (a newer pod, written by
+/// its provisioning while the pass listed the old one) is left alone; one
+/// holding this pod's generation under an older root is rewritten, once
+/// (a second pass writes nothing). Before, the pass wrote over whatever
+/// the Secret held.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewrite_leaves_another_generations_key_and_writes_a_stale_one_once() {
+    use ambient_control_plane::config::PlatformMode;
+    use ambient_control_plane::informer::Store;
+    use ambient_control_plane::names;
+    use ambient_control_plane::runtime::SessionRuntime as _;
+    use ambient_control_plane::runtime::kube::KubeRuntime;
+    use ambient_protocol::exchange::v3::{RootKey, RootKeys};
+    use ambient_protocol::v1::{ObjectReference, Project, Session};
+    use std::sync::Arc;
+
+    let kube = FakeKube::start().await;
+    let dir = TempDir::new("cp-rewrite-generations");
+    let kubeconfig = kube::config::Kubeconfig::read_from(kube.kubeconfig(dir.path()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"));
+    let (project, id, installation) = ("proj-gen", "kc0gq8ow0k4y6i7tjq2tjx3e", "inst-gen");
+    let meta = |id: &str| {
+        Some(ObjectReference {
+            id: id.into(),
+            ..Default::default()
+        })
+    };
+    let projects = Arc::new(Store::<Project>::default());
+    projects.upsert(Project {
+        metadata: meta(project),
+        ..Default::default()
+    });
+    let sessions = Arc::new(Store::<Session>::default());
+    sessions.upsert(Session {
+        metadata: meta(id),
+        project_id: Some(project.into()),
+        ..Default::default()
+    });
+    let runtime = KubeRuntime::new(client.clone(), PlatformMode::Standard, installation)
+        .knowing(projects, sessions);
+    let ns = names::namespace(PlatformMode::Standard, project);
+    let labels = names::session_labels(id, project, installation);
+    kube.put(
+        "pods",
+        &ns,
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": names::pod_name(id), "namespace": ns, "labels": labels,
+                "annotations": {names::ANNOTATION_GENERATION: "gen-old"}},
+            "spec": {"containers": [{"name": "ambient-code-runner", "image": "runner"}],
+                "volumes": [{"name": names::SESSION_KEY_VOLUME,
+                    "secret": {"secretName": names::secret_name(id)}}]}}),
+    );
+    let old_root = RootKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let old =
+        RootKeys::new(installation, vec![old_root.clone()]).unwrap_or_else(|| panic!("roots"));
+    let put_key = |generation: &str| {
+        let file = old.key_file(id, generation).to_json();
+        kube.put(
+            "secrets",
+            &ns,
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": names::secret_name(id), "namespace": ns},
+                "data": {KEY_FILE: base64::engine::general_purpose::STANDARD.encode(file.expose())}}),
+        );
+    };
+    let new_root = RootKey::generate().unwrap_or_else(|e| panic!("{e}"));
+    let new = RootKeys::new(installation, vec![new_root.clone(), old_root.clone()])
+        .unwrap_or_else(|| panic!("roots"));
+    let held = || {
+        let (_, f) = key_file(&kube, &ns, id).unwrap_or_else(|| panic!("no key file"));
+        (f.generation().to_owned(), f.kid().to_owned())
+    };
+
+    put_key("gen-newer");
+    let n = runtime
+        .rewrite_session_keys(&new)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 0);
+    assert_eq!(held(), ("gen-newer".to_owned(), old_root.kid().to_owned()));
+
+    put_key("gen-old");
+    let n = runtime
+        .rewrite_session_keys(&new)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, 1);
+    assert_eq!(held(), ("gen-old".to_owned(), new_root.kid().to_owned()));
+    let patches = || {
+        kube.requests()
+            .iter()
+            .filter(|r| r.plural == "secrets" && r.method == "PATCH")
+            .count()
+    };
+    let before = patches();
+    let n = runtime
+        .rewrite_session_keys(&new)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (n, patches()),
+        (0, before),
+        "a current key is written again"
+    );
+
+    // The precondition the rewrite's patch carries: a Secret changed since
+    // it was read (another resourceVersion) is not written.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+    let stale = serde_json::json!({"metadata": {"resourceVersion": "1"}, "data": {}});
+    let refused = secrets
+        .patch(
+            &names::secret_name(id),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&stale),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(s)) if s.code == 409),
+        "{refused:?}"
+    );
+    assert_eq!(held(), ("gen-old".to_owned(), new_root.kid().to_owned()));
+}

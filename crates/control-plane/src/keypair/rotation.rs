@@ -204,11 +204,10 @@ impl std::fmt::Debug for Roots {
 }
 
 impl Roots {
-    /// Makes the holder verify (and derive) with `ring`; `true` when the
-    /// current root changed.
-    fn apply(&self, ring: &RootRing) -> bool {
+    /// Makes the holder verify (and derive) with `ring`.
+    fn apply(&self, ring: &RootRing) {
         let Some(keys) = ring.keys(&self.installation) else {
-            return false;
+            return;
         };
         let before = self.holder.get();
         let same = |b: &ambient_protocol::exchange::v3::RootKeys| {
@@ -218,18 +217,14 @@ impl Roots {
                 .eq(keys.roots().iter().map(|k| k.kid()))
         };
         if before.as_deref().is_some_and(same) {
-            return false;
+            return;
         }
-        let changed_current = before
-            .as_deref()
-            .is_none_or(|b| b.current().kid() != keys.current().kid());
         tracing::info!(
             current = keys.current().kid(),
             roots = keys.roots().len(),
             "exchange-v3 root keys changed"
         );
         self.holder.replace(keys);
-        changed_current
     }
 
     /// Rewrites every live session's key file with the current root;
