@@ -55,12 +55,16 @@ async fn a_namespace_we_do_not_own_is_never_adopted() {
     let dev = DevServer::start();
     let dir = TempDir::new("cp-not-ours");
     let _cp = control_plane(&dev, &kube, &dir, "cp-a", false);
-    let ns = dev.project("theirs").await;
+    // Someone else's namespace exists before the project named after it
+    // (created after it, the project reconciler makes it ours at once, and
+    // this put would race it).
     kube.put(
         "namespaces",
         "",
-        json!({"metadata": {"name": ns, "labels": {"team": "someone-else"}}}),
+        json!({"metadata": {"name": "theirs", "labels": {"team": "someone-else"}}}),
     );
+    let ns = dev.project("theirs").await;
+    assert_eq!(ns, "theirs");
     let id = dev.new_session(&ns, "intruder").await;
     wait_phase(&dev, &id, "Failed").await;
     let conditions = dev.session(&id).await["conditions"]
