@@ -14,7 +14,8 @@
 //!   PATCH: server-side apply and merge/strategic patches (`ssa`: lists
 //!   merged by their merge keys, fields a manager stopped applying
 //!   removed, field ownership recorded for every write, 409 conflicts
-//!   without `force`), the `status` subresource (`apply`: a main-resource
+//!   without `force`; a `resourceVersion` in a patch is a precondition,
+//!   409 when stale), the `status` subresource (`apply`: a main-resource
 //!   write never changes `status`, a `/status` write nothing else);
 //! - DELETE (`deletion`): finalizers, `propagationPolicy`, graceful pod
 //!   termination, a namespace Terminating until emptied (refusing new
