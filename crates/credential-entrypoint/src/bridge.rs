@@ -22,6 +22,7 @@
 #![allow(deprecated)] // rmcp marks logging, subscribe and roots as legacy; MCP clients still use them.
 
 mod downstream;
+mod in_order;
 mod refresh;
 mod relay;
 
@@ -120,13 +121,17 @@ impl Bridge {
         let (child, stdin, stdout) = Child::spawn_stdio(&self.upstreams.command, &vars)
             .map_err(|e| internal(format!("cannot start the MCP server: {e}")))?;
         tracing::info!(pid = child.id(), "MCP server started for a session");
+        let transport = in_order::wrap(
+            rmcp::transport::async_rw::AsyncRwTransport::new_client(stdout, stdin),
+            runner.clone(),
+            self.to_child.clone(),
+        );
         let handler = Downstream {
             runner,
             init: init.clone(),
-            to_child: self.to_child.clone(),
             to_runner: self.to_runner.clone(),
         };
-        let client = rmcp::service::serve_client(handler, (stdout, stdin))
+        let client = rmcp::service::serve_client(handler, transport)
             .await
             .map_err(|e| internal(format!("MCP server did not initialize: {e}")))?;
         Ok(Upstream {

@@ -1,8 +1,8 @@
 //! The child's view of the runner: the rmcp client handler on the child's
-//! stdio. What the child sends on its own goes to the runner's MCP session:
-//! notifications (progress, logging, `resources/updated`, the three
-//! `list_changed`) and requests (sampling, roots, elicitation), the latter
-//! relayed with their progress and cancellation ([`super::relay`]).
+//! stdio. The requests the child sends on its own (sampling, roots,
+//! elicitation) go to the runner's MCP session, relayed with their
+//! progress and cancellation ([`super::relay`]). Its notifications go
+//! there too, in order, by the child's transport ([`super::in_order`]).
 
 #![allow(deprecated)] // rmcp marks logging, roots and sampling as legacy; MCP clients still use them.
 
@@ -11,10 +11,9 @@ use rmcp::ErrorData as McpError;
 use rmcp::model::{
     ClientConfig, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
     CreateMessageResult, ElicitRequest, ElicitRequestParams, ElicitResult, ListRootsRequest,
-    ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ResourceUpdatedNotificationParam, ServerRequest,
+    ListRootsResult, ServerRequest,
 };
-use rmcp::service::{NotificationContext, Peer, RequestContext, RoleClient, RoleServer};
+use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer};
 
 use super::relay::{Caller, Routes, relay};
 
@@ -25,8 +24,6 @@ pub struct Downstream {
     pub runner: Peer<RoleServer>,
     /// The runner's `initialize`, replayed to every child of the session.
     pub init: ClientConfig,
-    /// Progress of runner → child requests: the bridge's token → the runner's.
-    pub to_child: Routes,
     /// Progress of child → runner requests: the bridge's token → the child's.
     pub to_runner: Routes,
 }
@@ -90,46 +87,5 @@ impl ClientHandler for Downstream {
             ClientResult::ElicitResult(r) => Ok(r),
             _ => Err(unexpected()),
         }
-    }
-
-    async fn on_progress(
-        &self,
-        mut params: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        // Only for a runner request still in flight, under the runner's token.
-        if let Some(forward) = self.to_child.forward(&params.progress_token) {
-            params.progress_token = forward.caller_token.clone();
-            let _ = self.runner.notify_progress(params).await;
-            drop(forward);
-        }
-    }
-
-    async fn on_logging_message(
-        &self,
-        params: LoggingMessageNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.runner.notify_logging_message(params).await;
-    }
-
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        let _ = self.runner.notify_resource_updated(params).await;
-    }
-
-    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
-        let _ = self.runner.notify_resource_list_changed().await;
-    }
-
-    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
-        let _ = self.runner.notify_tool_list_changed().await;
-    }
-
-    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
-        let _ = self.runner.notify_prompt_list_changed().await;
     }
 }
