@@ -379,7 +379,10 @@ fn a_session_started_while_its_last_pod_stops_starts_once_it_is_gone() {
         ok(std::fs::set_permissions(&sidecar, mode).map_err(|e| e.to_string()));
     }
     let sys = LocalSystem::start(Options {
-        runner_command: Some("echo \"runner ran\"".into()),
+        // A second for the sidecar to be up before the runner ends (a stop
+        // that began before a container started is another matter: its
+        // SIGTERM comes at the next look, see `stop_now`).
+        runner_command: Some("sleep 1; echo \"runner ran\"".into()),
         control_plane_args: vec!["--mcp-command".into(), sidecar.display().to_string()],
         ..Options::default()
     })

@@ -63,6 +63,7 @@ impl ProcessRuntime {
                 .collect(),
             grace_seconds: grace_seconds(objects),
             stopping_since_ms: None,
+            terminated: Vec::new(),
         };
         state::write_json(&layout.pod_record(id), &record)
             .map_err(|e| io("cannot write the pod record", e))?;

@@ -61,6 +61,10 @@ pub struct PodRecord {
     /// Unix milliseconds of the stop request, once stopping.
     #[serde(default)]
     pub stopping_since_ms: Option<u64>,
+    /// The main processes that got SIGTERM in this stop (one that started
+    /// after the stop began gets its own at the next look).
+    #[serde(default)]
+    pub terminated: Vec<i32>,
 }
 
 /// What outlives the pod ("the ServiceAccount").

@@ -109,8 +109,8 @@ impl ProcessRuntime {
     }
 
     /// Stops the pod: `Ok(true)` once nothing of it runs and it is gone.
-    /// `/proc` is scanned only when a shim is gone or a signal is due: a
-    /// stop costs two scans, not one per look.
+    /// `/proc` is scanned when a shim is gone or a signal is due, and at a
+    /// look while a shim still runs (for a main process that started late).
     pub(super) fn stop_now(&self, id: &str) -> Result<bool, RuntimeError> {
         let inner = &self.inner;
         let Some(mut pod) = inner.pod(id)? else {
@@ -120,8 +120,22 @@ impl ProcessRuntime {
         let grace_over = pod
             .stopping_since_ms
             .is_some_and(|since| now_ms().saturating_sub(since) > pod.grace_seconds * 1000);
-        // Signalled already and a shim still runs: nothing to do until it exits.
+        // Signalled already and a shim still runs: nothing to do until it
+        // exits, but for a container that started after the stop began
+        // (its main process was not there to signal): its SIGTERM now,
+        // not SIGKILL at the end of the grace period.
         if pod.stopping_since_ms.is_some() && !grace_over && leaders.iter().any(PidRecord::alive) {
+            let late: Vec<i32> = state::main_processes(&leaders)
+                .into_iter()
+                .filter(|pid| !pod.terminated.contains(pid))
+                .collect();
+            if !late.is_empty() {
+                state::signal(&late, Signal::TERM);
+                tracing::info!(session = %id, processes = late.len(), "stopping main processes that started late");
+                pod.terminated.extend(late);
+                state::write_json(&inner.layout.pod_record(id), &pod)
+                    .map_err(|e| io("cannot write the pod record", e))?;
+            }
             return Ok(false);
         }
         let mut members = state::session_members(&leaders);
@@ -148,9 +162,11 @@ impl ProcessRuntime {
         }
         if pod.stopping_since_ms.is_none() {
             pod.stopping_since_ms = Some(now_ms());
+            let mains = state::main_processes(&leaders);
+            pod.terminated.clone_from(&mains);
             state::write_json(&inner.layout.pod_record(id), &pod)
                 .map_err(|e| io("cannot write the pod record", e))?;
-            let signalled = state::signal(&state::main_processes(&leaders), Signal::TERM);
+            let signalled = state::signal(&mains, Signal::TERM);
             tracing::info!(session = %id, processes = signalled, "stopping the containers' main processes");
             self.escalate_after(id, Duration::from_secs(pod.grace_seconds));
         }

@@ -43,6 +43,7 @@ fn write_pod(layout: &Layout, id: &str) {
         }],
         grace_seconds: 1,
         stopping_since_ms: None,
+        terminated: Vec::new(),
     };
     state::private_dir(&layout.pod(id)).unwrap_or_else(|e| panic!("{e}"));
     state::write_json(&layout.pod_record(id), &pod).unwrap_or_else(|e| panic!("{e}"));
