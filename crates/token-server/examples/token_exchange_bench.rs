@@ -260,13 +260,8 @@ async fn run_rounds(key: &PrivateKey, window: Duration, threads: usize) -> anyho
     let server = bench_server(
         key,
         Config {
-            rate_limit: RateLimit {
-                per_second: 0.0,
-                burst: 0,
-                ..RateLimit::default()
-            },
-            max_key_ops: threads,
-            ..Config::default()
+            max_connections_per_ip: Config::default().max_connections_per_ip,
+            ..unlimited(threads)
         },
     )?;
     let running = server.clone().bind("127.0.0.1:0".parse()?).await?;
@@ -614,6 +609,23 @@ struct ClientsSeries {
     points: Vec<ClientsPoint>,
 }
 
+/// A server measured for what it can do: no rate limit, `threads` key
+/// operations at once, and the per-IP connection cap raised (the clients
+/// stand for pods on as many IPs: all of them share 127.0.0.1 here, whose
+/// production cap is 32 connections).
+fn unlimited(threads: usize) -> Config {
+    Config {
+        rate_limit: RateLimit {
+            per_second: 0.0,
+            burst: 0,
+            ..RateLimit::default()
+        },
+        max_key_ops: threads,
+        max_connections_per_ip: 1024,
+        ..Config::default()
+    }
+}
+
 /// The v2 series against a fresh server (no per-IP limit, as the
 /// throughput rounds): for each client count, `slice` of closed-loop
 /// exchanges, each client sending its next request when the last answered.
@@ -623,21 +635,7 @@ async fn v2_clients_series(
     threads: usize,
     raw: f64,
 ) -> anyhow::Result<ClientsSeries> {
-    let server = bench_server(
-        key,
-        Config {
-            rate_limit: RateLimit {
-                per_second: 0.0,
-                burst: 0,
-                ..RateLimit::default()
-            },
-            max_key_ops: threads,
-            // The clients stand for pods on as many IPs: all of them share
-            // 127.0.0.1 here, whose production cap is 32 connections.
-            max_connections_per_ip: 1024,
-            ..Config::default()
-        },
-    )?;
+    let server = bench_server(key, unlimited(threads))?;
     let running = server.bind("127.0.0.1:0".parse()?).await?;
     let url = format!("http://{}/token", running.local_addr());
     let mut points = Vec::new();

@@ -6,7 +6,9 @@
 //! logging, `resources/updated`, the three `list_changed`) is taken off as
 //! it is read, in order, and one task sends it on; anything else reaches
 //! rmcp as before. A progress forward is counted when it is read, so the
-//! request's answer, read after it, waits for it ([`super::relay`]).
+//! request's answer, read after it, waits for it ([`super::relay`]). The
+//! queue is bounded: a child that notifies faster than the runner takes it
+//! waits to be read, as on a pipe, instead of growing the sidecar.
 
 use std::future::Future;
 
@@ -23,12 +25,15 @@ pub struct InOrder<T> {
     inner: T,
     /// Progress of runner → child requests: the bridge's token → the runner's.
     to_child: Routes,
-    queue: mpsc::UnboundedSender<(ServerNotification, Option<Forward>)>,
+    queue: mpsc::Sender<(ServerNotification, Option<Forward>)>,
 }
+
+/// Notifications read from the child and not yet sent to the runner.
+const QUEUED: usize = 256;
 
 /// Wraps the child's transport; the forwarding task ends with it.
 pub fn wrap<T>(inner: T, runner: Peer<RoleServer>, to_child: Routes) -> InOrder<T> {
-    let (queue, mut queued) = mpsc::unbounded_channel::<(ServerNotification, Option<Forward>)>();
+    let (queue, mut queued) = mpsc::channel::<(ServerNotification, Option<Forward>)>(QUEUED);
     tokio::spawn(async move {
         while let Some((notification, forward)) = queued.recv().await {
             let _ = runner.send_notification(notification).await;
@@ -42,27 +47,29 @@ pub fn wrap<T>(inner: T, runner: Peer<RoleServer>, to_child: Routes) -> InOrder<
     }
 }
 
-impl<T> InOrder<T> {
-    /// Queues `notification` when the bridge forwards it (`None`), else
-    /// gives it back.
-    fn take(&self, notification: ServerNotification) -> Option<ServerNotification> {
-        let forward = match notification {
-            ServerNotification::ProgressNotification(mut n) => {
-                // Only for a runner request still in flight, under the runner's token.
-                let forward = self.to_child.forward(&n.params.progress_token)?;
-                n.params.progress_token = forward.caller_token.clone();
-                (ServerNotification::ProgressNotification(n), Some(forward))
-            }
-            n @ (ServerNotification::LoggingMessageNotification(_)
-            | ServerNotification::ResourceUpdatedNotification(_)
-            | ServerNotification::ResourceListChangedNotification(_)
-            | ServerNotification::ToolListChangedNotification(_)
-            | ServerNotification::PromptListChangedNotification(_)) => (n, None),
-            other => return Some(other),
-        };
-        let _ = self.queue.send(forward);
-        None
-    }
+/// Queues `notification` when the bridge forwards it (`None`), else gives
+/// it back (fields, not `self`: the transport itself need not be `Sync`).
+async fn take(
+    to_child: &Routes,
+    queue: &mpsc::Sender<(ServerNotification, Option<Forward>)>,
+    notification: ServerNotification,
+) -> Option<ServerNotification> {
+    let forward = match notification {
+        ServerNotification::ProgressNotification(mut n) => {
+            // Only for a runner request still in flight, under the runner's token.
+            let forward = to_child.forward(&n.params.progress_token)?;
+            n.params.progress_token = forward.caller_token.clone();
+            (ServerNotification::ProgressNotification(n), Some(forward))
+        }
+        n @ (ServerNotification::LoggingMessageNotification(_)
+        | ServerNotification::ResourceUpdatedNotification(_)
+        | ServerNotification::ResourceListChangedNotification(_)
+        | ServerNotification::ToolListChangedNotification(_)
+        | ServerNotification::PromptListChangedNotification(_)) => (n, None),
+        other => return Some(other),
+    };
+    let _ = queue.send(forward).await;
+    None
 }
 
 impl<T: Transport<RoleClient>> Transport<RoleClient> for InOrder<T> {
@@ -82,7 +89,9 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for InOrder<T> {
                     jsonrpc,
                     notification,
                 }) => {
-                    if let Some(notification) = self.take(notification) {
+                    if let Some(notification) =
+                        take(&self.to_child, &self.queue, notification).await
+                    {
                         return Some(JsonRpcMessage::Notification(JsonRpcNotification {
                             jsonrpc,
                             notification,

@@ -17,11 +17,11 @@ use std::time::{Duration, SystemTime};
 use ambient_protocol::exchange::encrypt_v1;
 use ambient_protocol::exchange::v3::{RootKey, RootKeys, SessionKeyFile};
 use ambient_protocol::keys::PrivateKey;
-use ambient_token_server::{Config, RateLimit, TokenServer, V3Roots};
+use ambient_token_server::{Config, TokenServer, V3Roots};
 
 use super::{
     CLIENTS, ClientsSeries, Latency, ROUNDS, SERIES_CLIENTS, SESSION, bench_server, clients_point,
-    closed_loop, open_loop,
+    closed_loop, open_loop, unlimited,
 };
 
 /// Nonces remembered in the v3 series (see the module doc).
@@ -136,17 +136,8 @@ fn v3_server(key: &PrivateKey, threads: usize) -> anyhow::Result<(TokenServer, S
     let server = bench_server(
         key,
         Config {
-            rate_limit: RateLimit {
-                per_second: 0.0,
-                burst: 0,
-                ..RateLimit::default()
-            },
-            max_key_ops: threads,
             nonce_capacity: NONCE_CAPACITY,
-            // As the v2 clients series: the clients stand for pods on as
-            // many IPs, all on 127.0.0.1 here.
-            max_connections_per_ip: 1024,
-            ..Config::default()
+            ..unlimited(threads)
         },
     )?
     .with_v3_roots(V3Roots::new(Some(roots)));
